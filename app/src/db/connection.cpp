@@ -1,0 +1,663 @@
+#include "db/connection.hpp"
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+#include "db/routing.hpp"
+
+namespace webstack::db {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// routing.cpp spells these codes as numbers to stay free of MariaDB headers.
+static_assert(CR_CONNECTION_ERROR == 2002 && CR_SERVER_GONE_ERROR == 2006 &&
+              CR_SERVER_LOST == 2013 && CR_COMMANDS_OUT_OF_SYNC == 2014 &&
+              CR_SERVER_LOST_EXTENDED == 2055 && CR_ERR_NET_READ == 5013);
+static_assert(ER_SERVER_SHUTDOWN == 1053 && ER_QUERY_INTERRUPTED == 1317 &&
+              ER_CONNECTION_KILLED == 1927);
+
+namespace {
+
+constexpr int kDeadline = -1;  // wait(): our own deadline passed
+constexpr int kAborted = -2;   // wait(): cancel() or the socket vanished
+// Beyond this many distinct statements per connection, statements are closed after use
+// (the server caps prepared statements globally: max_prepared_stmt_count).
+constexpr std::size_t kMaxCachedStatements = 256;
+
+bool is_integer(enum_field_types t) {
+  switch (t) {
+    case MYSQL_TYPE_TINY:
+    case MYSQL_TYPE_SHORT:
+    case MYSQL_TYPE_LONG:
+    case MYSQL_TYPE_INT24:
+    case MYSQL_TYPE_LONGLONG:
+    case MYSQL_TYPE_YEAR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_real(enum_field_types t) {
+  return t == MYSQL_TYPE_DECIMAL || t == MYSQL_TYPE_NEWDECIMAL || t == MYSQL_TYPE_FLOAT ||
+         t == MYSQL_TYPE_DOUBLE;
+}
+
+// A text-protocol value as a Field: ints as int64, DECIMAL/float as double, else text.
+Field text_field(const MYSQL_FIELD& f, const char* data, unsigned long len) {
+  if (data == nullptr) {
+    return std::monostate{};
+  }
+  const char* end = data + len;
+  if (is_integer(f.type)) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(data, end, v);
+    if (ec == std::errc{} && p == end) {
+      return v;
+    }
+  } else if (is_real(f.type)) {
+    double v = 0;
+    auto [p, ec] = std::from_chars(data, end, v);
+    if (ec == std::errc{} && p == end) {
+      return v;
+    }
+  }
+  return std::string(data, len);  // also BIGINT UNSIGNED beyond int64
+}
+
+unsigned ceil_seconds(std::chrono::milliseconds ms) {
+  return static_cast<unsigned>(std::max<std::int64_t>(1, (ms.count() + 999) / 1000));
+}
+
+}  // namespace
+
+// Marks the connection busy for one operation; an operation abandoned half-way (its
+// coroutine destroyed) leaves the protocol state unknown, so the connection is broken.
+class Connection::OpScope {
+ public:
+  explicit OpScope(Connection& c) : c_(c) {
+    if (c.busy_) {
+      throw std::logic_error("db: two operations at once on one connection");
+    }
+    if (c.broken_ || c.cancelled_ || c.mysql_ == nullptr) {
+      throw ConnectionLost("db: connection is broken");
+    }
+    c.busy_ = true;
+    c.saw_read_only_ = false;
+  }
+  ~OpScope() {
+    c_.busy_ = false;
+    if (c_.suspended_) {
+      c_.broken_ = true;
+    }
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  Connection& c_;
+};
+
+Connection::Connection(asio::io_context& io, std::chrono::milliseconds op_timeout)
+    : io_(io), op_timeout_(op_timeout), socket_(io), timer_(io) {}
+
+Connection::~Connection() {
+  close_handle();
+  for (auto& entry : stmts_) {
+    mysql_stmt_close(entry.second.handle);  // detached: local
+  }
+}
+
+void Connection::close_handle() noexcept {
+  // Connector/C owns the fd: unregister it from the reactor without closing it.
+  if (socket_.is_open()) {
+    socket_.release();
+  }
+  if (mysql_ != nullptr) {
+    // mysql_close() sends COM_QUIT. On a dead or half-used connection, make that write fail
+    // at once rather than wait on the peer.
+    if ((broken_ || suspended_) && fd_ >= 0) {
+      ::shutdown(fd_, SHUT_RDWR);
+    }
+    mysql_close(mysql_);  // detaches this connection's statements
+    mysql_ = nullptr;
+  }
+  fd_ = -1;
+  broken_ = false;
+  suspended_ = false;
+}
+
+void Connection::cancel() {
+  cancelled_ = true;
+  error_code ec;
+  timer_.cancel(ec);
+  if (socket_.is_open()) {
+    socket_.cancel(ec);
+  }
+}
+
+bool Connection::idle_alive() const {
+  if (broken_ || cancelled_ || fd_ < 0) {
+    return false;
+  }
+  pollfd p{fd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
+
+// Follows the socket Connector/C uses right after each call into it, before anything
+// else can run on this thread: a socket it closed is unregistered before its number can
+// be reused by another connection.
+void Connection::track_socket() {
+  const int fd = mysql_ != nullptr ? static_cast<int>(mysql_get_socket(mysql_)) : -1;
+  if (fd == fd_) {
+    return;
+  }
+  if (socket_.is_open()) {
+    socket_.release();
+  }
+  fd_ = -1;
+  if (fd >= 0) {
+    error_code ec;
+    socket_.assign(fd, ec);
+    if (!ec) {
+      fd_ = fd;
+    }
+  }
+}
+
+// Waits for what Connector/C asked for; returns the MYSQL_WAIT_* bits that happened, or
+// kDeadline / kAborted. libmariadb asks for READ or WRITE, never both (no TLS here).
+asio::awaitable<int> Connection::wait(int status, Clock::time_point deadline) {
+  if (cancelled_) {
+    co_return kAborted;
+  }
+  auto expiry = deadline;
+  bool library_timer = false;
+  if ((status & MYSQL_WAIT_TIMEOUT) != 0) {
+    const auto t = Clock::now() + std::chrono::milliseconds(mysql_get_timeout_value_ms(mysql_));
+    if (t < expiry) {
+      expiry = t;
+      library_timer = true;
+    }
+  }
+  const int io_events = status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
+  error_code ec;
+  if (io_events == 0) {
+    timer_.expires_at(expiry);
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (cancelled_) {
+      co_return kAborted;
+    }
+    co_return library_timer ? MYSQL_WAIT_TIMEOUT : kDeadline;
+  }
+  if (!socket_.is_open()) {
+    co_return kAborted;
+  }
+
+  // The timer cancels the socket wait. `state` tells a late timer handler that the wait is
+  // over (and this frame possibly gone), even if this coroutine is destroyed suspended.
+  struct TimerState {
+    bool done = false;
+    bool fired = false;
+  };
+  auto state = std::make_shared<TimerState>();
+  struct Done {
+    TimerState& s;
+    ~Done() { s.done = true; }
+  } done{*state};
+  timer_.expires_at(expiry);
+  timer_.async_wait([state, this](const error_code& timer_ec) {
+    if (timer_ec || state->done) {
+      return;
+    }
+    state->fired = true;
+    error_code ignored;
+    socket_.cancel(ignored);
+  });
+
+  const auto type = (io_events & MYSQL_WAIT_READ) != 0 ? asio::posix::descriptor_base::wait_read
+                    : (io_events & MYSQL_WAIT_WRITE) != 0
+                        ? asio::posix::descriptor_base::wait_write
+                        : asio::posix::descriptor_base::wait_error;
+  co_await socket_.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
+  state->done = true;
+  error_code ignored;
+  timer_.cancel(ignored);
+
+  if (!ec) {
+    co_return type == asio::posix::descriptor_base::wait_read ? MYSQL_WAIT_READ
+    : type == asio::posix::descriptor_base::wait_write        ? MYSQL_WAIT_WRITE
+                                                              : MYSQL_WAIT_EXCEPT;
+  }
+  if (cancelled_) {
+    co_return kAborted;
+  }
+  if (state->fired) {
+    co_return library_timer ? MYSQL_WAIT_TIMEOUT : kDeadline;
+  }
+  if (ec == asio::error::operation_aborted) {
+    co_return kAborted;
+  }
+  co_return io_events;  // a socket error: let Connector/C find and report it
+}
+
+// Runs one non-blocking Connector/C call to completion: start(), then cont(ready) each
+// time the socket is ready, within `deadline`.
+template <class Start, class Cont>
+asio::awaitable<void> Connection::drive(Start start, Cont cont, Clock::time_point deadline,
+                                        const char* what, bool connecting) {
+  int status = start();
+  track_socket();
+  while (status != 0) {
+    suspended_ = true;
+    const int ready = co_await wait(status, deadline);
+    if (ready == kDeadline || ready == kAborted) {
+      // Make Connector/C fail the operation so that its state unwinds; the connection is
+      // then unusable and must be closed.
+      broken_ = true;
+      if (fd_ >= 0) {
+        ::shutdown(fd_, SHUT_RDWR);
+      }
+      for (int i = 0; i < 8 && status != 0; ++i) {
+        status = cont(MYSQL_WAIT_TIMEOUT);
+        track_socket();
+      }
+      suspended_ = status != 0;
+      if (ready == kAborted) {
+        throw Unavailable(fmt::format("db: {} cancelled", what));
+      }
+      // A connect timeout says the node is unreachable; a slow query does not, and is not
+      // worth repeating on a node that is already slow.
+      if (connecting) {
+        throw ConnectionLost(fmt::format("db: {} timed out", what));
+      }
+      throw Unavailable(fmt::format("db: {} timed out", what));
+    }
+    status = cont(ready);
+    track_socket();
+  }
+  suspended_ = false;
+}
+
+void Connection::fail(const char* what) {
+  fail_code(mysql_errno(mysql_), what, mysql_error(mysql_));
+}
+
+void Connection::fail_stmt(MYSQL_STMT* handle, const char* what) {
+  fail_code(mysql_stmt_errno(handle), what, mysql_stmt_error(handle));
+}
+
+void Connection::fail_code(unsigned code, const char* what, const char* message) {
+  std::string msg = fmt::format("db: {} failed ({}): {}", what, code, message);
+  if (is_connection_error(code)) {
+    broken_ = true;
+    throw ConnectionLost(msg);
+  }
+  // A write reached a node that was demoted since the last probe: 503, and re-probe.
+  if (code == ER_OPTION_PREVENTS_STATEMENT) {
+    saw_read_only_ = true;
+    throw Unavailable(msg);
+  }
+  throw QueryError(msg);
+}
+
+asio::awaitable<void> Connection::connect(const DbNode& node, const DatabaseConfig& cfg) {
+  if (mysql_ != nullptr || busy_) {
+    throw std::logic_error("db: connect() on a used connection");
+  }
+  busy_ = true;
+  struct Idle {
+    bool& busy;
+    ~Idle() { busy = false; }
+  } idle{busy_};
+  const auto deadline = Clock::now() + cfg.connect_timeout;
+
+  // Connector/C would call getaddrinfo() on this thread; Asio's resolver runs it on its own
+  // thread, and Connector/C then gets numeric addresses, tried in order.
+  std::vector<std::string> addresses;
+  error_code ec;
+  asio::ip::make_address(node.host, ec);
+  if (!ec) {
+    addresses.push_back(node.host);
+  } else {
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+    asio::steady_timer guard(io_, deadline);
+    guard.async_wait([weak = std::weak_ptr(resolver)](const error_code& timer_ec) {
+      if (auto r = weak.lock(); r && !timer_ec) {
+        r->cancel();
+      }
+    });
+    auto results = co_await resolver->async_resolve(node.host, std::to_string(node.port),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    guard.cancel();
+    for (const auto& entry : results) {
+      std::string a = entry.endpoint().address().to_string();
+      if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) {
+        addresses.push_back(std::move(a));
+      }
+    }
+    if (ec || addresses.empty()) {
+      broken_ = true;
+      throw ConnectionLost(fmt::format("db: cannot resolve {}: {}", node.host,
+                                       ec ? ec.message() : std::string("no address")));
+    }
+  }
+
+  // Connector/C's own timeouts back up ours (MYSQL_WAIT_TIMEOUT). Never MYSQL_OPT_RECONNECT:
+  // a silent reconnect would lose session state and hide failures from the pool.
+  const unsigned connect_s = ceil_seconds(cfg.connect_timeout);
+  const unsigned io_s = ceil_seconds(op_timeout_);
+  const unsigned protocol = MYSQL_PROTOCOL_TCP;
+  const unsigned no_local_infile = 0;
+  const char* db = cfg.database.empty() ? nullptr : cfg.database.c_str();
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    if (mysql_ != nullptr) {
+      close_handle();  // the previous address failed
+    }
+    mysql_ = mysql_init(nullptr);
+    if (mysql_ == nullptr) {
+      throw Unavailable("db: mysql_init failed");
+    }
+    mysql_options(mysql_, MYSQL_OPT_NONBLOCK, nullptr);
+    mysql_options(mysql_, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+    mysql_options(mysql_, MYSQL_OPT_READ_TIMEOUT, &io_s);
+    mysql_options(mysql_, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+    mysql_options(mysql_, MYSQL_OPT_PROTOCOL, &protocol);
+    mysql_options(mysql_, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+    mysql_options(mysql_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+
+    MYSQL* ret = nullptr;
+    const std::string& address = addresses[i];
+    co_await drive(
+        [&] {
+          return mysql_real_connect_start(&ret, mysql_, address.c_str(), cfg.user.c_str(),
+                                          cfg.password.c_str(), db, node.port, nullptr, 0);
+        },
+        [&](int ready) { return mysql_real_connect_cont(&ret, mysql_, ready); }, deadline,
+        "connect", true);
+    if (ret != nullptr) {
+      co_return;
+    }
+    broken_ = true;
+    const unsigned code = mysql_errno(mysql_);
+    std::string msg = fmt::format("db: connect to {} ({}) failed ({}): {}", node.name(), address,
+                                  code, mysql_error(mysql_));
+    if (!is_connection_error(code)) {
+      throw Unavailable(msg);  // credentials, database
+    }
+    if (i + 1 == addresses.size()) {
+      throw ConnectionLost(msg);
+    }
+  }
+}
+
+asio::awaitable<Connection::Stmt> Connection::prepared(std::string_view sql,
+                                                       Clock::time_point deadline, bool& cached) {
+  if (auto it = stmts_.find(sql); it != stmts_.end()) {
+    cached = true;
+    co_return it->second;
+  }
+  MYSQL_STMT* handle = mysql_stmt_init(mysql_);
+  if (handle == nullptr) {
+    fail("mysql_stmt_init");
+  }
+  std::unique_ptr<MYSQL_STMT, decltype(&mysql_stmt_close)> guard(handle, &mysql_stmt_close);
+  // Lets mysql_stmt_store_result() record each column's longest value, to size buffers.
+  const my_bool update_max_length = 1;
+  mysql_stmt_attr_set(handle, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max_length);
+  int rc = 0;
+  co_await drive([&] { return mysql_stmt_prepare_start(&rc, handle, sql.data(), sql.size()); },
+                 [&](int ready) { return mysql_stmt_prepare_cont(&rc, handle, ready); }, deadline,
+                 "prepare", false);
+  if (rc != 0) {
+    fail_stmt(handle, "prepare");
+  }
+  const Stmt stmt{guard.release(), mysql_stmt_param_count(handle)};
+  cached = stmts_.size() < kMaxCachedStatements;
+  if (cached) {
+    stmts_.emplace(std::string(sql), stmt);
+  }
+  co_return stmt;
+}
+
+asio::awaitable<Result> Connection::execute(std::string_view sql, std::span<const Param> params) {
+  OpScope op(*this);
+  const auto deadline = Clock::now() + op_timeout_;
+  bool cached = false;
+  const Stmt stmt = co_await prepared(sql, deadline, cached);
+  MYSQL_STMT* const handle = stmt.handle;
+  // An uncached statement is closed after use: COM_STMT_CLOSE has no reply, and the send
+  // buffer is empty between round trips, so this write does not wait.
+  std::unique_ptr<MYSQL_STMT, decltype(&mysql_stmt_close)> once(cached ? nullptr : handle,
+                                                                &mysql_stmt_close);
+
+  if (params.size() != stmt.param_count) {
+    throw QueryError(fmt::format("db: statement takes {} parameters, {} given", stmt.param_count,
+                                 params.size()));
+  }
+  std::vector<MYSQL_BIND> binds(params.size());
+  std::vector<long long> ints(params.size());
+  std::vector<unsigned long> lengths(params.size());
+  static char empty[1] = {0};
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    MYSQL_BIND& b = binds[i];
+    if (const auto* v = std::get_if<std::int64_t>(&params[i])) {
+      ints[i] = *v;
+      b.buffer_type = MYSQL_TYPE_LONGLONG;
+      b.buffer = &ints[i];
+    } else if (const auto* s = std::get_if<std::string_view>(&params[i])) {
+      lengths[i] = s->size();
+      b.buffer_type = MYSQL_TYPE_STRING;
+      b.buffer = s->empty() ? empty : const_cast<char*>(s->data());  // only read
+      b.buffer_length = s->size();
+      b.length = &lengths[i];
+    } else {
+      b.buffer_type = MYSQL_TYPE_NULL;
+    }
+  }
+  if (!binds.empty() && mysql_stmt_bind_param(handle, binds.data()) != 0) {
+    fail_stmt(handle, "bind");
+  }
+
+  int rc = 0;
+  co_await drive([&] { return mysql_stmt_execute_start(&rc, handle); },
+                 [&](int ready) { return mysql_stmt_execute_cont(&rc, handle, ready); }, deadline,
+                 "execute", false);
+  if (rc != 0) {
+    fail_stmt(handle, "execute");
+  }
+  Result result;
+  if (mysql_stmt_field_count(handle) > 0) {
+    co_await drive([&] { return mysql_stmt_store_result_start(&rc, handle); },
+                   [&](int ready) { return mysql_stmt_store_result_cont(&rc, handle, ready); },
+                   deadline, "fetch", false);
+    if (rc != 0) {
+      fail_stmt(handle, "fetch");
+    }
+    result = fetch_binary(handle);
+  } else {
+    result.affected_rows = mysql_stmt_affected_rows(handle);
+    result.insert_id = mysql_stmt_insert_id(handle);
+  }
+  // Further result sets (CALL) are not read: the protocol state is not reusable.
+  if (mysql_stmt_more_results(handle)) {
+    broken_ = true;
+  }
+  co_return result;
+}
+
+// Reads the rows mysql_stmt_store_result() buffered; no I/O.
+Result Connection::fetch_binary(MYSQL_STMT* handle) {
+  struct FreeResult {
+    MYSQL_STMT* h;
+    ~FreeResult() { mysql_stmt_free_result(h); }
+  } free_result{handle};
+  // Metadata taken after store_result(), so max_length is filled in.
+  std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> meta(mysql_stmt_result_metadata(handle),
+                                                                &mysql_free_result);
+  if (!meta) {
+    fail_stmt(handle, "result metadata");
+  }
+  const unsigned n = mysql_num_fields(meta.get());
+  const MYSQL_FIELD* fields = mysql_fetch_fields(meta.get());
+
+  enum class Kind { Null, Int, Uint, Real, Text };
+  struct Column {
+    Kind kind = Kind::Text;
+    long long i = 0;
+    double d = 0;
+    std::vector<char> buf;
+    unsigned long length = 0;
+    my_bool is_null = 0;
+    my_bool error = 0;
+  };
+  std::vector<Column> cols(n);
+  std::vector<MYSQL_BIND> binds(n);
+  for (unsigned c = 0; c < n; ++c) {
+    const MYSQL_FIELD& f = fields[c];
+    Column& col = cols[c];
+    MYSQL_BIND& b = binds[c];
+    b.is_null = &col.is_null;
+    b.length = &col.length;
+    b.error = &col.error;
+    if (f.type == MYSQL_TYPE_NULL) {
+      col.kind = Kind::Null;
+      b.buffer_type = MYSQL_TYPE_NULL;
+    } else if (is_integer(f.type)) {
+      const bool is_unsigned = (f.flags & UNSIGNED_FLAG) != 0;
+      col.kind = is_unsigned ? Kind::Uint : Kind::Int;
+      b.buffer_type = MYSQL_TYPE_LONGLONG;
+      b.buffer = &col.i;
+      b.is_unsigned = is_unsigned ? 1 : 0;
+    } else if (is_real(f.type)) {
+      col.kind = Kind::Real;
+      b.buffer_type = MYSQL_TYPE_DOUBLE;
+      b.buffer = &col.d;
+    } else {
+      // Temporal values are converted to text by Connector/C; 64 bytes hold any of them.
+      col.buf.resize(std::max<unsigned long>(f.max_length, 64));
+      b.buffer_type = MYSQL_TYPE_STRING;
+      b.buffer = col.buf.data();
+      b.buffer_length = col.buf.size();
+    }
+  }
+  if (n > 0 && mysql_stmt_bind_result(handle, binds.data()) != 0) {
+    fail_stmt(handle, "bind result");
+  }
+
+  Result result;
+  result.rows.reserve(static_cast<std::size_t>(mysql_stmt_num_rows(handle)));
+  for (;;) {
+    const int rc = mysql_stmt_fetch(handle);
+    if (rc == MYSQL_NO_DATA) {
+      break;
+    }
+    if (rc == 1) {
+      fail_stmt(handle, "fetch row");
+    }
+    Row row;
+    row.reserve(n);
+    for (unsigned c = 0; c < n; ++c) {
+      Column& col = cols[c];
+      if (col.is_null != 0 || col.kind == Kind::Null) {
+        row.emplace_back(std::monostate{});
+      } else if (col.kind == Kind::Int) {
+        row.emplace_back(static_cast<std::int64_t>(col.i));
+      } else if (col.kind == Kind::Uint) {
+        const auto u = static_cast<std::uint64_t>(col.i);
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          row.emplace_back(std::to_string(u));
+        } else {
+          row.emplace_back(static_cast<std::int64_t>(u));
+        }
+      } else if (col.kind == Kind::Real) {
+        row.emplace_back(col.d);
+      } else if (col.length <= col.buf.size()) {
+        row.emplace_back(std::string(col.buf.data(), col.length));
+      } else {
+        // Longer than max_length promised (e.g. a temporal conversion): fetch it whole.
+        std::string text(col.length, '\0');
+        unsigned long length = 0;
+        MYSQL_BIND one{};
+        one.buffer_type = MYSQL_TYPE_STRING;
+        one.buffer = text.data();
+        one.buffer_length = text.size();
+        one.length = &length;
+        if (mysql_stmt_fetch_column(handle, &one, c, 0) != 0) {
+          fail_stmt(handle, "fetch column");
+        }
+        text.resize(std::min<std::size_t>(length, text.size()));
+        row.emplace_back(std::move(text));
+      }
+    }
+    result.rows.push_back(std::move(row));
+  }
+  return result;
+}
+
+asio::awaitable<Result> Connection::query(std::string_view sql, std::vector<std::string>* columns) {
+  OpScope op(*this);
+  const auto deadline = Clock::now() + op_timeout_;
+  int rc = 0;
+  co_await drive([&] { return mysql_real_query_start(&rc, mysql_, sql.data(), sql.size()); },
+                 [&](int ready) { return mysql_real_query_cont(&rc, mysql_, ready); }, deadline,
+                 "query", false);
+  if (rc != 0) {
+    fail("query");
+  }
+  Result result;
+  if (mysql_field_count(mysql_) > 0) {
+    MYSQL_RES* res = nullptr;
+    co_await drive([&] { return mysql_store_result_start(&res, mysql_); },
+                   [&](int ready) { return mysql_store_result_cont(&res, mysql_, ready); },
+                   deadline, "fetch", false);
+    if (res == nullptr) {
+      fail("fetch");
+    }
+    // A stored result: fetching rows and freeing it are local.
+    std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> guard(res, &mysql_free_result);
+    const unsigned n = mysql_num_fields(res);
+    const MYSQL_FIELD* fields = mysql_fetch_fields(res);
+    if (columns != nullptr) {
+      columns->clear();
+      for (unsigned c = 0; c < n; ++c) {
+        columns->emplace_back(fields[c].name, fields[c].name_length);
+      }
+    }
+    result.rows.reserve(static_cast<std::size_t>(mysql_num_rows(res)));
+    while (MYSQL_ROW row = mysql_fetch_row(res)) {
+      const unsigned long* lengths = mysql_fetch_lengths(res);
+      Row out;
+      out.reserve(n);
+      for (unsigned c = 0; c < n; ++c) {
+        out.push_back(text_field(fields[c], row[c], lengths[c]));
+      }
+      result.rows.push_back(std::move(out));
+    }
+  } else {
+    result.affected_rows = mysql_affected_rows(mysql_);
+    result.insert_id = mysql_insert_id(mysql_);
+  }
+  if (mysql_more_results(mysql_)) {
+    broken_ = true;
+  }
+  co_return result;
+}
+
+}  // namespace webstack::db

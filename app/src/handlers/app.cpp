@@ -1,0 +1,497 @@
+#include "handlers/app.hpp"
+
+#include <fmt/format.h>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <exception>
+
+#include "core/log.hpp"
+#include "core/text.hpp"
+#include "db/cluster.hpp"
+
+namespace webstack {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kHtml = "text/html; charset=utf-8";
+constexpr std::string_view kGtidCookie = "ws_gtid";
+constexpr std::size_t kMaxAuthor = 64;
+constexpr std::size_t kMaxText = 2000;
+
+constexpr std::string_view kSelectWorld = "SELECT id, randomNumber FROM World WHERE id = ?";
+
+Response json_response(unsigned status, const json::value& v) {
+  Response r;
+  r.status = status;
+  r.content_type = kJson;
+  r.body = json::serialize(v);
+  return r;
+}
+
+Response error_response(unsigned status, std::string_view message) {
+  return json_response(status, json::object{{"error", message}});
+}
+
+std::int64_t as_int(const db::Field& f) {
+  if (const auto* i = std::get_if<std::int64_t>(&f)) return *i;
+  if (const auto* d = std::get_if<double>(&f)) return static_cast<std::int64_t>(*d);
+  if (const auto* s = std::get_if<std::string>(&f)) return std::stoll(*s);
+  return 0;
+}
+
+std::string as_text(const db::Field& f) {
+  if (const auto* s = std::get_if<std::string>(&f)) return *s;
+  if (const auto* i = std::get_if<std::int64_t>(&f)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&f)) return fmt::format("{}", *d);
+  return {};
+}
+
+void append_world(std::string& out, std::int64_t id, std::int64_t number) {
+  fmt::format_to(std::back_inserter(out), R"({{"id":{},"randomNumber":{}}})", id, number);
+}
+
+// Which node answered, for every database response.
+void tag_node(Response& r, const std::string& node) {
+  r.headers.emplace_back("X-DB-Node", node);
+}
+
+bool is_control_except_newline(unsigned char c) {
+  return (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c == 0x7F;
+}
+
+}  // namespace
+
+std::string render_fortunes(const std::vector<std::pair<std::int64_t, std::string>>& rows) {
+  std::string out;
+  out.reserve(256 + rows.size() * 96);
+  out +=
+      "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
+      "<tr><th>id</th><th>message</th></tr>";
+  for (const auto& [id, message] : rows) {
+    fmt::format_to(std::back_inserter(out), "<tr><td>{}</td><td>", id);
+    text::html_escape(message, out);
+    out += "</td></tr>";
+  }
+  out += "</table></body></html>";
+  return out;
+}
+
+MessageError validate_message(std::string_view author, std::string_view text_value) {
+  auto check = [](std::string_view field, std::string_view v, std::size_t max,
+                  bool multiline) -> MessageError {
+    if (v.empty()) return {std::string(field), "is required"};
+    if (!text::valid_utf8(v)) return {std::string(field), "is not valid UTF-8"};
+    for (unsigned char c : v) {
+      if (is_control_except_newline(c) || (!multiline && (c == '\n' || c == '\r'))) {
+        return {std::string(field), "contains control characters"};
+      }
+    }
+    std::size_t n = text::utf8_length(v);
+    if (n > max) return {std::string(field), fmt::format("is longer than {} characters", max)};
+    bool blank = std::all_of(
+        v.begin(), v.end(), [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; });
+    if (blank) return {std::string(field), "is blank"};
+    return {};
+  };
+  if (auto e = check("author", author, kMaxAuthor, false); !e.field.empty()) return e;
+  return check("text", text_value, kMaxText, true);
+}
+
+App::App(Shared& shared, db::Cluster& cluster, MetricsShard& metrics, unsigned seed)
+    : shared_(shared), cluster_(cluster), metrics_(metrics), rng_(seed == 0 ? 1 : seed) {}
+
+Route App::route_for(std::string_view path) {
+  if (path == "/plaintext") return Route::Plaintext;
+  if (path == "/json") return Route::Json;
+  if (path == "/db") return Route::Db;
+  if (path == "/queries") return Route::Queries;
+  if (path == "/fortunes") return Route::Fortunes;
+  if (path == "/updates") return Route::Updates;
+  if (path == "/api/messages") return Route::MessagesList;  // POST is told apart in dispatch
+  if (path == "/" || path == "/guestbook") return Route::Guestbook;
+  if (path == "/healthz") return Route::Healthz;
+  if (path == "/readyz") return Route::Readyz;
+  if (path == "/metrics") return Route::Metrics;
+  if (path == "/api/info") return Route::Info;
+  return Route::NotFound;
+}
+
+asio::awaitable<Response> App::handle(const Request& req, Route& route) {
+  std::string_view target = req.target;
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  std::string_view query =
+      qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+  route = route_for(path);
+  if (route == Route::MessagesList && req.method == "POST") route = Route::MessagesPost;
+  try {
+    co_return co_await dispatch(req, route, query);
+  } catch (const db::Unavailable& e) {
+    co_return error_response(503, fmt::format("database unavailable: {}", e.what()));
+  } catch (const db::QueryError& e) {
+    log::error("query failed", {{"route", route_name(route)}, {"error", e.what()}});
+    co_return error_response(500, "database error");
+  } catch (const std::exception& e) {
+    log::error("handler failed", {{"route", route_name(route)}, {"error", e.what()}});
+    co_return error_response(500, "internal error");
+  }
+}
+
+asio::awaitable<Response> App::dispatch(const Request& req, Route route, std::string_view query) {
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  if (route == Route::NotFound) co_return error_response(404, "not found");
+  if (route == Route::MessagesPost) co_return co_await messages_post(req);
+  if (!get) {
+    Response r = error_response(405, "method not allowed");
+    r.headers.emplace_back("Allow", route == Route::MessagesList ? "GET, HEAD, POST" : "GET, HEAD");
+    co_return r;
+  }
+  switch (route) {
+    case Route::Plaintext: {
+      Response r;
+      r.body = "Hello, World!";
+      co_return r;
+    }
+    case Route::Json:
+      co_return json_response(200, json::object{{"message", "Hello, World!"}});
+    case Route::Db:
+      co_return co_await db_single();
+    case Route::Queries:
+      co_return co_await db_queries(query);
+    case Route::Fortunes:
+      co_return co_await fortunes();
+    case Route::Updates:
+      co_return co_await updates(query);
+    case Route::MessagesList:
+      co_return co_await messages_list(req, query, false);
+    case Route::Guestbook:
+      co_return co_await messages_list(req, query, true);
+    case Route::Healthz: {
+      Response r;
+      r.body = "ok\n";
+      co_return r;
+    }
+    case Route::Readyz:
+      co_return readyz();
+    case Route::Metrics: {
+      Response r;
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = shared_.metrics->render();
+      co_return r;
+    }
+    case Route::Info:
+      co_return info();
+    default:
+      co_return error_response(404, "not found");
+  }
+}
+
+asio::awaitable<Response> App::db_single() {
+  Response r;
+  r.content_type = kJson;
+  const std::int64_t id = random_id();
+  co_await cluster_.read([&](db::Lease& lease) -> asio::awaitable<void> {
+    db::Result res = co_await lease.execute(kSelectWorld, db::params(id));
+    r.body.clear();
+    if (res.rows.empty()) throw db::QueryError(fmt::format("World row {} missing", id));
+    append_world(r.body, as_int(res.rows[0][0]), as_int(res.rows[0][1]));
+    r.headers.clear();
+    tag_node(r, lease.node_name());
+  });
+  co_return r;
+}
+
+asio::awaitable<Response> App::db_queries(std::string_view query) {
+  const int n = text::queries_count(query);
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
+  for (auto& id : ids) id = random_id();
+  Response r;
+  r.content_type = kJson;
+  co_await cluster_.read([&](db::Lease& lease) -> asio::awaitable<void> {
+    r.body.clear();
+    r.body.reserve(static_cast<std::size_t>(n) * 32 + 2);
+    r.body += '[';
+    for (int i = 0; i < n; ++i) {
+      db::Result res =
+          co_await lease.execute(kSelectWorld, db::params(ids[static_cast<std::size_t>(i)]));
+      if (res.rows.empty()) throw db::QueryError("World row missing");
+      if (i) r.body += ',';
+      append_world(r.body, as_int(res.rows[0][0]), as_int(res.rows[0][1]));
+    }
+    r.body += ']';
+    r.headers.clear();
+    tag_node(r, lease.node_name());
+  });
+  co_return r;
+}
+
+asio::awaitable<Response> App::fortunes() {
+  std::vector<std::pair<std::int64_t, std::string>> rows;
+  std::string node;
+  co_await cluster_.read([&](db::Lease& lease) -> asio::awaitable<void> {
+    db::Result res = co_await lease.execute("SELECT id, message FROM Fortune", db::params());
+    rows.clear();
+    rows.reserve(res.rows.size() + 1);
+    for (auto& row : res.rows) rows.emplace_back(as_int(row[0]), as_text(row[1]));
+    node = lease.node_name();
+  });
+  rows.emplace_back(0, "Additional fortune added at request time.");
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  Response r;
+  r.content_type = kHtml;
+  r.body = render_fortunes(rows);
+  tag_node(r, node);
+  co_return r;
+}
+
+asio::awaitable<Response> App::updates(std::string_view query) {
+  const int n = text::queries_count(query);
+  db::Lease lease = co_await cluster_.acquire_write();
+  std::vector<std::pair<std::int64_t, std::int64_t>> worlds;  // id, new randomNumber
+  worlds.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    db::Result res = co_await lease.execute(kSelectWorld, db::params(std::int64_t{random_id()}));
+    if (res.rows.empty()) throw db::QueryError("World row missing");
+    worlds.emplace_back(as_int(res.rows[0][0]), random_id());
+  }
+  // One statement for the batch, rows in id order (fewer lock waits between concurrent
+  // batches). A row drawn twice keeps the value of its first draw, in the answer too.
+  std::vector<std::pair<std::int64_t, std::int64_t>> batch = worlds;
+  std::stable_sort(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  batch.erase(
+      std::unique(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.first == b.first; }),
+      batch.end());
+  for (auto& w : worlds) {
+    w.second = std::lower_bound(batch.begin(), batch.end(), w, [](auto& a, auto& b) {
+                 return a.first < b.first;
+               })->second;
+  }
+  std::string sql = "UPDATE World SET randomNumber = CASE id";
+  std::vector<db::Param> values;
+  values.reserve(batch.size() * 3);
+  for (auto& w : batch) {
+    sql += " WHEN ? THEN ?";
+    values.emplace_back(w.first);
+    values.emplace_back(w.second);
+  }
+  sql += " END WHERE id IN (";
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    sql += i ? ",?" : "?";
+    values.emplace_back(batch[i].first);
+  }
+  sql += ")";
+  bool deadlocked = false;
+  try {
+    co_await lease.execute(sql, values);
+  } catch (const db::QueryError&) {
+    deadlocked = true;
+  }
+  if (deadlocked) {
+    // A deadlock between concurrent batches rolls the statement back; one retry is safe.
+    co_await lease.execute(sql, values);
+  }
+  Response r;
+  r.content_type = kJson;
+  r.body.reserve(worlds.size() * 32 + 2);
+  r.body += '[';
+  for (std::size_t i = 0; i < worlds.size(); ++i) {
+    if (i) r.body += ',';
+    append_world(r.body, worlds[i].first, worlds[i].second);
+  }
+  r.body += ']';
+  tag_node(r, lease.node_name());
+  co_return r;
+}
+
+asio::awaitable<Response> App::messages_list(const Request& req, std::string_view query,
+                                             bool html) {
+  int limit = 20;
+  if (auto raw = text::query_param(query, "limit")) {
+    int v = std::atoi(std::string(*raw).c_str());
+    if (v >= 1) limit = std::min(v, 100);
+  }
+  std::string_view gtid;
+  if (auto c = text::cookie_value(req.cookie, kGtidCookie)) gtid = *c;  // the db layer checks it
+
+  db::Result res;
+  std::string node;
+  ReadPath path = ReadPath::Primary;
+  co_await cluster_.read(
+      [&](db::Lease& lease) -> asio::awaitable<void> {
+        res = co_await lease.execute(
+            "SELECT id, author, body, DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') FROM "
+            "messages "
+            "ORDER BY id DESC LIMIT ?",
+            db::params(std::int64_t{limit}));
+        node = lease.node_name();
+        path = lease.path();
+      },
+      gtid);
+
+  Response r;
+  tag_node(r, node);
+  if (!html) {
+    json::array messages;
+    for (auto& row : res.rows) {
+      messages.push_back(json::object{{"id", as_int(row[0])},
+                                      {"author", as_text(row[1])},
+                                      {"text", as_text(row[2])},
+                                      {"created_at", as_text(row[3])}});
+    }
+    r.content_type = kJson;
+    r.body = json::serialize(json::object{{"served_by", shared_.served_by},
+                                          {"db_node", node},
+                                          {"read_path", read_path_name(path)},
+                                          {"messages", std::move(messages)}});
+    co_return r;
+  }
+  r.content_type = kHtml;
+  std::string& out = r.body;
+  out +=
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Guestbook</title>"
+      "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}li{margin:.5em 0}"
+      "small{color:#666}</style></head><body><h1>Guestbook</h1>"
+      "<form method=\"post\" action=\"/api/messages\">"
+      "<p><label>Name <input name=\"author\" maxlength=\"64\" required></label></p>"
+      "<p><label>Message<br><textarea name=\"text\" maxlength=\"2000\" rows=\"4\" cols=\"50\" "
+      "required></textarea></label></p><p><button type=\"submit\">Sign</button></p></form><ul>";
+  for (auto& row : res.rows) {
+    out += "<li><b>";
+    text::html_escape(as_text(row[1]), out);
+    out += "</b> <small>";
+    text::html_escape(as_text(row[3]), out);
+    out += "</small><br>";
+    text::html_escape(as_text(row[2]), out);
+    out += "</li>";
+  }
+  out += "</ul><p><small>Served by ";
+  text::html_escape(shared_.served_by, out);
+  out += ", database node ";
+  text::html_escape(node, out);
+  fmt::format_to(std::back_inserter(out), " ({})</small></p></body></html>\n",
+                 read_path_name(path));
+  co_return r;
+}
+
+asio::awaitable<Response> App::messages_post(const Request& req) {
+  std::string author, body_text;
+  const bool form = req.content_type.starts_with("application/x-www-form-urlencoded");
+  if (form) {
+    auto a = text::query_param(req.body, "author");
+    auto t = text::query_param(req.body, "text");
+    auto da = a ? text::url_decode(*a) : std::optional<std::string>{std::string{}};
+    auto dt = t ? text::url_decode(*t) : std::optional<std::string>{std::string{}};
+    if (!da)
+      co_return json_response(
+          422, json::object{{"error", "malformed form encoding"}, {"field", "author"}});
+    if (!dt)
+      co_return json_response(
+          422, json::object{{"error", "malformed form encoding"}, {"field", "text"}});
+    author = std::move(*da);
+    body_text = std::move(*dt);
+  } else if (req.content_type.starts_with("application/json")) {
+    json::error_code ec;
+    // Invalid UTF-8 inside a string is let through so that validation can name the field.
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true;
+    json::value v = json::parse(req.body, ec, {}, opts);
+    if (ec || !v.is_object()) co_return error_response(400, "body is not a JSON object");
+    const auto& obj = v.as_object();
+    for (auto [name, out] : {std::pair{"author", &author}, std::pair{"text", &body_text}}) {
+      if (const auto* f = obj.if_contains(name)) {
+        if (!f->is_string()) {
+          co_return json_response(
+              422,
+              json::object{{"error", fmt::format("{} must be a string", name)}, {"field", name}});
+        }
+        *out = std::string(f->as_string());
+      }
+    }
+  } else {
+    Response r = error_response(415, "use application/json or application/x-www-form-urlencoded");
+    co_return r;
+  }
+  if (auto e = validate_message(author, body_text); !e.field.empty()) {
+    co_return json_response(
+        422, json::object{{"error", fmt::format("{} {}", e.field, e.reason)}, {"field", e.field}});
+  }
+
+  db::Lease lease = co_await cluster_.acquire_write();
+  db::Result res =
+      co_await lease.execute("INSERT INTO messages (author, body) VALUES (?, ?)",
+                             db::params(std::string_view(author), std::string_view(body_text)));
+  std::string gtid = co_await db::Cluster::last_gtid(lease);
+  const std::string node = lease.node_name();
+
+  Response r;
+  tag_node(r, node);
+  if (!gtid.empty()) {
+    // Read-your-writes: later reads carrying this cookie wait for the GTID on a replica.
+    r.headers.emplace_back(
+        "Set-Cookie",
+        fmt::format("{}={}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax", kGtidCookie, gtid));
+    r.headers.emplace_back("X-GTID", gtid);
+  }
+  if (form) {
+    r.status = 303;
+    r.headers.emplace_back("Location", "/guestbook");
+    r.body = "See /guestbook\n";
+    co_return r;
+  }
+  r.status = 201;
+  r.content_type = kJson;
+  r.body = json::serialize(json::object{{"id", res.insert_id},
+                                        {"author", author},
+                                        {"text", body_text},
+                                        {"gtid", gtid},
+                                        {"served_by", shared_.served_by},
+                                        {"db_node", node}});
+  co_return r;
+}
+
+Response App::readyz() const {
+  Response r;
+  if (shared_.draining.load(std::memory_order_relaxed)) {
+    r.status = 503;
+    r.body = "draining\n";
+  } else if (!cluster_.any_reachable()) {
+    r.status = 503;
+    r.body = "no database node reachable\n";
+  } else {
+    r.body = "ready\n";
+  }
+  return r;
+}
+
+Response App::info() const {
+  json::array nodes;
+  json::value primary = nullptr;
+  for (const auto& n : cluster_.status()) {
+    json::object o{{"name", n.name},
+                   {"reachable", n.reachable},
+                   {"writable", n.writable},
+                   {"replicating", n.replicating},
+                   {"lag_ms", n.lag_ms ? json::value(*n.lag_ms) : json::value(nullptr)},
+                   {"last_error", n.last_error}};
+    if (n.writable && primary.is_null()) primary = json::string(n.name);
+    nodes.push_back(std::move(o));
+  }
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                 shared_.started);
+  return json_response(
+      200, json::object{{"host", shared_.served_by},
+                        {"version", WEBSTACK_VERSION},
+                        {"uptime_seconds", uptime.count()},
+                        {"threads", shared_.threads},
+                        {"draining", shared_.draining.load()},
+                        {"db", json::object{{"primary", primary}, {"nodes", std::move(nodes)}}}});
+}
+
+}  // namespace webstack

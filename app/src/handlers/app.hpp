@@ -1,0 +1,93 @@
+// The application: routes a parsed request to its endpoint and produces a response.
+// Transport-free (no Beast here): http/server.cpp parses the wire format into Request
+// and writes Response back. One App per I/O thread, used only from that thread.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/metrics.hpp"
+
+namespace webstack::db {
+class Cluster;
+}
+
+namespace webstack {
+
+struct Request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // "/queries?queries=5"
+  std::string_view cookie;  // raw Cookie header, may be empty
+  std::string_view content_type;
+  std::string_view body;
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra, e.g. Set-Cookie
+};
+
+// State every thread's App reads; owned by main.
+struct Shared {
+  const Config* config = nullptr;
+  Metrics* metrics = nullptr;
+  std::string served_by;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::atomic<bool> draining{false};  // set on SIGTERM: /readyz answers 503
+  unsigned threads = 1;
+};
+
+class App {
+ public:
+  App(Shared& shared, db::Cluster& cluster, MetricsShard& metrics, unsigned seed);
+
+  // Never throws: database failures become 503, other failures 500.
+  boost::asio::awaitable<Response> handle(const Request& req, Route& route);
+
+  // The route a path maps to (exposed for tests and for metrics of refused requests).
+  static Route route_for(std::string_view path);
+
+ private:
+  boost::asio::awaitable<Response> dispatch(const Request& req, Route route,
+                                            std::string_view query);
+  boost::asio::awaitable<Response> db_single();
+  boost::asio::awaitable<Response> db_queries(std::string_view query);
+  boost::asio::awaitable<Response> fortunes();
+  boost::asio::awaitable<Response> updates(std::string_view query);
+  boost::asio::awaitable<Response> messages_list(const Request& req, std::string_view query,
+                                                 bool html);
+  boost::asio::awaitable<Response> messages_post(const Request& req);
+  Response readyz() const;
+  Response info() const;
+
+  int random_id() { return dist_(rng_); }
+
+  Shared& shared_;
+  db::Cluster& cluster_;
+  MetricsShard& metrics_;
+  std::minstd_rand rng_;
+  std::uniform_int_distribution<int> dist_{1, 10000};
+};
+
+// Renders the TechEmpower fortunes page (rows must already be sorted).
+std::string render_fortunes(const std::vector<std::pair<std::int64_t, std::string>>& rows);
+
+// Validation of a guestbook post; empty `field` means valid.
+struct MessageError {
+  std::string field;
+  std::string reason;
+};
+MessageError validate_message(std::string_view author, std::string_view text);
+
+}  // namespace webstack

@@ -1,0 +1,39 @@
+// The HTTP/1.1 server: one io_context per thread, each with its own SO_REUSEPORT
+// acceptor, database cluster view and App (shared-nothing: no lock on the request path).
+// Beast and Asio stay inside server.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/config.hpp"
+
+namespace webstack::http {
+
+class Server {
+ public:
+  // Binds every acceptor (so a busy port fails here, before anything runs). Throws
+  // std::runtime_error naming the address on failure.
+  explicit Server(const Config& cfg);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  std::uint16_t port() const;  // the bound port (useful with server.port = 0 in tests)
+
+  void start();  // starts the I/O threads
+  // Graceful shutdown: stop accepting, /readyz 503, finish in-flight requests, answer
+  // keep-alive connections with Connection: close, close idle ones after the grace
+  // period, and everything at shutdown_deadline. Thread-safe, idempotent.
+  void drain();
+  void wait();  // blocks until every I/O thread has finished
+
+  // start(), then wait for SIGTERM or SIGINT, drain(), wait(). Returns the exit code.
+  int run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace webstack::http

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package webstack needs, then builds the given preset.
+# Idempotent: packages already present are skipped by apt, the build is incremental.
+# Usage: scripts/setup.sh [preset]   (default preset: release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  # toolchain
+  build-essential g++ cmake ninja-build pkg-config git clang-format clang-tidy
+  # libraries (headers)
+  libboost1.81-dev libboost-json1.81-dev libmariadb-dev libfmt-dev libcli11-dev
+  libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # real servers the tests and benchmarks run
+  mariadb-server mariadb-client nginx-light
+  # load generators and probes
+  wrk sysbench curl procps iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  # Keep the packages' own daemons (mariadb, nginx) from starting on install:
+  # webstack starts every server itself, with its own data dirs and ports.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+preset=${1:-release}
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset"

@@ -1,0 +1,24 @@
+-- webstack schema. Idempotent: safe to run again on an existing database.
+-- Load as root (or a user with CREATE) on the PRIMARY; replicas get it through the binlog.
+--   mariadb --default-character-set=utf8mb4 < sql/schema.sql
+CREATE DATABASE IF NOT EXISTS webstack CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+USE webstack;
+
+CREATE TABLE IF NOT EXISTS World (
+  id INT NOT NULL PRIMARY KEY,
+  randomNumber INT NOT NULL DEFAULT 0
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS Fortune (
+  id INT NOT NULL PRIMARY KEY,
+  message VARCHAR(2048) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS messages (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  author VARCHAR(64) NOT NULL,
+  body VARCHAR(2000) NOT NULL,
+  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  KEY idx_messages_created_at (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

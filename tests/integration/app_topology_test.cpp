@@ -1,0 +1,193 @@
+// webstack-app against a changing database: read/write routing, read-your-writes,
+// killed connections, a stopped primary, and a promotion.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+
+#include "app_process.hpp"
+#include "http_client.hpp"
+#include "mariadb_pair.hpp"
+
+namespace webstack::it {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string gtid_cookie(const HttpResponse& post) {
+  std::smatch m;
+  std::string cookie = post.header("Set-Cookie");
+  if (!std::regex_search(cookie, m, std::regex(R"(ws_gtid=([0-9,-]+))"))) return {};
+  return "ws_gtid=" + m[1].str();
+}
+
+// Waits until `pred()` holds, for at most `timeout`; true if it did.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+  }
+  return pred();
+}
+
+// Any 2xx answer must be a right one: a /db body is one World row.
+void expect_valid_db_answer(const HttpResponse& r) {
+  ASSERT_TRUE(r.status == 200 || r.status == 503) << r.status << " " << r.body;
+  if (r.status == 200) {
+    EXPECT_TRUE(std::regex_match(r.body, std::regex(R"(\{"id":\d+,"randomNumber":\d+\})")))
+        << r.body;
+  }
+}
+
+class Topology : public ::testing::Test {
+ protected:
+  MariaDbPair& db_ = MariaDbPair::shared();
+  AppProcess app_{[&] {
+    auto o = app_options_for(db_);
+    o.settings.push_back("server.threads=2");
+    return o;
+  }()};
+  HttpClient client_{app_.port()};
+
+  void wait_reads_on(const std::string& node) {
+    ASSERT_TRUE(eventually([&] { return client_.get("/db").header("X-DB-Node") == node; }, 10s))
+        << "reads never reached " << node;
+  }
+};
+
+TEST_F(Topology, ReadsGoToTheReplicaAndWritesToThePrimary) {
+  wait_reads_on(db_.address(MariaDbPair::kReplica));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(client_.get("/queries?queries=3").header("X-DB-Node"),
+              db_.address(MariaDbPair::kReplica));
+  }
+  EXPECT_EQ(client_.get("/updates?queries=2").header("X-DB-Node"),
+            db_.address(MariaDbPair::kPrimary));
+}
+
+TEST_F(Topology, ReadYourWritesWithAHealthyReplica) {
+  wait_reads_on(db_.address(MariaDbPair::kReplica));
+  for (int i = 0; i < 10; ++i) {
+    std::string text = "ryw healthy " + std::to_string(i);
+    auto p = client_.post("/api/messages", R"({"author":"ryw","text":")" + text + "\"}");
+    ASSERT_EQ(p.status, 201) << p.body;
+    auto l = client_.get("/api/messages?limit=5", {{"Cookie", gtid_cookie(p)}});
+    ASSERT_EQ(l.status, 200);
+    EXPECT_NE(l.body.find(text), std::string::npos) << l.body;
+  }
+}
+
+TEST_F(Topology, ReadYourWritesWithTheReplicaSqlThreadStopped) {
+  wait_reads_on(db_.address(MariaDbPair::kReplica));
+  db_.root_sql(MariaDbPair::kReplica, "STOP SLAVE SQL_THREAD");
+  struct Restart {
+    MariaDbPair& db;
+    ~Restart() {
+      db.root_sql(MariaDbPair::kReplica, "START SLAVE SQL_THREAD");
+      db.wait_replica_caught_up();
+    }
+  } restart{db_};
+  auto p =
+      client_.post("/api/messages", R"({"author":"ryw","text":"while the replica is stopped"})");
+  ASSERT_EQ(p.status, 201) << p.body;
+  auto l = client_.get("/api/messages?limit=5", {{"Cookie", gtid_cookie(p)}});
+  ASSERT_EQ(l.status, 200);
+  EXPECT_NE(l.body.find("while the replica is stopped"), std::string::npos) << l.body;
+  EXPECT_EQ(l.header("X-DB-Node"), db_.address(MariaDbPair::kPrimary));
+  // The replica really lacks the row: the answer did not come from it.
+  EXPECT_EQ(
+      db_.root_sql(
+          MariaDbPair::kReplica,
+          "SELECT COUNT(*) FROM webstack.messages WHERE body = 'while the replica is stopped'"),
+      "0\n");
+}
+
+TEST_F(Topology, KilledConnectionsAreReplacedWithoutAWrongAnswer) {
+  wait_reads_on(db_.address(MariaDbPair::kReplica));
+  for (int i = 0; i < 20; ++i) client_.get("/db");
+  ASSERT_EQ(client_.post("/api/messages", R"({"author":"k","text":"before kill"})").status, 201);
+  for (int node : {MariaDbPair::kPrimary, MariaDbPair::kReplica}) {
+    std::string ids = db_.root_sql(node,
+                                   "SELECT GROUP_CONCAT(CONCAT('KILL ', id) SEPARATOR ';') FROM "
+                                   "information_schema.PROCESSLIST WHERE USER = 'webstack'");
+    ASSERT_NE(ids, "NULL\n") << "the app holds no connection on node " << node;
+    db_.root_sql(node, ids);
+  }
+  // Reads are retried on a fresh connection: every answer is right.
+  for (int i = 0; i < 50; ++i) {
+    auto r = client_.get("/db");
+    expect_valid_db_answer(r);
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+  // A write on a killed connection may be refused (503), never answered wrongly.
+  auto p = client_.post("/api/messages", R"({"author":"k","text":"after kill"})");
+  EXPECT_TRUE(p.status == 201 || p.status == 503) << p.status << " " << p.body;
+  EXPECT_TRUE(eventually(
+      [&] {
+        return client_.post("/api/messages", R"({"author":"k","text":"again"})").status == 201;
+      },
+      5s));
+}
+
+TEST_F(Topology, PrimaryStoppedWritesAre503ReadsContinue) {
+  wait_reads_on(db_.address(MariaDbPair::kReplica));
+  db_.stop(MariaDbPair::kPrimary);
+  struct Restart {
+    MariaDbPair& db;
+    ~Restart() {
+      db.start(MariaDbPair::kPrimary);
+      db.wait_replica_caught_up();
+    }
+  } restart{db_};
+  EXPECT_TRUE(eventually(
+      [&] { return client_.post("/api/messages", R"({"author":"p","text":"x"})").status == 503; },
+      5s));
+  auto w = client_.get("/updates?queries=2");
+  EXPECT_EQ(w.status, 503) << w.body;
+  for (int i = 0; i < 20; ++i) {
+    auto r = client_.get("/db");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("X-DB-Node"), db_.address(MariaDbPair::kReplica));
+  }
+  EXPECT_EQ(client_.get("/fortunes").status, 200);
+  EXPECT_EQ(client_.get("/readyz").status, 200);  // a node is reachable
+}
+
+TEST(Promotion, TheAppFollowsANewPrimaryWithin2s) {
+  MariaDbPair pair;  // private: this test rewires replication
+  AppProcess app(app_options_for(pair));
+  HttpClient client(app.port());
+  const std::string old_primary = pair.address(MariaDbPair::kPrimary);
+  const std::string new_primary = pair.address(MariaDbPair::kReplica);
+  ASSERT_TRUE(
+      eventually([&] { return client.get("/updates").header("X-DB-Node") == old_primary; }, 10s));
+
+  // Promote the replica the way an operator (or webstack failover) does.
+  pair.wait_replica_caught_up();
+  pair.root_sql(MariaDbPair::kPrimary, "SET GLOBAL read_only = ON");
+  pair.root_sql(MariaDbPair::kReplica, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+  const auto promoted = Clock::now();
+
+  bool followed = eventually(
+      [&] {
+        auto r = client.post("/api/messages", R"({"author":"promo","text":"after promotion"})");
+        return r.status == 201 && r.header("X-DB-Node") == new_primary;
+      },
+      2s);
+  const auto took = Clock::now() - promoted;
+  EXPECT_TRUE(followed) << "writes did not move to " << new_primary;
+  RecordProperty(
+      "follow_ms",
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_EQ(pair.root_sql(MariaDbPair::kReplica,
+                          "SELECT COUNT(*) FROM webstack.messages WHERE body = 'after promotion'"),
+            "1\n");
+  // Nothing was written to the demoted node.
+  EXPECT_EQ(pair.root_sql(MariaDbPair::kPrimary,
+                          "SELECT COUNT(*) FROM webstack.messages WHERE body = 'after promotion'"),
+            "0\n");
+}
+
+}  // namespace
+}  // namespace webstack::it

@@ -1,0 +1,160 @@
+// Proves the MariaDbPair fixture: seeded data on both nodes, replication, read_only replica,
+// app user privileges, restart of the replica.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "mariadb_pair.hpp"
+
+namespace webstack::it {
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+class MariaDbPairTest : public ::testing::Test {
+ protected:
+  MariaDbPair& db = MariaDbPair::shared();
+};
+
+TEST_F(MariaDbPairTest, NodesListenOnDistinctLoopbackPorts) {
+  EXPECT_NE(db.port(MariaDbPair::kPrimary), 0);
+  EXPECT_NE(db.port(MariaDbPair::kReplica), 0);
+  EXPECT_NE(db.port(MariaDbPair::kPrimary), db.port(MariaDbPair::kReplica));
+  EXPECT_EQ(db.db_nodes(),
+            db.address(MariaDbPair::kPrimary) + "," + db.address(MariaDbPair::kReplica));
+  EXPECT_TRUE(db.running(MariaDbPair::kPrimary));
+  EXPECT_TRUE(db.running(MariaDbPair::kReplica));
+}
+
+TEST_F(MariaDbPairTest, ReplicaHasTheSeedData) {
+  for (int node : {MariaDbPair::kPrimary, MariaDbPair::kReplica}) {
+    SCOPED_TRACE(node);
+    EXPECT_EQ(db.root_sql(node,
+                          "SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, "
+                          "MAX(randomNumber) <= 10000 FROM webstack.World"),
+              "10000\t1\t10000\t1\t1\n");
+    EXPECT_EQ(db.root_sql(node, "SELECT COUNT(*) FROM webstack.Fortune"), "12\n");
+    EXPECT_EQ(db.root_sql(node, "SELECT message FROM webstack.Fortune WHERE id = 12"),
+              "フレームワークのベンチマーク\n");
+    EXPECT_EQ(
+        db.root_sql(node, "SELECT message FROM webstack.Fortune WHERE id = 11"),
+        "<script>alert(\"This should not be displayed in a browser alert box.\");</script>\n");
+    EXPECT_EQ(db.root_sql(node, "SELECT message FROM webstack.Fortune WHERE id = 6"),
+              "Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen\n");
+  }
+  // Same random numbers on both: the replica replayed the primary's rows.
+  const char* checksum = "SELECT SUM(id * randomNumber) FROM webstack.World";
+  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary, checksum),
+            db.root_sql(MariaDbPair::kReplica, checksum));
+}
+
+TEST_F(MariaDbPairTest, SchemaAndSeedAreIdempotent) {
+  const char* checksum = "SELECT COUNT(*), SUM(id * randomNumber) FROM webstack.World";
+  const auto before = db.root_sql(MariaDbPair::kPrimary, checksum);
+  db.root_sql_file(MariaDbPair::kPrimary, WEBSTACK_SQL_DIR "/schema.sql");
+  db.root_sql_file(MariaDbPair::kPrimary, WEBSTACK_SQL_DIR "/seed.sql");
+  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary, checksum), before);
+  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary, "SELECT COUNT(*) FROM webstack.Fortune"), "12\n");
+  db.wait_replica_caught_up();  // and replication did not break on the repeated DDL
+  EXPECT_EQ(db.root_sql(MariaDbPair::kReplica, checksum), before);
+}
+
+TEST_F(MariaDbPairTest, InsertOnPrimaryReachesReplica) {
+  const auto r = db.user_sql(MariaDbPair::kPrimary,
+                             "INSERT INTO messages (author, body) VALUES ('fixture', 'héllo ✓'); "
+                             "SELECT LAST_INSERT_ID()");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string id = trim(r.out);
+  db.wait_replica_caught_up();
+  EXPECT_EQ(db.root_sql(MariaDbPair::kReplica,
+                        "SELECT author, body FROM webstack.messages WHERE id = " + id),
+            "fixture\théllo ✓\n");
+}
+
+TEST_F(MariaDbPairTest, ReplicaIsReadOnlyAndReplicating) {
+  EXPECT_EQ(db.root_sql(MariaDbPair::kReplica, "SELECT @@GLOBAL.read_only"), "1\n");
+  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary, "SELECT @@GLOBAL.read_only"), "0\n");
+  auto status = db.slave_status(MariaDbPair::kReplica);
+  EXPECT_EQ(status["Slave_IO_Running"], "Yes");
+  EXPECT_EQ(status["Slave_SQL_Running"], "Yes");
+  EXPECT_EQ(status["Using_Gtid"], "Slave_Pos");
+  EXPECT_EQ(status["Master_Port"], std::to_string(db.port(MariaDbPair::kPrimary)));
+  EXPECT_TRUE(db.slave_status(MariaDbPair::kPrimary).empty());
+
+  const auto r =
+      db.user_sql(MariaDbPair::kReplica, "INSERT INTO messages (author, body) VALUES ('x', 'y')");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("ERROR 1290"), std::string::npos) << r.err;  // --read-only
+}
+
+TEST_F(MariaDbPairTest, AppUserHasDataAccessOnly) {
+  const auto grants = db.user_sql(MariaDbPair::kPrimary, "SHOW GRANTS");
+  ASSERT_EQ(grants.exit_code, 0) << grants.err;
+  EXPECT_NE(grants.out.find("GRANT SELECT, INSERT, UPDATE, DELETE ON `webstack`.*"),
+            std::string::npos)
+      << grants.out;
+  EXPECT_NE(grants.out.find("GRANT SLAVE MONITOR ON *.*"), std::string::npos) << grants.out;
+  EXPECT_EQ(grants.out.find("ALL PRIVILEGES"), std::string::npos) << grants.out;
+
+  // What the app's topology probe runs.
+  const auto probe = db.user_sql(MariaDbPair::kReplica, "SELECT @@read_only; SHOW SLAVE STATUS");
+  ASSERT_EQ(probe.exit_code, 0) << probe.err;
+  EXPECT_EQ(probe.out.rfind("1\n", 0), 0u) << probe.out;
+  EXPECT_NE(probe.out.find("\t127.0.0.1\trepl\t"), std::string::npos) << probe.out;
+
+  const auto create = db.user_sql(MariaDbPair::kPrimary, "CREATE TABLE webstack.nope (id INT)");
+  EXPECT_NE(create.exit_code, 0);
+  EXPECT_NE(create.err.find("ERROR 1142"), std::string::npos) << create.err;  // denied
+
+  const auto other_db = db.user_sql(MariaDbPair::kPrimary, "SELECT COUNT(*) FROM mysql.user");
+  EXPECT_NE(other_db.exit_code, 0);
+
+  const auto wrong_password = db.user_sql(MariaDbPair::kPrimary, "SELECT 1", "webstack", "wrong");
+  EXPECT_NE(wrong_password.exit_code, 0);
+  EXPECT_NE(wrong_password.err.find("ERROR 1045"), std::string::npos) << wrong_password.err;
+
+  const auto read = db.user_sql(MariaDbPair::kReplica, "SELECT COUNT(*) FROM World");
+  ASSERT_EQ(read.exit_code, 0) << read.err;  // the account replicated too
+  EXPECT_EQ(read.out, "10000\n");
+}
+
+TEST_F(MariaDbPairTest, StoppedReplicaCatchesUpAfterStart) {
+  db.stop(MariaDbPair::kReplica);
+  EXPECT_FALSE(db.running(MariaDbPair::kReplica));
+  db.root_sql(MariaDbPair::kPrimary,
+              "UPDATE webstack.World SET randomNumber = 4242 WHERE id = 4242");
+  db.start(MariaDbPair::kReplica);
+  ASSERT_TRUE(db.running(MariaDbPair::kReplica));
+  db.wait_replica_caught_up();
+  EXPECT_EQ(
+      db.root_sql(MariaDbPair::kReplica, "SELECT randomNumber FROM webstack.World WHERE id = 4242"),
+      "4242\n");
+  EXPECT_EQ(db.root_sql(MariaDbPair::kReplica, "SELECT @@GLOBAL.read_only"), "1\n");
+}
+
+TEST_F(MariaDbPairTest, ReplicaReconnectsAfterPrimaryRestart) {
+  db.stop(MariaDbPair::kPrimary);
+  EXPECT_FALSE(db.running(MariaDbPair::kPrimary));
+  db.start(MariaDbPair::kPrimary);
+  db.root_sql(MariaDbPair::kPrimary, "UPDATE webstack.World SET randomNumber = 777 WHERE id = 777");
+  db.wait_replica_caught_up();  // the replica's I/O thread retries every second
+  EXPECT_EQ(
+      db.root_sql(MariaDbPair::kReplica, "SELECT randomNumber FROM webstack.World WHERE id = 777"),
+      "777\n");
+  EXPECT_EQ(db.slave_status(MariaDbPair::kReplica)["Slave_IO_Running"], "Yes");
+}
+
+TEST_F(MariaDbPairTest, RootSqlReportsErrors) {
+  try {
+    db.root_sql(MariaDbPair::kPrimary, "SELECT * FROM webstack.does_not_exist");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("doesn't exist"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace webstack::it
