@@ -115,7 +115,11 @@ class Connection::OpScope {
 };
 
 Connection::Connection(asio::io_context& io, std::chrono::milliseconds op_timeout)
-    : io_(io), op_timeout_(op_timeout), socket_(io), timer_(io) {}
+    : io_(io),
+      op_timeout_(op_timeout),
+      socket_(io),
+      timer_(io),
+      op_deadline_(socket_.get_executor(), CancelSocket{&socket_}) {}
 
 Connection::~Connection() {
   close_handle();
@@ -147,6 +151,7 @@ void Connection::cancel() {
   cancelled_ = true;
   error_code ec;
   timer_.cancel(ec);
+  op_deadline_.cancel();
   if (socket_.is_open()) {
     socket_.cancel(ec);
   }
@@ -210,6 +215,35 @@ asio::awaitable<int> Connection::wait(int status, Clock::time_point deadline) {
     co_return kAborted;
   }
 
+  const auto type = (io_events & MYSQL_WAIT_READ) != 0 ? asio::posix::descriptor_base::wait_read
+                    : (io_events & MYSQL_WAIT_WRITE) != 0
+                        ? asio::posix::descriptor_base::wait_write
+                        : asio::posix::descriptor_base::wait_error;
+  const auto ready_bits = type == asio::posix::descriptor_base::wait_read    ? MYSQL_WAIT_READ
+                          : type == asio::posix::descriptor_base::wait_write ? MYSQL_WAIT_WRITE
+                                                                             : MYSQL_WAIT_EXCEPT;
+  if (!library_timer) {
+    // The common case (every query): only our own deadline, which costs no timer work
+    // per wait.
+    op_deadline_.expire_at(expiry);
+    co_await socket_.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
+    const bool fired = op_deadline_.fired();
+    op_deadline_.clear();
+    if (!ec) {
+      co_return ready_bits;
+    }
+    if (cancelled_) {
+      co_return kAborted;
+    }
+    if (fired) {
+      co_return kDeadline;
+    }
+    if (ec == asio::error::operation_aborted) {
+      co_return kAborted;
+    }
+    co_return io_events;
+  }
+
   // The timer cancels the socket wait. `state` tells a late timer handler that the wait is
   // over (and this frame possibly gone), even if this coroutine is destroyed suspended.
   struct TimerState {
@@ -231,19 +265,13 @@ asio::awaitable<int> Connection::wait(int status, Clock::time_point deadline) {
     socket_.cancel(ignored);
   });
 
-  const auto type = (io_events & MYSQL_WAIT_READ) != 0 ? asio::posix::descriptor_base::wait_read
-                    : (io_events & MYSQL_WAIT_WRITE) != 0
-                        ? asio::posix::descriptor_base::wait_write
-                        : asio::posix::descriptor_base::wait_error;
   co_await socket_.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
   state->done = true;
   error_code ignored;
   timer_.cancel(ignored);
 
   if (!ec) {
-    co_return type == asio::posix::descriptor_base::wait_read ? MYSQL_WAIT_READ
-    : type == asio::posix::descriptor_base::wait_write        ? MYSQL_WAIT_WRITE
-                                                              : MYSQL_WAIT_EXCEPT;
+    co_return ready_bits;
   }
   if (cancelled_) {
     co_return kAborted;

@@ -18,6 +18,7 @@
 
 #include "core/config.hpp"
 #include "db/cluster.hpp"
+#include "net/deadline.hpp"
 
 namespace webstack::db {
 
@@ -82,7 +83,15 @@ class Connection {
   MYSQL* mysql_ = nullptr;
   // Non-owning: Connector/C owns the socket; released before mysql_close.
   boost::asio::posix::stream_descriptor socket_;
-  boost::asio::steady_timer timer_;
+  boost::asio::steady_timer timer_;  // Connector/C's own timeouts (connect)
+  struct CancelSocket {
+    boost::asio::posix::stream_descriptor* socket;
+    void operator()() const {
+      boost::system::error_code ignored;
+      socket->cancel(ignored);
+    }
+  };
+  net::Deadline<CancelSocket> op_deadline_;  // our per-operation deadline, lazily re-armed
   int fd_ = -1;
   bool broken_ = false;
   bool busy_ = false;       // an operation is running (one at a time)

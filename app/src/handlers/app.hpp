@@ -33,7 +33,7 @@ struct Request {
 
 struct Response {
   unsigned status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
+  std::string_view content_type = "text/plain; charset=utf-8";  // always a literal
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra, e.g. Set-Cookie
 };

@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -25,6 +26,7 @@
 #include "db/cluster.hpp"
 #include "db/library.hpp"
 #include "handlers/app.hpp"
+#include "net/deadline.hpp"
 
 namespace webstack::http {
 
@@ -55,32 +57,22 @@ class DateCache {
   char buf_[40]{};
   std::size_t len_ = 0;
 };
-
-// One connection's socket and its deadline. Shared so that the deadline handler can
-// tell whether the connection still exists when it fires.
+// One connection: its socket, its deadline (which cancels the socket's pending operation,
+// rather than closing it, so that a 408 can still be written) and its output buffer.
 struct Conn {
-  Conn(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+  explicit Conn(tcp::socket s)
+      : socket(std::move(s)), deadline(socket.get_executor(), CancelSocket{&socket}) {}
+  struct CancelSocket {
+    tcp::socket* socket;
+    void operator()() const {
+      boost::system::error_code ignored;
+      socket->cancel(ignored);
+    }
+  };
   tcp::socket socket;
-  asio::steady_timer timer;
-  bool fired = false;  // the current deadline passed and cancelled the socket's operations
-  bool idle = true;    // waiting for the first byte of a request
-
-  void arm(std::chrono::steady_clock::duration d) {
-    fired = false;
-    timer.expires_after(d);
-    timer.async_wait([weak = weak_from_this_()](boost::system::error_code ec) {
-      if (ec) return;
-      if (auto conn = weak.lock()) {
-        conn->fired = true;
-        boost::system::error_code ignored;
-        conn->socket.cancel(ignored);
-      }
-    });
-  }
-  void disarm() { timer.cancel(); }
-
-  std::weak_ptr<Conn> self;
-  std::weak_ptr<Conn> weak_from_this_() const { return self; }
+  net::Deadline<CancelSocket> deadline;
+  bool idle = true;  // waiting for the first byte of a request
+  std::string out;   // the response being written; its capacity is reused
 };
 
 }  // namespace
@@ -109,7 +101,16 @@ struct Worker {
   bool draining = false;
   std::thread thread;
 
-  std::string new_request_id() { return fmt::format("{:016x}{:016x}", rng(), rng()); }
+  std::string new_request_id() {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id(32, '0');
+    for (int half = 0; half < 2; ++half) {
+      std::uint64_t r = rng();
+      for (int i = 0; i < 16; ++i, r >>= 4)
+        id[static_cast<std::size_t>(half * 16 + i)] = kHex[r & 0xF];
+    }
+    return id;
+  }
 
   // Called on this worker's thread.
   void begin_drain() {
@@ -118,7 +119,7 @@ struct Worker {
     boost::system::error_code ec;
     acceptor.close(ec);
     for (Conn* c : conns) {
-      if (c->idle) c->arm(cfg.server.shutdown_idle_grace);
+      if (c->idle) c->deadline.expire_after(cfg.server.shutdown_idle_grace);
     }
     maybe_finish();
   }
@@ -127,7 +128,7 @@ struct Worker {
     for (Conn* c : conns) {
       boost::system::error_code ec;
       c->socket.close(ec);
-      c->timer.cancel();
+      c->deadline.cancel();
     }
     cluster.stop();
   }
@@ -138,36 +139,59 @@ struct Worker {
 
 namespace {
 
-asio::awaitable<void> send(Worker& w, Conn& c, bhttp::response<bhttp::string_body>& res,
-                           boost::system::error_code& ec) {
-  c.arm(w.cfg.server.idle_timeout);  // a client that does not read gets no longer than this
-  co_await bhttp::async_write(c.socket, res, asio::redirect_error(asio::use_awaitable, ec));
-  c.disarm();
+// Serialises a response into c.out: status line, the common headers, the handler's extra
+// headers, then the body (none for HEAD, whose Content-Length is still the GET one's).
+void serialize(Worker& w, Conn& c, unsigned version, unsigned status, std::string_view content_type,
+               std::string_view request_id, bool keep_alive, const Response* extra,
+               std::string_view body, bool head) {
+  std::string& out = c.out;
+  out.clear();
+  auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  fmt::format_to(std::back_inserter(out),
+                 "HTTP/1.{} {} {}\r\nServer: {}\r\nDate: {}\r\nContent-Type: {}\r\n"
+                 "Content-Length: {}\r\nX-Served-By: {}\r\nX-Request-Id: {}\r\n",
+                 version == 10 ? 0 : 1, status, std::string_view(reason.data(), reason.size()),
+                 w.cfg.server.server_header, w.date.now(), content_type, body.size(),
+                 w.shared.served_by, request_id);
+  if (extra) {
+    for (const auto& [name, value] : extra->headers) {
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
+    }
+  }
+  if (!keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (version == 10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  if (!head) out += body;
+}
+
+asio::awaitable<void> send(Worker& w, Conn& c, boost::system::error_code& ec) {
+  c.deadline.expire_after(w.cfg.server.idle_timeout);  // a client that never reads
+  co_await asio::async_write(c.socket, asio::buffer(c.out),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  c.deadline.clear();
 }
 
 // A refusal before routing (400, 408, 413, 431): the connection is closed after it.
 asio::awaitable<void> refuse(Worker& w, Conn& c, unsigned status, std::string_view why,
                              std::string_view request_id) {
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
-  res.set(bhttp::field::server, w.cfg.server.server_header);
-  res.set(bhttp::field::date, w.date.now());
-  res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-  res.set("X-Served-By", w.shared.served_by);
-  res.set("X-Request-Id", request_id);
-  res.keep_alive(false);
-  res.body() = fmt::format("{} {}\n", status, why);
-  res.prepare_payload();
+  const std::string body = fmt::format("{} {}\n", status, why);
+  serialize(w, c, 11, status, "text/plain; charset=utf-8", request_id, false, nullptr, body, false);
   boost::system::error_code ec;
-  co_await send(w, c, res, ec);
+  co_await send(w, c, ec);
   w.metrics.record_request(Route::NotFound, status, 0ns);
   log::info("request refused",
             {{"status", std::to_string(status)}, {"reason", why}, {"request_id", request_id}});
 }
 
-asio::awaitable<void> session(Worker& w, std::shared_ptr<Conn> conn) {
-  Conn& c = *conn;
+asio::awaitable<void> session(Worker& w, tcp::socket socket) {
+  Conn c(std::move(socket));
   w.conns.push_front(&c);
-  auto registered = w.conns.begin();
   struct Unregister {
     Worker& w;
     std::list<Conn*>::iterator it;
@@ -175,38 +199,37 @@ asio::awaitable<void> session(Worker& w, std::shared_ptr<Conn> conn) {
       w.conns.erase(it);
       w.maybe_finish();
     }
-  } unregister{w, registered};
+  } unregister{w, w.conns.begin()};
 
   const auto& sc = w.cfg.server;
   beast::flat_buffer buffer;
   boost::system::error_code ec;
   for (;;) {
-    // Wait for the first byte of the next request under the idle timeout (or the drain
+    // The first bytes of the next request must come within the idle timeout (or the drain
     // grace): an idle keep-alive connection is closed silently.
     if (buffer.size() == 0) {
       c.idle = true;
-      c.arm(w.draining ? sc.shutdown_idle_grace : sc.idle_timeout);
-      co_await c.socket.async_wait(tcp::socket::wait_read,
-                                   asio::redirect_error(asio::use_awaitable, ec));
-      c.disarm();
+      c.deadline.expire_after(w.draining ? sc.shutdown_idle_grace : sc.idle_timeout);
+      std::size_t n = co_await c.socket.async_read_some(
+          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      buffer.commit(n);
       c.idle = false;
       if (ec) break;
     }
-    c.idle = false;
 
     // Headers (and then the body) must arrive within header_timeout: slowloris -> 408.
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(sc.header_limit));
     parser.body_limit(sc.body_limit);
-    c.arm(sc.header_timeout);
+    c.deadline.expire_after(sc.header_timeout);
     co_await bhttp::async_read_header(c.socket, buffer, parser,
                                       asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && !parser.is_done()) {
       co_await bhttp::async_read(c.socket, buffer, parser,
                                  asio::redirect_error(asio::use_awaitable, ec));
     }
-    const bool timed_out = c.fired;
-    c.disarm();
+    const bool timed_out = c.deadline.fired();
+    c.deadline.clear();
     if (ec) {
       const std::string rid = w.new_request_id();
       if (timed_out) {
@@ -243,21 +266,9 @@ asio::awaitable<void> session(Worker& w, std::shared_ptr<Conn> conn) {
     w.metrics.in_flight_add(-1);
 
     const bool keep_alive = req.keep_alive() && !w.draining;
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out.status), req.version()};
-    res.set(bhttp::field::server, sc.server_header);
-    res.set(bhttp::field::date, w.date.now());
-    res.set(bhttp::field::content_type, out.content_type);
-    res.set("X-Served-By", w.shared.served_by);
-    res.set("X-Request-Id", request_id);
-    for (auto& [name, value] : out.headers) res.insert(name, value);
-    res.keep_alive(keep_alive);
-    res.body() = std::move(out.body);
-    res.prepare_payload();
-    if (req.method() == bhttp::verb::head) {
-      // Content-Length stays that of the GET answer; no body goes out.
-      res.body().clear();
-    }
-    co_await send(w, c, res, ec);
+    serialize(w, c, req.version(), out.status, out.content_type, request_id, keep_alive, &out,
+              out.body, req.method() == bhttp::verb::head);
+    co_await send(w, c, ec);
     const auto elapsed = std::chrono::steady_clock::now() - started;
     w.metrics.record_request(route, out.status, elapsed);
     if (sc.access_log) {
@@ -270,6 +281,7 @@ asio::awaitable<void> session(Worker& w, std::shared_ptr<Conn> conn) {
     }
     if (ec || !keep_alive) break;
   }
+  c.deadline.cancel();
   boost::system::error_code ignored;
   c.socket.shutdown(tcp::socket::shutdown_send, ignored);
   c.socket.close(ignored);
@@ -290,9 +302,7 @@ asio::awaitable<void> accept_loop(Worker& w) {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    auto conn = std::make_shared<Conn>(std::move(socket));
-    conn->self = conn;
-    asio::co_spawn(w.io, session(w, conn), [](std::exception_ptr e) {
+    asio::co_spawn(w.io, session(w, std::move(socket)), [](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
