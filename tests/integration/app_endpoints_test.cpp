@@ -8,6 +8,7 @@
 #include <string>
 
 #include "app_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "mariadb_pair.hpp"
 
@@ -31,11 +32,8 @@ class Endpoints : public ::testing::Test {
   static void wait_replica_seen() {
     const auto replica = MariaDbPair::shared().address(MariaDbPair::kReplica);
     HttpClient c(app_->port());
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (c.get("/db").header("X-DB-Node") == replica) return;
-    }
-    FAIL() << "reads never reached the replica " << replica;
+    ASSERT_TRUE(eventually([&] { return c.get("/db").header("X-DB-Node") == replica; }, 10s))
+        << "reads never reached the replica " << replica;
   }
   static AppProcess* app_;
   HttpClient client_{app_->port()};

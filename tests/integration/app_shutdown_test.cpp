@@ -6,6 +6,7 @@
 #include <string>
 
 #include "app_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "mariadb_pair.hpp"
 #include "subprocess.hpp"
@@ -14,15 +15,6 @@ namespace webstack::it {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-  }
-  return pred();
-}
 
 bool accepts_connections(std::uint16_t port) {
   HttpClient probe(port, 1s);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "app_process.hpp"
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "mariadb_pair.hpp"
 
@@ -22,14 +23,6 @@ std::string gtid_cookie(const HttpResponse& post) {
 }
 
 // Waits until `pred()` holds, for at most `timeout`; true if it did.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-  }
-  return pred();
-}
 
 // Any 2xx answer must be a right one: a /db body is one World row.
 void expect_valid_db_answer(const HttpResponse& r) {

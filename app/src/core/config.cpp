@@ -1,4 +1,5 @@
 #include "core/config.hpp"
+#include "core/text.hpp"
 
 #include <fmt/format.h>
 
@@ -55,32 +56,7 @@ struct KeyDef {
 
 std::string quoted(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          out += fmt::format("\\u{:04X}", u);
-        } else {
-          out += c;
-        }
-    }
-  }
+  text::json_escape(s, out);
   out += '"';
   return out;
 }

@@ -1,4 +1,5 @@
 #include "core/log.hpp"
+#include "core/text.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -43,32 +44,7 @@ bool needs_quotes(std::string_view v) {
 
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
-  for (char c : v) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
-        } else {
-          out += c;
-        }
-    }
-  }
+  text::json_escape(v, out);
   out += '"';
 }
 

@@ -174,7 +174,7 @@ void json_escape(std::string_view in, std::string& out) {
         out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           out += "\\u00";
           out += kHex[(c >> 4) & 0xF];
           out += kHex[c & 0xF];
