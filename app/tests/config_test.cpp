@@ -78,6 +78,21 @@ TEST(ConfigTest, DefaultsAreValidExceptNodes) {
   EXPECT_NO_THROW(validate(cfg));
 }
 
+// The documented example must stay a valid file that names every key.
+TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
+  const std::string path = std::string(WEBSTACK_SOURCE_DIR) + "/docs/webstack-app.example.toml";
+  Config cfg;
+  ASSERT_NO_THROW(apply_toml_file(cfg, path));
+  EXPECT_NO_THROW(validate(cfg));
+  EXPECT_EQ(cfg.db.nodes.size(), 2u);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.find('.') + 1);
+    EXPECT_NE(text.find("\n" + leaf + " ="), std::string::npos) << key << " is not documented";
+  }
+}
+
 TEST(ConfigTest, ConfigKeysListsEveryKey) {
   const std::vector<std::string> keys = config_keys();
   EXPECT_EQ(keys.size(), 25u);

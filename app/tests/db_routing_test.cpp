@@ -1,6 +1,8 @@
 // Routing rules of the database cluster (db/routing.hpp): pure, no server needed.
 #include "db/routing.hpp"
 
+#include "db/cluster.hpp"
+
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -182,6 +184,14 @@ TEST(DbRouting, ConnectionErrors) {
   for (unsigned code : {0u, 1062u, 1064u, 1146u, 1290u, 1969u, 2031u}) {
     EXPECT_FALSE(is_connection_error(code)) << code;
   }
+}
+
+TEST(DbRouting, OnlyLockConflictsAreRetryable) {
+  EXPECT_TRUE(QueryError("deadlock", 1213).retryable());
+  EXPECT_TRUE(QueryError("lock wait timeout", 1205).retryable());
+  EXPECT_FALSE(QueryError("syntax", 1064).retryable());
+  EXPECT_FALSE(QueryError("duplicate key", 1062).retryable());
+  EXPECT_FALSE(QueryError("app-side").retryable());
 }
 
 }  // namespace

@@ -37,9 +37,19 @@ class Unavailable : public std::runtime_error {
 class ConnectionLost : public Unavailable {
   using Unavailable::Unavailable;
 };
-// The server refused a statement (syntax, constraint...). Handlers answer 500.
+// The server refused a statement (syntax, constraint, deadlock...). Handlers answer 500.
 class QueryError : public std::runtime_error {
-  using std::runtime_error::runtime_error;
+ public:
+  explicit QueryError(const std::string& what, unsigned code = 0)
+      : std::runtime_error(what), code_(code) {}
+  unsigned code() const { return code_; }  // the server's ER_* number; 0 if not from it
+  // The statement lost a lock conflict and was rolled back: running it again is safe.
+  bool retryable() const {
+    return code_ == 1213 /* ER_LOCK_DEADLOCK */ || code_ == 1205 /* ER_LOCK_WAIT_TIMEOUT */;
+  }
+
+ private:
+  unsigned code_;
 };
 
 using Param = std::variant<std::nullptr_t, std::int64_t, std::string_view>;

@@ -342,7 +342,7 @@ void Connection::fail_code(unsigned code, const char* what, const char* message)
     saw_read_only_ = true;
     throw Unavailable(msg);
   }
-  throw QueryError(msg);
+  throw QueryError(msg, code);
 }
 
 asio::awaitable<void> Connection::connect(const DbNode& node, const DatabaseConfig& cfg) {

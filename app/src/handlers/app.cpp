@@ -287,14 +287,15 @@ asio::awaitable<Response> App::updates(std::string_view query) {
     values.emplace_back(batch[i].first);
   }
   sql += ")";
-  bool deadlocked = false;
+  bool conflicted = false;
   try {
     co_await lease.execute(sql, values);
-  } catch (const db::QueryError&) {
-    deadlocked = true;
+  } catch (const db::QueryError& e) {
+    if (!e.retryable()) throw;
+    conflicted = true;
   }
-  if (deadlocked) {
-    // A deadlock between concurrent batches rolls the statement back; one retry is safe.
+  if (conflicted) {
+    // A deadlock between concurrent batches rolled the statement back: run it once more.
     co_await lease.execute(sql, values);
   }
   Response r;
