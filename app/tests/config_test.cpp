@@ -89,7 +89,9 @@ TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (const auto& key : config_keys()) {
     const std::string leaf = key.substr(key.find('.') + 1);
-    EXPECT_NE(text.find("\n" + leaf + " ="), std::string::npos) << key << " is not documented";
+    const bool set = text.find("\n" + leaf + " =") != std::string::npos;
+    const bool commented = text.find("\n# " + leaf + " =") != std::string::npos;
+    EXPECT_TRUE(set || commented) << key << " is not documented";
   }
 }
 

@@ -100,6 +100,22 @@ TEST_F(HttpLimits, IdleKeepAliveConnectionsAreClosedSilently) {
   EXPECT_TRUE(bad_.wait_closed(5s));  // idle_timeout 1.5 s, no bytes sent back
 }
 
+TEST_F(HttpLimits, ExpectContinueGetsTheGoAhead) {
+  const std::string body = R"({"author":"curl","text":"asked first"})";
+  bad_.send_raw(
+      "POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
+  EXPECT_EQ(bad_.read_response().status, 100);
+  bad_.send_raw(body);
+  EXPECT_EQ(bad_.read_response().status, 201);
+  // Too large: refused from the declared length, without a go-ahead.
+  bad_.send_raw(
+      "POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
+  EXPECT_EQ(bad_.read_response().status, 413);
+}
+
 TEST_F(HttpLimits, PipelinedRequestsAreAnsweredInOrder) {
   std::string batch;
   const char* paths[] = {"/plaintext", "/json", "/healthz", "/nope", "/plaintext"};
