@@ -11,8 +11,8 @@ PACKAGES=(
   # libraries (headers)
   libboost1.81-dev libboost-json1.81-dev libmariadb-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev
-  # real servers the tests and benchmarks run
-  mariadb-server mariadb-client nginx-light
+  # real servers the tests, the lab and the benchmarks run
+  mariadb-server mariadb-client nginx-light haproxy s6
   # load generators and probes
   wrk sysbench curl procps iproute2
 )

@@ -1,0 +1,114 @@
+// webstack: the command line. It reads a topology (the embedded default, or -f FILE),
+// validates it whole before doing anything, and renders the real config files of every
+// host. (Bringing the hosts up as namespaces comes on top of this.)
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "render/render.hpp"
+#include "topology/topology.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using webstack::topo::Topology;
+
+Topology load(const std::string& file) {
+  return file.empty() ? webstack::topo::default_topology()
+                      : webstack::topo::load_topology_file(file);
+}
+
+std::string absolute(const std::string& p) {
+  return fs::absolute(p).lexically_normal().string();
+}
+
+// Where a resource is: an explicit option, else the environment, else where the build
+// tree this binary comes from has it.
+std::string resource(const std::string& option, const char* env, const std::string& built_in) {
+  if (!option.empty()) return absolute(option);
+  if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return absolute(v);
+  return built_in;
+}
+
+void print_summary(const Topology& t) {
+  std::printf("site %s (%s), lab %s on %s, edge 127.0.0.1:%u\n", t.site_name.c_str(),
+              t.balance.c_str(), t.name.c_str(), t.subnet.c_str(), t.edge_port);
+  for (const auto& h : t.hosts) {
+    std::string roles;
+    for (auto r : h.roles) {
+      if (!roles.empty()) roles += ",";
+      roles += webstack::topo::role_name(r);
+      if (r == webstack::topo::Role::Database) {
+        roles += h.db == webstack::topo::DbRole::Primary ? "(primary)" : "(replica)";
+      }
+    }
+    std::printf("  %-12s %-15s %s\n", h.name.c_str(), h.address.c_str(), roles.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"webstack: the seed's web stack as real hosts, from one topology file"};
+  cli.set_version_flag("--version", std::string("webstack ") + WEBSTACK_VERSION);
+  cli.require_subcommand(1);
+  std::string file;
+
+  auto* init = cli.add_subcommand("init", "Print the default topology (a starting point for -f)");
+
+  auto* validate = cli.add_subcommand("validate", "Check a topology file and print its hosts");
+  validate->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+
+  std::string out_dir = "rendered", state_dir, templates_dir, www_dir, app_binary;
+  auto* render =
+      cli.add_subcommand("render", "Write every host's config files for review, starting nothing");
+  render->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  render->add_option("-o,--out", out_dir, "Output directory (one folder per host)")
+      ->capture_default_str();
+  render->add_option("--state-dir", state_dir,
+                     "State directory the configs refer to (default: /var/lib/webstack/<lab>)");
+  render->add_option("--templates", templates_dir, "Templates directory (env WEBSTACK_TEMPLATES)");
+  render->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
+  render->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
+
+  CLI11_PARSE(cli, argc, argv);
+
+  try {
+    if (init->parsed()) {
+      std::fwrite(webstack::topo::default_topology_text().data(), 1,
+                  webstack::topo::default_topology_text().size(), stdout);
+      return 0;
+    }
+    const Topology topology = load(file);
+    if (validate->parsed()) {
+      std::printf("%s: valid\n", topology.source.c_str());
+      print_summary(topology);
+      return 0;
+    }
+    if (render->parsed()) {
+      webstack::render::Options opts;
+      const std::string source = WEBSTACK_SOURCE_DIR;
+      opts.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
+      opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
+      opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
+      opts.state_dir =
+          state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(state_dir);
+      const auto files = webstack::render::render_site(topology, opts);
+      webstack::render::write_files(files, out_dir);
+      std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), topology.hosts.size(),
+                  absolute(out_dir).c_str());
+      return 0;
+    }
+  } catch (const webstack::topo::TopologyError& e) {
+    std::fprintf(stderr, "webstack: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "webstack: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

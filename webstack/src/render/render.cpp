@@ -1,0 +1,299 @@
+#include "render/render.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+#include <kainjow/mustache.hpp>
+
+namespace webstack::render {
+namespace {
+
+namespace fs = std::filesystem;
+namespace mstch = kainjow::mustache;
+using topo::Host;
+using topo::Role;
+using topo::Topology;
+
+// Only the struct fields of the topology are used here (no topology.cpp functions), so
+// that rendering depends on the model, not on the parser.
+bool has_role(const Host& h, Role r) {
+  return std::find(h.roles.begin(), h.roles.end(), r) != h.roles.end();
+}
+
+bool is_primary(const Host& h) {
+  return h.db && *h.db == topo::DbRole::Primary;
+}
+
+bool is_replica(const Host& h) {
+  return h.db && *h.db == topo::DbRole::Replica;
+}
+
+std::string ns_of(const Topology& t, const Host& h) {
+  return t.name + "-" + h.name;
+}
+
+struct Template {
+  std::string name;     // relative to templates_dir, e.g. "haproxy/haproxy.cfg.mustache"
+  std::string path;     // as opened, for messages
+  std::string content;  // rendered
+};
+
+// Reads, parses and renders templates, each file read and parsed once per render_site.
+class Renderer {
+ public:
+  explicit Renderer(std::string templates_dir) : dir_(std::move(templates_dir)) {}
+
+  std::string render(const std::string& name, const mstch::data& context) {
+    const std::string path = (fs::path(dir_) / name).string();
+    auto it = cache_.find(name);
+    if (it == cache_.end()) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        throw std::runtime_error("template " + path + ": cannot read: " + std::strerror(errno));
+      }
+      std::ostringstream text;
+      text << in.rdbuf();
+      if (in.bad()) throw std::runtime_error("template " + path + ": read error");
+      it = cache_.emplace(name, mstch::mustache(text.str())).first;
+      if (!it->second.is_valid()) {
+        const std::string why = it->second.error_message();
+        cache_.erase(it);
+        throw std::runtime_error("template " + path + ": " + why);
+      }
+      // Config files, not HTML: {{var}} is inserted as is.
+      it->second.set_custom_escape([](const std::string& s) { return s; });
+    }
+    std::string out = it->second.render(context);
+    if (!it->second.is_valid()) {
+      throw std::runtime_error("template " + path + ": " + it->second.error_message());
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  std::map<std::string, mstch::mustache> cache_;
+};
+
+mstch::data host_item(const Topology& t, const Host& h, bool first) {
+  mstch::data d;
+  d.set("name", h.name);
+  d.set("address", h.address);
+  d.set("ns", ns_of(t, h));
+  d.set("first", first);
+  return d;
+}
+
+mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) {
+  mstch::data list{mstch::data::type::list};
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    mstch::data item = host_item(t, *hosts[i], i == 0);
+    item.set("index", std::to_string(i + 1));
+    if (hosts[i]->db) {
+      item.set("is_primary", is_primary(*hosts[i]));
+      item.set("is_replica", is_replica(*hosts[i]));
+    }
+    list.push_back(item);
+  }
+  return list;
+}
+
+std::vector<const Host*> hosts_with(const Topology& t, Role r) {
+  std::vector<const Host*> out;
+  for (const auto& h : t.hosts) {
+    if (has_role(h, r)) out.push_back(&h);
+  }
+  return out;
+}
+
+// Everything every template may use; the per-host keys are set by host_context().
+mstch::data site_context(const Topology& t, const Options& o) {
+  mstch::data d;
+  d.set("lab_name", t.name);
+  d.set("ns_prefix", t.name);
+  d.set("subnet", t.subnet);
+  d.set("site_name", t.site_name);
+  d.set("balance", t.balance);
+  d.set("http_port", std::to_string(t.http_port));
+  d.set("web_port", std::to_string(t.web_port));
+  d.set("app_port", std::to_string(t.app_port));
+  d.set("db_port", std::to_string(t.db_port));
+  d.set("edge_port", std::to_string(t.edge_port));
+  d.set("state_dir", o.state_dir);
+  d.set("www_dir", o.www_dir);
+  d.set("app_binary", o.app_binary);
+  d.set("templates_dir", o.templates_dir);
+
+  const auto dbs = hosts_with(t, Role::Database);
+  d.set("lb_hosts", host_list(t, hosts_with(t, Role::LoadBalancer)));
+  d.set("web_hosts", host_list(t, hosts_with(t, Role::Web)));
+  d.set("db_hosts", host_list(t, dbs));  // file order; index == server_id
+
+  // The database nodes as the app wants them: the primary first, then the replicas.
+  std::vector<const Host*> nodes;
+  for (const Host* h : dbs) {
+    if (is_primary(*h)) nodes.push_back(h);
+  }
+  for (const Host* h : dbs) {
+    if (!is_primary(*h)) nodes.push_back(h);
+  }
+  d.set("db_nodes", host_list(t, nodes));
+  const auto primary =
+      std::find_if(dbs.begin(), dbs.end(), [](const Host* h) { return is_primary(*h); });
+  d.set("primary_name", primary == dbs.end() ? std::string() : (*primary)->name);
+  d.set("primary_address", primary == dbs.end() ? std::string() : (*primary)->address);
+  return d;
+}
+
+mstch::data host_context(const mstch::data& site, const Topology& t, const Host& h) {
+  mstch::data d = site;
+  d.set("host", h.name);
+  d.set("address", h.address);
+  d.set("ns", ns_of(t, h));
+  d.set("is_lb", has_role(h, Role::LoadBalancer));
+  d.set("is_web", has_role(h, Role::Web));
+  d.set("is_db", has_role(h, Role::Database));
+  d.set("is_client", has_role(h, Role::Client));
+  d.set("is_primary", is_primary(h));
+  d.set("is_replica", is_replica(h));
+  int server_id = 0;
+  for (const auto& other : t.hosts) {
+    if (has_role(other, Role::Database)) ++server_id;
+    if (&other == &h) break;
+  }
+  d.set("server_id", has_role(h, Role::Database) ? std::to_string(server_id) : std::string());
+  return d;
+}
+
+struct Output {
+  const char* template_name;
+  const char* path;
+  unsigned mode;
+};
+
+// What each role needs, in the order files are listed.
+constexpr Output kLbFiles[] = {
+    {"haproxy/haproxy.cfg.mustache", "haproxy/haproxy.cfg", 0644},
+    {"s6/haproxy/run.mustache", "s6/haproxy/run", 0755},
+};
+constexpr Output kWebFiles[] = {
+    {"nginx/nginx.conf.mustache", "nginx/nginx.conf", 0644},
+    {"app/webstack-app.toml.mustache", "app/webstack-app.toml", 0644},
+    {"s6/nginx/run.mustache", "s6/nginx/run", 0755},
+    {"s6/webstack-app/run.mustache", "s6/webstack-app/run", 0755},
+};
+constexpr Output kDbFiles[] = {
+    {"mariadb/my.cnf.mustache", "mariadb/my.cnf", 0644},
+    {"s6/mariadb/run.mustache", "s6/mariadb/run", 0755},
+};
+constexpr Output kEdgeFiles[] = {
+    {"edge/haproxy.cfg.mustache", "edge/haproxy.cfg", 0644},
+    {"s6/edge/run.mustache", "s6/edge/run", 0755},
+};
+
+template <std::size_t N>
+void emit(std::vector<File>& files, Renderer& r, const std::string& host,
+          const Output (&outputs)[N], const mstch::data& context) {
+  for (const auto& o : outputs) {
+    files.push_back(File{host, o.path, r.render(o.template_name, context), o.mode});
+  }
+}
+
+[[noreturn]] void fail(const std::string& what, const std::string& path, int err) {
+  throw std::runtime_error(what + " " + path + ": " + std::strerror(err));
+}
+
+// A relative path that stays inside its directory.
+void check_relative(const File& f) {
+  const fs::path p(f.path);
+  bool ok = !f.path.empty() && p.is_relative();
+  for (const auto& part : p) ok = ok && part != ".." && part != ".";
+  if (f.host.find('/') != std::string::npos || f.host == ".." || f.host == ".") ok = false;
+  if (!ok) {
+    throw std::runtime_error("render: refusing to write \"" + f.path + "\" of host \"" + f.host +
+                             "\" (not a plain relative path)");
+  }
+}
+
+void write_one(const fs::path& target, const std::string& content, unsigned mode) {
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) {
+    throw std::runtime_error("cannot create " + target.parent_path().string() + ": " +
+                             ec.message());
+  }
+  // A temporary file in the same directory, renamed over the target: a reader sees the
+  // old file or the new one, never a partial one.
+  std::string tmp = target.string() + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) fail("cannot create", tmp, errno);
+  const auto give_up = [&](const char* what) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail(what, tmp, err);
+  };
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      give_up("cannot write");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) give_up("cannot chmod");
+  if (::fsync(fd) != 0) give_up("cannot sync");
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot write", tmp, err);
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot rename " + tmp + " to", target.string(), err);
+  }
+}
+
+}  // namespace
+
+std::vector<File> render_site(const topo::Topology& topology, const Options& options) {
+  Renderer r(options.templates_dir);
+  const mstch::data site = site_context(topology, options);
+  std::vector<File> files;
+  for (const auto& h : topology.hosts) {
+    const mstch::data context = host_context(site, topology, h);
+    // Roles in a fixed order, whatever their order in the file.
+    if (has_role(h, Role::LoadBalancer)) emit(files, r, h.name, kLbFiles, context);
+    if (has_role(h, Role::Web)) emit(files, r, h.name, kWebFiles, context);
+    if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
+    // A client host runs nothing of the site.
+  }
+  mstch::data edge = site;
+  edge.set("host", std::string("edge"));
+  emit(files, r, "", kEdgeFiles, edge);
+  return files;
+}
+
+void write_files(const std::vector<File>& files, const std::string& out_dir) {
+  for (const auto& f : files) check_relative(f);
+  for (const auto& f : files) {
+    const fs::path dir = f.host.empty() ? fs::path(out_dir) : fs::path(out_dir) / f.host;
+    write_one(dir / f.path, f.content, f.mode);
+  }
+}
+
+}  // namespace webstack::render

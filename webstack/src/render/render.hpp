@@ -1,0 +1,35 @@
+// Renders every real config file of a site from templates/ (one mustache template per
+// config file): per host, what its roles need. The lab (`webstack up`) writes them into
+// its state directory; `webstack render` writes them for review or for real servers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "topology/topology.hpp"
+
+namespace webstack::render {
+
+struct Options {
+  std::string templates_dir;  // the repository's templates/
+  std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
+  std::string app_binary;     // absolute path of webstack-app
+  std::string www_dir;        // absolute path of the static files Nginx serves
+};
+
+struct File {
+  std::string host;  // "lb-01"; "" for files of the lab itself (e.g. the edge)
+  std::string path;  // relative to the host's directory, e.g. "haproxy/haproxy.cfg"
+  std::string content;
+  unsigned mode = 0644;  // 0755 for s6 run scripts
+};
+
+// Every file of every host, in a stable order. Throws std::runtime_error naming the
+// template on a missing template or a mustache error.
+std::vector<File> render_site(const topo::Topology& topology, const Options& options);
+
+// Writes `files` under `out_dir` as out_dir/<host>/<path> (out_dir/<path> for host "").
+// Creates directories; replaces existing files atomically (write + rename).
+void write_files(const std::vector<File>& files, const std::string& out_dir);
+
+}  // namespace webstack::render

@@ -1,0 +1,843 @@
+#include "topology/topology.hpp"
+
+#include "core/text.hpp"
+
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+namespace webstack::topo {
+namespace {
+
+using namespace std::string_view_literals;
+
+// ---------------------------------------------------------------------------------------------
+// The embedded default: the seed's site.
+
+constexpr std::string_view kDefaultText =
+    R"(# webstack topology: the site's hosts, their roles and addresses.
+# `webstack init` prints this file; `webstack validate -f FILE` checks one.
+# Every key of [lab] and [site] is optional (the values below are the defaults);
+# at least one [[host]] is required.
+
+# The lab: on one machine every host becomes a network namespace on a bridge, and the
+# bridge takes the subnet's first address (the gateway, 10.77.0.1 here).
+[lab]
+name = "webstack"        # prefix of namespace and link names: [a-z][a-z0-9-]*, <= 8 characters
+subnet = "10.77.0.0/24"  # IPv4 network address and prefix length (16..29)
+edge_port = 8080         # the edge HAProxy on 127.0.0.1 forwards this port to the load balancer
+
+# The site: its name, how the load balancer spreads requests, and the ports of the services.
+[site]
+name = "www.foobar.test"
+balance = "roundrobin"   # roundrobin | leastconn | source
+http_port = 80           # the load balancer listens here
+app_port = 8080          # webstack-app on each web host (loopback)
+web_port = 80            # Nginx on each web host
+db_port = 3306           # MariaDB on each db host
+
+# The hosts, in order. name: [a-z][a-z0-9-]*, <= 12 characters; address: inside the
+# subnet, not its network, broadcast or gateway address.
+# roles: lb (HAProxy), web (Nginx + webstack-app), db (MariaDB), client (stands for the
+# internet: tests send traffic from it; exactly one, and it has no other role).
+# A db host needs db = "primary" (exactly one in the site) or db = "replica".
+# Another web host (web-03, ...) is one more [[host]] table.
+
+# The load balancer.
+[[host]]
+name = "lb-01"
+address = "10.77.0.10"
+roles = ["lb"]
+
+# A web host with the database primary.
+[[host]]
+name = "web-01"
+address = "10.77.0.11"
+roles = ["web", "db"]
+db = "primary"
+
+# A web host with a database replica of web-01.
+[[host]]
+name = "web-02"
+address = "10.77.0.12"
+roles = ["web", "db"]
+db = "replica"
+
+# The client: the internet.
+[[host]]
+name = "client"
+address = "10.77.0.100"
+roles = ["client"]
+)";
+
+constexpr std::array<Role, 4> kRoles = {Role::LoadBalancer, Role::Web, Role::Database,
+                                        Role::Client};
+
+// ---------------------------------------------------------------------------------------------
+// IPv4.
+
+struct Cidr {
+  std::uint32_t network = 0;
+  int prefix = 0;
+
+  std::uint32_t mask() const { return prefix == 0 ? 0u : ~std::uint32_t{0} << (32 - prefix); }
+  std::uint32_t broadcast() const { return network | ~mask(); }
+  std::uint32_t gateway() const { return network + 1; }
+  bool contains(std::uint32_t a) const { return (a & mask()) == network; }
+};
+
+// Decimal 0..max, no sign, no leading zeros ("0" itself is fine).
+std::optional<std::uint32_t> parse_decimal(std::string_view s, std::uint32_t max) {
+  if (s.empty() || s.size() > 3 || (s.size() > 1 && s.front() == '0')) {
+    return std::nullopt;
+  }
+  std::uint32_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    v = v * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (v > max) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<std::uint32_t> parse_ipv4(std::string_view s) {
+  std::uint32_t out = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto dot = s.find('.');
+    if ((i < 3) != (dot != std::string_view::npos)) {
+      return std::nullopt;
+    }
+    const auto octet = parse_decimal(s.substr(0, dot), 255);
+    if (!octet) {
+      return std::nullopt;
+    }
+    out = (out << 8) | *octet;
+    s = i < 3 ? s.substr(dot + 1) : std::string_view{};
+  }
+  return out;
+}
+
+std::string format_ipv4(std::uint32_t a) {
+  return fmt::format("{}.{}.{}.{}", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
+}
+
+// Only the syntax: "a.b.c.d/p" with p 0..32.
+std::optional<Cidr> parse_cidr(std::string_view s) {
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto address = parse_ipv4(s.substr(0, slash));
+  const auto prefix = parse_decimal(s.substr(slash + 1), 32);
+  if (!address || !prefix) {
+    return std::nullopt;
+  }
+  return Cidr{*address, static_cast<int>(*prefix)};
+}
+
+Cidr checked_cidr(const std::string& subnet) {
+  const auto cidr = parse_cidr(subnet);
+  if (!cidr) {
+    throw std::logic_error("topology subnet is not an IPv4 CIDR: " + subnet);
+  }
+  return *cidr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+std::string in_quotes(std::string_view s) {
+  std::string out = "\"";
+  text::json_escape(s, out);
+  out += '"';
+  return out;
+}
+
+std::string describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "the string " + in_quotes(node.as_string()->get());
+    case toml::node_type::integer:
+      return fmt::format("the integer {}", node.as_integer()->get());
+    case toml::node_type::floating_point:
+      return fmt::format("the float {}", node.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "the boolean true" : "the boolean false";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+int line_of(const toml::node& node) {
+  return static_cast<int>(node.source().begin.line);
+}
+
+std::string roles_text(const std::vector<Role>& roles) {
+  std::string out;
+  for (Role r : roles) {
+    out += out.empty() ? "" : ", ";
+    out += role_name(r);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks of single values.
+
+bool is_lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+// [a-z][a-z0-9-]*, 1..max characters; empty result: fine.
+std::string name_problem(std::string_view s, std::size_t max) {
+  if (s.empty()) {
+    return "must not be empty";
+  }
+  if (s.size() > max) {
+    return fmt::format("{} is {} characters, at most {} are allowed", in_quotes(s), s.size(), max);
+  }
+  if (s.front() < 'a' || s.front() > 'z') {
+    return fmt::format("{} must start with a lowercase letter", in_quotes(s));
+  }
+  for (char c : s) {
+    if (!is_lower_alnum(c) && c != '-') {
+      return fmt::format("{} may contain only a-z, 0-9 and '-'", in_quotes(s));
+    }
+  }
+  return {};
+}
+
+std::string dns_name_problem(std::string_view s) {
+  if (s.empty()) {
+    return "must not be empty";
+  }
+  if (s.size() > 253) {
+    return fmt::format("is {} characters, a DNS name has at most 253", s.size());
+  }
+  std::string_view rest = s;
+  while (true) {
+    const auto dot = rest.find('.');
+    const std::string_view label = rest.substr(0, dot);
+    if (label.empty()) {
+      return fmt::format("{} has an empty label", in_quotes(s));
+    }
+    if (label.size() > 63) {
+      return fmt::format("{}: a label has at most 63 characters", in_quotes(s));
+    }
+    for (char c : label) {
+      if (!is_lower_alnum(c) && c != '-') {
+        return fmt::format("{} may contain only a-z, 0-9, '-' and dots", in_quotes(s));
+      }
+    }
+    if (label.front() == '-' || label.back() == '-') {
+      return fmt::format("{}: a label may not start or end with '-'", in_quotes(s));
+    }
+    if (dot == std::string_view::npos) {
+      return {};
+    }
+    rest.remove_prefix(dot + 1);
+  }
+}
+
+std::optional<Role> role_from(std::string_view s) {
+  for (Role r : kRoles) {
+    if (role_name(r) == s) {
+      return r;
+    }
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parser: one pass over the document, the first problem is thrown.
+
+using Entry = std::pair<const toml::key*, const toml::node*>;
+
+// A table's entries in file order (a toml::table iterates in key order).
+std::vector<Entry> in_file_order(const toml::table& table) {
+  std::vector<Entry> entries;
+  for (const auto& [key, node] : table) {
+    entries.emplace_back(&key, &node);
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    const auto& pa = a.first->source().begin;
+    const auto& pb = b.first->source().begin;
+    return pa.line != pb.line ? pa.line < pb.line : pa.column < pb.column;
+  });
+  return entries;
+}
+
+// Where a host's things are in the file, for checks across hosts.
+struct HostSource {
+  int table = 0;
+  int address = 0;
+  int roles = 0;
+  int db = 0;
+};
+
+class Parser {
+ public:
+  Parser(const std::string& source, Topology& topology) : source_(source), t_(topology) {}
+
+  void parse(const toml::table& root) {
+    const toml::node* lab = nullptr;
+    const toml::node* site = nullptr;
+    const toml::node* hosts = nullptr;
+    for (const auto& [key, node] : in_file_order(root)) {
+      const std::string_view name = key->str();
+      if (name == "lab"sv) {
+        lab = node;
+      } else if (name == "site"sv) {
+        site = node;
+      } else if (name == "host"sv) {
+        hosts = node;
+      } else {
+        fail(line_of(*node), std::string(name),
+             node->is_table() || node->is_array_of_tables()
+                 ? "unknown table (known: [lab], [site], [[host]])"
+                 : "unknown key; keys belong in [lab], [site] and [[host]]");
+      }
+    }
+    if (lab != nullptr) {
+      parse_lab(*lab);
+    }
+    if (site != nullptr) {
+      parse_site(*site);
+    }
+    parse_hosts(hosts);
+    check_site();
+  }
+
+ private:
+  [[noreturn]] void fail(int line, std::string key, const std::string& why) const {
+    throw TopologyError(source_, line, std::move(key), why);
+  }
+
+  const toml::table& section(const toml::node& node, std::string_view name) const {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      fail(line_of(node), std::string(name),
+           fmt::format("must be a table [{}], got {}", name, describe(node)));
+    }
+    return *table;
+  }
+
+  std::string string_value(const toml::node& node, const std::string& key) const {
+    const auto* s = node.as_string();
+    if (s == nullptr) {
+      fail(line_of(node), key, fmt::format("must be a string, got {}", describe(node)));
+    }
+    return s->get();
+  }
+
+  std::uint16_t port_value(const toml::node& node, const std::string& key) const {
+    const auto* i = node.as_integer();
+    if (i == nullptr || i->get() < 1 || i->get() > 65535) {
+      fail(line_of(node), key,
+           fmt::format("must be a port number 1..65535, got {}", describe(node)));
+    }
+    return static_cast<std::uint16_t>(i->get());
+  }
+
+  [[noreturn]] void unknown_key(const toml::key& key, const std::string& full,
+                                std::string_view known) const {
+    fail(static_cast<int>(key.source().begin.line), full,
+         fmt::format("unknown key (known: {})", known));
+  }
+
+  void parse_lab(const toml::node& node) {
+    for (const auto& [key, value] : in_file_order(section(node, "lab"))) {
+      const std::string name(key->str());
+      const std::string full = "lab." + name;
+      if (name == "name") {
+        t_.name = string_value(*value, full);
+        if (const std::string why = name_problem(t_.name, 8); !why.empty()) {
+          fail(line_of(*value), full, why);
+        }
+      } else if (name == "subnet") {
+        t_.subnet = string_value(*value, full);
+        const auto cidr = parse_cidr(t_.subnet);
+        if (!cidr) {
+          fail(line_of(*value), full,
+               fmt::format("must be an IPv4 network like \"10.77.0.0/24\", got {}",
+                           in_quotes(t_.subnet)));
+        }
+        if (cidr->prefix < 16 || cidr->prefix > 29) {
+          fail(line_of(*value), full,
+               fmt::format("prefix length must be 16..29, got /{}", cidr->prefix));
+        }
+        if ((cidr->network & cidr->mask()) != cidr->network) {
+          fail(line_of(*value), full,
+               fmt::format("{} has host bits set; the network address is {}/{}",
+                           in_quotes(t_.subnet), format_ipv4(cidr->network & cidr->mask()),
+                           cidr->prefix));
+        }
+      } else if (name == "edge_port") {
+        t_.edge_port = port_value(*value, full);
+      } else {
+        unknown_key(*key, full, "name, subnet, edge_port");
+      }
+    }
+  }
+
+  void parse_site(const toml::node& node) {
+    for (const auto& [key, value] : in_file_order(section(node, "site"))) {
+      const std::string name(key->str());
+      const std::string full = "site." + name;
+      if (name == "name") {
+        t_.site_name = string_value(*value, full);
+        if (const std::string why = dns_name_problem(t_.site_name); !why.empty()) {
+          fail(line_of(*value), full, why);
+        }
+      } else if (name == "balance") {
+        t_.balance = string_value(*value, full);
+        if (t_.balance != "roundrobin" && t_.balance != "leastconn" && t_.balance != "source") {
+          fail(line_of(*value), full,
+               fmt::format("must be one of roundrobin, leastconn, source, got {}",
+                           in_quotes(t_.balance)));
+        }
+      } else if (name == "http_port" || name == "app_port" || name == "web_port" ||
+                 name == "db_port") {
+        port(name) = port_value(*value, full);
+        port_lines_.emplace_back(name, line_of(*value));
+      } else {
+        unknown_key(*key, full, "name, balance, http_port, app_port, web_port, db_port");
+      }
+    }
+  }
+
+  std::uint16_t& port(std::string_view name) {
+    if (name == "http_port") {
+      return t_.http_port;
+    }
+    if (name == "app_port") {
+      return t_.app_port;
+    }
+    if (name == "web_port") {
+      return t_.web_port;
+    }
+    return t_.db_port;
+  }
+
+  int port_line(std::string_view name) const {
+    for (const auto& [n, line] : port_lines_) {
+      if (n == name) {
+        return line;
+      }
+    }
+    return 0;
+  }
+
+  static std::string host_key(std::size_t index, std::string_view key) {
+    return fmt::format("host[{}].{}", index + 1, key);
+  }
+
+  void parse_hosts(const toml::node* node) {
+    if (node == nullptr) {
+      fail(0, "host", "the site has no hosts; add at least one [[host]] table");
+    }
+    const toml::array* array = node->as_array();
+    if (array == nullptr || !array->is_array_of_tables()) {
+      fail(line_of(*node), "host",
+           fmt::format("must be an array of tables [[host]], got {}", describe(*node)));
+    }
+    if (array->empty()) {
+      fail(line_of(*node), "host", "the site has no hosts; add at least one [[host]] table");
+    }
+    const Cidr cidr = checked_cidr(t_.subnet);
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      parse_host(*array->get(i)->as_table(), i, cidr);
+    }
+  }
+
+  void parse_host(const toml::table& table, std::size_t index, const Cidr& cidr) {
+    Host host;
+    HostSource src;
+    host.line = line_of(table);
+    src.table = host.line;
+    bool has_name = false;
+    bool has_address = false;
+    bool has_roles = false;
+    for (const auto& [key, value] : in_file_order(table)) {
+      const std::string name(key->str());
+      const std::string full = host_key(index, name);
+      if (name == "name") {
+        host.name = string_value(*value, full);
+        if (const std::string why = name_problem(host.name, 12); !why.empty()) {
+          fail(line_of(*value), full, why);
+        }
+        // The lab's own files live beside the hosts' ones under these names.
+        if (host.name == "edge" || host.name == "s6") {
+          fail(line_of(*value), full,
+               fmt::format("{} is reserved for the lab itself", in_quotes(host.name)));
+        }
+        for (std::size_t j = 0; j < t_.hosts.size(); ++j) {
+          if (t_.hosts[j].name == host.name) {
+            fail(line_of(*value), full,
+                 fmt::format("duplicate host name {} (also host[{}], line {})",
+                             in_quotes(host.name), j + 1, sources_[j].table));
+          }
+        }
+        has_name = true;
+      } else if (name == "address") {
+        host.address = string_value(*value, full);
+        check_address(host.address, cidr, line_of(*value), full);
+        for (std::size_t j = 0; j < t_.hosts.size(); ++j) {
+          if (t_.hosts[j].address == host.address) {
+            fail(line_of(*value), full,
+                 fmt::format("duplicate address {} (also host[{}] {}, line {})", host.address,
+                             j + 1, t_.hosts[j].name, sources_[j].address));
+          }
+        }
+        src.address = line_of(*value);
+        has_address = true;
+      } else if (name == "roles") {
+        host.roles = parse_roles(*value, full);
+        src.roles = line_of(*value);
+        has_roles = true;
+      } else if (name == "db") {
+        const std::string db = string_value(*value, full);
+        if (db == "primary") {
+          host.db = DbRole::Primary;
+        } else if (db == "replica") {
+          host.db = DbRole::Replica;
+        } else {
+          fail(line_of(*value), full,
+               fmt::format("must be \"primary\" or \"replica\", got {}", in_quotes(db)));
+        }
+        src.db = line_of(*value);
+      } else {
+        unknown_key(*key, full, "name, address, roles, db");
+      }
+    }
+    const auto missing = [&](bool present, std::string_view key) {
+      if (!present) {
+        fail(src.table, host_key(index, key),
+             "missing; every [[host]] needs name, address and roles");
+      }
+    };
+    missing(has_name, "name");
+    missing(has_address, "address");
+    missing(has_roles, "roles");
+
+    const std::string who = fmt::format("{} (roles: {})", host.name, roles_text(host.roles));
+    if (host.db && !host.has(Role::Database)) {
+      fail(src.db, host_key(index, "db"),
+           fmt::format("only a host with role \"db\" has a db setting; {}", who));
+    }
+    if (!host.db && host.has(Role::Database)) {
+      fail(src.table, host_key(index, "db"),
+           fmt::format("missing; host {} has role \"db\" and needs db = \"primary\" or "
+                       "db = \"replica\"",
+                       host.name));
+    }
+    if (host.has(Role::Client) && host.roles.size() > 1) {
+      fail(src.roles, host_key(index, "roles"),
+           fmt::format("the client stands for the internet and may have no other role; {}", who));
+    }
+    for (std::size_t j = 0; j < t_.hosts.size(); ++j) {
+      const Host& other = t_.hosts[j];
+      if (host.has(Role::Client) && other.has(Role::Client)) {
+        fail(
+            src.roles, host_key(index, "roles"),
+            fmt::format("a second client host, {}; the site has exactly one (host[{}] {}, line {})",
+                        host.name, j + 1, other.name, sources_[j].table));
+      }
+      if (host.db == DbRole::Primary && other.db == DbRole::Primary) {
+        fail(src.db, host_key(index, "db"),
+             fmt::format("two primaries: {} (line {}) and {}; the site has exactly one", other.name,
+                         sources_[j].db, host.name));
+      }
+    }
+    check_ports(host, index, src);
+    t_.hosts.push_back(std::move(host));
+    sources_.push_back(src);
+  }
+
+  void check_address(const std::string& text, const Cidr& cidr, int line,
+                     const std::string& key) const {
+    const auto address = parse_ipv4(text);
+    if (!address) {
+      fail(line, key,
+           fmt::format("must be an IPv4 address like \"{}\", got {}",
+                       format_ipv4(cidr.network + 10), in_quotes(text)));
+    }
+    const std::string subnet = fmt::format("{}/{}", format_ipv4(cidr.network), cidr.prefix);
+    if (!cidr.contains(*address)) {
+      fail(line, key, fmt::format("{} is outside the lab subnet {}", text, subnet));
+    }
+    if (*address == cidr.network) {
+      fail(line, key, fmt::format("{} is the network address of {}", text, subnet));
+    }
+    if (*address == cidr.broadcast()) {
+      fail(line, key, fmt::format("{} is the broadcast address of {}", text, subnet));
+    }
+    if (*address == cidr.gateway()) {
+      fail(line, key,
+           fmt::format("{} is the gateway (the bridge's address) of {}; hosts start at {}", text,
+                       subnet, format_ipv4(cidr.gateway() + 1)));
+    }
+  }
+
+  std::vector<Role> parse_roles(const toml::node& node, const std::string& key) const {
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+      fail(line_of(node), key,
+           fmt::format("must be an array of roles (lb, web, db, client), got {}", describe(node)));
+    }
+    if (array->empty()) {
+      fail(line_of(node), key, "must name at least one role (lb, web, db, client)");
+    }
+    std::vector<Role> roles;
+    for (const toml::node& element : *array) {
+      const auto* s = element.as_string();
+      if (s == nullptr) {
+        fail(line_of(element), key,
+             fmt::format("a role is a string (lb, web, db, client), got {}", describe(element)));
+      }
+      const auto role = role_from(s->get());
+      if (!role) {
+        fail(line_of(element), key,
+             fmt::format("unknown role {} (known: lb, web, db, client)", in_quotes(s->get())));
+      }
+      if (std::find(roles.begin(), roles.end(), *role) != roles.end()) {
+        fail(line_of(element), key, fmt::format("duplicate role {}", in_quotes(s->get())));
+      }
+      roles.push_back(*role);
+    }
+    return roles;
+  }
+
+  // Services of one host that listen on a port of [site]; no two may share one.
+  void check_ports(const Host& host, std::size_t index, const HostSource& src) const {
+    struct Service {
+      std::string_view key;
+      std::uint16_t port;
+      std::string_view what;
+    };
+    std::vector<Service> services;
+    if (host.has(Role::LoadBalancer)) {
+      services.push_back({"http_port", t_.http_port, "HAProxy"});
+    }
+    if (host.has(Role::Web)) {
+      services.push_back({"web_port", t_.web_port, "Nginx"});
+      services.push_back({"app_port", t_.app_port, "webstack-app"});
+    }
+    if (host.has(Role::Database)) {
+      services.push_back({"db_port", t_.db_port, "MariaDB"});
+    }
+    for (std::size_t a = 0; a < services.size(); ++a) {
+      for (std::size_t b = a + 1; b < services.size(); ++b) {
+        if (services[a].port != services[b].port) {
+          continue;
+        }
+        // Where to point: the port set later in the file, else the host's roles.
+        const int la = port_line(services[a].key);
+        const int lb = port_line(services[b].key);
+        const bool same_role = services[a].key == "web_port" && services[b].key == "app_port";
+        std::string key = host_key(index, "roles");
+        int line = src.roles;
+        if (same_role && (la != 0 || lb != 0)) {
+          const auto& later = la > lb ? services[a] : services[b];
+          key = fmt::format("site.{}", later.key);
+          line = std::max(la, lb);
+        }
+        fail(line, key,
+             fmt::format("port conflict on host {}: {} (site.{}) and {} (site.{}) would both "
+                         "listen on port {}",
+                         host.name, services[a].what, services[a].key, services[b].what,
+                         services[b].key, services[a].port));
+      }
+    }
+  }
+
+  // Checks of the site as a whole, once every host is known.
+  void check_site() const {
+    if (t_.with_role(Role::LoadBalancer).empty()) {
+      fail(0, "host", "the site needs a load balancer: a host with roles = [\"lb\"]");
+    }
+    if (t_.with_role(Role::Web).empty()) {
+      fail(0, "host", "the site needs at least one web host: a host with roles = [\"web\"]");
+    }
+    bool has_primary = false;
+    for (const Host& h : t_.hosts) {
+      has_primary = has_primary || h.db == DbRole::Primary;
+    }
+    if (!has_primary) {
+      for (std::size_t i = 0; i < t_.hosts.size(); ++i) {
+        if (t_.hosts[i].db == DbRole::Replica) {
+          fail(sources_[i].db, host_key(i, "db"),
+               fmt::format("{} is a replica, but no host has db = \"primary\"", t_.hosts[i].name));
+        }
+      }
+      fail(0, "host",
+           "the site needs a database primary: a host with roles including \"db\" and "
+           "db = \"primary\"");
+    }
+    if (t_.with_role(Role::Client).empty()) {
+      fail(0, "host",
+           "the site needs exactly one client host (roles = [\"client\"]): tests send traffic "
+           "from it");
+    }
+  }
+
+  const std::string& source_;
+  Topology& t_;
+  std::vector<std::pair<std::string, int>> port_lines_;  // site ports set in the file
+  std::vector<HostSource> sources_;                      // parallel to t_.hosts
+};
+
+std::string error_message(const std::string& file, int line, const std::string& key,
+                          const std::string& why) {
+  std::string out = file;
+  if (line > 0) {
+    out += fmt::format(":{}", line);
+  }
+  out += ": ";
+  if (!key.empty()) {
+    out += key + ": ";
+  }
+  out += why;
+  return out;
+}
+
+}  // namespace
+
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::LoadBalancer:
+      return "lb";
+    case Role::Web:
+      return "web";
+    case Role::Database:
+      return "db";
+    case Role::Client:
+      return "client";
+  }
+  return "?";
+}
+
+bool Host::has(Role r) const {
+  return std::find(roles.begin(), roles.end(), r) != roles.end();
+}
+
+const Host* Topology::find(std::string_view host_name) const {
+  for (const Host& h : hosts) {
+    if (h.name == host_name) {
+      return &h;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<const Host*> Topology::with_role(Role r) const {
+  std::vector<const Host*> out;
+  for (const Host& h : hosts) {
+    if (h.has(r)) {
+      out.push_back(&h);
+    }
+  }
+  return out;
+}
+
+const Host& Topology::primary() const {
+  for (const Host& h : hosts) {
+    if (h.db == DbRole::Primary) {
+      return h;
+    }
+  }
+  throw std::logic_error("topology has no database primary");
+}
+
+std::vector<const Host*> Topology::replicas() const {
+  std::vector<const Host*> out;
+  for (const Host& h : hosts) {
+    if (h.db == DbRole::Replica) {
+      out.push_back(&h);
+    }
+  }
+  return out;
+}
+
+std::string Topology::gateway() const {
+  return format_ipv4(checked_cidr(subnet).gateway());
+}
+
+int Topology::prefix_length() const {
+  return checked_cidr(subnet).prefix;
+}
+
+TopologyError::TopologyError(std::string file, int line, std::string key, const std::string& why)
+    : std::runtime_error(error_message(file, line, key, why)),
+      file_(std::move(file)),
+      line_(line),
+      key_(std::move(key)) {}
+
+Topology default_topology() {
+  Topology t = parse_topology(kDefaultText, "<embedded default>");
+  for (Host& h : t.hosts) {
+    h.line = 0;  // not from a file
+  }
+  return t;
+}
+
+std::string_view default_topology_text() {
+  return kDefaultText;
+}
+
+Topology load_topology_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw TopologyError(path, 0, {}, "cannot read topology file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw TopologyError(path, 0, {},
+                        fmt::format("cannot read topology file: {}", std::strerror(errno)));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    throw TopologyError(path, 0, {},
+                        fmt::format("cannot read topology file: {}", std::strerror(errno)));
+  }
+  return parse_topology(text, path);
+}
+
+Topology parse_topology(std::string_view text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(source));
+  } catch (const toml::parse_error& e) {
+    throw TopologyError(source, static_cast<int>(e.source().begin.line), {},
+                        fmt::format("invalid TOML: {}", e.description()));
+  }
+  Topology t;
+  t.source = source;
+  Parser(source, t).parse(root);
+  return t;
+}
+
+}  // namespace webstack::topo

@@ -1,0 +1,83 @@
+// The site as a topology file describes it: hosts, their roles and addresses, the load
+// balancing, the database primary and replicas. The same model becomes network
+// namespaces on one machine (`webstack up`) or per-host bundles for real servers.
+//
+// A file is validated as a whole before anything uses it; the first error found is
+// thrown as a TopologyError naming the file, the line and the key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace webstack::topo {
+
+enum class Role { LoadBalancer, Web, Database, Client };
+std::string_view role_name(Role r);  // "lb", "web", "db", "client" (as in the file)
+
+enum class DbRole { Primary, Replica };
+
+struct Host {
+  std::string name;     // [a-z0-9-], starts with a letter, at most 12 characters
+  std::string address;  // IPv4 inside the lab subnet
+  std::vector<Role> roles;
+  std::optional<DbRole> db;  // set exactly when roles has Database
+  int line = 0;              // where the host's table starts in its file (0: embedded)
+
+  bool has(Role r) const;
+};
+
+struct Topology {
+  std::string source = "<embedded default>";  // file path, for messages
+
+  // [lab]
+  std::string name = "webstack";        // prefix of namespaces and links; [a-z0-9-], <= 8
+  std::string subnet = "10.77.0.0/24";  // IPv4 CIDR, prefix length 16..29
+  std::uint16_t edge_port = 8080;       // the edge HAProxy on 127.0.0.1
+
+  // [site]
+  std::string site_name = "www.foobar.test";
+  std::string balance = "roundrobin";  // HAProxy algorithm: roundrobin | leastconn | source
+  std::uint16_t http_port = 80;        // load balancer's listening port
+  std::uint16_t app_port = 8080;       // webstack-app on each web host (loopback)
+  std::uint16_t web_port = 80;         // Nginx on each web host
+  std::uint16_t db_port = 3306;
+
+  std::vector<Host> hosts;  // in file order
+
+  const Host* find(std::string_view host_name) const;
+  std::vector<const Host*> with_role(Role r) const;
+  const Host& primary() const;                // the one db = "primary"
+  std::vector<const Host*> replicas() const;  // db = "replica", in file order
+  std::string gateway() const;                // the subnet's first address (the bridge)
+  int prefix_length() const;                  // 24 for "10.77.0.0/24"
+};
+
+class TopologyError : public std::runtime_error {
+ public:
+  // what(): "FILE:LINE: KEY: WHY" (LINE omitted when 0, KEY when empty).
+  TopologyError(std::string file, int line, std::string key, const std::string& why);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string key_;
+};
+
+// The seed's site: lb-01 (HAProxy, round robin), web-01 (Nginx + webstack-app + MariaDB
+// primary), web-02 (Nginx + webstack-app + MariaDB replica), and a client host.
+Topology default_topology();
+// The text of the default topology, a valid topology file (`webstack init` prints it).
+std::string_view default_topology_text();
+
+Topology load_topology_file(const std::string& path);
+// `source` names the text in errors (a path, or "<embedded default>").
+Topology parse_topology(std::string_view text, const std::string& source);
+
+}  // namespace webstack::topo

@@ -1,0 +1,94 @@
+// The webstack command as a user runs it: exit codes, messages, files written.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+
+CliRun webstack(const std::string& args) {
+  CliRun r;
+  std::string cmd = std::string(WEBSTACK_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int raw = ::pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "webstack-cli-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Cli, ValidatesTheDefaultSite) {
+  CliRun r = webstack("validate");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("<embedded default>: valid"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("web-02"), std::string::npos);
+}
+
+TEST(Cli, InitPrintsAFileThatValidates) {
+  TempDir dir;
+  CliRun init = webstack("init");
+  ASSERT_EQ(init.status, 0);
+  const std::string file = dir.path() + "/site.toml";
+  std::ofstream(file) << init.output;
+  CliRun r = webstack("validate -f " + file);
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
+TEST(Cli, ABadFileNamesFileLineAndKeyAndWritesNothing) {
+  TempDir dir;
+  const std::string file = dir.path() + "/bad.toml";
+  std::ofstream(file) << "[lab]\nname = \"webstack\"\nsubnet = \"10.77.0.0/24\"\nfoo = 1\n";
+  CliRun r = webstack("render -f " + file + " -o " + dir.path() + "/out");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find(file + ":4:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("foo"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir.path() + "/out"));
+}
+
+TEST(Cli, AMissingFileIsNamed) {
+  CliRun r = webstack("validate -f /nonexistent/site.toml");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("/nonexistent/site.toml"), std::string::npos) << r.output;
+}
+
+TEST(Cli, RenderWritesEveryHostsConfigs) {
+  TempDir dir;
+  CliRun r = webstack("render -o " + dir.path() + " --state-dir /var/lib/webstack/test");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir.path() + "/lb-01/haproxy/haproxy.cfg")) << r.output;
+  EXPECT_TRUE(fs::exists(dir.path() + "/web-01/nginx/nginx.conf"));
+  EXPECT_TRUE(fs::exists(dir.path() + "/web-02/mariadb/my.cnf"));
+}
+
+TEST(Cli, NoSubcommandIsAnError) {
+  CliRun r = webstack("");
+  EXPECT_NE(r.status, 0);
+}
+
+}  // namespace

@@ -1,0 +1,484 @@
+// render_site() and write_files() against the real templates/, with the real tools'
+// syntax checks (haproxy -c, nginx -t, mariadbd --help, sh -n) on what they render.
+#include "render/render.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <toml++/toml.h>
+
+#ifndef WEBSTACK_SOURCE_DIR
+#error "WEBSTACK_SOURCE_DIR must name the repository"
+#endif
+
+namespace webstack::render {
+namespace {
+
+namespace fs = std::filesystem;
+using topo::DbRole;
+using topo::Host;
+using topo::Role;
+
+Host make_host(std::string name, std::string address, std::vector<Role> roles,
+               std::optional<DbRole> db = std::nullopt) {
+  Host h;
+  h.name = std::move(name);
+  h.address = std::move(address);
+  h.roles = std::move(roles);
+  h.db = db;
+  return h;
+}
+
+// The seed's site, filled in by hand (no parser involved).
+topo::Topology seed_topology() {
+  topo::Topology t;
+  t.source = "render_test";
+  t.name = "webstack";
+  t.subnet = "10.77.0.0/24";
+  t.edge_port = 8080;
+  t.site_name = "www.foobar.test";
+  t.balance = "roundrobin";
+  t.http_port = 80;
+  t.app_port = 8080;
+  t.web_port = 80;
+  t.db_port = 3306;
+  t.hosts.push_back(make_host("lb-01", "10.77.0.10", {Role::LoadBalancer}));
+  t.hosts.push_back(
+      make_host("web-01", "10.77.0.11", {Role::Web, Role::Database}, DbRole::Primary));
+  t.hosts.push_back(
+      make_host("web-02", "10.77.0.12", {Role::Web, Role::Database}, DbRole::Replica));
+  t.hosts.push_back(make_host("client", "10.77.0.100", {Role::Client}));
+  return t;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+  }
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Paths used here are temp dirs and the repository: no quoting issue for the shell.
+CommandResult run(const std::string& command) {
+  CommandResult r;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  while (const auto n = std::fread(buf.data(), 1, buf.size(), p)) r.output.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+bool tool_exists(const std::string& name) {
+  return run("command -v " + name + " >/dev/null").exit_code == 0;
+}
+
+std::uint16_t free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// errno of bind() to address:0 (0 if it could be bound).
+int bind_errno(const std::string& address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, address.c_str(), &a.sin_addr);
+  const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+std::vector<std::string> lines_starting(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const auto b = line.find_first_not_of(" \t");
+    if (b != std::string::npos && line.compare(b, prefix.size(), prefix) == 0) {
+      out.push_back(line.substr(b));
+    }
+  }
+  return out;
+}
+
+class RenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "webstack-render-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    tmp_ = tmpl;
+    options_.templates_dir = WEBSTACK_SOURCE_DIR "/templates";
+    options_.state_dir = (tmp_ / "state").string();
+    options_.app_binary = "/usr/local/bin/webstack-app";
+    options_.www_dir = WEBSTACK_SOURCE_DIR "/www";
+  }
+  // Runs after a failed assertion too.
+  void TearDown() override {
+    std::error_code ec;
+    if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+  }
+
+  const File& file(const std::vector<File>& files, const std::string& host,
+                   const std::string& path) {
+    const auto it = std::find_if(files.begin(), files.end(),
+                                 [&](const File& f) { return f.host == host && f.path == path; });
+    if (it == files.end()) {
+      ADD_FAILURE() << "no file " << path << " for host \"" << host << "\"";
+      static const File none;
+      return none;
+    }
+    return *it;
+  }
+
+  fs::path tmp_;
+  Options options_;
+};
+
+TEST_F(RenderTest, FilesPerHostInStableOrder) {
+  const auto files = render_site(seed_topology(), options_);
+  std::vector<std::string> got;
+  for (const auto& f : files) got.push_back(f.host + ":" + f.path);
+  const std::vector<std::string> want = {
+      "lb-01:haproxy/haproxy.cfg", "lb-01:s6/haproxy/run",
+      "web-01:nginx/nginx.conf",   "web-01:app/webstack-app.toml",
+      "web-01:s6/nginx/run",       "web-01:s6/webstack-app/run",
+      "web-01:mariadb/my.cnf",     "web-01:s6/mariadb/run",
+      "web-02:nginx/nginx.conf",   "web-02:app/webstack-app.toml",
+      "web-02:s6/nginx/run",       "web-02:s6/webstack-app/run",
+      "web-02:mariadb/my.cnf",     "web-02:s6/mariadb/run",
+      ":edge/haproxy.cfg",         ":s6/edge/run",
+  };
+  EXPECT_EQ(got, want);  // the client host needs nothing
+  EXPECT_EQ(render_site(seed_topology(), options_).size(), files.size());
+  for (const auto& f : files) {
+    EXPECT_EQ(f.mode, f.path.rfind("s6/", 0) == 0 ? 0755u : 0644u) << f.path;
+    // No mustache left over, no HTML escaping of anything.
+    EXPECT_EQ(f.content.find("{{"), std::string::npos) << f.host << ":" << f.path;
+    EXPECT_EQ(f.content.find("&#"), std::string::npos) << f.host << ":" << f.path;
+    EXPECT_EQ(f.content.find("&quot;"), std::string::npos) << f.host << ":" << f.path;
+  }
+}
+
+TEST_F(RenderTest, LoadBalancerHasOneServerPerWebHostInOrder) {
+  auto t = seed_topology();
+  const auto cfg = file(render_site(t, options_), "lb-01", "haproxy/haproxy.cfg").content;
+  EXPECT_NE(cfg.find("    balance roundrobin\n"), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("bind 10.77.0.10:80\n"), std::string::npos);
+  EXPECT_NE(cfg.find("stats socket " + options_.state_dir + "/run/lb-01/haproxy.sock"),
+            std::string::npos);
+  EXPECT_EQ(lines_starting(cfg, "server "),
+            (std::vector<std::string>{"server web-01 10.77.0.11:80 check",
+                                      "server web-02 10.77.0.12:80 check"}));
+
+  // Another web host in the topology is another server line, with no code change.
+  t.hosts.push_back(make_host("web-03", "10.77.0.13", {Role::Web}));
+  t.balance = "leastconn";
+  const auto cfg3 = file(render_site(t, options_), "lb-01", "haproxy/haproxy.cfg").content;
+  EXPECT_NE(cfg3.find("    balance leastconn\n"), std::string::npos);
+  EXPECT_EQ(lines_starting(cfg3, "server "),
+            (std::vector<std::string>{"server web-01 10.77.0.11:80 check",
+                                      "server web-02 10.77.0.12:80 check",
+                                      "server web-03 10.77.0.13:80 check"}));
+}
+
+TEST_F(RenderTest, EdgeRelaysIntoEachLoadBalancersNamespace) {
+  auto t = seed_topology();
+  t.hosts.push_back(make_host("lb-02", "10.77.0.20", {Role::LoadBalancer}));
+  const auto cfg = file(render_site(t, options_), "", "edge/haproxy.cfg").content;
+  EXPECT_NE(cfg.find("bind 127.0.0.1:8080\n"), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("mode tcp"), std::string::npos);
+  EXPECT_EQ(
+      lines_starting(cfg, "server "),
+      (std::vector<std::string>{"server lb-01 10.77.0.10:80 namespace webstack-lb-01 check",
+                                "server lb-02 10.77.0.20:80 namespace webstack-lb-02 check"}));
+  EXPECT_NE(cfg.find("pidfile " + options_.state_dir + "/run/edge/haproxy.pid"), std::string::npos);
+}
+
+// `haproxy -c` parses and checks the configuration; it binds nothing: 10.77.0.10 is not
+// an address of this machine (checked below), yet the check passes.
+TEST_F(RenderTest, HaproxyAcceptsTheLoadBalancerConfig) {
+  if (!tool_exists("haproxy")) GTEST_SKIP() << "haproxy not installed";
+  ASSERT_EQ(bind_errno("10.77.0.10"), EADDRNOTAVAIL) << "10.77.0.10 is local here";
+  const auto files = render_site(seed_topology(), options_);
+  write_files(files, (tmp_ / "out").string());
+  const auto cfg = tmp_ / "out/lb-01/haproxy/haproxy.cfg";
+  const auto r = run("haproxy -c -f " + cfg.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << read_text(cfg);
+}
+
+// The edge's `namespace NAME` opens /var/run/netns/NAME while the configuration is
+// parsed, so `haproxy -c` fails when the lab's namespaces do not exist (they do not in
+// this test): the check runs on a copy without the namespace keyword; the keyword
+// itself is known to this HAProxy only if built with USE_NS (checked: `haproxy -vv`).
+TEST_F(RenderTest, HaproxyAcceptsTheEdgeConfig) {
+  if (!tool_exists("haproxy")) GTEST_SKIP() << "haproxy not installed";
+  EXPECT_NE(run("haproxy -vv").output.find("+NS"), std::string::npos)
+      << "this HAProxy has no network namespace support (USE_NS)";
+  const auto files = render_site(seed_topology(), options_);
+  std::string cfg = file(files, "", "edge/haproxy.cfg").content;
+  replace_all(cfg, " namespace webstack-lb-01", "");
+  replace_all(cfg, "bind 127.0.0.1:8080", "bind 127.0.0.1:" + std::to_string(free_tcp_port()));
+  const auto path = tmp_ / "edge-check.cfg";
+  write_text(path, cfg);
+  const auto r = run("haproxy -c -f " + path.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << cfg;
+}
+
+// `nginx -t` checks more than syntax: it resolves the `user`, creates the temp paths and
+// opens the log files, and it binds the listen addresses. 10.77.0.11 is not an address
+// of this machine (the real one lives in the host's namespace), so the check runs on a
+// copy listening on 127.0.0.1:<free port>; everything else is the rendered file.
+TEST_F(RenderTest, NginxAcceptsTheWebConfig) {
+  if (!tool_exists("nginx")) GTEST_SKIP() << "nginx not installed";
+  if (::geteuid() != 0) GTEST_SKIP() << "nginx -t with `user www-data` needs root";
+  const auto files = render_site(seed_topology(), options_);
+  std::string cfg = file(files, "web-01", "nginx/nginx.conf").content;
+  ASSERT_NE(cfg.find("listen 10.77.0.11:80 default_server;"), std::string::npos) << cfg;
+  replace_all(cfg, "listen 10.77.0.11:80 ",
+              "listen 127.0.0.1:" + std::to_string(free_tcp_port()) + " ");
+  replace_all(cfg, "listen 127.0.0.1:8081;",
+              "listen 127.0.0.1:" + std::to_string(free_tcp_port()) + ";");
+  // What the lab creates before starting Nginx.
+  fs::create_directories(fs::path(options_.state_dir) / "run/web-01/nginx-tmp");
+  const auto path = tmp_ / "nginx-check.conf";
+  write_text(path, cfg);
+  const auto r =
+      run("nginx -t -e stderr -p " + (tmp_ / "prefix/").string() + " -c " + path.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << cfg;
+  EXPECT_NE(r.output.find("test is successful"), std::string::npos) << r.output;
+
+  // Static answers and proxied ones get the same single X-Served-By.
+  EXPECT_NE(cfg.find("add_header X-Served-By web-01 always;"), std::string::npos);
+  EXPECT_NE(cfg.find("proxy_hide_header X-Served-By;"), std::string::npos);
+  EXPECT_EQ(lines_starting(cfg, "add_header").size(), 1u);
+  EXPECT_NE(cfg.find("root " WEBSTACK_SOURCE_DIR "/www;"), std::string::npos);
+  EXPECT_NE(cfg.find("server 127.0.0.1:8080;"), std::string::npos);
+  EXPECT_NE(cfg.find("pid " + options_.state_dir + "/run/web-01/nginx.pid;"), std::string::npos);
+}
+
+TEST_F(RenderTest, AppConfigIsTomlWithThePrimaryFirst) {
+  auto t = seed_topology();
+  // The primary listed after the replica in the file: still first in db.nodes.
+  std::swap(t.hosts[1].db, t.hosts[2].db);
+  const auto files = render_site(t, options_);
+  for (const std::string host : {"web-01", "web-02"}) {
+    const auto& text = file(files, host, "app/webstack-app.toml").content;
+    toml::table cfg;
+    try {
+      cfg = toml::parse(text);
+    } catch (const toml::parse_error& e) {
+      FAIL() << host << ": " << e.what() << "\n" << text;
+    }
+    EXPECT_EQ(cfg["server"]["listen"].value<std::string>(), "127.0.0.1");
+    EXPECT_EQ(cfg["server"]["port"].value<std::int64_t>(), 8080);
+    EXPECT_EQ(cfg["server"]["served_by"].value<std::string>(), host);
+    const auto* nodes = cfg["db"]["nodes"].as_array();
+    ASSERT_NE(nodes, nullptr) << text;
+    ASSERT_EQ(nodes->size(), 2u);
+    EXPECT_EQ((*nodes)[0].value<std::string>(), "10.77.0.12:3306");
+    EXPECT_EQ((*nodes)[1].value<std::string>(), "10.77.0.11:3306");
+    EXPECT_EQ(cfg["db"]["user"].value<std::string>(), "webstack");
+    EXPECT_EQ(cfg["db"]["database"].value<std::string>(), "webstack");
+    EXPECT_EQ(cfg["db"]["password_file"].value<std::string>(),
+              options_.state_dir + "/secrets/db-app-password");
+  }
+}
+
+TEST_F(RenderTest, MariadbReplicaIsReadOnlyAndServerIdsDiffer) {
+  const auto files = render_site(seed_topology(), options_);
+  const auto& primary = file(files, "web-01", "mariadb/my.cnf").content;
+  const auto& replica = file(files, "web-02", "mariadb/my.cnf").content;
+  EXPECT_NE(primary.find("server-id = 1\n"), std::string::npos) << primary;
+  EXPECT_NE(replica.find("server-id = 2\n"), std::string::npos) << replica;
+  EXPECT_EQ(lines_starting(primary, "read_only").size(), 0u);
+  EXPECT_EQ(lines_starting(replica, "read_only"), std::vector<std::string>{"read_only = ON"});
+  for (const auto* cnf : {&primary, &replica}) {
+    for (const char* option :
+         {"log-bin = mysql-bin", "binlog_format = ROW", "gtid_strict_mode = ON",
+          "log_slave_updates = ON", "skip-name-resolve", "user = mysql"}) {
+      EXPECT_NE(cnf->find(std::string("\n") + option + "\n"), std::string::npos) << option;
+    }
+  }
+  EXPECT_NE(primary.find("bind-address = 10.77.0.11\n"), std::string::npos);
+  EXPECT_NE(primary.find("datadir = " + options_.state_dir + "/data/web-01/mysql\n"),
+            std::string::npos);
+}
+
+// mariadbd refuses an unknown option in its [mariadbd] group, even with --help.
+TEST_F(RenderTest, MariadbAcceptsTheServerOptions) {
+  if (!tool_exists("mariadbd")) GTEST_SKIP() << "mariadbd not installed";
+  const auto files = render_site(seed_topology(), options_);
+  write_files(files, (tmp_ / "out").string());
+  for (const std::string host : {"web-01", "web-02"}) {
+    const auto cnf = tmp_ / "out" / host / "mariadb/my.cnf";
+    const auto r = run("mariadbd --defaults-file=" + cnf.string() + " --help --verbose");
+    EXPECT_EQ(r.exit_code, 0) << host << ":\n" << r.output.substr(0, 4000);
+    const auto values = run("my_print_defaults --defaults-file=" + cnf.string() + " mariadbd");
+    EXPECT_NE(values.output.find("--server-id=" + std::string(host == "web-01" ? "1" : "2")),
+              std::string::npos)
+        << values.output;
+  }
+}
+
+TEST_F(RenderTest, RunScriptsAreExecutableShellScripts) {
+  const auto files = render_site(seed_topology(), options_);
+  write_files(files, (tmp_ / "out").string());
+  int scripts = 0;
+  for (const auto& f : files) {
+    if (f.path.rfind("s6/", 0) != 0) continue;
+    ++scripts;
+    const auto path = (f.host.empty() ? tmp_ / "out" : tmp_ / "out" / f.host) / f.path;
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << path;
+    EXPECT_EQ(f.content.rfind("#!/bin/sh\n", 0), 0u) << path;
+    EXPECT_NE(f.content.find("\nexec 2>&1\n"), std::string::npos) << path;
+    const auto r = run("sh -n " + path.string());
+    EXPECT_EQ(r.exit_code, 0) << path << ": " << r.output;
+  }
+  EXPECT_EQ(scripts, 8);  // lb-01: 1, web-01 and web-02: 3 each, the edge: 1
+  EXPECT_NE(file(files, "lb-01", "s6/haproxy/run")
+                .content.find("exec ip netns exec webstack-lb-01 haproxy -db -f"),
+            std::string::npos);
+  EXPECT_NE(file(files, "web-02", "s6/webstack-app/run")
+                .content.find("exec ip netns exec webstack-web-02 s6-setuidgid www-data "
+                              "\"/usr/local/bin/webstack-app\" --config"),
+            std::string::npos);
+  const auto& edge = file(files, "", "s6/edge/run").content;
+  EXPECT_EQ(edge.find("exec ip netns"), std::string::npos) << edge;
+}
+
+// The run scripts find the config two directories up from their service directory.
+TEST_F(RenderTest, RunScriptsPointAtTheWrittenConfigs) {
+  const auto files = render_site(seed_topology(), options_);
+  const auto out = tmp_ / "out";
+  write_files(files, out.string());
+  const std::regex config_arg(R"re("\$PWD/([^"]+)")re");
+  for (const auto& f : files) {
+    if (f.path.rfind("s6/", 0) != 0) continue;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(f.content, m, config_arg)) << f.content;
+    const auto host_dir = f.host.empty() ? out : out / f.host;
+    EXPECT_TRUE(fs::is_regular_file(host_dir / m[1].str())) << f.host << ":" << f.path;
+  }
+}
+
+TEST_F(RenderTest, WriteFilesCreatesDirectoriesAndReplacesAtomically) {
+  const auto out = tmp_ / "a/b/out";
+  std::vector<File> files = {{"h1", "x/y/z.conf", "one\n", 0644},
+                             {"", "top.txt", "top\n", 0600},
+                             {"h1", "s6/svc/run", "#!/bin/sh\n", 0755}};
+  write_files(files, out.string());
+  EXPECT_EQ(read_text(out / "h1/x/y/z.conf"), "one\n");
+  EXPECT_EQ(read_text(out / "top.txt"), "top\n");
+  EXPECT_EQ(fs::status(out / "top.txt").permissions(), fs::perms(0600));
+  EXPECT_EQ(fs::status(out / "h1/s6/svc/run").permissions(), fs::perms(0755));
+
+  // A reader holding the old file keeps reading the old content: the new one is a new
+  // file renamed over the path, never the old one rewritten in place.
+  std::ifstream old_reader(out / "h1/x/y/z.conf");
+  struct stat before {};
+  ASSERT_EQ(::stat((out / "h1/x/y/z.conf").c_str(), &before), 0);
+  files[0].content = "two, longer\n";
+  files[0].mode = 0640;
+  write_files(files, out.string());
+  struct stat after {};
+  ASSERT_EQ(::stat((out / "h1/x/y/z.conf").c_str(), &after), 0);
+  EXPECT_NE(before.st_ino, after.st_ino);
+  EXPECT_EQ(read_text(out / "h1/x/y/z.conf"), "two, longer\n");
+  EXPECT_EQ(fs::status(out / "h1/x/y/z.conf").permissions(), fs::perms(0640));
+  std::string old_content;
+  std::getline(old_reader, old_content);
+  EXPECT_EQ(old_content, "one");
+
+  // No temporary file left behind.
+  for (const auto& e : fs::recursive_directory_iterator(out)) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
+
+  // Paths that would leave the output directory are refused, before anything is written.
+  EXPECT_THROW(
+      write_files({{"h2", "ok.txt", "", 0644}, {"h2", "../escape", "", 0644}}, out.string()),
+      std::runtime_error);
+  EXPECT_THROW(write_files({{"h2", "/etc/passwd", "", 0644}}, out.string()), std::runtime_error);
+  EXPECT_FALSE(fs::exists(out / "h2"));
+}
+
+TEST_F(RenderTest, TemplateErrorsNameTheTemplate) {
+  const auto templates = tmp_ / "templates";
+  fs::copy(options_.templates_dir, templates, fs::copy_options::recursive);
+  options_.templates_dir = templates.string();
+
+  fs::remove(templates / "nginx/nginx.conf.mustache");
+  try {
+    render_site(seed_topology(), options_);
+    ADD_FAILURE() << "no error for a missing template";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("template " +
+                                         (templates / "nginx/nginx.conf.mustache").string()),
+              std::string::npos)
+        << e.what();
+  }
+
+  write_text(templates / "nginx/nginx.conf.mustache", "listen {{#web_hosts}}unclosed\n");
+  try {
+    render_site(seed_topology(), options_);
+    ADD_FAILURE() << "no error for an unclosed section";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("template " + templates.string(), 0), 0u) << e.what();
+  }
+}
+
+TEST_F(RenderTest, ValuesAreInsertedWithoutHtmlEscaping) {
+  options_.app_binary = "/opt/a&b/<webstack-app>";
+  options_.www_dir = "/srv/\"www\"";
+  const auto files = render_site(seed_topology(), options_);
+  EXPECT_NE(file(files, "web-01", "s6/webstack-app/run").content.find("/opt/a&b/<webstack-app>"),
+            std::string::npos);
+  EXPECT_NE(file(files, "web-01", "nginx/nginx.conf").content.find("root /srv/\"www\";"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace webstack::render

@@ -1,0 +1,478 @@
+#include "topology/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+using namespace webstack::topo;
+
+// Valid host blocks; their line counts matter to the tests below.
+// kLb: lines 1-4, kPrimary: 5-9, kClient: 10-13 when concatenated in that order.
+const std::string kLb = "[[host]]\nname = \"lb-01\"\naddress = \"10.77.0.10\"\nroles = [\"lb\"]\n";
+const std::string kPrimary =
+    "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\nroles = [\"web\", \"db\"]\n"
+    "db = \"primary\"\n";
+const std::string kClient =
+    "[[host]]\nname = \"client\"\naddress = \"10.77.0.100\"\nroles = [\"client\"]\n";
+const std::string kValid = kLb + kPrimary + kClient;  // 13 lines
+
+// Parses `text` as "site.toml", expects a TopologyError at `line` with `key`, and returns it.
+TopologyError error_of(const std::string& text, int line, const std::string& key) {
+  try {
+    parse_topology(text, "site.toml");
+  } catch (const TopologyError& e) {
+    EXPECT_EQ(e.file(), "site.toml") << e.what();
+    EXPECT_EQ(e.line(), line) << e.what();
+    EXPECT_EQ(e.key(), key) << e.what();
+    std::string prefix = "site.toml:";
+    if (line > 0) {
+      prefix += std::to_string(line) + ":";
+    }
+    prefix += " ";
+    if (!key.empty()) {
+      prefix += key + ": ";
+    }
+    EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u)
+        << "what(): " << e.what() << "\nexpected prefix: " << prefix;
+    return e;
+  }
+  ADD_FAILURE() << "no error for:\n" << text;
+  return TopologyError("", 0, "", "");
+}
+
+bool mentions(const TopologyError& e, const std::string& s) {
+  return std::string(e.what()).find(s) != std::string::npos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The default and valid files.
+
+TEST(Topology, DefaultIsTheSeedsSite) {
+  const Topology t = default_topology();
+  EXPECT_EQ(t.source, "<embedded default>");
+  EXPECT_EQ(t.name, "webstack");
+  EXPECT_EQ(t.subnet, "10.77.0.0/24");
+  EXPECT_EQ(t.edge_port, 8080);
+  EXPECT_EQ(t.site_name, "www.foobar.test");
+  EXPECT_EQ(t.balance, "roundrobin");
+  EXPECT_EQ(t.http_port, 80);
+  EXPECT_EQ(t.app_port, 8080);
+  EXPECT_EQ(t.web_port, 80);
+  EXPECT_EQ(t.db_port, 3306);
+  ASSERT_EQ(t.hosts.size(), 4u);
+
+  EXPECT_EQ(t.hosts[0].name, "lb-01");
+  EXPECT_EQ(t.hosts[0].address, "10.77.0.10");
+  EXPECT_EQ(t.hosts[0].roles, std::vector<Role>{Role::LoadBalancer});
+  EXPECT_FALSE(t.hosts[0].db.has_value());
+
+  EXPECT_EQ(t.hosts[1].name, "web-01");
+  EXPECT_EQ(t.hosts[1].address, "10.77.0.11");
+  EXPECT_EQ(t.hosts[1].roles, (std::vector<Role>{Role::Web, Role::Database}));
+  EXPECT_EQ(t.hosts[1].db, DbRole::Primary);
+
+  EXPECT_EQ(t.hosts[2].name, "web-02");
+  EXPECT_EQ(t.hosts[2].address, "10.77.0.12");
+  EXPECT_EQ(t.hosts[2].roles, (std::vector<Role>{Role::Web, Role::Database}));
+  EXPECT_EQ(t.hosts[2].db, DbRole::Replica);
+
+  EXPECT_EQ(t.hosts[3].name, "client");
+  EXPECT_EQ(t.hosts[3].address, "10.77.0.100");
+  EXPECT_EQ(t.hosts[3].roles, std::vector<Role>{Role::Client});
+
+  EXPECT_EQ(t.primary().name, "web-01");
+  ASSERT_EQ(t.replicas().size(), 1u);
+  EXPECT_EQ(t.replicas()[0]->name, "web-02");
+  EXPECT_EQ(t.gateway(), "10.77.0.1");
+  EXPECT_EQ(t.prefix_length(), 24);
+}
+
+TEST(Topology, DefaultTextIsACommentedValidFile) {
+  const std::string text(default_topology_text());
+  EXPECT_NE(text.find("# "), std::string::npos);
+  EXPECT_NE(text.find("[lab]"), std::string::npos);
+  EXPECT_NE(text.find("[site]"), std::string::npos);
+  const Topology t = parse_topology(text, "init.toml");
+  EXPECT_EQ(t.source, "init.toml");
+  ASSERT_EQ(t.hosts.size(), 4u);
+  EXPECT_GT(t.hosts[0].line, 0);
+  EXPECT_EQ(text.substr(0, 1), "#");
+}
+
+TEST(Topology, HelpersFindAndFilter) {
+  const Topology t = default_topology();
+  ASSERT_NE(t.find("web-02"), nullptr);
+  EXPECT_EQ(t.find("web-02")->address, "10.77.0.12");
+  EXPECT_EQ(t.find("web-09"), nullptr);
+  const auto web = t.with_role(Role::Web);
+  ASSERT_EQ(web.size(), 2u);
+  EXPECT_EQ(web[0]->name, "web-01");
+  EXPECT_EQ(web[1]->name, "web-02");
+  EXPECT_EQ(t.with_role(Role::LoadBalancer).size(), 1u);
+  EXPECT_EQ(t.with_role(Role::Client).size(), 1u);
+  EXPECT_TRUE(t.hosts[1].has(Role::Database));
+  EXPECT_FALSE(t.hosts[0].has(Role::Web));
+  EXPECT_EQ(role_name(Role::LoadBalancer), "lb");
+  EXPECT_EQ(role_name(Role::Web), "web");
+  EXPECT_EQ(role_name(Role::Database), "db");
+  EXPECT_EQ(role_name(Role::Client), "client");
+  EXPECT_THROW(Topology{}.primary(), std::logic_error);
+}
+
+TEST(Topology, AThirdWebHostNeedsNoCodeChange) {
+  std::string text(default_topology_text());
+  text +=
+      "\n[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = [\"web\", \"db\"]\n"
+      "db = \"replica\"\n";
+  const Topology t = parse_topology(text, "site.toml");
+  ASSERT_EQ(t.hosts.size(), 5u);
+  EXPECT_EQ(t.with_role(Role::Web).size(), 3u);
+  ASSERT_EQ(t.replicas().size(), 2u);
+  EXPECT_EQ(t.replicas()[1]->name, "web-03");
+  EXPECT_EQ(t.primary().name, "web-01");
+
+  // A web host without a database works too.
+  const Topology u = parse_topology(
+      kValid + "[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = [\"web\"]\n",
+      "site.toml");
+  EXPECT_EQ(u.with_role(Role::Web).size(), 2u);
+  EXPECT_FALSE(u.find("web-03")->db.has_value());
+  EXPECT_EQ(u.find("web-03")->line, 14);
+}
+
+TEST(Topology, LabAndSiteAreOptionalAndCustomisable) {
+  const Topology d = parse_topology(kValid, "site.toml");
+  EXPECT_EQ(d.name, "webstack");
+  EXPECT_EQ(d.subnet, "10.77.0.0/24");
+  EXPECT_EQ(d.balance, "roundrobin");
+  EXPECT_EQ(d.hosts.size(), 3u);
+
+  const Topology t = parse_topology(
+      "[lab]\nname = \"ws2\"\nsubnet = \"192.168.8.0/22\"\nedge_port = 9000\n"
+      "[site]\nname = \"shop.example\"\nbalance = \"leastconn\"\nhttp_port = 81\n"
+      "app_port = 9090\nweb_port = 8081\ndb_port = 3307\n"
+      "[[host]]\nname = \"lb\"\naddress = \"192.168.11.254\"\nroles = [\"lb\", \"web\"]\n"
+      "[[host]]\nname = \"db\"\naddress = \"192.168.8.2\"\nroles = [\"db\"]\ndb = \"primary\"\n"
+      "[[host]]\nname = \"net\"\naddress = \"192.168.9.0\"\nroles = [\"client\"]\n",
+      "site.toml");
+  EXPECT_EQ(t.name, "ws2");
+  EXPECT_EQ(t.edge_port, 9000);
+  EXPECT_EQ(t.site_name, "shop.example");
+  EXPECT_EQ(t.balance, "leastconn");
+  EXPECT_EQ(t.http_port, 81);
+  EXPECT_EQ(t.app_port, 9090);
+  EXPECT_EQ(t.web_port, 8081);
+  EXPECT_EQ(t.db_port, 3307);
+  EXPECT_EQ(t.gateway(), "192.168.8.1");
+  EXPECT_EQ(t.prefix_length(), 22);
+  EXPECT_EQ(t.primary().name, "db");
+  EXPECT_TRUE(t.replicas().empty());
+}
+
+TEST(Topology, LoadsAFileWithItsPathAsSource) {
+  const std::string path =
+      ::testing::TempDir() + "topology_test_" + std::to_string(::getpid()) + ".toml";
+  std::ofstream(path) << kValid;
+  const Topology t = load_topology_file(path);
+  EXPECT_EQ(t.source, path);
+  EXPECT_EQ(t.hosts.size(), 3u);
+
+  std::ofstream(path) << kValid << "[[host]]\nname = \"lb-01\"\n";
+  try {
+    load_topology_file(path);
+    ADD_FAILURE() << "no error";
+  } catch (const TopologyError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ":15: host[4].name: ", 0), 0u) << e.what();
+  }
+  std::remove(path.c_str());
+}
+
+TEST(Topology, AMissingFileIsNamed) {
+  try {
+    load_topology_file("/nonexistent/site.toml");
+    ADD_FAILURE() << "no error";
+  } catch (const TopologyError& e) {
+    EXPECT_EQ(e.file(), "/nonexistent/site.toml");
+    EXPECT_EQ(e.line(), 0);
+    EXPECT_EQ(std::string(e.what()).rfind("/nonexistent/site.toml: ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Topology, ErrorMessageFormat) {
+  EXPECT_STREQ(TopologyError("f.toml", 3, "lab.name", "bad").what(), "f.toml:3: lab.name: bad");
+  EXPECT_STREQ(TopologyError("f.toml", 0, "host", "bad").what(), "f.toml: host: bad");
+  EXPECT_STREQ(TopologyError("f.toml", 3, "", "bad").what(), "f.toml:3: bad");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TOML and the shape of the file.
+
+TEST(TopologyErrors, TomlSyntax) {
+  const auto e = error_of("[lab]\nname = \"webstack\"\nsubnet = = 1\n", 3, "");
+  EXPECT_TRUE(mentions(e, "invalid TOML")) << e.what();
+  error_of(kValid + "[lab]\nname = \"a\"\nname = \"b\"\n", 16, "");  // duplicate key
+}
+
+TEST(TopologyErrors, UnknownTopLevelTableAndKey) {
+  auto e = error_of(kValid + "[network]\nmtu = 1500\n", 14, "network");
+  EXPECT_TRUE(mentions(e, "[lab], [site], [[host]]")) << e.what();
+  error_of("title = \"x\"\n" + kValid, 1, "title");
+  error_of(kValid + "[[hosts]]\nname = \"x\"\n", 14, "hosts");
+}
+
+TEST(TopologyErrors, UnknownKeysNameTheKnownOnes) {
+  auto e =
+      error_of("[lab]\nname = \"webstack\"\nsubnet = \"10.77.0.0/24\"\nfoo = 1\n", 4, "lab.foo");
+  EXPECT_TRUE(mentions(e, "name, subnet, edge_port")) << e.what();
+  e = error_of("[site]\nport = 80\n" + kValid, 2, "site.port");
+  EXPECT_TRUE(mentions(e, "http_port")) << e.what();
+  e = error_of(kLb + kPrimary + "ip = \"10.77.0.12\"\n" + kClient, 10, "host[2].ip");
+  EXPECT_TRUE(mentions(e, "name, address, roles, db")) << e.what();
+  // The first in the file, though a table iterates in key order.
+  error_of("[lab]\nzz = 1\naa = 2\n" + kValid, 2, "lab.zz");
+}
+
+TEST(TopologyErrors, WrongTypes) {
+  error_of("lab = 5\n" + kValid, 1, "lab");
+  error_of("[lab]\nname = 5\n" + kValid, 2, "lab.name");
+  auto e = error_of("[site]\nhttp_port = \"80\"\n" + kValid, 2, "site.http_port");
+  EXPECT_TRUE(mentions(e, "the string \"80\"")) << e.what();
+  error_of("[site]\ndb_port = 3306.0\n" + kValid, 2, "site.db_port");
+  error_of(kLb + "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\nroles = \"web\"\n", 8,
+           "host[2].roles");
+  error_of(kLb + "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\nroles = [\"web\", 1]\n", 8,
+           "host[2].roles");
+  error_of("[host]\nname = \"x\"\n", 1, "host");
+  error_of(kValid + "[[host]]\nname = \"x\"\naddress = 10\n", 16, "host[4].address");
+}
+
+TEST(TopologyErrors, OutOfRangeValues) {
+  error_of("[lab]\nedge_port = 0\n" + kValid, 2, "lab.edge_port");
+  error_of("[lab]\nedge_port = 65536\n" + kValid, 2, "lab.edge_port");
+  error_of("[site]\n\nhttp_port = -1\n" + kValid, 3, "site.http_port");
+  error_of("[lab]\nname = \"webstack1\"\n" + kValid, 2, "lab.name");  // 9 characters
+  error_of("[lab]\nname = \"Web\"\n" + kValid, 2, "lab.name");
+  error_of("[lab]\nname = \"1ab\"\n" + kValid, 2, "lab.name");
+  error_of("[lab]\nname = \"a_b\"\n" + kValid, 2, "lab.name");
+  error_of("[lab]\nname = \"\"\n" + kValid, 2, "lab.name");
+  error_of("[site]\nname = \"www.Foo.test\"\n" + kValid, 2, "site.name");
+  error_of("[site]\nname = \"www..test\"\n" + kValid, 2, "site.name");
+  error_of("[site]\nname = \"" + std::string(254, 'a') + "\"\n" + kValid, 2, "site.name");
+  auto e = error_of("[site]\nbalance = \"random\"\n" + kValid, 2, "site.balance");
+  EXPECT_TRUE(mentions(e, "roundrobin, leastconn, source")) << e.what();
+  error_of(kValid + "[[host]]\nname = \"web-0123456789\"\n", 15, "host[4].name");  // 14 chars
+  error_of(kValid + "[[host]]\nname = \"Web\"\n", 15, "host[4].name");
+}
+
+TEST(TopologyErrors, Subnet) {
+  error_of("[lab]\nsubnet = \"10.77.0.0\"\n" + kValid, 2, "lab.subnet");
+  error_of("[lab]\nsubnet = \"10.77.0.256/24\"\n" + kValid, 2, "lab.subnet");
+  error_of("[lab]\nsubnet = \"10.77.0.0/33\"\n" + kValid, 2, "lab.subnet");
+  error_of("[lab]\nsubnet = \"10.77.0.0/15\"\n" + kValid, 2, "lab.subnet");
+  error_of("[lab]\nsubnet = \"10.77.0.0/30\"\n" + kValid, 2, "lab.subnet");
+  auto e = error_of("[lab]\nsubnet = \"10.77.0.5/24\"\n" + kValid, 2, "lab.subnet");
+  EXPECT_TRUE(mentions(e, "10.77.0.0/24")) << e.what();
+}
+
+TEST(TopologyErrors, NoHosts) {
+  auto e = error_of("[lab]\nname = \"webstack\"\n", 0, "host");
+  EXPECT_TRUE(mentions(e, "[[host]]")) << e.what();
+  error_of("", 0, "host");
+}
+
+TEST(TopologyErrors, MissingHostKeysPointAtTheHostTable) {
+  error_of(kLb + "[[host]]\naddress = \"10.77.0.11\"\nroles = [\"web\"]\n", 5, "host[2].name");
+  error_of(kLb + "[[host]]\nname = \"web-01\"\nroles = [\"web\"]\n", 5, "host[2].address");
+  error_of(kLb + "\n[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\n", 6, "host[2].roles");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and addresses.
+
+TEST(TopologyErrors, DuplicateHostName) {
+  auto e = error_of(kValid + "[[host]]\nname = \"web-01\"\n", 15, "host[4].name");
+  EXPECT_TRUE(mentions(e, "host[2]")) << e.what();
+}
+
+TEST(TopologyErrors, DuplicateAddress) {
+  // The address of the third host, on line 12.
+  auto e =
+      error_of(kLb + kPrimary +
+                   "[[host]]\nname = \"client\"\naddress = \"10.77.0.10\"\nroles = [\"client\"]\n",
+               12, "host[3].address");
+  EXPECT_TRUE(mentions(e, "lb-01")) << e.what();
+}
+
+TEST(TopologyErrors, AddressesOutsideOrReserved) {
+  const auto with_address = [](const std::string& address) {
+    return kValid + "[[host]]\nname = \"web-03\"\naddress = \"" + address + "\"\n";
+  };
+  auto e = error_of(with_address("10.78.0.13"), 16, "host[4].address");
+  EXPECT_TRUE(mentions(e, "outside")) << e.what();
+  e = error_of(with_address("10.77.0.0"), 16, "host[4].address");
+  EXPECT_TRUE(mentions(e, "network")) << e.what();
+  e = error_of(with_address("10.77.0.255"), 16, "host[4].address");
+  EXPECT_TRUE(mentions(e, "broadcast")) << e.what();
+  e = error_of(with_address("10.77.0.1"), 16, "host[4].address");
+  EXPECT_TRUE(mentions(e, "gateway")) << e.what();
+  error_of(with_address("10.77.0"), 16, "host[4].address");
+  error_of(with_address("10.77.0.013"), 16, "host[4].address");
+  error_of(with_address("10.77.0.13 "), 16, "host[4].address");
+  // Inside a custom subnet, checked against it.
+  error_of("[lab]\nsubnet = \"10.1.2.0/29\"\n" + kValid, 5, "host[1].address");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles.
+
+TEST(TopologyErrors, Roles) {
+  const auto with_roles = [](const std::string& roles) {
+    return kValid + "[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = " + roles +
+           "\n";
+  };
+  auto e = error_of(with_roles("[\"web\", \"cache\"]"), 17, "host[4].roles");
+  EXPECT_TRUE(mentions(e, "unknown role \"cache\"")) << e.what();
+  e = error_of(with_roles("[\"web\", \"web\"]"), 17, "host[4].roles");
+  EXPECT_TRUE(mentions(e, "duplicate role")) << e.what();
+  error_of(with_roles("[]"), 17, "host[4].roles");
+  // A role on its own line: that line.
+  error_of(with_roles("[\n  \"web\",\n  \"bd\",\n]"), 19, "host[4].roles");
+}
+
+TEST(TopologyErrors, DbKeyWithoutDbRole) {
+  auto e = error_of(kValid +
+                        "[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\n"
+                        "db = \"replica\"\nroles = [\"web\"]\n",
+                    17, "host[4].db");
+  EXPECT_TRUE(mentions(e, "role \"db\"")) << e.what();
+}
+
+TEST(TopologyErrors, DbRoleWithoutDbKey) {
+  error_of(kValid + "\n[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = [\"db\"]\n",
+           15, "host[4].db");
+}
+
+TEST(TopologyErrors, DbValue) {
+  error_of(kLb + kPrimary + kClient +
+               "[[host]]\nname = \"web-02\"\naddress = \"10.77.0.12\"\nroles = [\"db\"]\n"
+               "db = \"secondary\"\n",
+           18, "host[4].db");
+}
+
+TEST(TopologyErrors, TwoPrimaries) {
+  auto e = error_of(
+      kValid +
+          "[[host]]\nname = \"web-02\"\naddress = \"10.77.0.12\"\nroles = [\"web\", \"db\"]\n"
+          "db = \"primary\"\n",
+      18, "host[4].db");
+  EXPECT_TRUE(mentions(e, "two primaries")) << e.what();
+  EXPECT_TRUE(mentions(e, "web-01")) << e.what();
+  EXPECT_TRUE(mentions(e, "web-02")) << e.what();
+}
+
+TEST(TopologyErrors, ReplicaWithoutPrimary) {
+  auto e = error_of(kLb +
+                        "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\n"
+                        "roles = [\"web\", \"db\"]\ndb = \"replica\"\n" +
+                        kClient,
+                    9, "host[2].db");
+  EXPECT_TRUE(mentions(e, "primary")) << e.what();
+}
+
+TEST(TopologyErrors, NoDatabase) {
+  auto e = error_of(
+      kLb + "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\nroles = [\"web\"]\n" + kClient,
+      0, "host");
+  EXPECT_TRUE(mentions(e, "the site needs a database primary")) << e.what();
+}
+
+TEST(TopologyErrors, NeedsALoadBalancer) {
+  auto e = error_of(kPrimary + kClient, 0, "host");
+  EXPECT_TRUE(mentions(e, "load balancer")) << e.what();
+}
+
+TEST(TopologyErrors, NeedsAWebHost) {
+  auto e = error_of(kLb +
+                        "[[host]]\nname = \"db-01\"\naddress = \"10.77.0.11\"\nroles = [\"db\"]\n"
+                        "db = \"primary\"\n" +
+                        kClient,
+                    0, "host");
+  EXPECT_TRUE(mentions(e, "web host")) << e.what();
+}
+
+TEST(TopologyErrors, NeedsExactlyOneClient) {
+  auto e = error_of(kLb + kPrimary, 0, "host");
+  EXPECT_TRUE(mentions(e, "client")) << e.what();
+  e = error_of(kValid +
+                   "[[host]]\nname = \"client-2\"\naddress = \"10.77.0.101\"\n"
+                   "roles = [\"client\"]\n",
+               17, "host[4].roles");
+  EXPECT_TRUE(mentions(e, "second client")) << e.what();
+}
+
+TEST(TopologyErrors, ClientHasNoOtherRole) {
+  auto e = error_of(kLb + kPrimary +
+                        "[[host]]\nname = \"client\"\naddress = \"10.77.0.100\"\n"
+                        "roles = [\"client\", \"web\"]\n",
+                    13, "host[3].roles");
+  EXPECT_TRUE(mentions(e, "client")) << e.what();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports on one host.
+
+TEST(TopologyErrors, WebPortEqualsAppPort) {
+  auto e = error_of("[site]\nweb_port = 8080\n" + kValid, 2, "site.web_port");
+  EXPECT_TRUE(mentions(e, "web-01")) << e.what();
+  EXPECT_TRUE(mentions(e, "8080")) << e.what();
+  error_of("[site]\nweb_port = 8000\napp_port = 8000\n" + kValid, 3, "site.app_port");
+}
+
+TEST(TopologyErrors, LoadBalancerAndWebOnOneHostNeedDistinctPorts) {
+  const std::string lb_web =
+      "[[host]]\nname = \"lb-01\"\naddress = \"10.77.0.10\"\nroles = [\"lb\", \"web\"]\n";
+  auto e = error_of(lb_web + kPrimary + kClient, 4, "host[1].roles");
+  EXPECT_TRUE(mentions(e, "site.http_port")) << e.what();
+  EXPECT_TRUE(mentions(e, "site.web_port")) << e.what();
+  // With distinct ports, fine.
+  const Topology t =
+      parse_topology("[site]\nhttp_port = 8000\n" + lb_web + kPrimary + kClient, "site.toml");
+  EXPECT_TRUE(t.hosts[0].has(Role::Web));
+}
+
+TEST(TopologyErrors, DbPortOnAWebAndDbHost) {
+  auto e = error_of("[site]\ndb_port = 8080\n" + kValid, 10, "host[2].roles");
+  EXPECT_TRUE(mentions(e, "site.db_port")) << e.what();
+  // On hosts without both roles, the ports may coincide.
+  const Topology t = parse_topology(
+      "[site]\ndb_port = 8080\n" + kLb +
+          "[[host]]\nname = \"web-01\"\naddress = \"10.77.0.11\"\nroles = [\"web\"]\n"
+          "[[host]]\nname = \"db-01\"\naddress = \"10.77.0.12\"\nroles = [\"db\"]\n"
+          "db = \"primary\"\n" +
+          kClient,
+      "site.toml");
+  EXPECT_EQ(t.db_port, 8080);
+}
+
+TEST(TopologyReserved, EdgeAndS6AreNotHostNames) {
+  std::string text(default_topology_text());
+  const auto at = text.find("name = \"lb-01\"");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, std::string("name = \"lb-01\"").size(), "name = \"edge\"");
+  try {
+    parse_topology(text, "site.toml");
+    FAIL() << "accepted a host named edge";
+  } catch (const TopologyError& e) {
+    EXPECT_NE(std::string(e.what()).find("reserved"), std::string::npos) << e.what();
+    EXPECT_EQ(e.file(), "site.toml");
+  }
+}
+
+}  // namespace
