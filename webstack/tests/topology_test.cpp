@@ -159,7 +159,7 @@ TEST(Topology, LabAndSiteAreOptionalAndCustomisable) {
       "app_port = 9090\nweb_port = 8081\ndb_port = 3307\n"
       "[[host]]\nname = \"lb\"\naddress = \"192.168.11.254\"\nroles = [\"lb\", \"web\"]\n"
       "[[host]]\nname = \"db\"\naddress = \"192.168.8.2\"\nroles = [\"db\"]\ndb = \"primary\"\n"
-      "[[host]]\nname = \"net\"\naddress = \"192.168.9.0\"\nroles = [\"client\"]\n",
+      "[[host]]\nname = \"outside\"\naddress = \"192.168.9.0\"\nroles = [\"client\"]\n",
       "site.toml");
   EXPECT_EQ(t.name, "ws2");
   EXPECT_EQ(t.edge_port, 9000);
@@ -461,17 +461,20 @@ TEST(TopologyErrors, DbPortOnAWebAndDbHost) {
   EXPECT_EQ(t.db_port, 8080);
 }
 
-TEST(TopologyReserved, EdgeAndS6AreNotHostNames) {
-  std::string text(default_topology_text());
-  const auto at = text.find("name = \"lb-01\"");
-  ASSERT_NE(at, std::string::npos);
-  text.replace(at, std::string("name = \"lb-01\"").size(), "name = \"edge\"");
-  try {
-    parse_topology(text, "site.toml");
-    FAIL() << "accepted a host named edge";
-  } catch (const TopologyError& e) {
-    EXPECT_NE(std::string(e.what()).find("reserved"), std::string::npos) << e.what();
-    EXPECT_EQ(e.file(), "site.toml");
+TEST(TopologyReserved, EdgeS6AndNetAreNotHostNames) {
+  for (const std::string reserved : {"edge", "s6", "net"}) {
+    std::string text(default_topology_text());
+    const std::string lb = "name = \"lb-01\"";
+    const auto at = text.find(lb);
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, lb.size(), "name = \"" + reserved + "\"");
+    try {
+      parse_topology(text, "site.toml");
+      ADD_FAILURE() << "accepted a host named " << reserved;
+    } catch (const TopologyError& e) {
+      EXPECT_NE(std::string(e.what()).find("reserved"), std::string::npos) << e.what();
+      EXPECT_EQ(e.file(), "site.toml");
+    }
   }
 }
 

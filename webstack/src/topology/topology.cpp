@@ -489,8 +489,8 @@ class Parser {
         if (const std::string why = name_problem(host.name, 12); !why.empty()) {
           fail(line_of(*value), full, why);
         }
-        // The lab's own files live beside the hosts' ones under these names.
-        if (host.name == "edge" || host.name == "s6") {
+        // The lab's own files (edge, s6) and its bridge namespace (<lab>-net) use these names.
+        if (host.name == "edge" || host.name == "s6" || host.name == "net") {
           fail(line_of(*value), full,
                fmt::format("{} is reserved for the lab itself", in_quotes(host.name)));
         }

@@ -1,0 +1,164 @@
+#include "lab/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace webstack::lab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+}
+
+}  // namespace
+
+std::string describe(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) {
+    if (!s.empty()) {
+      s += ' ';
+    }
+    s += a;
+  }
+  return s;
+}
+
+ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  if (argv.empty()) {
+    throw std::runtime_error("run: empty argv");
+  }
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    fail("pipe");
+  }
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close_fd(out_pipe[0]);
+    close_fd(out_pipe[1]);
+    fail("pipe");
+  }
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int saved = errno;
+    close_fd(out_pipe[0]);
+    close_fd(out_pipe[1]);
+    close_fd(err_pipe[0]);
+    close_fd(err_pipe[1]);
+    errno = saved;
+    fail("fork");
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here on.
+    const int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+      ::dup2(devnull, STDIN_FILENO);
+    }
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::execvp(args[0], args.data());
+    const char msg[] = "exec failed: ";
+    (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+    const char* why = ::strerror(errno);
+    (void)!::write(STDERR_FILENO, why, ::strlen(why));
+    ::_exit(127);
+  }
+
+  close_fd(out_pipe[1]);
+  close_fd(err_pipe[1]);
+
+  ProcessResult result;
+  const auto deadline = Clock::now() + timeout;
+  bool timed_out = false;
+  std::array<char, 4096> buf{};
+  int fds[2] = {out_pipe[0], err_pipe[0]};
+  std::string* sinks[2] = {&result.out, &result.err};
+  while (fds[0] >= 0 || fds[1] >= 0) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfds[2];
+    for (int i = 0; i < 2; ++i) {
+      pfds[i] = pollfd{fds[i], POLLIN, 0};  // a negative fd is ignored by poll
+    }
+    const int n = ::poll(pfds, 2, static_cast<int>(left));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0 || pfds[i].revents == 0) {
+        continue;
+      }
+      const ssize_t got = ::read(fds[i], buf.data(), buf.size());
+      if (got > 0) {
+        sinks[i]->append(buf.data(), static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close_fd(fds[i]);
+      }
+    }
+  }
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+  }
+  close_fd(fds[0]);
+  close_fd(fds[1]);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  if (timed_out) {
+    result.err += "timed out after " + std::to_string(timeout.count()) + " ms";
+  }
+  return result;
+}
+
+std::string run_checked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  ProcessResult r = run(argv, timeout);
+  if (r.exit_code != 0) {
+    std::string err = r.err;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) {
+      err.pop_back();
+    }
+    throw std::runtime_error("`" + describe(argv) + "` failed (exit " +
+                             std::to_string(r.exit_code) + "): " + err);
+  }
+  return std::move(r.out);
+}
+
+}  // namespace webstack::lab

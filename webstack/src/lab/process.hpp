@@ -1,0 +1,32 @@
+// Running a program without a shell: argv goes straight to execvp, so no argument is ever
+// interpreted (no quoting, no globbing, no injection). Output is captured whole.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace webstack::lab {
+
+struct ProcessResult {
+  int exit_code = -1;  // the exit status; 128 + signal when killed; 127 when exec failed
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] (looked up in PATH) with stdin on /dev/null, stdout and stderr captured.
+// Past `timeout` the child is killed (SIGKILL) and the result has exit_code 128 + 9 and
+// "timed out after N ms" appended to err. Throws std::runtime_error only when the process
+// cannot be started at all (empty argv, pipe or fork failure).
+ProcessResult run(const std::vector<std::string>& argv,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// run(), and on a non-zero exit throws std::runtime_error
+// "`ip netns add x` failed (exit 1): <stderr>". Returns stdout.
+std::string run_checked(const std::vector<std::string>& argv,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// "ip netns add x": argv joined by spaces, for messages only (never executed).
+std::string describe(const std::vector<std::string>& argv);
+
+}  // namespace webstack::lab
