@@ -664,8 +664,4 @@ bool Cluster::any_reachable() const {
                      [](const NodeStatus& n) { return n.reachable; });
 }
 
-bool Cluster::has_primary() const {
-  return choose_writer(impl_->nodes).has_value();
-}
-
 }  // namespace webstack::db

@@ -167,7 +167,6 @@ class Cluster {
 
   std::vector<NodeStatus> status() const;
   bool any_reachable() const;
-  bool has_primary() const;
 
  private:
   struct Impl;

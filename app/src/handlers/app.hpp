@@ -40,7 +40,6 @@ struct Response {
 
 // State every thread's App reads; owned by main.
 struct Shared {
-  const Config* config = nullptr;
   Metrics* metrics = nullptr;
   std::string served_by;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

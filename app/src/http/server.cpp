@@ -356,7 +356,6 @@ struct Server::Impl {
     std::vector<std::string> names;
     for (const auto& node : cfg.db.nodes) names.push_back(node.name());
     metrics = std::make_unique<Metrics>(n, names);
-    shared.config = &cfg;
     shared.metrics = metrics.get();
     shared.served_by = cfg.server.served_by.empty() ? host_name() : cfg.server.served_by;
     shared.threads = n;

@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "lab/site.hpp"
 #include "render/render.hpp"
 #include "topology/topology.hpp"
 
@@ -75,6 +78,30 @@ int main(int argc, char** argv) {
   render->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
   render->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
 
+  std::string up_state_dir;
+  auto* up =
+      cli.add_subcommand("up", "Bring the lab up on this machine (root): network, services, data");
+  up->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  up->add_option("--state-dir", up_state_dir, "State directory (default: /var/lib/webstack/<lab>)");
+  up->add_option("--templates", templates_dir, "Templates directory (env WEBSTACK_TEMPLATES)");
+  up->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
+  up->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
+
+  bool purge = false;
+  auto* down = cli.add_subcommand("down", "Stop every process of the lab and remove its network");
+  down->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  down->add_option("--state-dir", up_state_dir,
+                   "State directory (default: /var/lib/webstack/<lab>)");
+  down->add_flag("--purge", purge, "Also remove the state directory (databases, secrets, logs)");
+
+  std::string exec_host;
+  std::vector<std::string> exec_argv;
+  auto* exec =
+      cli.add_subcommand("exec", "Run a command in a host's namespace: exec HOST -- CMD...");
+  exec->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  exec->add_option("host", exec_host, "Host name")->required();
+  exec->add_option("command", exec_argv, "Command and its arguments (after --)")->required();
+
   CLI11_PARSE(cli, argc, argv);
 
   try {
@@ -103,6 +130,27 @@ int main(int argc, char** argv) {
                   absolute(out_dir).c_str());
       return 0;
     }
+    if (up->parsed() || down->parsed()) {
+      webstack::lab::SiteOptions opts;
+      const std::string source = WEBSTACK_SOURCE_DIR;
+      opts.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
+      opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
+      opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
+      opts.sql_dir = resource("", "WEBSTACK_SQL", source + "/sql");
+      opts.state_dir =
+          up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+      if (up->parsed()) {
+        webstack::lab::site_up(topology, opts);
+      } else {
+        const auto t0 = std::chrono::steady_clock::now();
+        webstack::lab::site_down(topology, opts, purge);
+        std::printf("lab %s down%s (%.1f s)\n", topology.name.c_str(),
+                    purge ? ", state directory removed" : "",
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return 0;
+    }
+    if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
   } catch (const webstack::topo::TopologyError& e) {
     std::fprintf(stderr, "webstack: %s\n", e.what());
     return 2;

@@ -1,0 +1,765 @@
+#include "lab/site.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "lab/network.hpp"
+#include "lab/process.hpp"
+#include "render/render.hpp"
+
+namespace webstack::lab {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using topo::Role;
+using topo::Topology;
+
+struct Service {
+  std::string host;  // "" for the edge
+  std::string name;  // "mariadb", "nginx", "webstack-app", "haproxy", "edge"
+  std::string dir;   // the rendered service dir, <state>/hosts/<host>/s6/<name>
+  std::string link;  // <state>/service/<host>-<name> (or "edge")
+};
+
+struct Paths {
+  std::string state;
+  std::string hosts, service, run, log, data, secrets;
+  std::string svscan_pid, svscan_log, bootstrap_marker, app_password, repl_password;
+  explicit Paths(const std::string& s)
+      : state(s),
+        hosts(s + "/hosts"),
+        service(s + "/service"),
+        run(s + "/run"),
+        log(s + "/log"),
+        data(s + "/data"),
+        secrets(s + "/secrets"),
+        svscan_pid(s + "/run/s6-svscan.pid"),
+        svscan_log(s + "/log/s6-svscan.log"),
+        bootstrap_marker(s + "/data/bootstrap-done"),
+        app_password(s + "/secrets/db-app-password"),
+        repl_password(s + "/secrets/db-repl-password") {}
+  std::string my_cnf(const std::string& host) const {
+    return hosts + "/" + host + "/mariadb/my.cnf";
+  }
+  std::string datadir(const std::string& host) const { return data + "/" + host + "/mysql"; }
+};
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
+  return s.substr(i);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string read_text_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string tail(const std::string& path, std::size_t bytes = 1500) {
+  auto s = read_text_or_empty(path);
+  if (s.size() > bytes) s = "..." + s.substr(s.size() - bytes);
+  return s;
+}
+
+uid_t uid_of(const char* user) {
+  const passwd* p = ::getpwnam(user);
+  if (p == nullptr) throw std::runtime_error(fmt::format("no user {} on this machine", user));
+  return p->pw_uid;
+}
+
+gid_t gid_of(const char* name) {
+  const ::group* g = ::getgrnam(name);
+  if (g == nullptr) throw std::runtime_error(fmt::format("no group {} on this machine", name));
+  return g->gr_gid;
+}
+
+void set_owner_mode(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {
+  if (::chown(path.c_str(), uid, gid) != 0 || ::chmod(path.c_str(), mode) != 0) {
+    throw std::runtime_error(
+        fmt::format("cannot set owner/mode of {}: {}", path, std::strerror(errno)));
+  }
+}
+
+void make_dir(const std::string& path, uid_t uid = 0, gid_t gid = 0, mode_t mode = 0755) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot create {}: {}", path, ec.message()));
+  set_owner_mode(path, uid, gid, mode);
+}
+
+// Writes `content` to `path` created with `mode` (never readable by others in between).
+void write_secret(const std::string& path, const std::string& content, uid_t uid, gid_t gid,
+                  mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw std::runtime_error(fmt::format("cannot create {}: {}", tmp, std::strerror(errno)));
+  const bool ok =
+      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + tmp);
+  set_owner_mode(tmp, uid, gid, mode);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw std::runtime_error(fmt::format("cannot rename {}: {}", tmp, std::strerror(errno)));
+  }
+}
+
+std::string random_token(std::size_t n) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;  // /dev/urandom
+  std::uniform_int_distribution<std::size_t> pick(0, sizeof kAlphabet - 2);
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) s += kAlphabet[pick(rd)];
+  return s;
+}
+
+bool program_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/bin:/bin";
+  dirs += ":/usr/sbin:/sbin:/usr/local/sbin";
+  std::stringstream ss(dirs);
+  for (std::string d; std::getline(ss, d, ':');) {
+    if (d.empty()) continue;
+    if (::access((d + "/" + name).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+bool port_free(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+char proc_state(int pid) {
+  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+
+int proc_ppid(int pid) {
+  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  char state = 0;
+  int ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+// Alive and not a zombie.
+bool alive(int pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  const char s = proc_state(pid);
+  return s != 0 && s != 'Z' && s != 'X';
+}
+
+std::string cmdline(int pid) {
+  auto s = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return trim(s);
+}
+
+int read_pid(const std::string& path) {
+  const auto s = trim(read_text_or_empty(path));
+  if (s.empty()) return -1;
+  try {
+    return std::stoi(s);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+// The lab's s6-svscan per its pid file, or -1.
+int running_svscan(const Paths& p) {
+  const int pid = read_pid(p.svscan_pid);
+  if (!alive(pid)) return -1;
+  const auto cmd = cmdline(pid);
+  if (cmd.find("s6-svscan") == std::string::npos || cmd.find(p.service) == std::string::npos) {
+    return -1;
+  }
+  return pid;
+}
+
+// Every service the render produced: a "s6/<name>/run" file.
+std::vector<Service> services_of(const std::vector<render::File>& files, const Paths& p) {
+  std::vector<Service> out;
+  for (const auto& f : files) {
+    if (!f.path.starts_with("s6/") || !f.path.ends_with("/run")) continue;
+    Service s;
+    s.host = f.host;
+    s.name = f.path.substr(3, f.path.size() - 3 - 4);
+    s.dir = f.host.empty() ? p.hosts + "/" + f.path.substr(0, f.path.size() - 4)
+                           : p.hosts + "/" + f.host + "/" + f.path.substr(0, f.path.size() - 4);
+    s.link = p.service + "/" + (f.host.empty() ? s.name : f.host + "-" + s.name);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+render::Options render_options(const SiteOptions& o) {
+  render::Options r;
+  r.templates_dir = o.templates_dir;
+  r.state_dir = o.state_dir;
+  r.app_binary = o.app_binary;
+  r.www_dir = o.www_dir;
+  return r;
+}
+
+std::vector<std::string> mariadb_args(const Paths& p, const std::string& host) {
+  return {"mariadb",
+          "--defaults-file=" + p.my_cnf(host),
+          "--user=root",
+          "--protocol=SOCKET",
+          "--batch",
+          "--skip-column-names",
+          "--default-character-set=utf8mb4"};
+}
+
+std::string root_sql(const Paths& p, const std::string& host, const std::string& sql,
+                     std::chrono::milliseconds timeout = 60s) {
+  auto args = mariadb_args(p, host);
+  args.insert(args.end(), {"-e", sql});
+  const auto r = run(args, timeout);
+  if (r.exit_code != 0) {
+    throw std::runtime_error(fmt::format("SQL on {} failed ({}): {} [{}]", host, r.exit_code,
+                                         trim(r.err), sql.substr(0, 200)));
+  }
+  return trim(r.out);
+}
+
+// Runs a file of SQL as root on `host` (stdin redirected by sh; the path is an argument,
+// never part of the script).
+void root_sql_file(const Paths& p, const std::string& host, const std::string& path) {
+  const auto r = run({"sh", "-c",
+                      "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET --batch "
+                      "--default-character-set=utf8mb4 < \"$2\"",
+                      "sh", p.my_cnf(host), path},
+                     120s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error(
+        fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code, trim(r.err)));
+  }
+}
+
+// SQL holding a secret: through a 0600 file, never on a command line.
+void root_sql_secret(const Paths& p, const std::string& host, const std::string& sql) {
+  const std::string path = p.secrets + "/bootstrap-" + host + ".sql";
+  write_secret(path, sql, 0, 0, 0600);
+  try {
+    root_sql_file(p, host, path);
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+  ::unlink(path.c_str());
+}
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) {
+    s.replace(pos, from.size(), to);
+  }
+}
+
+bool dir_empty_or_missing(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return true;
+  return fs::is_empty(path, ec);
+}
+
+// Pids of this process and its ancestors (never killed as "the lab's").
+std::set<int> self_and_ancestors() {
+  std::set<int> s;
+  for (int pid = ::getpid(); pid > 1 && s.insert(pid).second;) pid = proc_ppid(pid);
+  return s;
+}
+
+bool under(const std::string& path, const std::string& dir) {
+  return path == dir || path.starts_with(dir + "/");
+}
+
+void svc(const std::string& flag, const std::string& dir) {
+  const auto r = run({"s6-svc", flag, dir}, 5s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error(
+        fmt::format("s6-svc {} {} failed ({}): {}", flag, dir, r.exit_code, trim(r.err)));
+  }
+}
+
+pid_t start_svscan(const Paths& p) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::setsid();
+    ::signal(SIGPIPE, SIG_DFL);
+    const int in = ::open("/dev/null", O_RDONLY);
+    const int out = ::open(p.svscan_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    if (in < 0 || out < 0) ::_exit(127);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::close_range(3, ~0U, 0);
+    const char* argv[] = {"s6-svscan", p.service.c_str(), nullptr};
+    ::execvp(argv[0], const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+class Steps {
+ public:
+  template <class F>
+  auto operator()(const std::string& what, F&& f) {
+    const auto t0 = Clock::now();
+    std::printf("  %-58s ", (what + " ...").c_str());
+    std::fflush(stdout);
+    try {
+      if constexpr (std::is_void_v<decltype(f())>) {
+        f();
+        std::printf("ok (%.0f ms)\n", ms_since(t0));
+        std::fflush(stdout);
+      } else {
+        auto r = f();
+        std::printf("ok (%.0f ms)\n", ms_since(t0));
+        std::fflush(stdout);
+        return r;
+      }
+    } catch (...) {
+      std::printf("FAILED (%.0f ms)\n", ms_since(t0));
+      std::fflush(stdout);
+      throw;
+    }
+  }
+};
+
+void print_summary(const Topology& t, const std::vector<Service>& services) {
+  std::printf("\nsite %s: http://127.0.0.1:%u/\n", t.site_name.c_str(), t.edge_port);
+  auto show = [](const Service& s) {
+    const auto r = run({"s6-svstat", s.link}, 5s);
+    std::printf("    %-14s %s\n", s.name.c_str(),
+                trim(r.exit_code == 0 ? r.out : "unknown: " + r.err).c_str());
+  };
+  for (const auto& h : t.hosts) {
+    std::printf("  %-12s %-15s ns %s\n", h.name.c_str(), h.address.c_str(),
+                host_namespace(t, h.name).c_str());
+    for (const auto& s : services)
+      if (s.host == h.name) show(s);
+  }
+  std::printf("  %-12s %-15s root namespace\n", "(edge)", "127.0.0.1");
+  for (const auto& s : services)
+    if (s.host.empty()) show(s);
+  std::fflush(stdout);
+}
+
+bool namespaces_present(const Topology& t) {
+  for (const auto& st : status(t))
+    if (!st.ns_exists || !st.address_ok) return false;
+  return true;
+}
+
+void wait_db(const Paths& p, const std::string& host, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    auto args = mariadb_args(p, host);
+    args.insert(args.end(), {"--connect-timeout=2", "-e", "SELECT 1"});
+    const auto r = run(args, 5s);
+    if (r.exit_code == 0) return;
+    last = trim(r.err);
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(fmt::format(
+          "MariaDB on {} does not answer after {} ms: {}\n{}:\n{}", host, timeout.count(), last,
+          p.log + "/" + host + "/mariadb.err", tail(p.log + "/" + host + "/mariadb.err")));
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+}
+
+void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
+  const auto& primary = t.primary();
+  std::string users = read_text(o.sql_dir + "/users.sql.in");
+  replace_all(users, "@APP_PASSWORD@", trim(read_text(p.app_password)));
+  replace_all(users, "@REPL_PASSWORD@", trim(read_text(p.repl_password)));
+  replace_all(users, "@HOST@", "%");
+  root_sql_secret(p, primary.name, users);
+  root_sql_file(p, primary.name, o.sql_dir + "/schema.sql");
+  root_sql_file(p, primary.name, o.sql_dir + "/seed.sql");
+  for (const auto* r : t.replicas()) {
+    root_sql_secret(p, r->name,
+                    fmt::format("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, "
+                                "MASTER_USER='repl', MASTER_PASSWORD='{}', "
+                                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE;\n",
+                                primary.address, t.db_port, trim(read_text(p.repl_password))));
+  }
+  const auto pos = root_sql(p, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos");
+  const auto rows = root_sql(p, primary.name, "SELECT COUNT(*) FROM webstack.World");
+  const double secs = static_cast<double>(o.db_timeout.count()) / 1000.0;
+  for (const auto* r : t.replicas()) {
+    const auto res =
+        root_sql(p, r->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos, secs),
+                 o.db_timeout + 10s);
+    const auto got = root_sql(p, r->name, "SELECT COUNT(*) FROM webstack.World");
+    if (res != "0" || got != rows) {
+      std::string st;
+      try {
+        st = root_sql(p, r->name, "SHOW SLAVE STATUS\\G");
+      } catch (const std::exception& e) {
+        st = e.what();
+      }
+      throw std::runtime_error(fmt::format(
+          "replica {} did not catch up with the primary (GTID {}, World rows {} of {})\n{}",
+          r->name, pos, got, rows, st));
+    }
+  }
+}
+
+// The site answers /readyz through every load balancer, from the client host, and every
+// web host has been seen serving through the load balancers.
+void wait_site(const Topology& t, std::chrono::milliseconds timeout) {
+  const auto client = t.with_role(Role::Client).front();
+  const auto client_ns = host_namespace(t, client->name);
+  std::set<std::string> want;
+  for (const auto* w : t.with_role(Role::Web)) want.insert(w->name);
+  const auto deadline = Clock::now() + timeout;
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    const std::string url = fmt::format("http://{}:{}/readyz", lb->address, t.http_port);
+    std::set<std::string> seen;
+    std::string last;
+    for (;;) {
+      const auto r = run({"ip", "netns", "exec", client_ns, "curl", "-s", "-o", "/dev/null", "-w",
+                          "%{http_code} %header{x-served-by}", "--max-time", "2", url},
+                         5s);
+      last = trim(r.out + " " + r.err);
+      if (r.exit_code == 0 && r.out.starts_with("200 ")) {
+        seen.insert(trim(r.out.substr(4)));
+        if (std::includes(seen.begin(), seen.end(), want.begin(), want.end())) break;
+        continue;
+      }
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(
+            fmt::format("{} does not answer 200 from {} after {} ms (last: {})", url, client->name,
+                        timeout.count(), last));
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<int> site_processes(const Topology& t, const std::string& state_dir) {
+  const auto mine = self_and_ancestors();
+  std::set<int> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const auto name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const int pid = std::stoi(name);
+    if (mine.count(pid) != 0 || !alive(pid)) continue;
+    std::error_code ec2;
+    const auto cwd = fs::read_symlink(e.path() / "cwd", ec2).string();
+    const auto cmd = cmdline(pid);
+    if ((!ec2 && under(cwd, state_dir)) || cmd.find(state_dir + "/") != std::string::npos ||
+        cmd.ends_with(state_dir)) {
+      found.insert(pid);
+    }
+  }
+  // Whatever runs inside the lab's namespaces.
+  std::vector<std::string> nss = {bridge_namespace(t)};
+  for (const auto& h : t.hosts) nss.push_back(host_namespace(t, h.name));
+  for (const auto& ns : nss) {
+    if (!fs::exists("/run/netns/" + ns)) continue;
+    const auto r = run({"ip", "netns", "pids", ns}, 5s);
+    std::istringstream in(r.out);
+    for (int pid; in >> pid;)
+      if (mine.count(pid) == 0 && alive(pid)) found.insert(pid);
+  }
+  return {found.begin(), found.end()};
+}
+
+void site_down(const Topology& t, const SiteOptions& o, bool purge) {
+  const Paths p(o.state_dir);
+  // Ask s6 first: every service down, then s6-svscan to end its supervisors and exit.
+  bool asked_s6 = false;
+  if (const int pid = running_svscan(p); pid > 0) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(p.service, ec)) {
+      if (e.path().filename().string().starts_with(".")) continue;
+      run({"s6-svc", "-d", e.path().string()}, 1s);
+    }
+    run({"s6-svscanctl", "-t", p.service}, 1s);
+    asked_s6 = true;
+  }
+  // Then SIGTERM whatever is left (at once when s6 was not there to ask: a crash), then
+  // SIGKILL. Our own child (s6-svscan started by a failed up) is reaped on the way.
+  const auto term_at = Clock::now() + (asked_s6 ? 1500ms : 0ms);
+  const auto kill_at = Clock::now() + 3500ms;
+  const auto give_up = kill_at + 1000ms;
+  bool termed = false, killed = false;
+  std::vector<int> left;
+  for (;;) {
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    left = site_processes(t, o.state_dir);
+    const auto now = Clock::now();
+    if (left.empty() || now > give_up) break;
+    if (!killed && now > kill_at) {
+      for (int pid : left) ::kill(pid, SIGKILL);
+      killed = true;
+    } else if (!termed && now >= term_at) {
+      for (int pid : left) ::kill(pid, SIGTERM);
+      termed = true;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  down(t);
+  std::error_code ec;
+  if (purge) {
+    fs::remove_all(o.state_dir, ec);
+    if (ec)
+      throw std::runtime_error(fmt::format("cannot remove {}: {}", o.state_dir, ec.message()));
+  } else if (fs::exists(p.run, ec)) {
+    for (auto it = fs::recursive_directory_iterator(p.run, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const auto ext = it->path().extension().string();
+      if (ext == ".pid" || ext == ".sock" || it->is_socket()) fs::remove(it->path(), ec);
+    }
+  }
+  if (!left.empty()) {
+    std::string pids;
+    for (int pid : left) pids += fmt::format(" {} ({})", pid, cmdline(pid));
+    throw std::runtime_error("processes of the lab still alive after SIGKILL:" + pids);
+  }
+}
+
+void site_up(const Topology& t, const SiteOptions& o) {
+  const Paths p(o.state_dir);
+  const auto t0 = Clock::now();
+  // 1. Checks: nothing is created before they pass.
+  if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
+  for (const char* prog :
+       {"haproxy", "nginx", "mariadbd", "mariadb-install-db", "mariadb", "s6-svscan", "s6-svc",
+        "s6-svscanctl", "s6-svstat", "s6-setuidgid", "ip", "curl"}) {
+    if (!program_in_path(prog)) throw std::runtime_error(fmt::format("{} not found in PATH", prog));
+  }
+  for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
+  if (!fs::exists(o.app_binary))
+    throw std::runtime_error("webstack-app not found: " + o.app_binary);
+
+  // 2. Already up?
+  const int existing = running_svscan(p);
+  if (existing > 0 && namespaces_present(t)) {
+    std::printf("lab %s is already up (s6-svscan pid %d, state %s)\n", t.name.c_str(), existing,
+                p.state.c_str());
+    const auto files = render::render_site(t, render_options(o));
+    print_summary(t, services_of(files, p));
+    return;
+  }
+  Steps step;
+  bool partial = existing > 0 || !site_processes(t, o.state_dir).empty();
+  for (const auto& st : status(t)) partial = partial || st.ns_exists;
+  if (partial) step("clean up a partial lab", [&] { site_down(t, o, false); });
+  if (!port_free(t.edge_port)) {
+    throw std::runtime_error(fmt::format("edge port 127.0.0.1:{} is in use", t.edge_port));
+  }
+
+  // A closed stdout (`webstack up | head`) must not kill up half way.
+  ::signal(SIGPIPE, SIG_IGN);
+  std::printf("bringing up lab %s (%s), state %s\n", t.name.c_str(), t.subnet.c_str(),
+              p.state.c_str());
+  try {
+    const uid_t mysql_uid = uid_of("mysql");
+    const gid_t mysql_gid = gid_of("mysql");
+    const gid_t www_gid = gid_of("www-data");
+    // 3. The state tree and the secrets.
+    step("state directory and secrets", [&] {
+      make_dir(p.state);
+      for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
+      make_dir(p.secrets, 0, www_gid, 0750);
+      make_dir(p.run + "/edge");
+      for (const auto& h : t.hosts) {
+        const bool db = h.has(Role::Database);
+        const uid_t u = db ? mysql_uid : 0;
+        const gid_t g = db ? mysql_gid : 0;
+        make_dir(p.run + "/" + h.name, u, g);
+        make_dir(p.log + "/" + h.name, u, g);
+        make_dir(p.data + "/" + h.name, u, g);
+        if (db) {
+          make_dir(p.run + "/" + h.name + "/mysql-tmp", u, g, 0700);
+          make_dir(p.datadir(h.name), u, g, 0750);
+        }
+        if (h.has(Role::Web)) make_dir(p.run + "/" + h.name + "/nginx-tmp");
+      }
+      if (!fs::exists(p.app_password))
+        write_secret(p.app_password, random_token(24), 0, www_gid, 0640);
+      set_owner_mode(p.app_password, 0, www_gid, 0640);
+      if (!fs::exists(p.repl_password)) write_secret(p.repl_password, random_token(24), 0, 0, 0600);
+    });
+
+    // 4. Configs and network.
+    const auto services = step("render configs into " + p.hosts, [&] {
+      std::error_code ec;
+      fs::remove_all(p.hosts, ec);
+      fs::remove_all(p.service, ec);
+      const auto files = render::render_site(t, render_options(o));
+      render::write_files(files, p.hosts);
+      return services_of(files, p);
+    });
+    step("network namespaces", [&] { up(t); });
+
+    // 5. Empty datadirs get a system database.
+    bool fresh_db = false;
+    step("mariadb-install-db (empty datadirs)", [&] {
+      std::vector<std::pair<std::string, std::future<ProcessResult>>> jobs;
+      for (const auto* h : t.with_role(Role::Database)) {
+        if (!dir_empty_or_missing(p.datadir(h->name))) continue;
+        fresh_db = true;
+        std::vector<std::string> args = {"mariadb-install-db",
+                                         "--no-defaults",
+                                         "--datadir=" + p.datadir(h->name),
+                                         "--user=mysql",
+                                         "--auth-root-authentication-method=normal",
+                                         "--skip-test-db",
+                                         "--tmpdir=" + p.run + "/" + h->name + "/mysql-tmp"};
+        jobs.emplace_back(h->name,
+                          std::async(std::launch::async, [args] { return run(args, 120s); }));
+      }
+      for (auto& [host, job] : jobs) {
+        const auto r = job.get();
+        if (r.exit_code != 0) {
+          std::error_code ec;
+          fs::remove_all(p.datadir(host), ec);  // no half-made datadir for the next up
+          throw std::runtime_error(fmt::format("mariadb-install-db for {} failed ({}): {}", host,
+                                               r.exit_code, trim(r.out + r.err)));
+        }
+      }
+    });
+
+    // 6. One s6-svscan; the databases start at once, everything else is held down.
+    step("start s6-svscan", [&] {
+      make_dir(p.service);
+      for (const auto& s : services) {
+        if (s.name != "mariadb") {
+          std::ofstream(s.dir + "/down").flush();
+        }
+        fs::create_directory_symlink(s.dir, s.link);
+      }
+      const pid_t pid = start_svscan(p);
+      write_secret(p.svscan_pid, std::to_string(pid) + "\n", 0, 0, 0644);
+      std::this_thread::sleep_for(100ms);
+      if (!alive(pid)) {
+        throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log, 500));
+      }
+    });
+    for (const auto* h : t.with_role(Role::Database)) {
+      step("mariadb on " + h->name + " answers", [&] { wait_db(p, h->name, o.db_timeout); });
+    }
+    if (fresh_db || !fs::exists(p.bootstrap_marker)) {
+      step("bootstrap: users, schema, seed, replication", [&] {
+        bootstrap(t, p, o);
+        write_secret(p.bootstrap_marker, "done\n", 0, 0, 0644);
+      });
+    }
+    step("start apps, nginx, haproxy, edge", [&] {
+      for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {
+        for (const auto& s : services) {
+          if (s.name != kind) continue;
+          svc("-u", s.link);
+          fs::remove(s.dir + "/down");
+        }
+      }
+      for (const auto& s : services) {
+        if (s.name == "mariadb" || s.name == "webstack-app" || s.name == "nginx" ||
+            s.name == "haproxy" || s.name == "edge") {
+          continue;
+        }
+        svc("-u", s.link);
+        fs::remove(s.dir + "/down");
+      }
+    });
+
+    // 7. The site, seen from the client host.
+    step("site answers through the load balancer (from client)",
+         [&] { wait_site(t, o.site_timeout); });
+    std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);
+    print_summary(t, services);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "webstack: up failed, tearing down what it started\n");
+    try {
+      site_down(t, o, false);
+    } catch (const std::exception& e2) {
+      std::fprintf(stderr, "webstack: teardown: %s\n", e2.what());
+    }
+    throw;
+  }
+}
+
+void exec_in_host(const Topology& t, std::string_view host, const std::vector<std::string>& argv) {
+  if (argv.empty()) throw std::invalid_argument("exec: no command");
+  const auto full = in_host(t, host, argv);
+  std::vector<char*> cargv;
+  for (const auto& a : full) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::fflush(stdout);
+  ::execvp(cargv[0], cargv.data());
+  throw std::runtime_error(fmt::format("cannot run {}: {}", full[0], std::strerror(errno)));
+}
+
+}  // namespace webstack::lab
