@@ -178,10 +178,10 @@ class LabNetworkSystem : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) {
-      GTEST_SKIP() << "needs root (network namespaces)";
+      GTEST_FAIL() << "needs root (network namespaces)";
     }
     if (lab::run({"ip", "-V"}).exit_code != 0) {
-      GTEST_SKIP() << "needs iproute2";
+      GTEST_FAIL() << "needs iproute2";
     }
     topology_ = make_topology();
     ASSERT_TRUE(lab_namespaces(topology_).empty())

@@ -238,7 +238,7 @@ TEST_F(RenderTest, EdgeRelaysIntoEachLoadBalancersNamespace) {
 // `haproxy -c` parses and checks the configuration; it binds nothing: 10.77.0.10 is not
 // an address of this machine (checked below), yet the check passes.
 TEST_F(RenderTest, HaproxyAcceptsTheLoadBalancerConfig) {
-  if (!tool_exists("haproxy")) GTEST_SKIP() << "haproxy not installed";
+  if (!tool_exists("haproxy")) GTEST_FAIL() << "haproxy not installed";
   ASSERT_EQ(bind_errno("10.77.0.10"), EADDRNOTAVAIL) << "10.77.0.10 is local here";
   const auto files = render_site(seed_topology(), options_);
   write_files(files, (tmp_ / "out").string());
@@ -252,7 +252,7 @@ TEST_F(RenderTest, HaproxyAcceptsTheLoadBalancerConfig) {
 // this test): the check runs on a copy without the namespace keyword; the keyword
 // itself is known to this HAProxy only if built with USE_NS (checked: `haproxy -vv`).
 TEST_F(RenderTest, HaproxyAcceptsTheEdgeConfig) {
-  if (!tool_exists("haproxy")) GTEST_SKIP() << "haproxy not installed";
+  if (!tool_exists("haproxy")) GTEST_FAIL() << "haproxy not installed";
   EXPECT_NE(run("haproxy -vv").output.find("+NS"), std::string::npos)
       << "this HAProxy has no network namespace support (USE_NS)";
   const auto files = render_site(seed_topology(), options_);
@@ -270,8 +270,8 @@ TEST_F(RenderTest, HaproxyAcceptsTheEdgeConfig) {
 // of this machine (the real one lives in the host's namespace), so the check runs on a
 // copy listening on 127.0.0.1:<free port>; everything else is the rendered file.
 TEST_F(RenderTest, NginxAcceptsTheWebConfig) {
-  if (!tool_exists("nginx")) GTEST_SKIP() << "nginx not installed";
-  if (::geteuid() != 0) GTEST_SKIP() << "nginx -t with `user www-data` needs root";
+  if (!tool_exists("nginx")) GTEST_FAIL() << "nginx not installed";
+  if (::geteuid() != 0) GTEST_FAIL() << "nginx -t with `user www-data` needs root";
   const auto files = render_site(seed_topology(), options_);
   std::string cfg = file(files, "web-01", "nginx/nginx.conf").content;
   ASSERT_NE(cfg.find("listen 10.77.0.11:80 default_server;"), std::string::npos) << cfg;
@@ -347,7 +347,7 @@ TEST_F(RenderTest, MariadbReplicaIsReadOnlyAndServerIdsDiffer) {
 
 // mariadbd refuses an unknown option in its [mariadbd] group, even with --help.
 TEST_F(RenderTest, MariadbAcceptsTheServerOptions) {
-  if (!tool_exists("mariadbd")) GTEST_SKIP() << "mariadbd not installed";
+  if (!tool_exists("mariadbd")) GTEST_FAIL() << "mariadbd not installed";
   const auto files = render_site(seed_topology(), options_);
   write_files(files, (tmp_ / "out").string());
   for (const std::string host : {"web-01", "web-02"}) {

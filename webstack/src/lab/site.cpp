@@ -703,9 +703,17 @@ void site_up(const Topology& t, const SiteOptions& o) {
       }
       const pid_t pid = start_svscan(p);
       write_secret(p.svscan_pid, std::to_string(pid) + "\n", 0, 0, 0644);
-      std::this_thread::sleep_for(100ms);
-      if (!alive(pid)) {
-        throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log, 500));
+      // s6-svscan is scanning once its control FIFO exists; a crash shows as a dead pid.
+      const auto deadline = Clock::now() + 5s;
+      while (!fs::exists(p.service + "/.s6-svscan/control")) {
+        if (!alive(pid)) {
+          throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log, 500));
+        }
+        if (Clock::now() > deadline) {
+          throw std::runtime_error("s6-svscan did not start scanning within 5 s: " +
+                                   tail(p.svscan_log, 500));
+        }
+        std::this_thread::sleep_for(10ms);
       }
     });
     for (const auto* h : t.with_role(Role::Database)) {
