@@ -203,4 +203,16 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
               static_cast<long long>(down_ms));
 }
 
+TEST_F(SiteSystemTest, PurgeRefusesADirectoryUpDidNotMake) {
+  // The lab is not up: down only has namespaces that do not exist to remove, and --purge
+  // must leave a directory that is not a lab's state alone.
+  fs::create_directories(state_ + "/precious");
+  const auto r = cli({"down", "--purge"}, 30s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("not a webstack state directory"), std::string::npos)
+      << r.out << r.err;
+  EXPECT_TRUE(fs::exists(state_ + "/precious"));
+  fs::remove_all(state_);  // so that TearDown's down --purge has nothing to refuse
+}
+
 }  // namespace

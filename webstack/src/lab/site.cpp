@@ -39,6 +39,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+// Written by up into the state directory; down --purge removes only a directory that has it.
+constexpr const char* kStateMarker = ".webstack-lab";
 using topo::Role;
 using topo::Topology;
 
@@ -572,6 +575,12 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
   down(t);
   std::error_code ec;
   if (purge) {
+    // Only a directory `up` made is removed: a mistyped --state-dir must not erase data.
+    if (fs::exists(o.state_dir, ec) && !fs::exists(fs::path(o.state_dir) / kStateMarker, ec)) {
+      throw std::runtime_error(
+          fmt::format("{} is not a webstack state directory (no {}): not removing it", o.state_dir,
+                      kStateMarker));
+    }
     fs::remove_all(o.state_dir, ec);
     if (ec)
       throw std::runtime_error(fmt::format("cannot remove {}: {}", o.state_dir, ec.message()));
@@ -631,6 +640,7 @@ void site_up(const Topology& t, const SiteOptions& o) {
     // 3. The state tree and the secrets.
     step("state directory and secrets", [&] {
       make_dir(p.state);
+      std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
       for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
       make_dir(p.secrets, 0, www_gid, 0750);
       make_dir(p.run + "/edge");
