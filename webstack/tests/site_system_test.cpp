@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -147,6 +148,43 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_NE(again.out.find("already up"), std::string::npos) << again.out;
 
+  // `status` is checked inside this test (right after up, and exit 3 after down below) so
+  // that the lab is brought up only once.
+  {
+    const auto st = cli({"status", "--json"}, 60s);
+    ASSERT_EQ(st.exit_code, 0) << st.out << st.err;
+    boost::system::error_code ec;
+    const auto v = boost::json::parse(st.out, ec);
+    ASSERT_FALSE(ec) << ec.message() << ": " << st.out;
+    const auto& o = v.as_object();
+    EXPECT_EQ(o.at("lab").as_string(), lab_);
+    EXPECT_TRUE(o.at("up").as_bool()) << st.out;
+    for (const auto& h : o.at("hosts").as_array()) {
+      EXPECT_TRUE(h.at("namespace_ok").as_bool()) << h;
+      for (const auto& svc : h.at("services").as_array()) {
+        EXPECT_TRUE(svc.at("up").as_bool()) << h.at("name") << ": " << svc;
+        EXPECT_GT(svc.at("pid").as_int64(), 0) << svc;
+      }
+    }
+    const auto& lbs = o.at("load_balancers").as_array();
+    ASSERT_EQ(lbs.size(), 1u) << st.out;
+    std::set<std::string> up_servers;
+    for (const auto& srv : lbs[0].at("servers").as_array()) {
+      EXPECT_EQ(srv.at("status").as_string(), "UP") << srv;
+      up_servers.insert(std::string(srv.at("name").as_string()));
+    }
+    EXPECT_EQ(up_servers, (std::set<std::string>{"web-01", "web-02"})) << st.out;
+    const auto& repl = o.at("replication").as_array();
+    ASSERT_EQ(repl.size(), 1u) << st.out;
+    EXPECT_EQ(repl[0].at("host").as_string(), "web-02");
+    EXPECT_TRUE(repl[0].at("io_running").as_bool()) << repl[0];
+    EXPECT_TRUE(repl[0].at("sql_running").as_bool()) << repl[0];
+
+    const auto table = cli({"status"}, 60s);
+    EXPECT_EQ(table.exit_code, 0) << table.out << table.err;
+    EXPECT_NE(table.out.find("backend web"), std::string::npos) << table.out;
+  }
+
   // Round robin: 20 sequential requests alternate between the two web hosts.
   std::vector<std::string> served;
   for (int i = 0; i < 20; ++i) {
@@ -192,6 +230,11 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
                            .count();
   ASSERT_EQ(down.exit_code, 0) << down.out << down.err;
   EXPECT_LT(down_ms, 5000);
+
+  // status after down: the lab is down, exit 3.
+  const auto down_status = cli({"status"}, 30s);
+  EXPECT_EQ(down_status.exit_code, 3) << down_status.out << down_status.err;
+  EXPECT_NE(down_status.out.find("down"), std::string::npos) << down_status.out;
 
   const auto netns = run({"ip", "netns", "list"});
   EXPECT_EQ(netns.out.find(lab_ + "-"), std::string::npos) << netns.out;

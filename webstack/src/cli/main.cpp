@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lab/site.hpp"
+#include "lab/status.hpp"
 #include "render/render.hpp"
 #include "topology/topology.hpp"
 
@@ -94,6 +95,14 @@ int main(int argc, char** argv) {
                    "State directory (default: /var/lib/webstack/<lab>)");
   down->add_flag("--purge", purge, "Also remove the state directory (databases, secrets, logs)");
 
+  bool status_json = false;
+  auto* status = cli.add_subcommand(
+      "status", "Show the lab's hosts, services, load balancers and replication (exit 3: down)");
+  status->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  status->add_option("--state-dir", up_state_dir,
+                     "State directory (default: /var/lib/webstack/<lab>)");
+  status->add_flag("--json", status_json, "One JSON object instead of the table");
+
   std::string exec_host;
   std::vector<std::string> exec_argv;
   auto* exec =
@@ -149,6 +158,17 @@ int main(int argc, char** argv) {
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
       return 0;
+    }
+    if (status->parsed()) {
+      const std::string dir =
+          up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+      const auto st = webstack::lab::lab_status(topology, dir);
+      if (status_json) {
+        std::printf("%s\n", webstack::lab::to_json(st).c_str());
+      } else {
+        webstack::lab::print_status(st, stdout);
+      }
+      return st.up ? 0 : 3;  // 3: the lab is down (scripts can tell)
     }
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
   } catch (const webstack::topo::TopologyError& e) {

@@ -30,6 +30,7 @@
 
 #include "lab/network.hpp"
 #include "lab/process.hpp"
+#include "lab/status.hpp"
 #include "render/render.hpp"
 
 namespace webstack::lab {
@@ -220,25 +221,9 @@ std::string cmdline(int pid) {
   return trim(s);
 }
 
-int read_pid(const std::string& path) {
-  const auto s = trim(read_text_or_empty(path));
-  if (s.empty()) return -1;
-  try {
-    return std::stoi(s);
-  } catch (const std::exception&) {
-    return -1;
-  }
-}
-
 // The lab's s6-svscan per its pid file, or -1.
 int running_svscan(const Paths& p) {
-  const int pid = read_pid(p.svscan_pid);
-  if (!alive(pid)) return -1;
-  const auto cmd = cmdline(pid);
-  if (cmd.find("s6-svscan") == std::string::npos || cmd.find(p.service) == std::string::npos) {
-    return -1;
-  }
-  return pid;
+  return lab_svscan_pid(p.state);
 }
 
 // Every service the render produced: a "s6/<name>/run" file.
@@ -394,21 +379,9 @@ class Steps {
 
 void print_summary(const Topology& t, const std::vector<Service>& services) {
   std::printf("\nsite %s: http://127.0.0.1:%u/\n", t.site_name.c_str(), t.edge_port);
-  auto show = [](const Service& s) {
-    const auto r = run({"s6-svstat", s.link}, 5s);
-    std::printf("    %-14s %s\n", s.name.c_str(),
-                trim(r.exit_code == 0 ? r.out : "unknown: " + r.err).c_str());
-  };
-  for (const auto& h : t.hosts) {
-    std::printf("  %-12s %-15s ns %s\n", h.name.c_str(), h.address.c_str(),
-                host_namespace(t, h.name).c_str());
-    for (const auto& s : services)
-      if (s.host == h.name) show(s);
-  }
-  std::printf("  %-12s %-15s root namespace\n", "(edge)", "127.0.0.1");
-  for (const auto& s : services)
-    if (s.host.empty()) show(s);
-  std::fflush(stdout);
+  std::vector<ServiceRef> refs;
+  for (const auto& s : services) refs.push_back({s.host, s.name, s.link});
+  print_services(t, refs, stdout);
 }
 
 bool namespaces_present(const Topology& t) {

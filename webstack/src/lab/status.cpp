@@ -1,0 +1,501 @@
+#include "lab/status.hpp"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include "lab/network.hpp"
+#include "lab/process.hpp"
+
+namespace webstack::lab {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using topo::Role;
+using topo::Topology;
+
+std::string trim(std::string s) {
+  while (!s.empty() &&
+         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+    s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t')) ++i;
+  return s.substr(i);
+}
+
+std::string read_text_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool alive(int pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  const char s = stat[close + 2];
+  return s != 'Z' && s != 'X';
+}
+
+std::string first_line(const std::string& s) {
+  return trim(s.substr(0, s.find('\n')));
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+long long to_ll(const std::string& s, long long fallback) {
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(s, &used);
+    return used == s.size() ? v : fallback;
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+// Sends `command` to an HAProxy stats socket and returns everything it answers (HAProxy
+// closes the connection after a non-interactive command).
+std::string haproxy_command(const std::string& socket_path, const std::string& command) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof a.sun_path)
+    throw std::runtime_error("socket path too long: " + socket_path);
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+  timeval tv{};
+  tv.tv_sec = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(
+        fmt::format("cannot connect to {}: {}", socket_path, std::strerror(e)));
+  }
+  std::size_t sent = 0;
+  while (sent < command.size()) {
+    const auto n = ::send(fd, command.data() + sent, command.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error(
+          fmt::format("cannot write to {}: {}", socket_path, std::strerror(e)));
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    const auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error(fmt::format("reading {}: {}", socket_path, std::strerror(e)));
+    }
+    break;
+  }
+  ::close(fd);
+  return out;
+}
+
+// The servers of `backend` in a "show stat" CSV.
+std::vector<LbServer> parse_show_stat(const std::string& csv, const std::string& backend) {
+  std::istringstream in(csv);
+  std::map<std::string, std::size_t> col;
+  std::vector<LbServer> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.starts_with("# ")) {
+      const auto names = split(line.substr(2), ',');
+      for (std::size_t i = 0; i < names.size(); ++i) col[names[i]] = i;
+      continue;
+    }
+    if (line.empty() || col.empty()) continue;
+    const auto f = split(line, ',');
+    auto field = [&](const char* name) -> std::string {
+      const auto it = col.find(name);
+      return it != col.end() && it->second < f.size() ? f[it->second] : std::string();
+    };
+    if (field("pxname") != backend) continue;
+    const auto sv = field("svname");
+    if (sv == "BACKEND" || sv == "FRONTEND") continue;
+    out.push_back({sv, field("status"), field("check_status"), to_ll(field("scur"), 0)});
+  }
+  if (col.empty()) throw std::runtime_error("no CSV header in the answer to show stat");
+  return out;
+}
+
+std::vector<std::string> mariadb_root(const std::string& state_dir, const std::string& host) {
+  return {"mariadb", "--no-defaults",     "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
+          "-uroot",  "--protocol=SOCKET", "--connect-timeout=3",
+          "--batch"};
+}
+
+// "key: value" lines of a vertical (\G) result.
+std::map<std::string, std::string> parse_vertical(const std::string& out) {
+  std::map<std::string, std::string> kv;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("***")) continue;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    kv[trim(line.substr(0, colon))] = trim(line.substr(colon + 1));
+  }
+  return kv;
+}
+
+ReplicaReport replica_report(const std::string& state_dir, const std::string& host) {
+  ReplicaReport r;
+  r.host = host;
+  auto args = mariadb_root(state_dir, host);
+  args.insert(args.end(), {"-e", "SHOW SLAVE STATUS\\G"});
+  const auto res = run(args, 10s);
+  if (res.exit_code != 0) {
+    r.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
+    return r;
+  }
+  const auto kv = parse_vertical(res.out);
+  if (kv.empty()) {
+    r.error = "not a replica (SHOW SLAVE STATUS is empty)";
+    return r;
+  }
+  auto get = [&](const char* k) {
+    const auto it = kv.find(k);
+    return it == kv.end() ? std::string() : it->second;
+  };
+  r.io_running = get("Slave_IO_Running") == "Yes";
+  r.sql_running = get("Slave_SQL_Running") == "Yes";
+  const auto lag = get("Seconds_Behind_Master");
+  if (!lag.empty() && lag != "NULL") r.lag_s = to_ll(lag, -1);
+  r.last_error = get("Last_Error");
+  if (r.last_error.empty()) r.last_error = get("Last_IO_Error");
+  return r;
+}
+
+PrimaryReport primary_report(const std::string& state_dir, const std::string& host) {
+  PrimaryReport p;
+  p.host = host;
+  auto args = mariadb_root(state_dir, host);
+  args.insert(args.end(),
+              {"--skip-column-names", "-e", "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos"});
+  const auto res = run(args, 10s);
+  if (res.exit_code != 0) {
+    p.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
+    return p;
+  }
+  const auto f = split(first_line(res.out), '\t');
+  p.read_only = f.empty() || f[0] != "0";
+  if (f.size() > 1) p.gtid_binlog_pos = f[1];
+  return p;
+}
+
+boost::json::object service_json(const ServiceState& s) {
+  boost::json::object o;
+  o["name"] = s.name;
+  o["up"] = s.up;
+  o["pid"] = s.pid > 0 ? boost::json::value(s.pid) : boost::json::value(nullptr);
+  o["uptime_s"] = s.up && s.seconds >= 0 ? boost::json::value(s.seconds) : boost::json::value(0);
+  if (!s.known) o["error"] = s.text;
+  return o;
+}
+
+}  // namespace
+
+void parse_svstat(const std::string& line, ServiceState& st) {
+  st.up = line.starts_with("up ");
+  st.pid = -1;
+  st.seconds = -1;
+  if (const auto p = line.find("(pid "); p != std::string::npos) {
+    st.pid = static_cast<int>(to_ll(line.substr(p + 5, line.find(')', p) - p - 5), -1));
+  }
+  // The first "<N> seconds".
+  if (const auto s = line.find(" seconds"); s != std::string::npos) {
+    auto b = s;
+    while (b > 0 && std::isdigit(static_cast<unsigned char>(line[b - 1]))) --b;
+    if (b < s) st.seconds = to_ll(line.substr(b, s - b), -1);
+  }
+}
+
+ServiceState service_state(const std::string& name, const std::string& dir) {
+  ServiceState st;
+  st.name = name;
+  const auto r = run({"s6-svstat", dir}, 5s);
+  if (r.exit_code != 0) {
+    st.text = "unknown: " + trim(r.err);
+    return st;
+  }
+  st.known = true;
+  st.text = trim(r.out);
+  parse_svstat(st.text, st);
+  return st;
+}
+
+std::vector<ServiceRef> scan_services(const std::string& state_dir) {
+  const std::string hosts = state_dir + "/hosts/";
+  std::vector<ServiceRef> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(state_dir + "/service", ec)) {
+    if (e.path().filename().string().starts_with(".")) continue;
+    std::error_code ec2;
+    const auto target = fs::read_symlink(e.path(), ec2).string();
+    if (ec2 || !target.starts_with(hosts)) continue;
+    // <host>/s6/<name> or s6/<name> (the edge)
+    const auto rel = target.substr(hosts.size());
+    const auto s6 = rel.find("s6/");
+    if (s6 == std::string::npos) continue;
+    ServiceRef s;
+    s.host = s6 == 0 ? "" : rel.substr(0, s6 - 1);
+    s.name = rel.substr(s6 + 3);
+    s.dir = e.path().string();
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ServiceRef& a, const ServiceRef& b) { return a.dir < b.dir; });
+  return out;
+}
+
+void print_services(const Topology& t, const std::vector<ServiceRef>& services, std::FILE* out) {
+  auto show = [out](const ServiceRef& s) {
+    std::fprintf(out, "    %-14s %s\n", s.name.c_str(), service_state(s.name, s.dir).text.c_str());
+  };
+  for (const auto& h : t.hosts) {
+    std::fprintf(out, "  %-12s %-15s ns %s\n", h.name.c_str(), h.address.c_str(),
+                 host_namespace(t, h.name).c_str());
+    for (const auto& s : services)
+      if (s.host == h.name) show(s);
+  }
+  std::fprintf(out, "  %-12s %-15s root namespace\n", "(edge)", "127.0.0.1");
+  for (const auto& s : services)
+    if (s.host.empty()) show(s);
+  std::fflush(out);
+}
+
+int lab_svscan_pid(const std::string& state_dir) {
+  const auto text = trim(read_text_or_empty(state_dir + "/run/s6-svscan.pid"));
+  const int pid = static_cast<int>(to_ll(text, -1));
+  if (!alive(pid)) return -1;
+  auto cmd = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
+  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  if (cmd.find("s6-svscan") == std::string::npos ||
+      cmd.find(state_dir + "/service") == std::string::npos) {
+    return -1;
+  }
+  return pid;
+}
+
+LabStatus lab_status(const Topology& t, const std::string& state_dir) {
+  LabStatus s;
+  s.lab = t.name;
+  s.state_dir = state_dir;
+  s.svscan_pid = lab_svscan_pid(state_dir);
+  s.up = s.svscan_pid > 0;
+  if (!s.up) return s;
+
+  const auto services = scan_services(state_dir);
+  const auto net = status(t);
+  for (const auto& h : t.hosts) {
+    HostReport hr;
+    hr.name = h.name;
+    hr.address = h.address;
+    for (const auto& n : net)
+      if (n.host == h.name) hr.namespace_ok = n.ns_exists && n.address_ok;
+    for (const auto& sv : services)
+      if (sv.host == h.name) hr.services.push_back(service_state(sv.name, sv.dir));
+    s.hosts.push_back(std::move(hr));
+  }
+  for (const auto& sv : services)
+    if (sv.host.empty()) s.edge.push_back(service_state(sv.name, sv.dir));
+
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    LbReport r;
+    r.host = lb->name;
+    try {
+      r.servers = parse_show_stat(
+          haproxy_command(state_dir + "/run/" + lb->name + "/haproxy.sock", "show stat\n"), "web");
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    s.load_balancers.push_back(std::move(r));
+  }
+  for (const auto* db : t.with_role(Role::Database)) {
+    if (db->db == topo::DbRole::Primary) {
+      s.primary = primary_report(state_dir, db->name);
+    } else {
+      s.replication.push_back(replica_report(state_dir, db->name));
+    }
+  }
+  return s;
+}
+
+std::string to_json(const LabStatus& s) {
+  boost::json::object root;
+  root["lab"] = s.lab;
+  root["up"] = s.up;
+  root["state_dir"] = s.state_dir;
+  if (!s.up) return boost::json::serialize(root);
+  root["svscan_pid"] = s.svscan_pid;
+  boost::json::array hosts;
+  for (const auto& h : s.hosts) {
+    boost::json::object o;
+    o["name"] = h.name;
+    o["address"] = h.address;
+    o["namespace_ok"] = h.namespace_ok;
+    boost::json::array svcs;
+    for (const auto& sv : h.services) svcs.push_back(service_json(sv));
+    o["services"] = std::move(svcs);
+    hosts.push_back(std::move(o));
+  }
+  root["hosts"] = std::move(hosts);
+  boost::json::array edge;
+  for (const auto& sv : s.edge) edge.push_back(service_json(sv));
+  root["edge"] = boost::json::object{{"services", std::move(edge)}};
+  boost::json::array lbs;
+  for (const auto& lb : s.load_balancers) {
+    boost::json::object o;
+    o["host"] = lb.host;
+    boost::json::array servers;
+    for (const auto& sv : lb.servers) {
+      servers.push_back(boost::json::object{{"name", sv.name},
+                                            {"status", sv.status},
+                                            {"check", sv.check},
+                                            {"sessions", sv.sessions}});
+    }
+    o["servers"] = std::move(servers);
+    if (!lb.error.empty()) o["error"] = lb.error;
+    lbs.push_back(std::move(o));
+  }
+  root["load_balancers"] = std::move(lbs);
+  if (s.primary) {
+    boost::json::object o;
+    o["host"] = s.primary->host;
+    o["read_only"] = s.primary->read_only;
+    o["gtid_binlog_pos"] = s.primary->gtid_binlog_pos;
+    if (!s.primary->error.empty()) o["error"] = s.primary->error;
+    root["primary"] = std::move(o);
+  }
+  boost::json::array repl;
+  for (const auto& r : s.replication) {
+    boost::json::object o;
+    o["host"] = r.host;
+    o["io_running"] = r.io_running;
+    o["sql_running"] = r.sql_running;
+    o["lag_s"] = r.lag_s ? boost::json::value(*r.lag_s) : boost::json::value(nullptr);
+    o["last_error"] = r.last_error;
+    if (!r.error.empty()) o["error"] = r.error;
+    repl.push_back(std::move(o));
+  }
+  root["replication"] = std::move(repl);
+  return boost::json::serialize(root);
+}
+
+void print_status(const LabStatus& s, std::FILE* out) {
+  if (!s.up) {
+    std::fprintf(out, "lab %s is down (no s6-svscan running for %s)\n", s.lab.c_str(),
+                 s.state_dir.c_str());
+    return;
+  }
+  std::fprintf(out, "lab %s up (s6-svscan pid %d, state %s)\n\n", s.lab.c_str(), s.svscan_pid,
+               s.state_dir.c_str());
+  std::fprintf(out, "%-12s %-18s %-4s %-14s %-5s %8s %10s\n", "HOST", "ADDRESS", "NS", "SERVICE",
+               "STATE", "PID", "UPTIME_S");
+  auto svc_row = [out](const char* host, const char* addr, const char* ns, const ServiceState& sv) {
+    std::fprintf(out, "%-12s %-18s %-4s %-14s %-5s %8s %10s\n", host, addr, ns, sv.name.c_str(),
+                 !sv.known ? "?"
+                 : sv.up   ? "up"
+                           : "down",
+                 sv.pid > 0 ? std::to_string(sv.pid).c_str() : "-",
+                 sv.up && sv.seconds >= 0 ? std::to_string(sv.seconds).c_str() : "-");
+  };
+  for (const auto& h : s.hosts) {
+    const char* ns = h.namespace_ok ? "ok" : "BAD";
+    if (h.services.empty()) {
+      std::fprintf(out, "%-12s %-18s %-4s -\n", h.name.c_str(), h.address.c_str(), ns);
+    }
+    bool first = true;
+    for (const auto& sv : h.services) {
+      svc_row(first ? h.name.c_str() : "", first ? h.address.c_str() : "", first ? ns : "", sv);
+      first = false;
+    }
+  }
+  bool first = true;
+  for (const auto& sv : s.edge) {
+    svc_row(first ? "(edge)" : "", first ? "127.0.0.1" : "", first ? "root" : "", sv);
+    first = false;
+  }
+  for (const auto& lb : s.load_balancers) {
+    std::fprintf(out, "\nload balancer %s, backend web:\n", lb.host.c_str());
+    if (!lb.error.empty()) {
+      std::fprintf(out, "  error: %s\n", lb.error.c_str());
+      continue;
+    }
+    std::fprintf(out, "  %-14s %-10s %-10s %8s\n", "SERVER", "STATUS", "CHECK", "SESSIONS");
+    for (const auto& sv : lb.servers) {
+      std::fprintf(out, "  %-14s %-10s %-10s %8lld\n", sv.name.c_str(), sv.status.c_str(),
+                   sv.check.c_str(), sv.sessions);
+    }
+  }
+  if (s.primary || !s.replication.empty()) std::fprintf(out, "\nreplication:\n");
+  if (s.primary) {
+    if (!s.primary->error.empty()) {
+      std::fprintf(out, "  %-12s primary  error: %s\n", s.primary->host.c_str(),
+                   s.primary->error.c_str());
+    } else {
+      std::fprintf(out, "  %-12s primary  read_only=%d gtid_binlog_pos=%s\n",
+                   s.primary->host.c_str(), s.primary->read_only ? 1 : 0,
+                   s.primary->gtid_binlog_pos.c_str());
+    }
+  }
+  for (const auto& r : s.replication) {
+    if (!r.error.empty()) {
+      std::fprintf(out, "  %-12s replica  error: %s\n", r.host.c_str(), r.error.c_str());
+      continue;
+    }
+    std::fprintf(out, "  %-12s replica  io=%s sql=%s lag=%s%s%s\n", r.host.c_str(),
+                 r.io_running ? "Yes" : "No", r.sql_running ? "Yes" : "No",
+                 r.lag_s ? fmt::format("{}s", *r.lag_s).c_str() : "NULL",
+                 r.last_error.empty() ? "" : " last_error=", r.last_error.c_str());
+  }
+  std::fflush(out);
+}
+
+}  // namespace webstack::lab

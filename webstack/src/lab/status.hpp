@@ -1,0 +1,114 @@
+// What a running lab looks like right now (`webstack status`): whether its s6-svscan is
+// alive, each host's namespace and address (lab/network.hpp), each supervised service per
+// s6-svstat, each load balancer's `web` backend per its HAProxy stats socket
+// (run/<host>/haproxy.sock, "show stat"), and the databases' replication state (mariadb
+// on run/<host>/mysqld.sock). Nothing is changed; a piece that cannot be read is reported
+// with an error, never thrown.
+#pragma once
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "topology/topology.hpp"
+
+namespace webstack::lab {
+
+// One supervised service per `s6-svstat <dir>`.
+struct ServiceState {
+  std::string name;    // "nginx", ...
+  bool known = false;  // s6-svstat answered
+  bool up = false;
+  int pid = -1;            // -1 when down or unknown
+  long long seconds = -1;  // time in the current state (uptime when up)
+  std::string text;        // s6-svstat's line, or "unknown: <error>"
+};
+
+// Runs `s6-svstat dir` once and parses "up (pid 123) 45 seconds" / "down (exitcode 0) 3
+// seconds, normally up".
+ServiceState service_state(const std::string& name, const std::string& dir);
+
+// Parses one line of plain s6-svstat output into `st` (up, pid, seconds); for tests.
+void parse_svstat(const std::string& line, ServiceState& st);
+
+struct HostReport {
+  std::string name;
+  std::string address;
+  bool namespace_ok = false;  // the namespace exists and eth0 holds the address
+  std::vector<ServiceState> services;
+};
+
+struct LbServer {
+  std::string name;        // svname
+  std::string status;      // "UP", "DOWN", "MAINT", "UP 1/3", ...
+  std::string check;       // check_status: "L7OK", "L4CON", ...
+  long long sessions = 0;  // scur
+};
+
+struct LbReport {
+  std::string host;
+  std::vector<LbServer> servers;  // backend `web`, in HAProxy's order
+  std::string error;              // "" when the stats socket answered
+};
+
+struct ReplicaReport {
+  std::string host;
+  bool io_running = false;
+  bool sql_running = false;
+  std::optional<long long> lag_s;  // Seconds_Behind_Master; empty when NULL
+  std::string last_error;
+  std::string error;  // "" when mariadb answered
+};
+
+struct PrimaryReport {
+  std::string host;
+  bool read_only = true;
+  std::string gtid_binlog_pos;
+  std::string error;
+};
+
+struct LabStatus {
+  std::string lab;
+  std::string state_dir;
+  bool up = false;  // s6-svscan alive per run/s6-svscan.pid
+  int svscan_pid = -1;
+  std::vector<HostReport> hosts;   // topology order
+  std::vector<ServiceState> edge;  // the edge's services (root namespace)
+  std::vector<LbReport> load_balancers;
+  std::optional<PrimaryReport> primary;
+  std::vector<ReplicaReport> replication;
+};
+
+// The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
+// command line names <state_dir>/service), or -1.
+int lab_svscan_pid(const std::string& state_dir);
+
+// Everything above. When the lab is down only `lab`, `state_dir` and `up` are filled.
+LabStatus lab_status(const topo::Topology& t, const std::string& state_dir);
+
+// The status as one JSON object (Boost.JSON):
+// {"lab","up","state_dir","hosts":[{"name","address","namespace_ok","services":[{"name","up",
+// "pid","uptime_s"}]}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
+// "status","check","sessions"}]}],"primary":{...},"replication":[{"host","io_running",
+// "sql_running","lag_s","last_error"}]}
+std::string to_json(const LabStatus& s);
+
+// A compact table.
+void print_status(const LabStatus& s, std::FILE* out);
+
+// The service table `up` prints after bringing the lab up: per host its address, namespace and
+// each service's s6-svstat line; `services` are (host, name, dir) with host "" for the edge.
+struct ServiceRef {
+  std::string host;
+  std::string name;
+  std::string dir;
+};
+void print_services(const topo::Topology& t, const std::vector<ServiceRef>& services,
+                    std::FILE* out);
+
+// The lab's services as found in <state_dir>/service (each entry a symlink to
+// <state_dir>/hosts/<host>/s6/<name>, or hosts/s6/<name> for the edge).
+std::vector<ServiceRef> scan_services(const std::string& state_dir);
+
+}  // namespace webstack::lab
