@@ -1,5 +1,7 @@
 #include "lab/process.hpp"
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +11,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace webstack::lab {
@@ -159,6 +163,36 @@ std::string run_checked(const std::vector<std::string>& argv, std::chrono::milli
                              std::to_string(r.exit_code) + "): " + err);
   }
   return std::move(r.out);
+}
+
+std::string read_text_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string s) {
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && blank(s.back())) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && blank(s[i])) ++i;
+  return s.substr(i);
+}
+
+char proc_state(int pid) {
+  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
+  const auto close = stat.rfind(')');  // the command name may contain anything but ')'
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+
+bool alive(int pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  const char s = proc_state(pid);
+  return s != 0 && s != 'Z' && s != 'X';
 }
 
 }  // namespace webstack::lab

@@ -29,4 +29,13 @@ std::string run_checked(const std::vector<std::string>& argv,
 // "ip netns add x": argv joined by spaces, for messages only (never executed).
 std::string describe(const std::vector<std::string>& argv);
 
+// The whole file, or "" when it cannot be read (e.g. /proc/<pid>/stat of a gone process).
+std::string read_text_or_empty(const std::string& path);
+// `s` without leading and trailing blanks and line ends.
+std::string trim(std::string s);
+// The state letter of /proc/<pid>/stat ('R', 'S', 'Z'...), 0 if there is no such process.
+char proc_state(int pid);
+// The process exists and is not a zombie.
+bool alive(int pid);
+
 }  // namespace webstack::lab

@@ -80,24 +80,9 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
-  return s.substr(i);
-}
-
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string read_text_or_empty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -189,13 +174,6 @@ bool port_free(std::uint16_t port) {
   return ok;
 }
 
-char proc_state(int pid) {
-  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
-  return stat[close + 2];
-}
-
 int proc_ppid(int pid) {
   const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
   const auto close = stat.rfind(')');
@@ -205,14 +183,6 @@ int proc_ppid(int pid) {
   int ppid = 0;
   rest >> state >> ppid;
   return ppid;
-}
-
-// Alive and not a zombie.
-bool alive(int pid) {
-  if (pid <= 0) return false;
-  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
-  const char s = proc_state(pid);
-  return s != 0 && s != 'Z' && s != 'X';
 }
 
 std::string cmdline(int pid) {

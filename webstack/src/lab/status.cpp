@@ -31,33 +31,6 @@ using namespace std::chrono_literals;
 using topo::Role;
 using topo::Topology;
 
-std::string trim(std::string s) {
-  while (!s.empty() &&
-         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
-    s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t')) ++i;
-  return s.substr(i);
-}
-
-std::string read_text_or_empty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool alive(int pid) {
-  if (pid <= 0) return false;
-  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
-  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  const char s = stat[close + 2];
-  return s != 'Z' && s != 'X';
-}
-
 std::string first_line(const std::string& s) {
   return trim(s.substr(0, s.find('\n')));
 }
