@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,5 +38,7 @@ std::string trim(std::string s);
 char proc_state(int pid);
 // The process exists and is not a zombie.
 bool alive(int pid);
+// Nothing listens on 127.0.0.1:`port` (a bind there succeeds).
+bool port_free(std::uint16_t port);
 
 }  // namespace webstack::lab
