@@ -179,15 +179,32 @@ TEST_F(RenderTest, FilesPerHostInStableOrder) {
   const auto files = render_site(seed_topology(), options_);
   std::vector<std::string> got;
   for (const auto& f : files) got.push_back(f.host + ":" + f.path);
+  // Every service has its logger right after it (s6/<svc>/log/run).
   const std::vector<std::string> want = {
-      "lb-01:haproxy/haproxy.cfg", "lb-01:s6/haproxy/run",
-      "web-01:nginx/nginx.conf",   "web-01:app/webstack-app.toml",
-      "web-01:s6/nginx/run",       "web-01:s6/webstack-app/run",
-      "web-01:mariadb/my.cnf",     "web-01:s6/mariadb/run",
-      "web-02:nginx/nginx.conf",   "web-02:app/webstack-app.toml",
-      "web-02:s6/nginx/run",       "web-02:s6/webstack-app/run",
-      "web-02:mariadb/my.cnf",     "web-02:s6/mariadb/run",
-      ":edge/haproxy.cfg",         ":s6/edge/run",
+      "lb-01:haproxy/haproxy.cfg",
+      "lb-01:s6/haproxy/run",
+      "lb-01:s6/haproxy/log/run",
+      "web-01:nginx/nginx.conf",
+      "web-01:app/webstack-app.toml",
+      "web-01:s6/nginx/run",
+      "web-01:s6/nginx/log/run",
+      "web-01:s6/webstack-app/run",
+      "web-01:s6/webstack-app/log/run",
+      "web-01:mariadb/my.cnf",
+      "web-01:s6/mariadb/run",
+      "web-01:s6/mariadb/log/run",
+      "web-02:nginx/nginx.conf",
+      "web-02:app/webstack-app.toml",
+      "web-02:s6/nginx/run",
+      "web-02:s6/nginx/log/run",
+      "web-02:s6/webstack-app/run",
+      "web-02:s6/webstack-app/log/run",
+      "web-02:mariadb/my.cnf",
+      "web-02:s6/mariadb/run",
+      "web-02:s6/mariadb/log/run",
+      ":edge/haproxy.cfg",
+      ":s6/edge/run",
+      ":s6/edge/log/run",
   };
   EXPECT_EQ(got, want);  // the client host needs nothing
   EXPECT_EQ(render_site(seed_topology(), options_).size(), files.size());
@@ -377,7 +394,12 @@ TEST_F(RenderTest, RunScriptsAreExecutableShellScripts) {
     const auto r = run("sh -n " + path.string());
     EXPECT_EQ(r.exit_code, 0) << path << ": " << r.output;
   }
-  EXPECT_EQ(scripts, 8);  // lb-01: 1, web-01 and web-02: 3 each, the edge: 1
+  EXPECT_EQ(scripts, 16);  // lb-01: 1, web-01 and web-02: 3 each, the edge: 1; each + logger
+  EXPECT_NE(file(files, "web-01", "s6/nginx/log/run")
+                .content.find("exec s6-log -- n10 s1000000 T \"" + options_.state_dir +
+                              "/log/web-01/nginx\""),
+            std::string::npos);
+  EXPECT_NE(file(files, "", "s6/edge/log/run").content.find("/log/edge/edge\""), std::string::npos);
   EXPECT_NE(file(files, "lb-01", "s6/haproxy/run")
                 .content.find("exec ip netns exec webstack-lb-01 haproxy -db -f"),
             std::string::npos);
@@ -396,7 +418,7 @@ TEST_F(RenderTest, RunScriptsPointAtTheWrittenConfigs) {
   write_files(files, out.string());
   const std::regex config_arg(R"re("\$PWD/([^"]+)")re");
   for (const auto& f : files) {
-    if (f.path.rfind("s6/", 0) != 0) continue;
+    if (f.path.rfind("s6/", 0) != 0 || f.path.ends_with("/log/run")) continue;
     std::smatch m;
     ASSERT_TRUE(std::regex_search(f.content, m, config_arg)) << f.content;
     const auto host_dir = f.host.empty() ? out : out / f.host;

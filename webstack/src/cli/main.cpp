@@ -1,16 +1,24 @@
 // webstack: the command line. It reads a topology (the embedded default, or -f FILE),
 // validates it whole before doing anything, and renders the real config files of every
-// host. (Bringing the hosts up as namespaces comes on top of this.)
+// host; it brings the lab up and down, shows its status, controls its services and reads
+// their logs.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
+#include "lab/control.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "render/render.hpp"
@@ -111,6 +119,43 @@ int main(int argc, char** argv) {
   exec->add_option("host", exec_host, "Host name")->required();
   exec->add_option("command", exec_argv, "Command and its arguments (after --)")->required();
 
+  // stop|start|restart|kill|pause|resume HOST/SERVICE
+  std::string service_spec;
+  std::vector<std::pair<CLI::App*, webstack::lab::ServiceAction>> service_commands;
+  for (const auto& [name, action, help] :
+       {std::tuple{"stop", webstack::lab::ServiceAction::Stop,
+                   "Stop a service (s6: SIGTERM, stays down) and wait until it is down"},
+        std::tuple{"start", webstack::lab::ServiceAction::Start,
+                   "Start a stopped service and wait until it is up"},
+        std::tuple{"restart", webstack::lab::ServiceAction::Restart,
+                   "Restart a service (SIGTERM, s6 starts it again)"},
+        std::tuple{"kill", webstack::lab::ServiceAction::Kill,
+                   "SIGKILL a service's process group (a crash); s6 restarts it"},
+        std::tuple{"pause", webstack::lab::ServiceAction::Pause,
+                   "SIGSTOP a service's process group (a hung service)"},
+        std::tuple{"resume", webstack::lab::ServiceAction::Resume,
+                   "SIGCONT a paused service's process group"}}) {
+    auto* sub = cli.add_subcommand(name, help);
+    sub->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+    sub->add_option("--state-dir", up_state_dir,
+                    "State directory (default: /var/lib/webstack/<lab>)");
+    sub->add_option("service", service_spec,
+                    "HOST/SERVICE: lb-01/haproxy, web-01/nginx, web-01/webstack-app (or "
+                    "web-01/app), web-01/mariadb, edge")
+        ->required();
+    service_commands.emplace_back(sub, action);
+  }
+
+  int log_lines = 50;
+  bool log_follow = false;
+  auto* logs = cli.add_subcommand("logs", "Print a service's log: logs HOST/SERVICE");
+  logs->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  logs->add_option("--state-dir", up_state_dir,
+                   "State directory (default: /var/lib/webstack/<lab>)");
+  logs->add_option("service", service_spec, "HOST/SERVICE, as for stop/start")->required();
+  logs->add_option("-n,--lines", log_lines, "How many of the last lines")->capture_default_str();
+  logs->add_flag("--follow", log_follow, "Keep printing new lines (tail -F)");
+
   CLI11_PARSE(cli, argc, argv);
 
   try {
@@ -171,6 +216,26 @@ int main(int argc, char** argv) {
       return st.up ? 0 : 3;  // 3: the lab is down (scripts can tell)
     }
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
+    const std::string lab_dir =
+        up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+    for (const auto& [sub, action] : service_commands) {
+      if (!sub->parsed()) continue;
+      webstack::lab::control_service(topology, lab_dir, service_spec, action, stdout);
+      return 0;
+    }
+    if (logs->parsed()) {
+      if (log_lines < 0) throw std::invalid_argument("--lines must be 0 or more");
+      const auto path = webstack::lab::service_log_file(topology, lab_dir, service_spec);
+      std::vector<std::string> tail = {"tail", "-n", std::to_string(log_lines)};
+      if (log_follow) tail.push_back("-F");
+      tail.push_back(path);
+      std::vector<char*> targv;
+      for (auto& a : tail) targv.push_back(a.data());
+      targv.push_back(nullptr);
+      std::fflush(stdout);
+      ::execvp(targv[0], targv.data());
+      throw std::runtime_error(fmt::format("cannot run tail: {}", std::strerror(errno)));
+    }
   } catch (const webstack::topo::TopologyError& e) {
     std::fprintf(stderr, "webstack: %s\n", e.what());
     return 2;

@@ -148,10 +148,13 @@ std::string random_token(std::size_t n) {
   return s;
 }
 
+// As execvp looks programs up (the run scripts find them the same way, through the PATH
+// s6-svscan inherits from us).
 bool program_in_path(const std::string& name) {
   const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/bin:/bin";
-  dirs += ":/usr/sbin:/sbin:/usr/local/sbin";
+  const std::string dirs = path != nullptr && *path != '\0'
+                               ? path
+                               : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::stringstream ss(dirs);
   for (std::string d; std::getline(ss, d, ':');) {
     if (d.empty()) continue;
@@ -187,6 +190,7 @@ std::vector<Service> services_of(const std::vector<render::File>& files, const P
   std::vector<Service> out;
   for (const auto& f : files) {
     if (!f.path.starts_with("s6/") || !f.path.ends_with("/run")) continue;
+    if (f.path.ends_with("/log/run")) continue;  // a service's logger, not a service
     Service s;
     s.host = f.host;
     s.name = f.path.substr(3, f.path.size() - 3 - 4);
@@ -358,7 +362,7 @@ void wait_db(const Paths& p, const std::string& host, std::chrono::milliseconds 
     if (Clock::now() > deadline) {
       throw std::runtime_error(fmt::format(
           "MariaDB on {} does not answer after {} ms: {}\n{}:\n{}", host, timeout.count(), last,
-          p.log + "/" + host + "/mariadb.err", tail(p.log + "/" + host + "/mariadb.err")));
+          p.log + "/" + host + "/mariadb/current", tail(p.log + "/" + host + "/mariadb/current")));
     }
     std::this_thread::sleep_for(200ms);
   }
@@ -532,10 +536,31 @@ void site_up(const Topology& t, const SiteOptions& o) {
   const auto t0 = Clock::now();
   // 1. Checks: nothing is created before they pass.
   if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
-  for (const char* prog :
-       {"haproxy", "nginx", "mariadbd", "mariadb-install-db", "mariadb", "s6-svscan", "s6-svc",
-        "s6-svscanctl", "s6-svstat", "s6-setuidgid", "ip", "curl"}) {
-    if (!program_in_path(prog)) throw std::runtime_error(fmt::format("{} not found in PATH", prog));
+  struct Needed {
+    const char* program;
+    const char* package;
+  };
+  for (const auto& [prog, package] : std::initializer_list<Needed>{
+           {"haproxy", "haproxy"},
+           {"nginx", "nginx-light"},
+           {"mariadbd", "mariadb-server"},
+           {"mariadb-install-db", "mariadb-server"},
+           {"mariadb", "mariadb-client"},
+           {"s6-svscan", "s6"},
+           {"s6-svc", "s6"},
+           {"s6-svscanctl", "s6"},
+           {"s6-svstat", "s6"},
+           {"s6-setuidgid", "s6"},
+           {"s6-log", "s6"},
+           {"ip", "iproute2"},
+           {"curl", "curl"},
+       }) {
+    if (!program_in_path(prog)) {
+      throw std::runtime_error(
+          fmt::format("{} not found in PATH: install the Debian package {} (scripts/setup.sh "
+                      "installs everything)",
+                      prog, package));
+    }
   }
   for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
   if (!fs::exists(o.app_binary))
@@ -599,7 +624,11 @@ void site_up(const Topology& t, const SiteOptions& o) {
       fs::remove_all(p.service, ec);
       const auto files = render::render_site(t, render_options(o));
       render::write_files(files, p.hosts);
-      return services_of(files, p);
+      auto found = services_of(files, p);
+      // Each service's s6-log directory (log/<host>/<service>, the edge's log/edge/edge).
+      for (const auto& s : found)
+        make_dir(p.log + "/" + (s.host.empty() ? "edge" : s.host) + "/" + s.name);
+      return found;
     });
     step("network namespaces", [&] { up(t); });
 

@@ -1,5 +1,6 @@
 #include "lab/status.hpp"
 
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -202,12 +203,29 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   return p;
 }
 
+// The effective user of `pid` per /proc/<pid>/status ("Uid: real effective ..."), by name.
+std::string process_user(int pid) {
+  std::istringstream in(read_text_or_empty(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("Uid:")) continue;
+    std::istringstream ids(line.substr(4));
+    long long real = -1, effective = -1;
+    ids >> real >> effective;
+    if (effective < 0) return "";
+    const passwd* pw = ::getpwuid(static_cast<uid_t>(effective));
+    return pw != nullptr ? pw->pw_name : std::to_string(effective);
+  }
+  return "";
+}
+
 boost::json::object service_json(const ServiceState& s) {
   boost::json::object o;
   o["name"] = s.name;
   o["up"] = s.up;
   o["pid"] = s.pid > 0 ? boost::json::value(s.pid) : boost::json::value(nullptr);
   o["uptime_s"] = s.up && s.seconds >= 0 ? boost::json::value(s.seconds) : boost::json::value(0);
+  o["user"] = s.user;
+  o["paused"] = s.paused;
   if (!s.known) o["error"] = s.text;
   return o;
 }
@@ -240,6 +258,10 @@ ServiceState service_state(const std::string& name, const std::string& dir) {
   st.known = true;
   st.text = trim(r.out);
   parse_svstat(st.text, st);
+  if (st.up && st.pid > 0) {
+    st.user = process_user(st.pid);
+    st.paused = proc_state(st.pid) == 'T';
+  }
   return st;
 }
 
@@ -409,15 +431,17 @@ void print_status(const LabStatus& s, std::FILE* out) {
   }
   std::fprintf(out, "lab %s up (s6-svscan pid %d, state %s)\n\n", s.lab.c_str(), s.svscan_pid,
                s.state_dir.c_str());
-  std::fprintf(out, "%-12s %-18s %-4s %-14s %-5s %8s %10s\n", "HOST", "ADDRESS", "NS", "SERVICE",
-               "STATE", "PID", "UPTIME_S");
+  std::fprintf(out, "%-12s %-18s %-4s %-14s %-6s %8s %10s  %s\n", "HOST", "ADDRESS", "NS",
+               "SERVICE", "STATE", "PID", "UPTIME_S", "USER");
   auto svc_row = [out](const char* host, const char* addr, const char* ns, const ServiceState& sv) {
-    std::fprintf(out, "%-12s %-18s %-4s %-14s %-5s %8s %10s\n", host, addr, ns, sv.name.c_str(),
-                 !sv.known ? "?"
-                 : sv.up   ? "up"
-                           : "down",
+    std::fprintf(out, "%-12s %-18s %-4s %-14s %-6s %8s %10s  %s\n", host, addr, ns, sv.name.c_str(),
+                 !sv.known   ? "?"
+                 : sv.paused ? "paused"
+                 : sv.up     ? "up"
+                             : "down",
                  sv.pid > 0 ? std::to_string(sv.pid).c_str() : "-",
-                 sv.up && sv.seconds >= 0 ? std::to_string(sv.seconds).c_str() : "-");
+                 sv.up && sv.seconds >= 0 ? std::to_string(sv.seconds).c_str() : "-",
+                 sv.user.empty() ? "-" : sv.user.c_str());
   };
   for (const auto& h : s.hosts) {
     const char* ns = h.namespace_ok ? "ok" : "BAD";

@@ -23,10 +23,12 @@ struct ServiceState {
   int pid = -1;            // -1 when down or unknown
   long long seconds = -1;  // time in the current state (uptime when up)
   std::string text;        // s6-svstat's line, or "unknown: <error>"
+  std::string user;        // the process's effective user ("www-data"), "" when down
+  bool paused = false;     // up but stopped by SIGSTOP (`webstack pause`)
 };
 
 // Runs `s6-svstat dir` once and parses "up (pid 123) 45 seconds" / "down (exitcode 0) 3
-// seconds, normally up".
+// seconds, normally up"; the user and the paused state come from /proc/<pid>.
 ServiceState service_state(const std::string& name, const std::string& dir);
 
 // Parses one line of plain s6-svstat output into `st` (up, pid, seconds); for tests.
@@ -89,7 +91,7 @@ LabStatus lab_status(const topo::Topology& t, const std::string& state_dir);
 
 // The status as one JSON object (Boost.JSON):
 // {"lab","up","state_dir","hosts":[{"name","address","namespace_ok","services":[{"name","up",
-// "pid","uptime_s"}]}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
+// "pid","uptime_s","user","paused"}]}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
 // "status","check","sessions"}]}],"primary":{...},"replication":[{"host","io_running",
 // "sql_running","lag_s","last_error"}]}
 std::string to_json(const LabStatus& s);

@@ -203,11 +203,21 @@ constexpr Output kEdgeFiles[] = {
     {"s6/edge/run.mustache", "s6/edge/run", 0755},
 };
 
+// Every service (an s6/<name>/run file) gets a logger: s6/<name>/log/run (s6-log into
+// <state>/log/<host>/<name>/, read by `webstack logs`).
 template <std::size_t N>
 void emit(std::vector<File>& files, Renderer& r, const std::string& host,
           const Output (&outputs)[N], const mstch::data& context) {
   for (const auto& o : outputs) {
     files.push_back(File{host, o.path, r.render(o.template_name, context), o.mode});
+    const std::string_view path = o.path;
+    if (path.starts_with("s6/") && path.ends_with("/run")) {
+      const std::string service(path.substr(3, path.size() - 3 - 4));
+      mstch::data log_context = context;
+      log_context.set("service", service);
+      files.push_back(File{host, "s6/" + service + "/log/run",
+                           r.render("s6/log/run.mustache", log_context), 0755});
+    }
   }
 }
 

@@ -1,0 +1,205 @@
+#include "lab/control.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include "lab/process.hpp"
+#include "lab/status.hpp"
+
+namespace webstack::lab {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+struct Named {
+  ServiceAction action;
+  const char* name;
+};
+constexpr Named kActions[] = {
+    {ServiceAction::Stop, "stop"},       {ServiceAction::Start, "start"},
+    {ServiceAction::Restart, "restart"}, {ServiceAction::Kill, "kill"},
+    {ServiceAction::Pause, "pause"},     {ServiceAction::Resume, "resume"},
+};
+
+std::string services_of_host(const std::vector<ServiceRef>& refs, const std::string& host) {
+  std::string names;
+  for (const auto& r : refs) {
+    if (r.host != host) continue;
+    if (!names.empty()) names += ", ";
+    names += r.name;
+  }
+  return names.empty() ? "none" : names;
+}
+
+void require_up(const topo::Topology& t, const std::string& state_dir) {
+  if (lab_svscan_pid(state_dir) <= 0) {
+    throw std::runtime_error(
+        fmt::format("lab {} is not up (no s6-svscan running for {})", t.name, state_dir));
+  }
+}
+
+// The process group s6 started the service in (s6-supervise makes each service a session
+// leader, so Nginx's workers share their master's group); just the pid otherwise.
+pid_t group_of(int pid) {
+  const pid_t pgid = ::getpgid(pid);
+  return pgid == pid ? -pid : pid;
+}
+
+void signal_service(const ServiceTarget& s, int pid, int sig) {
+  if (::kill(group_of(pid), sig) != 0 && errno != ESRCH) {
+    throw std::runtime_error(
+        fmt::format("cannot signal {} (pid {}): {}", s.label(), pid, std::strerror(errno)));
+  }
+}
+
+void s6_svc(const ServiceTarget& s, const char* flag) {
+  const auto r = run({"s6-svc", flag, s.dir}, 5s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error(
+        fmt::format("s6-svc {} {} failed ({}): {}", flag, s.dir, r.exit_code, trim(r.err)));
+  }
+}
+
+// Polls s6-svstat until `done` holds; throws after `timeout` with the last state.
+template <class Pred>
+ServiceState wait_state(const ServiceTarget& s, std::chrono::milliseconds timeout,
+                        const char* wanted, Pred done) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto st = service_state(s.service, s.dir);
+    if (st.known && done(st)) return st;
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(fmt::format("{} is not {} after {} ms (s6-svstat: {})", s.label(),
+                                           wanted, timeout.count(), st.text));
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+ServiceAction parse_action(std::string_view name) {
+  for (const auto& a : kActions)
+    if (name == a.name) return a.action;
+  throw std::invalid_argument(fmt::format("unknown service action \"{}\"", name));
+}
+
+ServiceTarget resolve_service(const topo::Topology& t, const std::string& state_dir,
+                              std::string_view spec) {
+  std::string host(spec), service;
+  if (const auto slash = spec.find('/'); slash != std::string_view::npos) {
+    host = spec.substr(0, slash);
+    service = spec.substr(slash + 1);
+  } else if (spec != "edge") {
+    throw std::invalid_argument(
+        fmt::format("\"{}\": expected HOST/SERVICE (e.g. web-01/nginx) or edge", spec));
+  }
+  if (host == "edge" && service.empty()) service = "edge";
+  if (service == "app") service = "webstack-app";
+  if (host != "edge" && t.find(host) == nullptr) {
+    std::string hosts;
+    for (const auto& h : t.hosts) hosts += (hosts.empty() ? "" : ", ") + h.name;
+    throw std::invalid_argument(
+        fmt::format("\"{}\": no host {} in lab {} (hosts: {}, edge)", spec, host, t.name, hosts));
+  }
+  const auto refs = scan_services(state_dir);
+  const std::string ref_host = host == "edge" ? "" : host;
+  for (const auto& r : refs) {
+    if (r.host != ref_host || r.name != service) continue;
+    return ServiceTarget{host, service, r.dir, state_dir + "/log/" + host + "/" + service};
+  }
+  throw std::invalid_argument(fmt::format("\"{}\": {} runs no service {} (it runs: {})", spec, host,
+                                          service, services_of_host(refs, ref_host)));
+}
+
+void control_service(const topo::Topology& t, const std::string& state_dir, std::string_view spec,
+                     ServiceAction action, std::FILE* out, std::chrono::milliseconds timeout) {
+  if (::geteuid() != 0) throw std::runtime_error("controlling a lab's services needs root");
+  require_up(t, state_dir);
+  const auto s = resolve_service(t, state_dir, spec);
+  const auto before = service_state(s.service, s.dir);
+  if (!before.known) throw std::runtime_error(fmt::format("{}: {}", s.label(), before.text));
+  const auto t0 = Clock::now();
+  const auto is_up = [](const ServiceState& st) { return st.up; };
+  switch (action) {
+    case ServiceAction::Stop: {
+      s6_svc(s, "-d");
+      // A paused service's other processes (Nginx's workers) must see the SIGTERM too.
+      if (before.up && before.pid > 0) signal_service(s, before.pid, SIGCONT);
+      wait_state(s, timeout, "down", [](const ServiceState& st) { return !st.up; });
+      std::fprintf(out, "%s stopped (was pid %d) in %.0f ms\n", s.label().c_str(), before.pid,
+                   ms_since(t0));
+      break;
+    }
+    case ServiceAction::Start: {
+      s6_svc(s, "-u");
+      const auto st = wait_state(s, timeout, "up", is_up);
+      std::fprintf(out, "%s %s as pid %d in %.0f ms\n", s.label().c_str(),
+                   before.up ? "already up" : "started", st.pid, ms_since(t0));
+      break;
+    }
+    case ServiceAction::Restart:
+    case ServiceAction::Kill: {
+      if (!before.up || before.pid <= 0) {
+        throw std::runtime_error(
+            fmt::format("{} is not running ({}): use start", s.label(), before.text));
+      }
+      if (action == ServiceAction::Restart) {
+        s6_svc(s, "-r");
+        signal_service(s, before.pid, SIGCONT);
+      } else {
+        signal_service(s, before.pid, SIGKILL);
+      }
+      const auto st = wait_state(s, timeout, "running again", [&](const ServiceState& x) {
+        return x.up && x.pid > 0 && x.pid != before.pid;
+      });
+      std::fprintf(out, "%s %s pid %d; s6 started pid %d, %.0f ms later\n", s.label().c_str(),
+                   action == ServiceAction::Kill ? "killed (SIGKILL to its process group)"
+                                                 : "restarted (SIGTERM)",
+                   before.pid, st.pid, ms_since(t0));
+      break;
+    }
+    case ServiceAction::Pause:
+    case ServiceAction::Resume: {
+      if (!before.up || before.pid <= 0) {
+        throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
+      }
+      const bool pause = action == ServiceAction::Pause;
+      signal_service(s, before.pid, pause ? SIGSTOP : SIGCONT);
+      wait_state(s, timeout, pause ? "paused" : "resumed",
+                 [&](const ServiceState& x) { return x.paused == pause; });
+      std::fprintf(out, "%s pid %d %s\n", s.label().c_str(), before.pid,
+                   pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
+      break;
+    }
+  }
+  std::fflush(out);
+}
+
+std::string service_log_file(const topo::Topology& t, const std::string& state_dir,
+                             std::string_view spec) {
+  const auto s = resolve_service(t, state_dir, spec);
+  const std::string file = s.log_dir + "/current";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) {
+    throw std::runtime_error(fmt::format("{} has no log yet ({} does not exist)", s.label(), file));
+  }
+  return file;
+}
+
+}  // namespace webstack::lab

@@ -1,0 +1,55 @@
+// One service of a running lab, by name: `webstack stop|start|restart|kill|pause|resume
+// HOST/SERVICE` and `webstack logs HOST/SERVICE`. Services are s6 services (lab/site.hpp);
+// every command acts through s6 or on the process group s6 started, then waits (with a
+// deadline) until the service is in the state asked for.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "topology/topology.hpp"
+
+namespace webstack::lab {
+
+// "web-01/nginx" resolved against the topology and the running lab. SERVICE "app" means
+// webstack-app; the edge is "edge" or "edge/edge".
+struct ServiceTarget {
+  std::string host;     // "web-01"; "edge" for the edge
+  std::string service;  // "nginx"
+  std::string dir;      // <state>/service/<host>-<service> (or <state>/service/edge)
+  std::string log_dir;  // <state>/log/<host>/<service>
+  std::string label() const { return host + "/" + service; }
+};
+
+// Throws std::invalid_argument naming what is wrong: not HOST/SERVICE, an unknown host
+// (with the topology's hosts), a service the host does not run (with the ones it does).
+ServiceTarget resolve_service(const topo::Topology& t, const std::string& state_dir,
+                              std::string_view spec);
+
+enum class ServiceAction {
+  Stop,     // s6-svc -d: SIGTERM, stays down; waits until down
+  Start,    // s6-svc -u; waits until up
+  Restart,  // s6-svc -r: SIGTERM, s6 starts it again; waits for the new pid
+  Kill,     // SIGKILL to the service's process group (a crash); waits for s6's new pid
+  Pause,    // SIGSTOP to the process group (a hung service)
+  Resume,   // SIGCONT to the process group
+};
+
+// Parses "stop", "start", ...; throws std::invalid_argument otherwise.
+ServiceAction parse_action(std::string_view name);
+
+// Does `action` on the service and prints one line of what happened on `out`. Throws
+// std::runtime_error when the lab is not up, s6 refuses, or the service does not reach
+// the state asked for within `timeout`.
+void control_service(const topo::Topology& t, const std::string& state_dir, std::string_view spec,
+                     ServiceAction action, std::FILE* out,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+// The service's current log file (<log_dir>/current); throws std::runtime_error when the
+// service has not logged yet.
+std::string service_log_file(const topo::Topology& t, const std::string& state_dir,
+                             std::string_view spec);
+
+}  // namespace webstack::lab
