@@ -1,9 +1,8 @@
 // System test of `webstack up` / `webstack down`: the whole site on real namespaces with the
-// real binaries (haproxy, nginx, mariadbd, s6, webstack-app), driven through the CLI. Needs
-// root (skipped otherwise). Uses a lab of its own ("wsu" + a pid-derived suffix,
-// 10.198.N.0/24, a free edge port, a state dir under /tmp); every request is sent from the
-// client host's namespace (`webstack exec client -- curl ...`), never from the root
-// namespace. TearDown always runs `down --purge`.
+// real binaries (haproxy, nginx, mariadbd, s6, webstack-app), driven through the CLI, and
+// what `up` does when it must not start (a bad topology, not root, the edge port taken, a
+// program missing). Needs root. Each test has a lab of its own (test_lab.hpp); every
+// request is sent from the client host's namespace, never from the root namespace.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,13 +16,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <random>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "lab/process.hpp"
+#include "test_lab.hpp"
 
 namespace {
 
@@ -32,102 +32,52 @@ using namespace std::chrono_literals;
 using webstack::lab::port_free;
 using webstack::lab::ProcessResult;
 using webstack::lab::run;
-
-std::string cli_path() {
-  return (fs::read_symlink("/proc/self/exe").parent_path() / "webstack").string();
-}
-
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// Processes whose command line names `dir` (other than this test).
-std::vector<std::string> processes_naming(const std::string& dir) {
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const auto name = e.path().filename().string();
-    if (!std::all_of(name.begin(), name.end(), ::isdigit) || std::stoi(name) == ::getpid()) {
-      continue;
-    }
-    std::ifstream in(e.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find(dir) != std::string::npos) found.push_back(name + ": " + cmd);
-  }
-  return found;
-}
+using webstack::test::processes_naming;
+using webstack::test::TestLab;
 
 class SiteSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_FAIL() << "needs root";
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "wsu%05x", static_cast<unsigned>(::getpid()) & 0xfffffu);
-    lab_ = buf;
-    std::random_device rd;
-    net_ = "10.198." + std::to_string(16 + static_cast<int>(rd() % 224)) + ".";
-    edge_port_ = free_port();
-    dir_ = "/tmp/" + lab_ + "-site";
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
-    state_ = dir_ + "/state";
-    topology_ = dir_ + "/site.toml";
-    std::ofstream out(topology_);
-    out << "[lab]\nname = \"" << lab_ << "\"\nsubnet = \"" << net_
-        << "0/24\"\nedge_port = " << edge_port_ << "\n"
-        << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
-        << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"
-        << "roles = [\"web\", \"db\"]\ndb = \"primary\"\n"
-        << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"
-        << "roles = [\"web\", \"db\"]\ndb = \"replica\"\n"
-        << "[[host]]\nname = \"client\"\naddress = \"" << net_ << "100\"\nroles = [\"client\"]\n";
+    lab_ = std::make_unique<TestLab>("wsu");
   }
-
-  void TearDown() override {
-    if (lab_.empty()) return;
-    const auto r = cli({"down", "--purge"}, 30s);
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { lab_.reset(); }
 
   ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout) {
-    std::vector<std::string> argv = {cli_path(), args.front(), "-f", topology_};
-    if (args.front() != "exec") argv.insert(argv.end(), {"--state-dir", state_});
-    argv.insert(argv.end(), args.begin() + 1, args.end());
-    return run(argv, timeout);
+    return lab_->cli(std::move(args), timeout);
   }
-
-  // curl in the client host's namespace; returns stdout.
   std::string client_curl(const std::vector<std::string>& curl_args) {
-    std::vector<std::string> args = {"exec", "client", "--", "curl", "-s", "--max-time", "5"};
-    args.insert(args.end(), curl_args.begin(), curl_args.end());
-    const auto r = cli(args, 15s);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.out;
+    return lab_->client_curl(curl_args);
+  }
+  std::string lb_url(const std::string& path) const { return lab_->lb_url(path); }
+
+  // Nothing of the lab exists: no namespace, no process naming its state, no state dir.
+  void expect_nothing_started() const {
+    const auto netns = run({"ip", "netns", "list"});
+    EXPECT_EQ(netns.out.find(lab_->name() + "-"), std::string::npos) << netns.out;
+    const auto procs = processes_naming(lab_->state());
+    EXPECT_TRUE(procs.empty()) << procs.front();
+    EXPECT_FALSE(fs::exists(lab_->state())) << lab_->state();
+    EXPECT_TRUE(port_free(lab_->edge_port()));
   }
 
-  std::string lb_url(const std::string& path) const { return "http://" + net_ + "10" + path; }
+  // The failure is one line on stderr, nothing on stdout.
+  static void expect_one_line_error(const ProcessResult& r, const std::string& says) {
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
 
-  std::string lab_, net_, dir_, state_, topology_;
-  std::uint16_t edge_port_ = 0;
+  std::unique_ptr<TestLab> lab_;
 };
 
 TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto up = cli({"up"}, 120s);
   ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
-  EXPECT_NE(up.out.find("http://127.0.0.1:" + std::to_string(edge_port_) + "/"), std::string::npos)
+  EXPECT_NE(up.out.find("http://127.0.0.1:" + std::to_string(lab_->edge_port()) + "/"),
+            std::string::npos)
       << up.out;
 
   // A second up finds the lab up and starts nothing.
@@ -144,7 +94,7 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
     const auto v = boost::json::parse(st.out, ec);
     ASSERT_FALSE(ec) << ec.message() << ": " << st.out;
     const auto& o = v.as_object();
-    EXPECT_EQ(o.at("lab").as_string(), lab_);
+    EXPECT_EQ(o.at("lab").as_string(), lab_->name());
     EXPECT_TRUE(o.at("up").as_bool()) << st.out;
     for (const auto& h : o.at("hosts").as_array()) {
       EXPECT_TRUE(h.at("namespace_ok").as_bool()) << h;
@@ -224,10 +174,10 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   EXPECT_NE(down_status.out.find("down"), std::string::npos) << down_status.out;
 
   const auto netns = run({"ip", "netns", "list"});
-  EXPECT_EQ(netns.out.find(lab_ + "-"), std::string::npos) << netns.out;
-  const auto procs = processes_naming(state_);
+  EXPECT_EQ(netns.out.find(lab_->name() + "-"), std::string::npos) << netns.out;
+  const auto procs = processes_naming(lab_->state());
   EXPECT_TRUE(procs.empty()) << procs.front();
-  EXPECT_TRUE(port_free(edge_port_)) << "edge port " << edge_port_ << " still taken";
+  EXPECT_TRUE(port_free(lab_->edge_port())) << "edge port " << lab_->edge_port() << " still taken";
   std::printf("site up + checks + down in %.1f s (down %lld ms)\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
               static_cast<long long>(down_ms));
@@ -236,13 +186,73 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
 TEST_F(SiteSystemTest, PurgeRefusesADirectoryUpDidNotMake) {
   // The lab is not up: down only has namespaces that do not exist to remove, and --purge
   // must leave a directory that is not a lab's state alone.
-  fs::create_directories(state_ + "/precious");
+  fs::create_directories(lab_->state() + "/precious");
   const auto r = cli({"down", "--purge"}, 30s);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE((r.out + r.err).find("not a webstack state directory"), std::string::npos)
       << r.out << r.err;
-  EXPECT_TRUE(fs::exists(state_ + "/precious"));
-  fs::remove_all(state_);  // so that TearDown's down --purge has nothing to refuse
+  EXPECT_TRUE(fs::exists(lab_->state() + "/precious"));
+  fs::remove_all(lab_->state());  // so that TearDown's down --purge has nothing to refuse
+}
+
+TEST_F(SiteSystemTest, ABadTopologyStartsNothing) {
+  // Two primaries: the error names the file, the line and the key; nothing is created.
+  std::string text;
+  {
+    std::ifstream in(lab_->topology());
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const auto replica = text.find("db = \"replica\"");
+  ASSERT_NE(replica, std::string::npos) << text;
+  text.replace(replica, std::string("db = \"replica\"").size(), "db = \"primary\"");
+  const std::string bad = lab_->dir() + "/two-primaries.toml";
+  std::ofstream(bad) << text;
+  const auto r =
+      run({webstack::test::cli_path(), "up", "-f", bad, "--state-dir", lab_->state()}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find(bad + ":"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("two primaries"), std::string::npos) << r.err;
+  expect_nothing_started();
+}
+
+TEST_F(SiteSystemTest, NotRootStartsNothing) {
+  // A copy of the binary the unprivileged user can run (the build tree may not be open to
+  // it); the topology directory is world-readable (test_lab.cpp).
+  const std::string copy = lab_->dir() + "/webstack";
+  fs::copy_file(webstack::test::cli_path(), copy);
+  fs::permissions(copy, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  const auto r = run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", copy, "up",
+                      "-f", lab_->topology(), "--state-dir", lab_->state()},
+                     60s);
+  expect_one_line_error(r, "must run as root");
+  expect_nothing_started();
+}
+
+TEST_F(SiteSystemTest, EdgePortInUseStartsNothing) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(lab_->edge_port());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  const auto r = cli({"up"}, 60s);
+  ::close(fd);
+  expect_one_line_error(r,
+                        "edge port 127.0.0.1:" + std::to_string(lab_->edge_port()) + " is in use");
+  expect_nothing_started();
+}
+
+TEST_F(SiteSystemTest, MissingProgramStartsNothing) {
+  // No PATH in which any of the servers can be found: the first one missing is named
+  // with its Debian package.
+  const auto r = run({"env", "PATH=" + lab_->dir() + "/empty-bin", webstack::test::cli_path(), "up",
+                      "-f", lab_->topology(), "--state-dir", lab_->state()},
+                     60s);
+  expect_one_line_error(r, "haproxy not found in PATH: install the Debian package haproxy");
+  expect_nothing_started();
 }
 
 }  // namespace

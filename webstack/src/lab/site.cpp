@@ -639,11 +639,13 @@ void site_up(const Topology& t, const SiteOptions& o) {
       for (const auto* h : t.with_role(Role::Database)) {
         if (!dir_empty_or_missing(p.datadir(h->name))) continue;
         fresh_db = true;
+        // root@localhost authenticates by the unix socket's peer: only the machine's root
+        // (webstack itself) is MariaDB's root, and never over the network.
         std::vector<std::string> args = {"mariadb-install-db",
                                          "--no-defaults",
                                          "--datadir=" + p.datadir(h->name),
                                          "--user=mysql",
-                                         "--auth-root-authentication-method=normal",
+                                         "--auth-root-authentication-method=socket",
                                          "--skip-test-db",
                                          "--tmpdir=" + p.run + "/" + h->name + "/mysql-tmp"};
         jobs.emplace_back(h->name,

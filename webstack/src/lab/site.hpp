@@ -5,8 +5,9 @@
 // Layout of the state directory (default /var/lib/webstack/<lab>):
 //   hosts/<host>/...      the rendered configs and s6 service dirs (hosts/s6/edge, hosts/edge)
 //   service/<host>-<svc>  the scan directory: one symlink per service dir ("edge" for the edge)
-//   run/<host>/ log/<host>/ data/<host>/   sockets and pids, logs, MariaDB datadirs
-//   run/s6-svscan.pid     the lab's s6-svscan; log/s6-svscan.log, everything it supervises
+//   run/<host>/ data/<host>/   sockets and pids, MariaDB datadirs
+//   log/<host>/<service>/ each service's s6-log (current + rotated), log/edge/edge/ the edge's
+//   run/s6-svscan.pid     the lab's s6-svscan; log/s6-svscan.log its own output
 //   secrets/              db-app-password (root:www-data 0640), db-repl-password (0600)
 //   data/bootstrap-done   the databases were bootstrapped (users, schema, seed, replication)
 #pragma once

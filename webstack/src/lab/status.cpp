@@ -305,6 +305,11 @@ void print_services(const Topology& t, const std::vector<ServiceRef>& services, 
   std::fflush(out);
 }
 
+std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host) {
+  return parse_show_stat(
+      haproxy_command(state_dir + "/run/" + lb_host + "/haproxy.sock", "show stat\n"), "web");
+}
+
 int lab_svscan_pid(const std::string& state_dir) {
   const auto text = trim(read_text_or_empty(state_dir + "/run/s6-svscan.pid"));
   const int pid = static_cast<int>(to_ll(text, -1));
@@ -345,8 +350,7 @@ LabStatus lab_status(const Topology& t, const std::string& state_dir) {
     LbReport r;
     r.host = lb->name;
     try {
-      r.servers = parse_show_stat(
-          haproxy_command(state_dir + "/run/" + lb->name + "/haproxy.sock", "show stat\n"), "web");
+      r.servers = lb_servers(state_dir, lb->name);
     } catch (const std::exception& e) {
       r.error = e.what();
     }

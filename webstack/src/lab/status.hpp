@@ -82,6 +82,10 @@ struct LabStatus {
   std::vector<ReplicaReport> replication;
 };
 
+// The servers of backend `web` of load balancer `lb_host`, read from its stats socket now
+// (run/<lb_host>/haproxy.sock). Throws std::runtime_error when the socket does not answer.
+std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host);
+
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
 int lab_svscan_pid(const std::string& state_dir);

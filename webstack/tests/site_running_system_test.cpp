@@ -1,0 +1,465 @@
+// System tests against one running lab (brought up once for the suite): round robin over
+// 1,000 requests, the static page and the dynamic endpoints, the users services run as,
+// service control and logs, and a web host's app stopped under steady load. Needs root.
+// All traffic comes from the client host: through `webstack exec client -- curl`, or from
+// test threads that joined the client's network namespace (test_lab.hpp, in_namespace).
+#include <pwd.h>
+#include <signal.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.hpp"
+#include "lab/process.hpp"
+#include "lab/status.hpp"
+#include "test_lab.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using webstack::it::HttpClient;
+using webstack::lab::ProcessResult;
+using webstack::test::in_namespace;
+using webstack::test::TestLab;
+using webstack::test::wait_for;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class RunningSiteTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;  // SetUp fails every test
+    lab_ = new TestLab("wsr");
+    const auto up = lab_->cli({"up"}, 120s);
+    up_ok_ = up.exit_code == 0;
+    up_output_ = up.out + up.err;
+  }
+  static void TearDownTestSuite() {
+    delete lab_;
+    lab_ = nullptr;
+  }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_FAIL() << "needs root";
+    ASSERT_TRUE(up_ok_) << "webstack up failed:\n" << up_output_;
+    // Every test starts from a whole site: both web servers in the rotation.
+    ASSERT_TRUE(wait_for([] { return servers_up() == 2; }, 20s)) << "backend not all UP";
+  }
+
+  // How many of backend web's servers HAProxy on lb-01 has UP (-1: stats unreadable).
+  static int servers_up() {
+    try {
+      int n = 0;
+      for (const auto& s : webstack::lab::lb_servers(lab_->state(), "lb-01"))
+        n += s.status == "UP" ? 1 : 0;
+      return n;
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  static std::string server_status(const std::string& server) {
+    try {
+      for (const auto& s : webstack::lab::lb_servers(lab_->state(), "lb-01"))
+        if (s.name == server) return s.status;
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "absent";
+  }
+
+  static ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+    return lab_->cli(std::move(args), timeout);
+  }
+
+  static boost::json::object status_json() {
+    const auto st = cli({"status", "--json"});
+    EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(st.out, ec);
+    if (ec || !v.is_object()) {
+      ADD_FAILURE() << "status --json: " << ec.message() << ": " << st.out;
+      return {};
+    }
+    return v.as_object();
+  }
+
+  // The service's entry in `status --json` (a null object if absent).
+  static boost::json::object service(const std::string& host, const std::string& name) {
+    const auto st = status_json();
+    const auto* hosts = st.if_contains("hosts");
+    if (hosts == nullptr) return {};
+    for (const auto& h : hosts->as_array()) {
+      if (h.at("name").as_string() != host) continue;
+      for (const auto& s : h.at("services").as_array())
+        if (s.at("name").as_string() == name) return s.as_object();
+    }
+    return {};
+  }
+
+  static inline TestLab* lab_ = nullptr;
+  static inline bool up_ok_ = false;
+  static inline std::string up_output_;
+};
+
+TEST_F(RunningSiteTest, RoundRobinSplitsAThousandRequestsEvenly) {
+  // One keep-alive connection from the client host: HAProxy balances every request.
+  std::map<std::string, int> served;
+  int failed = 0;
+  std::string first_failure;
+  auto client = in_namespace(lab_->client_namespace(), [&] {
+    HttpClient c(80, 5s, lab_->lb_address());
+    for (int i = 0; i < 1000; ++i) {
+      try {
+        const auto r = c.get("/json");
+        if (r.status != 200) throw std::runtime_error("status " + std::to_string(r.status));
+        ++served[r.header("x-served-by")];
+      } catch (const std::exception& e) {
+        if (failed++ == 0) first_failure = e.what();
+        c.close();
+      }
+    }
+  });
+  client.join();
+  EXPECT_EQ(failed, 0) << first_failure;
+  ASSERT_EQ(served.size(), 2u);
+  // Each gets half, within 1% of its half.
+  EXPECT_NEAR(served["web-01"], 500, 5);
+  EXPECT_NEAR(served["web-02"], 500, 5);
+  std::printf("1000 requests: web-01 %d, web-02 %d\n", served["web-01"], served["web-02"]);
+}
+
+TEST_F(RunningSiteTest, StaticPageAndDynamicEndpointsBothCarryServedBy) {
+  const std::string index = read_file(std::string(WEBSTACK_SOURCE_DIR) + "/www/index.html");
+  ASSERT_FALSE(index.empty());
+  std::set<std::string> static_from, dynamic_from;
+  // Round robin alternates: two requests in a row reach both web hosts.
+  auto client = in_namespace(lab_->client_namespace(), [&] {
+    HttpClient c(80, 5s, lab_->lb_address());
+    for (int i = 0; i < 2; ++i) {
+      const auto page = c.get("/");
+      EXPECT_EQ(page.status, 200);
+      EXPECT_EQ(page.body, index) << "/ is not www/index.html";
+      EXPECT_NE(page.header("content-type").find("text/html"), std::string::npos);
+      static_from.insert(page.header("x-served-by"));
+    }
+    for (int i = 0; i < 2; ++i) {
+      const auto json = c.get("/json");
+      EXPECT_EQ(json.status, 200);
+      EXPECT_EQ(json.body, R"({"message":"Hello, World!"})");
+      EXPECT_FALSE(json.header("x-request-id").empty());
+      dynamic_from.insert(json.header("x-served-by"));
+      // Exactly one X-Served-By (Nginx sets it; the app's own is hidden).
+      int count = 0;
+      for (const auto& [name, value] : json.header_list)
+        count += strcasecmp(name.c_str(), "x-served-by") == 0 ? 1 : 0;
+      EXPECT_EQ(count, 1);
+    }
+    const auto css = c.get("/style.css");
+    EXPECT_EQ(css.status, 200);
+    EXPECT_EQ(css.body, read_file(std::string(WEBSTACK_SOURCE_DIR) + "/www/style.css"));
+    EXPECT_FALSE(css.header("x-served-by").empty());
+    const auto missing = c.get("/no-such-page");
+    EXPECT_EQ(missing.status, 404);
+    EXPECT_FALSE(missing.header("x-served-by").empty());
+  });
+  client.join();
+  EXPECT_EQ(static_from, (std::set<std::string>{"web-01", "web-02"}));
+  EXPECT_EQ(dynamic_from, (std::set<std::string>{"web-01", "web-02"}));
+}
+
+// The effective user name of `pid` per /proc (empty when gone).
+std::string user_of(int pid) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("Uid:")) continue;
+    std::istringstream ids(line.substr(4));
+    unsigned real = 0, effective = 0;
+    ids >> real >> effective;
+    const auto* pw = ::getpwuid(effective);
+    return pw != nullptr ? pw->pw_name : std::to_string(effective);
+  }
+  return "";
+}
+
+std::vector<int> children_of(int parent) {
+  std::vector<int> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const auto stat = read_file(e.path().string() + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state = 0;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// Live (not zombie) processes of process group `pgid`.
+std::vector<int> group_members(int pgid) {
+  std::vector<int> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const auto stat = read_file(e.path().string() + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state = 0;
+    int ppid = 0, pgrp = 0;
+    rest >> state >> ppid >> pgrp;
+    if (pgrp == pgid && state != 'Z') out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
+  const std::map<std::string, std::string> expected = {
+      {"haproxy", "haproxy"},
+      {"mariadb", "mysql"},
+      {"webstack-app", "www-data"},
+      {"nginx", "root"},  // the master binds the port; its workers are checked below
+  };
+  const auto st = status_json();
+  int checked = 0;
+  for (const auto& h : st.at("hosts").as_array()) {
+    for (const auto& s : h.at("services").as_array()) {
+      const std::string name(s.at("name").as_string());
+      const int pid = static_cast<int>(s.at("pid").as_int64());
+      ASSERT_TRUE(expected.count(name)) << name;
+      EXPECT_EQ(s.at("user").as_string(), expected.at(name)) << h.at("name") << "/" << name;
+      EXPECT_EQ(user_of(pid), expected.at(name)) << h.at("name") << "/" << name;
+      if (name == "nginx") {
+        const auto workers = children_of(pid);
+        EXPECT_FALSE(workers.empty());
+        for (int w : workers) EXPECT_EQ(user_of(w), "www-data") << "nginx worker " << w;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 7);  // haproxy; nginx, app, mariadb on each web host
+
+  // MariaDB's root is the machine's root only (unix_socket authentication): another local
+  // user reaching the socket is refused.
+  const auto as_nobody = webstack::lab::run(
+      {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "mariadb",
+       "--defaults-file=" + lab_->state() + "/hosts/web-01/mariadb/my.cnf", "--user=root",
+       "--protocol=SOCKET", "-e", "SELECT 1"},
+      30s);
+  EXPECT_NE(as_nobody.exit_code, 0) << as_nobody.out;
+  EXPECT_NE(as_nobody.err.find("Access denied"), std::string::npos) << as_nobody.err;
+  EXPECT_EQ(lab_->sql("web-01", "SELECT 1"), "1\n");
+}
+
+TEST_F(RunningSiteTest, ServicesStopStartKillPauseAndLog) {
+  // kill: the whole process group dies (Nginx's workers too) and s6 restarts it.
+  const auto before = service("web-02", "nginx");
+  ASSERT_FALSE(before.empty());
+  const int old_pid = static_cast<int>(before.at("pid").as_int64());
+  const auto killed = cli({"kill", "web-02/nginx"});
+  ASSERT_EQ(killed.exit_code, 0) << killed.out << killed.err;
+  EXPECT_NE(killed.out.find("s6 started pid"), std::string::npos) << killed.out;
+  const auto after = service("web-02", "nginx");
+  EXPECT_TRUE(after.at("up").as_bool());
+  EXPECT_NE(after.at("pid").as_int64(), old_pid);
+  EXPECT_TRUE(wait_for([&] { return group_members(old_pid).empty(); }, 5s))
+      << group_members(old_pid).size() << " processes of the killed group still alive";
+  EXPECT_TRUE(wait_for([] { return servers_up() == 2; }, 10s)) << server_status("web-02");
+
+  // stop / start: down in s6 and in HAProxy, then back in both.
+  const auto stopped = cli({"stop", "web-02/app"});
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.out << stopped.err;
+  EXPECT_FALSE(service("web-02", "webstack-app").at("up").as_bool());
+  EXPECT_TRUE(wait_for([] { return server_status("web-02").starts_with("DOWN"); }, 5s))
+      << server_status("web-02");
+  const auto started = cli({"start", "web-02/app"});
+  ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
+  EXPECT_TRUE(service("web-02", "webstack-app").at("up").as_bool());
+  EXPECT_TRUE(wait_for([] { return server_status("web-02") == "UP"; }, 10s))
+      << server_status("web-02");
+
+  // pause: a hung app; HAProxy's checks time out and take it out; resume brings it back.
+  const auto paused = cli({"pause", "web-01/webstack-app"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.out << paused.err;
+  EXPECT_TRUE(service("web-01", "webstack-app").at("paused").as_bool());
+  EXPECT_TRUE(wait_for([] { return server_status("web-01").starts_with("DOWN"); }, 10s))
+      << server_status("web-01");
+  const auto resumed = cli({"resume", "web-01/webstack-app"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_FALSE(service("web-01", "webstack-app").at("paused").as_bool());
+  EXPECT_TRUE(wait_for([] { return server_status("web-01") == "UP"; }, 10s))
+      << server_status("web-01");
+
+  // logs: Nginx's access log line for a request carries the load balancer's request id.
+  const auto headers =
+      lab_->client_curl({"-D", "-", "-o", "/dev/null", lab_->lb_url("/json?log-check")});
+  std::string id, host;
+  std::istringstream lines(headers);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    if (name == "x-request-id") id = line.substr(colon + 2);
+    if (name == "x-served-by") host = line.substr(colon + 2);
+  }
+  ASSERT_FALSE(id.empty()) << headers;
+  ASSERT_FALSE(host.empty()) << headers;
+  std::string log;
+  EXPECT_TRUE(wait_for(
+      [&] {
+        log = cli({"logs", host + "/nginx", "-n", "200"}).out;
+        return log.find("request_id=" + id) != std::string::npos;
+      },
+      10s, 200ms))
+      << "no line with request_id=" << id << " in:\n"
+      << log;
+  EXPECT_NE(log.find("GET /json?log-check"), std::string::npos) << log;
+
+  // Bad names are refused with what exists.
+  const auto bad = cli({"stop", "web-01/haproxy"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("it runs: mariadb, nginx, webstack-app"), std::string::npos) << bad.err;
+}
+
+TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
+  // Steady load from the client host: GET workers on keep-alive connections, and one
+  // worker posting guestbook messages, each with a text of its own.
+  std::atomic<bool> stop{false};
+  std::atomic<long> gets{0}, from_web01{0};
+  std::mutex mu;
+  std::vector<std::string> get_failures;
+  std::map<std::string, int> post_status;  // text -> HTTP status (0: no answer)
+  const std::string author = "failover-" + std::to_string(::getpid());
+
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 3; ++w) {
+    workers.push_back(in_namespace(lab_->client_namespace(), [&, w] {
+      HttpClient c(80, 10s, lab_->lb_address());
+      const char* path = w == 0 ? "/db" : "/json";
+      while (!stop) {
+        try {
+          const auto r = c.get(path);
+          if (r.status != 200) throw std::runtime_error("status " + std::to_string(r.status));
+          ++gets;
+          if (r.header("x-served-by") == "web-01") ++from_web01;
+        } catch (const std::exception& e) {
+          std::lock_guard lock(mu);
+          get_failures.push_back(std::string(path) + ": " + e.what());
+          c.close();
+        }
+      }
+    }));
+  }
+  workers.push_back(in_namespace(lab_->client_namespace(), [&] {
+    HttpClient c(80, 10s, lab_->lb_address());
+    for (int i = 0; !stop; ++i) {
+      const std::string text = fmt::format("m{}", i);
+      int status = 0;
+      try {
+        status =
+            c.post("/api/messages", R"({"author":")" + author + R"(","text":")" + text + R"("})",
+                   "application/json")
+                .status;
+      } catch (const std::exception&) {
+        c.close();
+      }
+      std::lock_guard lock(mu);
+      post_status[text] = status;
+    }
+  }));
+  const auto stop_load = [&] {
+    stop = true;
+    for (auto& t : workers) t.join();
+    workers.clear();
+  };
+
+  // Load flowing to both hosts, then the app on web-01 stopped.
+  if (!wait_for([&] { return gets > 300 && from_web01 > 100; }, 20s)) {
+    stop_load();
+    FAIL() << "load did not reach both web hosts";
+  }
+  const auto t_stop = Clock::now();
+  const auto stopped = cli({"stop", "web-01/webstack-app"});
+  const bool marked_down =
+      wait_for([] { return server_status("web-01").starts_with("DOWN"); }, 5s, 10ms);
+  const double down_after_s = std::chrono::duration<double>(Clock::now() - t_stop).count();
+
+  // Served by web-02 alone for a while, then web-01's app started again.
+  const long gets_at_down = gets;
+  wait_for([&] { return gets > gets_at_down + 300; }, 10s);
+  const auto started = cli({"start", "web-01/webstack-app"});
+  const auto t_start = Clock::now();
+  const bool back_up = wait_for([] { return server_status("web-01") == "UP"; }, 10s, 10ms);
+  const double up_after_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+  const long web01_at_up = from_web01;
+  const bool serving_again = wait_for([&] { return from_web01 > web01_at_up + 50; }, 10s);
+  stop_load();
+
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.out << stopped.err;
+  EXPECT_EQ(started.exit_code, 0) << started.out << started.err;
+  EXPECT_TRUE(marked_down) << server_status("web-01");
+  EXPECT_LE(down_after_s, 2.0) << "HAProxy marked web-01 down " << down_after_s << " s after stop";
+  EXPECT_TRUE(back_up) << server_status("web-01");
+  EXPECT_TRUE(serving_again) << "web-01 back UP but not serving";
+  EXPECT_TRUE(get_failures.empty())
+      << get_failures.size() << " GETs failed, first: " << get_failures.front();
+
+  // Every POST that was answered 201 is stored once; none is stored twice.
+  int created = 0, failed = 0;
+  for (const auto& [text, status] : post_status) (status == 201 ? created : failed)++;
+  const auto dupes = lab_->sql("web-01",
+                               "SELECT body, COUNT(*) FROM webstack.messages WHERE "
+                               "author = '" +
+                                   author + "' GROUP BY body HAVING COUNT(*) > 1");
+  EXPECT_EQ(dupes, "") << "POSTs stored twice";
+  const auto stored = std::stol(lab_->sql(
+      "web-01", "SELECT COUNT(*) FROM webstack.messages WHERE author = '" + author + "'"));
+  std::set<std::string> stored_texts;
+  {
+    std::istringstream rows(
+        lab_->sql("web-01", "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+    for (std::string row; std::getline(rows, row);) stored_texts.insert(row);
+  }
+  for (const auto& [text, status] : post_status) {
+    if (status == 201) {
+      EXPECT_TRUE(stored_texts.count(text)) << text << " answered 201, not stored";
+    }
+  }
+  EXPECT_GE(stored, created);
+  EXPECT_LE(stored, static_cast<long>(post_status.size()));
+  std::printf(
+      "app stopped under load: HAProxy marked web-01 DOWN %.2f s after `stop`, UP %.2f s after "
+      "`start`; %ld GETs, %zu failed; %zu POSTs: %d created, %d not (502 while web-01 was "
+      "leaving), %ld stored\n",
+      down_after_s, up_after_s, gets.load(), get_failures.size(), post_status.size(), created,
+      failed, stored);
+}
+
+}  // namespace

@@ -1,0 +1,143 @@
+#include "test_lab.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+
+namespace webstack::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string cli_path() {
+  return (fs::read_symlink("/proc/self/exe").parent_path() / "webstack").string();
+}
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::vector<std::string> processes_naming(const std::string& text) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const auto name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit) ||
+        std::stoi(name) == ::getpid()) {
+      continue;
+    }
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(text) != std::string::npos) found.push_back(name + ": " + cmd);
+  }
+  return found;
+}
+
+std::thread in_namespace(const std::string& ns, std::function<void()> f) {
+  return std::thread([ns, f = std::move(f)] {
+    const int fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+      ADD_FAILURE() << "cannot join network namespace " << ns << ": " << std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      return;
+    }
+    ::close(fd);
+    f();
+  });
+}
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+              std::chrono::milliseconds interval) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(interval);  // poll interval, not a synchronisation
+  }
+  return pred();
+}
+
+TestLab::TestLab(const std::string& prefix) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.3s%05x", prefix.c_str(),
+                static_cast<unsigned>(::getpid()) & 0xfffffu);
+  name_ = buf;
+  std::random_device rd;
+  net_ = "10.198." + std::to_string(16 + static_cast<int>(rd() % 224)) + ".";
+  edge_port_ = free_port();
+  dir_ = "/tmp/" + name_ + "-site";
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  // Readable by everyone: the not-root test runs the CLI as nobody on this topology.
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  state_ = dir_ + "/state";
+  topology_ = dir_ + "/site.toml";
+  std::ofstream out(topology_);
+  out << "[lab]\nname = \"" << name_ << "\"\nsubnet = \"" << net_
+      << "0/24\"\nedge_port = " << edge_port_ << "\n"
+      << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
+      << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"
+      << "roles = [\"web\", \"db\"]\ndb = \"primary\"\n"
+      << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"
+      << "roles = [\"web\", \"db\"]\ndb = \"replica\"\n"
+      << "[[host]]\nname = \"client\"\naddress = \"" << net_ << "100\"\nroles = [\"client\"]\n";
+}
+
+TestLab::~TestLab() {
+  const auto r = cli({"down", "--purge"}, 30s);
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "down --purge of lab " << name_ << " failed: " << r.out << r.err;
+  }
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+lab::ProcessResult TestLab::cli(std::vector<std::string> args,
+                                std::chrono::milliseconds timeout) const {
+  std::vector<std::string> argv = {cli_path(), args.front(), "-f", topology_};
+  if (args.front() != "exec") argv.insert(argv.end(), {"--state-dir", state_});
+  argv.insert(argv.end(), args.begin() + 1, args.end());
+  return lab::run(argv, timeout);
+}
+
+std::string TestLab::client_curl(const std::vector<std::string>& curl_args) const {
+  std::vector<std::string> args = {"exec", "client", "--", "curl", "-s", "--max-time", "5"};
+  args.insert(args.end(), curl_args.begin(), curl_args.end());
+  const auto r = cli(args, 15s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out;
+}
+
+std::string TestLab::sql(const std::string& host, const std::string& statement) const {
+  const auto r = lab::run(
+      {"mariadb", "--defaults-file=" + state_ + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
+       "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", statement},
+      30s);
+  EXPECT_EQ(r.exit_code, 0) << statement << ": " << r.err;
+  return r.out;
+}
+
+}  // namespace webstack::test

@@ -1,0 +1,71 @@
+// TestLab: a lab of its own for one system test (or one suite), driven through the
+// `webstack` binary built beside the test. Its name is a prefix letter pair + a
+// pid-derived suffix (<= 8 characters), its subnet a random 10.198.N.0/24, its edge port
+// a free one, its state under /tmp/<name>-site. Requests to the site come from the client
+// host's namespace, never from the root namespace (client_curl, in_namespace). The
+// destructor runs `down --purge` and removes the directory, whatever happened.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lab/process.hpp"
+
+namespace webstack::test {
+
+class TestLab {
+ public:
+  // Writes the seed topology (lb-01, web-01 primary, web-02 replica, client); starts
+  // nothing. `prefix`: 3 letters that keep labs of one test binary apart.
+  explicit TestLab(const std::string& prefix);
+  ~TestLab();
+  TestLab(const TestLab&) = delete;
+  TestLab& operator=(const TestLab&) = delete;
+
+  // Runs `webstack <args[0]> -f <topology> [--state-dir <state>] <args[1..]>`.
+  lab::ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout) const;
+  // curl -s --max-time 5 <curl_args> from the client host; returns stdout (expects exit 0).
+  std::string client_curl(const std::vector<std::string>& curl_args) const;
+
+  std::string lb_address() const { return net_ + "10"; }
+  std::string lb_url(const std::string& path) const { return "http://" + lb_address() + path; }
+  std::string client_namespace() const { return name_ + "-client"; }
+  // SQL as root on a database host, through its unix socket (no network); returns stdout.
+  std::string sql(const std::string& host, const std::string& statement) const;
+
+  const std::string& name() const { return name_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& state() const { return state_; }
+  const std::string& topology() const { return topology_; }
+  std::uint16_t edge_port() const { return edge_port_; }
+
+ private:
+  std::string name_, net_, dir_, state_, topology_;
+  std::uint16_t edge_port_ = 0;
+};
+
+// The `webstack` binary beside this test binary.
+std::string cli_path();
+
+// A free TCP port on 127.0.0.1 (bound and released).
+std::uint16_t free_port();
+
+// Processes whose command line names `text` (other than this test).
+std::vector<std::string> processes_naming(const std::string& text);
+
+// Runs `f` on a new thread that has joined network namespace `ns` (setns acts on the
+// calling thread only: the rest of the test stays in the root namespace). If the thread
+// cannot join, it reports a test failure and does not run `f`.
+std::thread in_namespace(const std::string& ns, std::function<void()> f);
+
+// Checks `pred` every `interval` until it holds or `timeout` passes (one last check after
+// the deadline). For conditions whose check is cheap (a stats socket read), where a busy
+// loop would take the CPU from the processes being waited on.
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+              std::chrono::milliseconds interval = std::chrono::milliseconds(20));
+
+}  // namespace webstack::test
