@@ -189,6 +189,27 @@ TEST_F(RunningSiteTest, StaticPageAndDynamicEndpointsBothCarryServedBy) {
   EXPECT_EQ(dynamic_from, (std::set<std::string>{"web-01", "web-02"}));
 }
 
+TEST_F(RunningSiteTest, LoadBalancerStatsMetricsAndNginxStubStatus) {
+  // HAProxy's Prometheus exporter and stats page (lb-01:8404).
+  const auto metrics = lab_->client_curl({"http://" + lab_->lb_address() + ":8404/metrics"});
+  EXPECT_NE(metrics.find("haproxy_server_status{proxy=\"web\",server=\"web-01\""),
+            std::string::npos)
+      << metrics.substr(0, 500);
+  const auto stats = lab_->client_curl(
+      {"-o", "/dev/null", "-w", "%{http_code}", "http://" + lab_->lb_address() + ":8404/stats"});
+  EXPECT_EQ(stats, "200");
+  // Nginx's stub_status answers on the web host's own loopback only.
+  const auto own = cli({"exec", "web-01", "--", "curl", "-s", "--max-time", "5",
+                        "http://127.0.0.1:8081/stub_status"});
+  EXPECT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_NE(own.out.find("Active connections:"), std::string::npos) << own.out;
+  const auto web01 = lab_->lb_address().substr(0, lab_->lb_address().size() - 2) + "11";
+  const auto from_client = cli({"exec", "client", "--", "curl", "-s", "--max-time", "5",
+                                "http://" + web01 + ":8081/stub_status"});
+  EXPECT_EQ(from_client.exit_code, 7)
+      << "curl exit 7 (connection refused) expected: " << from_client.out << from_client.err;
+}
+
 // The effective user name of `pid` per /proc (empty when gone).
 std::string user_of(int pid) {
   std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));

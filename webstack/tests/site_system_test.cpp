@@ -4,6 +4,7 @@
 // program missing). Needs root. Each test has a lab of its own (test_lab.hpp); every
 // request is sent from the client host's namespace, never from the root namespace.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,7 +24,9 @@
 #include <vector>
 
 #include "lab/process.hpp"
+#include "lab/site.hpp"
 #include "test_lab.hpp"
+#include "topology/topology.hpp"
 
 namespace {
 
@@ -181,6 +184,58 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   std::printf("site up + checks + down in %.1f s (down %lld ms)\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
               static_cast<long long>(down_ms));
+}
+
+// The command name of `pid` (/proc/<pid>/comm), "" when gone.
+std::string comm_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+TEST_F(SiteSystemTest, UpAndDownRecoverFromCrashes) {
+  const auto topology = webstack::topo::load_topology_file(lab_->topology());
+  ASSERT_EQ(cli({"up"}, 120s).exit_code, 0);
+  const std::string text = "kept across crashes " + std::to_string(::getpid());
+  const auto posted = client_curl(
+      {"-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "--data",
+       R"({"author":"crash","text":")" + text + R"("})", lb_url("/api/messages")});
+  ASSERT_EQ(posted, "201");
+
+  // 1. Everything of the lab killed at once (the machine's processes crashed): namespaces
+  // and pid files are left. `up` cleans that, comes back on the same data, replicating.
+  auto procs = webstack::lab::site_processes(topology, lab_->state());
+  ASSERT_FALSE(procs.empty());
+  for (int pid : procs) ::kill(pid, SIGKILL);
+  ASSERT_TRUE(webstack::test::wait_for(
+      [&] { return webstack::lab::site_processes(topology, lab_->state()).empty(); }, 10s));
+  const auto again = cli({"up"}, 120s);
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("clean up a partial lab"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("bootstrap"), std::string::npos) << "data was bootstrapped again";
+  const auto step = again.out.find("replication running and caught up ...");
+  ASSERT_NE(step, std::string::npos) << again.out;
+  EXPECT_NE(again.out.substr(step, again.out.find('\n', step) - step).find(" ok ("),
+            std::string::npos)
+      << again.out;
+  EXPECT_NE(client_curl({lb_url("/api/messages")}).find(text), std::string::npos);
+
+  // 2. Only the supervision killed (s6-svscan and its s6-supervise): the services run on,
+  // orphaned. `down` still finds and stops every one of them.
+  int s6_killed = 0;
+  for (int pid : webstack::lab::site_processes(topology, lab_->state())) {
+    const auto name = comm_of(pid);
+    if (name == "s6-svscan" || name == "s6-supervise") s6_killed += ::kill(pid, SIGKILL) == 0;
+  }
+  EXPECT_GE(s6_killed, 1 + 8);  // s6-svscan, a supervisor per service and per logger
+  const auto down = cli({"down"}, 30s);
+  EXPECT_EQ(down.exit_code, 0) << down.out << down.err;
+  const auto netns = run({"ip", "netns", "list"});
+  EXPECT_EQ(netns.out.find(lab_->name() + "-"), std::string::npos) << netns.out;
+  EXPECT_TRUE(webstack::lab::site_processes(topology, lab_->state()).empty());
+  EXPECT_TRUE(processes_naming(lab_->state()).empty());
+  EXPECT_TRUE(port_free(lab_->edge_port()));
 }
 
 TEST_F(SiteSystemTest, PurgeRefusesADirectoryUpDidNotMake) {

@@ -406,6 +406,38 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
   }
 }
 
+// Every replica's replication threads run and it has applied what the primary had when
+// asked. On every up, not only after the bootstrap: a lab brought up again must be
+// replicating too.
+void wait_replicas(const Topology& t, const Paths& p, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const auto pos = root_sql(p, t.primary().name, "SELECT @@GLOBAL.gtid_binlog_pos");
+  for (const auto* r : t.replicas()) {
+    for (;;) {
+      const auto rep = replica_report(p.state, r->name);
+      if (rep.error.empty() && rep.io_running && rep.sql_running) break;
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(fmt::format(
+            "replication on {} is not running after {} ms (io={} sql={}): {}", r->name,
+            timeout.count(), rep.io_running ? "Yes" : "No", rep.sql_running ? "Yes" : "No",
+            rep.error.empty() ? rep.last_error : rep.error));
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    const auto left = std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), 1000ms);
+    const auto res = root_sql(p, r->name,
+                              fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos,
+                                          static_cast<double>(left.count()) / 1000.0),
+                              left + 10s);
+    if (res != "0") {
+      throw std::runtime_error(
+          fmt::format("replica {} has not applied the primary's GTID {} within {} ms", r->name, pos,
+                      timeout.count()));
+    }
+  }
+}
+
 // The site answers /readyz through every load balancer, from the client host, and every
 // web host has been seen serving through the load balancers.
 void wait_site(const Topology& t, std::chrono::milliseconds timeout) {
@@ -694,6 +726,9 @@ void site_up(const Topology& t, const SiteOptions& o) {
         bootstrap(t, p, o);
         write_secret(p.bootstrap_marker, "done\n", 0, 0, 0644);
       });
+    }
+    if (!t.replicas().empty()) {
+      step("replication running and caught up", [&] { wait_replicas(t, p, o.db_timeout); });
     }
     step("start apps, nginx, haproxy, edge", [&] {
       for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {

@@ -158,6 +158,8 @@ std::map<std::string, std::string> parse_vertical(const std::string& out) {
   return kv;
 }
 
+}  // namespace
+
 ReplicaReport replica_report(const std::string& state_dir, const std::string& host) {
   ReplicaReport r;
   r.host = host;
@@ -202,6 +204,8 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   if (f.size() > 1) p.gtid_binlog_pos = f[1];
   return p;
 }
+
+namespace {
 
 // The effective user of `pid` per /proc/<pid>/status ("Uid: real effective ..."), by name.
 std::string process_user(int pid) {

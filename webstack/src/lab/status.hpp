@@ -82,6 +82,12 @@ struct LabStatus {
   std::vector<ReplicaReport> replication;
 };
 
+// SHOW SLAVE STATUS of database host `host`, and the primary's read_only and
+// gtid_binlog_pos, as root over the host's socket (run/<host>/mysqld.sock); a server that
+// does not answer is reported in `error`.
+ReplicaReport replica_report(const std::string& state_dir, const std::string& host);
+PrimaryReport primary_report(const std::string& state_dir, const std::string& host);
+
 // The servers of backend `web` of load balancer `lb_host`, read from its stats socket now
 // (run/<lb_host>/haproxy.sock). Throws std::runtime_error when the socket does not answer.
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host);
