@@ -97,7 +97,7 @@ TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
 
 TEST(ConfigTest, ConfigKeysListsEveryKey) {
   const std::vector<std::string> keys = config_keys();
-  EXPECT_EQ(keys.size(), 25u);
+  EXPECT_EQ(keys.size(), 26u);
   for (const char* k : {"server.listen", "server.port", "server.access_log", "db.nodes",
                         "db.password_file", "db.gtid_wait_ms", "log.level"}) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
@@ -115,6 +115,7 @@ header_timeout_ms = 5000
 idle_timeout_ms = 30_000
 header_limit = 16384
 body_limit = 0
+shutdown_lameduck_ms = 1500
 shutdown_deadline_ms = 20000
 shutdown_idle_grace_ms = 100
 access_log = true
@@ -146,6 +147,7 @@ level = "debug"
   EXPECT_EQ(cfg.server.idle_timeout, std::chrono::milliseconds(30000));
   EXPECT_EQ(cfg.server.header_limit, 16384u);
   EXPECT_EQ(cfg.server.body_limit, 0u);
+  EXPECT_EQ(cfg.server.shutdown_lameduck, std::chrono::milliseconds(1500));
   EXPECT_EQ(cfg.server.shutdown_deadline, std::chrono::milliseconds(20000));
   EXPECT_EQ(cfg.server.shutdown_idle_grace, std::chrono::milliseconds(100));
   EXPECT_TRUE(cfg.server.access_log);

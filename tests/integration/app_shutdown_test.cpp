@@ -76,6 +76,35 @@ TEST(Shutdown, DrainsInFlightRequestsAndClosesKeepAlive) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
 }
 
+TEST(Shutdown, LameDuckServesEverythingButReadyzUntilItEnds) {
+  auto opts = app_options_for(MariaDbPair::shared());
+  opts.settings.push_back("server.shutdown_lameduck_ms=1500");
+  opts.settings.push_back("server.shutdown_idle_grace_ms=200");
+  AppProcess app(std::move(opts));
+  HttpClient keep(app.port());
+  ASSERT_EQ(keep.get("/readyz").status, 200);
+
+  const auto sent = Clock::now();
+  app.signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return keep.get("/readyz").status == 503; }, 5s));
+  // Still in the lame duck: new connections are accepted and served, keep-alive kept.
+  HttpClient fresh(app.port());
+  const auto r = fresh.get("/plaintext");
+  const bool in_lameduck = Clock::now() - sent < 1200ms;
+  EXPECT_EQ(r.status, 200);
+  if (in_lameduck) {  // (a very slow machine may already be past it)
+    EXPECT_NE(r.header("Connection"), "close");
+  }
+  const auto db = keep.get("/db");
+  EXPECT_EQ(db.status, 200);
+  // Then it stops accepting and exits.
+  ASSERT_TRUE(eventually([&] { return !accepts_connections(app.port()); }, 5s));
+  EXPECT_GE(Clock::now() - sent, 1500ms) << "stopped accepting before the lame duck ended";
+  auto status = app.wait_exit(15s);
+  ASSERT_TRUE(status) << "the app did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
+}
+
 TEST(Shutdown, IdleConnectionsCloseAfterTheGraceAndTheDeadlineEndsTheRest) {
   auto opts = app_options_for(MariaDbPair::shared());
   opts.settings.push_back("server.shutdown_idle_grace_ms=500");

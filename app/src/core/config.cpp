@@ -301,6 +301,11 @@ const std::vector<KeyDef>& key_table() {
       {"server.body_limit", Kind::Integer, 0, 64 * kMiB, "bytes, 0..64 MiB",
        [](Config& c, const Value& v) { c.server.body_limit = static_cast<std::size_t>(as_int(v)); },
        [](const Config& c) { return std::to_string(c.server.body_limit); }},
+      {"server.shutdown_lameduck_ms", Kind::Integer, 0, kMaxMs, "ms",
+       [](Config& c, const Value& v) {
+         c.server.shutdown_lameduck = std::chrono::milliseconds(as_int(v));
+       },
+       [](const Config& c) { return render_ms(c.server.shutdown_lameduck); }},
       {"server.shutdown_deadline_ms", Kind::Integer, 1, kMaxMs, "ms",
        [](Config& c, const Value& v) {
          c.server.shutdown_deadline = std::chrono::milliseconds(as_int(v));

@@ -30,7 +30,8 @@ struct ServerConfig {
   std::chrono::milliseconds idle_timeout{60'000};       // keep-alive idle, then silent close
   std::size_t header_limit = 8 * 1024;                  // -> 431
   std::size_t body_limit = 64 * 1024;                   // -> 413
-  std::chrono::milliseconds shutdown_deadline{10'000};  // after SIGTERM, hard close
+  std::chrono::milliseconds shutdown_lameduck{0};       // after SIGTERM: /readyz 503, still serving
+  std::chrono::milliseconds shutdown_deadline{10'000};  // after the lame duck, hard close
   std::chrono::milliseconds shutdown_idle_grace{500};   // idle keep-alive kept this long on drain
   bool access_log = false;
 };

@@ -416,17 +416,31 @@ void Server::start() {
 
 void Server::drain() {
   if (impl_->drain_started.exchange(true)) return;
+  // /readyz answers 503 from now on. During the lame duck everything else is served as
+  // before, so that load balancers (which check /readyz) take this server out of their
+  // rotation before it stops accepting: no request is refused or cut.
   impl_->shared.draining = true;
-  log::info("draining",
-            {{"deadline_ms", std::to_string(impl_->cfg.server.shutdown_deadline.count())}});
-  for (auto& w : impl_->workers) asio::post(w->io, [wp = w.get()] { wp->begin_drain(); });
-  // Hard deadline: after shutdown_deadline, close whatever is still open.
+  const auto lameduck = impl_->cfg.server.shutdown_lameduck;
+  if (lameduck.count() > 0) {
+    log::info("lame duck: /readyz 503, still serving",
+              {{"lameduck_ms", std::to_string(lameduck.count())}});
+  }
+  // The control thread runs the two timers: end of the lame duck (workers stop accepting
+  // and drain), then the hard deadline (close whatever is still open).
   impl_->deadline_thread = std::thread([impl = impl_.get()] {
-    asio::steady_timer t(impl->control, impl->cfg.server.shutdown_deadline);
-    t.async_wait([impl](boost::system::error_code ec) {
+    asio::steady_timer lameduck_timer(impl->control, impl->cfg.server.shutdown_lameduck);
+    asio::steady_timer deadline_timer(impl->control);
+    lameduck_timer.async_wait([impl, &deadline_timer](boost::system::error_code ec) {
       if (ec) return;
-      log::warn("shutdown deadline reached, closing remaining connections");
-      for (auto& w : impl->workers) asio::post(w->io, [wp = w.get()] { wp->close_all(); });
+      log::info("draining",
+                {{"deadline_ms", std::to_string(impl->cfg.server.shutdown_deadline.count())}});
+      for (auto& w : impl->workers) asio::post(w->io, [wp = w.get()] { wp->begin_drain(); });
+      deadline_timer.expires_after(impl->cfg.server.shutdown_deadline);
+      deadline_timer.async_wait([impl](boost::system::error_code ec2) {
+        if (ec2) return;
+        log::warn("shutdown deadline reached, closing remaining connections");
+        for (auto& w : impl->workers) asio::post(w->io, [wp = w.get()] { wp->close_all(); });
+      });
     });
     impl->control.run();
   });
