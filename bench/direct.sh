@@ -144,7 +144,8 @@ log "MariaDB: ready on 127.0.0.1:$DB_PORT (pid $DB_PID)"
 
 APP_PW=$(random_password)
 SB_PW=$(random_password)
-sed -e "s/@APP_PASSWORD@/$APP_PW/" -e "s/@REPL_PASSWORD@/$(random_password)/" -e "s/@HOST@/%/" \
+sed -e "s/@APP_PASSWORD@/$APP_PW/" -e "s/@REPL_PASSWORD@/$(random_password)/" \
+  -e "s/@PROBE_PASSWORD@/$(random_password)/" -e "s/@HOST@/%/" \
   "$ROOT/sql/users.sql.in" | sql
 sql <"$ROOT/sql/schema.sql"
 sql <"$ROOT/sql/seed.sql"

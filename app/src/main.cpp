@@ -72,6 +72,12 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Not an error: a single-account setup. The prober warns if that account cannot see
+  // replication.
+  if (cfg.db.probe_password.empty()) {
+    webstack::log::info("db.probe_password not set: the topology probe logs in as db.user",
+                        {{"user", cfg.db.user}});
+  }
   webstack::db::library_init();
   int rc = 0;
   try {

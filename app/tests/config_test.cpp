@@ -97,9 +97,10 @@ TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
 
 TEST(ConfigTest, ConfigKeysListsEveryKey) {
   const std::vector<std::string> keys = config_keys();
-  EXPECT_EQ(keys.size(), 26u);
+  EXPECT_EQ(keys.size(), 29u);
   for (const char* k : {"server.listen", "server.port", "server.access_log", "db.nodes",
-                        "db.password_file", "db.gtid_wait_ms", "log.level"}) {
+                        "db.password_file", "db.probe_user", "db.probe_password",
+                        "db.probe_password_file", "db.gtid_wait_ms", "log.level"}) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   }
 }
@@ -125,6 +126,8 @@ nodes = ["db1:3307", "db2", "[::1]:3308"]
 user = "app"
 password = "secret"
 database = "bench"
+probe_user = "monitor"
+probe_password = "probe secret"
 pool_size = 16
 pool_wait_ms = 300
 connect_timeout_ms = 1000
@@ -158,6 +161,8 @@ level = "debug"
   EXPECT_EQ(cfg.db.user, "app");
   EXPECT_EQ(cfg.db.password, "secret");
   EXPECT_EQ(cfg.db.database, "bench");
+  EXPECT_EQ(cfg.db.probe_user, "monitor");
+  EXPECT_EQ(cfg.db.probe_password, "probe secret");
   EXPECT_EQ(cfg.db.pool_size, 16u);
   EXPECT_EQ(cfg.db.pool_wait, std::chrono::milliseconds(300));
   EXPECT_EQ(cfg.db.connect_timeout, std::chrono::milliseconds(1000));
@@ -244,6 +249,7 @@ TEST(ConfigTest, TomlRanges) {
            Case{"[db]\npool_size = 0\n", "db.pool_size"},
            Case{"[db]\npool_size = 1025\n", "db.pool_size"},
            Case{"[db]\nuser = \"\"\n", "db.user"},
+           Case{"[db]\nprobe_user = \"\"\n", "db.probe_user"},
            Case{"[log]\nlevel = \"verbose\"\n", "log.level"},
        }) {
     TempFile file(c.toml);
@@ -395,6 +401,68 @@ TEST(ConfigTest, PasswordFile) {
   EXPECT_TRUE(contains(e.what(), "/nonexistent/secret")) << e.what();
 }
 
+// Without a probe password the prober logs in as db.user (cluster.cpp): the default
+// configuration is a single-account setup.
+TEST(ConfigTest, ProbeAccountDefaults) {
+  Config cfg;
+  EXPECT_EQ(cfg.db.probe_user, "webstack_probe");
+  EXPECT_EQ(cfg.db.probe_password, "");
+}
+
+// The probe account's keys work like db.user / db.password / db.password_file.
+TEST(ConfigTest, ProbeAccountFromEverySource) {
+  TempFile secret("probe pw\r\n", ".txt");
+  TempFile toml("[db]\nprobe_user = \"mon\"\nprobe_password_file = \"" + secret.path() + "\"\n");
+  Config cfg;
+  apply_toml_file(cfg, toml.path());
+  EXPECT_EQ(cfg.db.probe_user, "mon");
+  EXPECT_EQ(cfg.db.probe_password, "probe pw");
+  EXPECT_EQ(cfg.db.password, "");  // the app's password is another key
+
+  Env env{"WEBSTACK_DB_PROBE_USER=mon2", "WEBSTACK_DB_PROBE_PASSWORD=from env"};
+  apply_environment(cfg, env.get());
+  EXPECT_EQ(cfg.db.probe_user, "mon2");
+  EXPECT_EQ(cfg.db.probe_password, "from env");
+
+  TempFile other("other\n", ".txt");
+  Env file_env{"WEBSTACK_DB_PROBE_PASSWORD_FILE=" + other.path()};
+  apply_environment(cfg, file_env.get());
+  EXPECT_EQ(cfg.db.probe_password, "other");
+
+  apply_setting(cfg, "db.probe_password", "from flag", "--set");
+  EXPECT_EQ(cfg.db.probe_password, "from flag");
+  apply_setting(cfg, "db.probe_password_file", secret.path(), "--set");
+  EXPECT_EQ(cfg.db.probe_password, "probe pw");
+  apply_setting(cfg, "db.probe_user", "webstack_probe", "--set");
+  EXPECT_EQ(cfg.db.probe_user, "webstack_probe");
+  EXPECT_EQ(cfg.db.user, "webstack");
+}
+
+TEST(ConfigTest, ProbeAccountErrors) {
+  Config cfg;
+  ConfigError e = expect_error(
+      [&] { apply_setting(cfg, "db.probe_password_file", "/nonexistent/probe", "--set"); });
+  EXPECT_EQ(e.key(), "db.probe_password_file");
+  EXPECT_TRUE(contains(e.what(), "/nonexistent/probe")) << e.what();
+
+  e = expect_error([&] { apply_setting(cfg, "db.probe_password_file", "", "--set"); });
+  EXPECT_EQ(e.key(), "db.probe_password_file");
+
+  e = expect_error(
+      [&] { apply_setting(cfg, "db.probe_password", std::string("se\0cret", 7), "--set"); });
+  EXPECT_EQ(e.key(), "db.probe_password");
+  EXPECT_FALSE(contains(e.what(), "cret")) << e.what();  // the value is never echoed
+
+  Env env{"WEBSTACK_DB_PROBE_USER="};
+  e = expect_error([&] { apply_environment(cfg, env.get()); });
+  EXPECT_EQ(e.key(), "db.probe_user");
+  EXPECT_EQ(e.origin(), "env WEBSTACK_DB_PROBE_USER");
+
+  e = expect_error([&] { apply_setting(cfg, "db.probe_pasword", "x", "--set"); });
+  EXPECT_TRUE(contains(e.what(), "did you mean db.probe_password?")) << e.what();
+  EXPECT_EQ(cfg.db.probe_password, "");
+}
+
 TEST(ConfigTest, NodesParsing) {
   Config cfg;
   apply_setting(cfg, "db.nodes", "db1,db2:3307,10.0.0.3:13306", "--set");
@@ -434,11 +502,15 @@ TEST(ConfigTest, ToTomlMasksPasswordAndRoundTrips) {
   Config cfg;
   cfg.db.nodes = {{"db1", 3306}, {"db2", 3307}};
   cfg.db.password = "secret";
+  cfg.db.probe_password = "probe-secret";
   cfg.server.served_by = "a \"b\"";
   const std::string text = to_toml(cfg);
   EXPECT_TRUE(contains(text, "[server]\nlisten = \"0.0.0.0\"\nport = 8080\n")) << text;
-  EXPECT_TRUE(contains(text, "password = \"***\"\n")) << text;
+  EXPECT_TRUE(contains(text, "\npassword = \"***\"\n")) << text;
+  EXPECT_TRUE(contains(text, "\nprobe_user = \"webstack_probe\"\nprobe_password = \"***\"\n"))
+      << text;
   EXPECT_FALSE(contains(text, "secret")) << text;
+  EXPECT_FALSE(contains(text, "password_file")) << text;
   EXPECT_TRUE(contains(text, "nodes = [\"db1:3306\", \"db2:3307\"]\n")) << text;
   EXPECT_TRUE(contains(text, "[log]\nlevel = \"info\"\n")) << text;
 
@@ -448,10 +520,12 @@ TEST(ConfigTest, ToTomlMasksPasswordAndRoundTrips) {
   EXPECT_EQ(back.db.nodes, cfg.db.nodes);
   EXPECT_EQ(back.server.served_by, cfg.server.served_by);
   EXPECT_EQ(back.db.password, "***");
+  EXPECT_EQ(back.db.probe_password, "***");
   EXPECT_EQ(to_toml(back), text);
 
   Config no_password;
-  EXPECT_TRUE(contains(to_toml(no_password), "password = \"\"\n"));
+  EXPECT_TRUE(contains(to_toml(no_password), "\npassword = \"\"\n"));
+  EXPECT_TRUE(contains(to_toml(no_password), "\nprobe_password = \"\"\n"));
 }
 
 }  // namespace

@@ -38,8 +38,9 @@ std::string setting_value(const std::vector<std::string>& settings, std::string_
 AppOptions app_options_for(const MariaDbPair& db) {
   AppOptions o;
   o.settings = {"db.nodes=" + db.db_nodes(), "db.user=" + db.app_user(),
-                "db.database=" + db.database()};
+                "db.database=" + db.database(), "db.probe_user=" + db.probe_user()};
   o.db_password = db.app_password();
+  o.db_probe_password = db.probe_password();
   return o;
 }
 
@@ -67,6 +68,9 @@ AppProcess::AppProcess(AppOptions options) : options_(std::move(options)) {
     spawn.env = options_.env;
     if (!options_.db_password.empty()) {
       spawn.env.emplace_back("WEBSTACK_DB_PASSWORD", options_.db_password);
+    }
+    if (!options_.db_probe_password.empty()) {
+      spawn.env.emplace_back("WEBSTACK_DB_PROBE_PASSWORD", options_.db_probe_password);
     }
     spawn.output_path = log_path_;
     pid_ = spawn_daemon(spawn);

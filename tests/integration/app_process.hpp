@@ -11,9 +11,10 @@
 //   EXPECT_EQ(WEXITSTATUS(app2.stop()), 0);                // SIGTERM, graceful drain
 //
 // The app gets `--set key=value` for every entry of settings, plus (unless the settings
-// already name them) server.listen=127.0.0.1 and server.port=<a free port>; the DB password
-// goes in the environment as WEBSTACK_DB_PASSWORD. Its stdout and stderr go to a temp file:
-// log() returns it, and the destructor prints its tail when the current test has failed.
+// already name them) server.listen=127.0.0.1 and server.port=<a free port>; the DB passwords
+// go in the environment as WEBSTACK_DB_PASSWORD and WEBSTACK_DB_PROBE_PASSWORD. Its stdout
+// and stderr go to a temp file: log() returns it, and the destructor prints its tail when the
+// current test has failed.
 // The destructor stops the app (SIGTERM; SIGKILL after the stop grace) and removes the file.
 // The child runs with PR_SET_PDEATHSIG=SIGKILL (see subprocess.hpp).
 #pragma once
@@ -40,6 +41,7 @@ struct AppOptions {
   std::vector<std::string> settings;    // "key=value", each passed as --set key=value
   std::vector<std::string> extra_args;  // passed as they are, before the --set arguments
   std::string db_password;              // WEBSTACK_DB_PASSWORD (not set when empty)
+  std::string db_probe_password;        // WEBSTACK_DB_PROBE_PASSWORD (not set when empty)
   std::vector<std::pair<std::string, std::string>> env;  // more environment variables
   bool wait_healthy = true;  // wait for GET health_path == 200 in the constructor
   std::string health_path = "/healthz";
@@ -48,7 +50,8 @@ struct AppOptions {
   std::string binary = WEBSTACK_APP_PATH;
 };
 
-// db.nodes (both nodes), db.user, db.database and the password of `db`'s app user.
+// db.nodes (both nodes), db.user, db.database and the app user's password; db.probe_user and
+// its password (the topology probe's own account, as in the lab).
 AppOptions app_options_for(const MariaDbPair& db);
 
 class AppProcess {

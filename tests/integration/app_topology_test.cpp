@@ -57,6 +57,9 @@ TEST_F(Topology, ReadsGoToTheReplicaAndWritesToThePrimary) {
   }
   EXPECT_EQ(client_.get("/updates?queries=2").header("X-DB-Node"),
             db_.address(MariaDbPair::kPrimary));
+  // The probe used its own account: no fallback, nothing refused.
+  EXPECT_EQ(app_.log().find("db probe"), std::string::npos) << app_.log();
+  EXPECT_EQ(app_.log().find("probe_password not set"), std::string::npos) << app_.log();
 }
 
 TEST_F(Topology, ReadYourWritesWithAHealthyReplica) {
@@ -101,9 +104,11 @@ TEST_F(Topology, KilledConnectionsAreReplacedWithoutAWrongAnswer) {
   for (int i = 0; i < 20; ++i) client_.get("/db");
   ASSERT_EQ(client_.post("/api/messages", R"({"author":"k","text":"before kill"})").status, 201);
   for (int node : {MariaDbPair::kPrimary, MariaDbPair::kReplica}) {
+    // The pools' connections and the probes' (their own account).
     std::string ids = db_.root_sql(node,
                                    "SELECT GROUP_CONCAT(CONCAT('KILL ', id) SEPARATOR ';') FROM "
-                                   "information_schema.PROCESSLIST WHERE USER = 'webstack'");
+                                   "information_schema.PROCESSLIST WHERE USER IN ('webstack', "
+                                   "'webstack_probe')");
     ASSERT_NE(ids, "NULL\n") << "the app holds no connection on node " << node;
     db_.root_sql(node, ids);
   }
@@ -145,6 +150,74 @@ TEST_F(Topology, PrimaryStoppedWritesAre503ReadsContinue) {
   }
   EXPECT_EQ(client_.get("/fortunes").status, 200);
   EXPECT_EQ(client_.get("/readyz").status, 200);  // a node is reachable
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+// Every node as /api/info reports it.
+std::string info(HttpClient& client) {
+  return client.get("/api/info").body;
+}
+
+// Without a probe account the probe logs in as the app user, which may not run SHOW SLAVE
+// STATUS: the app works, reads stay on the primary, and it says why once.
+TEST(ProbeAccount, WithoutOneReadsStayOnThePrimary) {
+  auto& db = MariaDbPair::shared();
+  auto o = app_options_for(db);
+  o.db_probe_password.clear();
+  o.settings.push_back("server.threads=2");
+  AppProcess app(std::move(o));
+  HttpClient client(app.port());
+  ASSERT_TRUE(eventually(
+      [&] {
+        return info(client).find("SHOW SLAVE STATUS refused to webstack") != std::string::npos;
+      },
+      10s))
+      << info(client);
+  for (int i = 0; i < 20; ++i) {
+    auto r = client.get("/db");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("X-DB-Node"), db.address(MariaDbPair::kPrimary));
+  }
+  EXPECT_EQ(client.post("/api/messages", R"({"author":"probe","text":"no probe"})").status, 201);
+  EXPECT_EQ(client.get("/readyz").status, 200);
+  const std::string log = app.log();
+  EXPECT_EQ(count(log, "db.probe_password not set"), 1u) << log;
+  // Two threads, each probing the replica every second: still one warning.
+  EXPECT_EQ(count(log, "db probe cannot see replication"), 1u) << log;
+  EXPECT_NE(log.find("fix=\"set db.probe_password"), std::string::npos) << log;
+  EXPECT_EQ(log.find("not usable as replica"), std::string::npos) << log;
+  EXPECT_EQ(log.find("unreachable"), std::string::npos) << log;
+}
+
+// A refused probe login (wrong password, or a database made before the probe account) does
+// not take the site down: the probe falls back to the app user and says so once.
+TEST(ProbeAccount, ARefusedLoginFallsBackToTheAppUser) {
+  auto& db = MariaDbPair::shared();
+  auto o = app_options_for(db);
+  o.db_probe_password = "wrong";
+  o.settings.push_back("server.threads=2");
+  AppProcess app(std::move(o));
+  HttpClient client(app.port());
+  ASSERT_TRUE(eventually(
+      [&] {
+        return info(client).find("SHOW SLAVE STATUS refused to webstack") != std::string::npos;
+      },
+      10s))
+      << info(client);
+  EXPECT_EQ(client.get("/readyz").status, 200);
+  auto r = client.get("/db");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("X-DB-Node"), db.address(MariaDbPair::kPrimary));
+  const std::string log = app.log();
+  EXPECT_EQ(count(log, "db probe account refused"), 1u) << log;
+  EXPECT_NE(log.find("Access denied for user 'webstack_probe'"), std::string::npos) << log;
+  EXPECT_EQ(count(log, "db probe cannot see replication"), 1u) << log;
+  EXPECT_EQ(log.find("unreachable"), std::string::npos) << log;
 }
 
 TEST(Promotion, TheAppFollowsANewPrimaryWithin2s) {

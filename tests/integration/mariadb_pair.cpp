@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -64,6 +65,7 @@ MariaDbPair& MariaDbPair::shared() {
 MariaDbPair::MariaDbPair() {
   sweep_stale_temp_dirs();
   app_password_ = random_token(24);
+  probe_password_ = random_token(24);
   repl_password_ = random_token(24);
   try {
     // mariadb-install-db for both nodes in parallel (about a second each).
@@ -245,11 +247,7 @@ void MariaDbPair::wait_ready(Node& n, std::chrono::milliseconds timeout) {
 
 void MariaDbPair::provision() {
   // Everything goes through the primary's binlog; the replica replays it from the start.
-  std::string users = read_file(sql_dir() + "/users.sql.in");
-  replace_all(users, "@APP_PASSWORD@", app_password_);
-  replace_all(users, "@REPL_PASSWORD@", repl_password_);
-  replace_all(users, "@HOST@", "%");
-  root_sql(kPrimary, users);
+  root_sql(kPrimary, users_sql());
   root_sql_file(kPrimary, sql_dir() + "/schema.sql");
   root_sql_file(kPrimary, sql_dir() + "/seed.sql");
 
@@ -263,6 +261,20 @@ void MariaDbPair::provision() {
   if (rows != "10000") {
     throw std::runtime_error("replica has " + rows + " World rows after catching up");
   }
+}
+
+std::string MariaDbPair::users_sql() const {
+  std::string users = read_file(sql_dir() + "/users.sql.in");
+  replace_all(users, "@APP_PASSWORD@", app_password_);
+  replace_all(users, "@PROBE_PASSWORD@", probe_password_);
+  replace_all(users, "@REPL_PASSWORD@", repl_password_);
+  replace_all(users, "@HOST@", "%");
+  // A placeholder left in would become a password anyone can read in the file.
+  std::smatch left;
+  if (std::regex_search(users, left, std::regex("@[A-Z_]+@"))) {
+    throw std::runtime_error("sql/users.sql.in: the fixture does not fill " + left.str());
+  }
+  return users;
 }
 
 std::string MariaDbPair::root_sql(int node, std::string_view sql,
@@ -289,14 +301,23 @@ std::string MariaDbPair::root_sql_file(int node, const std::string& path,
 }
 
 CommandResult MariaDbPair::user_sql(int node, std::string_view sql, const std::string& user,
-                                    const std::string& password) const {
+                                    const std::string& password,
+                                    const std::optional<std::string>& database) const {
   const bool app = user.empty();
-  return run_command(
-      {"mariadb", "--no-defaults", "--protocol=TCP", "--host=127.0.0.1",
-       fmt::format("--port={}", port(node)), "--user=" + (app ? app_user_ : user),
-       "--password=" + (app ? app_password_ : password), "--database=" + database_,
-       "--default-character-set=utf8mb4", "--batch", "--skip-column-names", "-e", std::string(sql)},
-      {}, 60s);
+  std::vector<std::string> args = {"mariadb",
+                                   "--no-defaults",
+                                   "--protocol=TCP",
+                                   "--host=127.0.0.1",
+                                   fmt::format("--port={}", port(node)),
+                                   "--user=" + (app ? app_user_ : user),
+                                   "--password=" + (app ? app_password_ : password),
+                                   "--default-character-set=utf8mb4",
+                                   "--batch",
+                                   "--skip-column-names"};
+  const std::string schema = database.value_or(database_);
+  if (!schema.empty()) args.push_back("--database=" + schema);
+  args.insert(args.end(), {"-e", std::string(sql)});
+  return run_command(args, {}, 60s);
 }
 
 void MariaDbPair::stop(int node, std::chrono::milliseconds grace) {

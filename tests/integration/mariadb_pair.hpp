@@ -21,8 +21,9 @@
 // executed on the primary only.
 //
 // Accounts: root@localhost without password over the unix socket (root_sql); app_user()
-// ("webstack": SELECT/INSERT/UPDATE/DELETE on webstack.*, SLAVE MONITOR for the topology
-// probe's SHOW SLAVE STATUS) and repl (REPLICATION SLAVE), both @'%', as in sql/users.sql.in.
+// ("webstack": SELECT/INSERT/UPDATE/DELETE on webstack.*), probe_user() ("webstack_probe":
+// SLAVE MONITOR, for the topology probe's SHOW SLAVE STATUS) and repl (REPLICATION SLAVE),
+// all @'%', as in sql/users.sql.in.
 //
 // Lifetime: shared() starts the pair on first use and stops it at normal exit (SIGTERM +
 // waitpid, then rm -rf of the temp dirs), also when tests fail. mariadbd runs with
@@ -41,6 +42,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,7 +81,11 @@ class MariaDbPair {
   const std::string& app_user() const { return app_user_; }
   const std::string& app_password() const { return app_password_; }
   const std::string& database() const { return database_; }
+  const std::string& probe_user() const { return probe_user_; }
+  const std::string& probe_password() const { return probe_password_; }
   const std::string& repl_password() const { return repl_password_; }
+  // sql/users.sql.in with this pair's passwords and host '%', as provisioned.
+  std::string users_sql() const;
 
   // Runs `sql` (one or more ';'-separated statements) as root over the node's unix socket with
   // `mariadb --batch --skip-column-names -e`; returns stdout (tab-separated columns, one line
@@ -90,9 +96,12 @@ class MariaDbPair {
   std::string root_sql_file(int node, const std::string& path,
                             std::chrono::milliseconds timeout = 120s) const;
   // Runs `sql` over TCP as `user`; never throws on SQL errors: inspect exit_code and err
-  // (e.g. "ERROR 1142 (42000) ... command denied"). Default user: the app user.
+  // (e.g. "ERROR 1142 (42000) ... command denied"). Default user: the app user. Default
+  // schema: `database`, by default the app's; "" for none (the probe and repl accounts have
+  // no schema, so naming one refuses their login).
   CommandResult user_sql(int node, std::string_view sql, const std::string& user = {},
-                         const std::string& password = {}) const;
+                         const std::string& password = {},
+                         const std::optional<std::string>& database = std::nullopt) const;
 
   // SIGTERM and wait for a clean shutdown (SIGKILL after `grace`). No-op if stopped.
   void stop(int node, std::chrono::milliseconds grace = 60s);
@@ -133,6 +142,8 @@ class MariaDbPair {
   std::array<Node, kNodes> nodes_;
   std::string app_user_ = "webstack";
   std::string app_password_;
+  std::string probe_user_ = "webstack_probe";
+  std::string probe_password_;
   std::string repl_password_;
   std::string database_ = "webstack";
 };

@@ -1,8 +1,10 @@
 // Proves the MariaDbPair fixture: seeded data on both nodes, replication, read_only replica,
-// app user privileges, restart of the replica.
+// least-privilege accounts (app, probe, repl), restart of the replica.
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "mariadb_pair.hpp"
 
@@ -12,6 +14,19 @@ namespace {
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   return s;
+}
+
+// SHOW GRANTS FOR `account`, one grant a line, without the password hash.
+std::vector<std::string> grants_of(const MariaDbPair& db, int node, const std::string& account) {
+  std::vector<std::string> grants;
+  std::istringstream lines(db.root_sql(node, "SHOW GRANTS FOR " + account));
+  for (std::string line; std::getline(lines, line);) {
+    if (const auto hash = line.find(" IDENTIFIED BY PASSWORD "); hash != std::string::npos) {
+      line.resize(hash);
+    }
+    grants.push_back(line);
+  }
+  return grants;
 }
 
 class MariaDbPairTest : public ::testing::Test {
@@ -90,27 +105,38 @@ TEST_F(MariaDbPairTest, ReplicaIsReadOnlyAndReplicating) {
   EXPECT_NE(r.err.find("ERROR 1290"), std::string::npos) << r.err;  // --read-only
 }
 
+// Least privilege (sql/users.sql.in), on both nodes: the replica got the accounts through the
+// binlog. SHOW GRANTS lists USAGE for an account without global privileges.
+void expect_least_privilege(const MariaDbPair& db, int node) {
+  SCOPED_TRACE("node " + std::to_string(node));
+  EXPECT_EQ(grants_of(db, node, "'webstack'@'%'"),
+            (std::vector<std::string>{
+                "GRANT USAGE ON *.* TO `webstack`@`%`",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON `webstack`.* TO `webstack`@`%`"}));
+  EXPECT_EQ(grants_of(db, node, "'webstack_probe'@'%'"),
+            (std::vector<std::string>{"GRANT SLAVE MONITOR ON *.* TO `webstack_probe`@`%`"}));
+  EXPECT_EQ(grants_of(db, node, "'repl'@'%'"),
+            (std::vector<std::string>{"GRANT REPLICATION SLAVE ON *.* TO `repl`@`%`"}));
+}
+
+TEST_F(MariaDbPairTest, AccountsHoldOnlyWhatTheyNeed) {
+  expect_least_privilege(db, MariaDbPair::kPrimary);
+  expect_least_privilege(db, MariaDbPair::kReplica);
+}
+
 TEST_F(MariaDbPairTest, AppUserHasDataAccessOnly) {
-  const auto grants = db.user_sql(MariaDbPair::kPrimary, "SHOW GRANTS");
-  ASSERT_EQ(grants.exit_code, 0) << grants.err;
-  EXPECT_NE(grants.out.find("GRANT SELECT, INSERT, UPDATE, DELETE ON `webstack`.*"),
-            std::string::npos)
-      << grants.out;
-  EXPECT_NE(grants.out.find("GRANT SLAVE MONITOR ON *.*"), std::string::npos) << grants.out;
-  EXPECT_EQ(grants.out.find("ALL PRIVILEGES"), std::string::npos) << grants.out;
-
-  // What the app's topology probe runs.
-  const auto probe = db.user_sql(MariaDbPair::kReplica, "SELECT @@read_only; SHOW SLAVE STATUS");
-  ASSERT_EQ(probe.exit_code, 0) << probe.err;
-  EXPECT_EQ(probe.out.rfind("1\n", 0), 0u) << probe.out;
-  EXPECT_NE(probe.out.find("\t127.0.0.1\trepl\t"), std::string::npos) << probe.out;
-
   const auto create = db.user_sql(MariaDbPair::kPrimary, "CREATE TABLE webstack.nope (id INT)");
   EXPECT_NE(create.exit_code, 0);
   EXPECT_NE(create.err.find("ERROR 1142"), std::string::npos) << create.err;  // denied
 
   const auto other_db = db.user_sql(MariaDbPair::kPrimary, "SELECT COUNT(*) FROM mysql.user");
   EXPECT_NE(other_db.exit_code, 0);
+  EXPECT_NE(other_db.err.find("ERROR 1142"), std::string::npos) << other_db.err;
+
+  // Replication status is the probe account's, not the app's.
+  const auto status = db.user_sql(MariaDbPair::kReplica, "SHOW SLAVE STATUS");
+  EXPECT_NE(status.exit_code, 0);
+  EXPECT_NE(status.err.find("ERROR 1227"), std::string::npos) << status.err;  // SLAVE MONITOR
 
   const auto wrong_password = db.user_sql(MariaDbPair::kPrimary, "SELECT 1", "webstack", "wrong");
   EXPECT_NE(wrong_password.exit_code, 0);
@@ -119,6 +145,74 @@ TEST_F(MariaDbPairTest, AppUserHasDataAccessOnly) {
   const auto read = db.user_sql(MariaDbPair::kReplica, "SELECT COUNT(*) FROM World");
   ASSERT_EQ(read.exit_code, 0) << read.err;  // the account replicated too
   EXPECT_EQ(read.out, "10000\n");
+
+  // Read-your-writes on a replica needs no privilege beyond these.
+  const auto ryw = db.user_sql(MariaDbPair::kReplica,
+                               "SELECT MASTER_GTID_WAIT(@@GLOBAL.gtid_slave_pos, 1), @@last_gtid");
+  ASSERT_EQ(ryw.exit_code, 0) << ryw.err;
+  EXPECT_EQ(ryw.out, "0\t\n");
+}
+
+TEST_F(MariaDbPairTest, ProbeUserSeesReplicationStatusOnly) {
+  // What the app's topology probe runs, without a schema (it has none).
+  const auto probe = db.user_sql(MariaDbPair::kReplica, "SELECT @@read_only; SHOW SLAVE STATUS",
+                                 db.probe_user(), db.probe_password(), "");
+  ASSERT_EQ(probe.exit_code, 0) << probe.err;
+  EXPECT_EQ(probe.out.rfind("1\n", 0), 0u) << probe.out;
+  EXPECT_NE(probe.out.find("\t127.0.0.1\trepl\t"), std::string::npos) << probe.out;
+  const auto on_primary =
+      db.user_sql(MariaDbPair::kPrimary, "SELECT @@read_only; SHOW SLAVE STATUS", db.probe_user(),
+                  db.probe_password(), "");
+  ASSERT_EQ(on_primary.exit_code, 0) << on_primary.err;
+  EXPECT_EQ(on_primary.out, "0\n");  // not a replica: no row
+
+  const auto read = db.user_sql(MariaDbPair::kReplica, "SELECT COUNT(*) FROM webstack.World",
+                                db.probe_user(), db.probe_password(), "");
+  EXPECT_NE(read.exit_code, 0);
+  EXPECT_NE(read.err.find("ERROR 1142"), std::string::npos) << read.err;
+  const auto write = db.user_sql(MariaDbPair::kPrimary,
+                                 "INSERT INTO webstack.messages (author, body) VALUES ('p', 'x')",
+                                 db.probe_user(), db.probe_password(), "");
+  EXPECT_NE(write.exit_code, 0);
+  EXPECT_NE(write.err.find("ERROR 1142"), std::string::npos) << write.err;
+  const auto schema =
+      db.user_sql(MariaDbPair::kPrimary, "SELECT 1", db.probe_user(), db.probe_password());
+  EXPECT_NE(schema.exit_code, 0);
+  EXPECT_NE(schema.err.find("ERROR 1044"), std::string::npos) << schema.err;
+}
+
+TEST_F(MariaDbPairTest, ReplUserReadsNoData) {
+  const auto read = db.user_sql(MariaDbPair::kPrimary, "SELECT COUNT(*) FROM webstack.World",
+                                "repl", db.repl_password(), "");
+  EXPECT_NE(read.exit_code, 0);
+  EXPECT_NE(read.err.find("ERROR 1142"), std::string::npos) << read.err;
+  const auto messages = db.user_sql(MariaDbPair::kPrimary, "SELECT * FROM webstack.messages",
+                                    "repl", db.repl_password(), "");
+  EXPECT_NE(messages.exit_code, 0);
+  EXPECT_NE(messages.err.find("ERROR 1142"), std::string::npos) << messages.err;
+}
+
+// Running users.sql.in again changes nothing, and takes SLAVE MONITOR back from an app user
+// made by an older version of the file.
+TEST_F(MariaDbPairTest, UsersSqlIsIdempotentAndRevokesTheOldGrant) {
+  struct Revoke {  // whatever happens, later tests see the least-privilege app user
+    const MariaDbPair& db;
+    ~Revoke() {
+      db.root_sql(MariaDbPair::kPrimary, "REVOKE SLAVE MONITOR ON *.* FROM 'webstack'@'%'");
+      db.wait_replica_caught_up();
+    }
+  } revoke{db};
+  db.root_sql(MariaDbPair::kPrimary, "GRANT SLAVE MONITOR ON *.* TO 'webstack'@'%'");
+  db.root_sql(MariaDbPair::kPrimary, db.users_sql());
+  db.root_sql(MariaDbPair::kPrimary, db.users_sql());
+  db.wait_replica_caught_up();
+  expect_least_privilege(db, MariaDbPair::kPrimary);
+  expect_least_privilege(db, MariaDbPair::kReplica);
+  // The existing accounts kept their passwords.
+  EXPECT_EQ(db.user_sql(MariaDbPair::kReplica, "SELECT 1").exit_code, 0);
+  EXPECT_EQ(db.user_sql(MariaDbPair::kReplica, "SELECT 1", db.probe_user(), db.probe_password(), "")
+                .exit_code,
+            0);
 }
 
 TEST_F(MariaDbPairTest, StoppedReplicaCatchesUpAfterStart) {

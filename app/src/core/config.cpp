@@ -355,6 +355,36 @@ const std::vector<KeyDef>& key_table() {
        {},
        [](Config& c, const Value& v) { c.db.password = read_password_file(as_str(v)); },
        nullptr},
+      {"db.probe_user",
+       Kind::String,
+       0,
+       0,
+       {},
+       [](Config& c, const Value& v) {
+         check_name(as_str(v));
+         c.db.probe_user = as_str(v);
+       },
+       [](const Config& c) { return render_str(c.db.probe_user); }},
+      {"db.probe_password",
+       Kind::String,
+       0,
+       0,
+       {},
+       [](Config& c, const Value& v) {
+         // Never echo the value in an error.
+         if (as_str(v).find('\0') != std::string::npos) {
+           refuse("must not contain NUL");
+         }
+         c.db.probe_password = as_str(v);
+       },
+       [](const Config& c) { return render_str(c.db.probe_password.empty() ? "" : "***"); }},
+      {"db.probe_password_file",
+       Kind::String,
+       0,
+       0,
+       {},
+       [](Config& c, const Value& v) { c.db.probe_password = read_password_file(as_str(v)); },
+       nullptr},
       {"db.database",
        Kind::String,
        0,

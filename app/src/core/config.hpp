@@ -41,6 +41,11 @@ struct DatabaseConfig {
   std::string user = "webstack";
   std::string password;
   std::string database = "webstack";
+  // The topology prober's account (SLAVE MONITOR only). With no probe password the prober
+  // logs in as user/password: a single-account setup works, with replica status only if
+  // that account holds SLAVE MONITOR.
+  std::string probe_user = "webstack_probe";
+  std::string probe_password;
   unsigned pool_size = 8;                    // per node, per I/O thread
   std::chrono::milliseconds pool_wait{200};  // bounded wait for a pooled connection -> 503
   std::chrono::milliseconds connect_timeout{2'000};
@@ -92,7 +97,7 @@ void validate(const Config& cfg);
 // The keys that exist, for --help and error messages.
 std::vector<std::string> config_keys();
 
-// Renders the effective configuration as TOML (password masked), for --check-config.
+// Renders the effective configuration as TOML (passwords masked), for --check-config.
 std::string to_toml(const Config& cfg);
 
 }  // namespace webstack

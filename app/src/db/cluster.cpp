@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -27,6 +28,21 @@ namespace {
 constexpr std::size_t kMaxWaiters = 4096;
 // Pokes (after connection errors) re-probe at once, but no more often than this.
 constexpr auto kMinProbeGap = std::chrono::milliseconds(100);
+
+// Every prober of every thread meets the same account problem: one warning per process.
+std::atomic<bool> probe_login_refused_logged{false};
+std::atomic<bool> slave_monitor_denied_logged{false};
+
+// The prober's login: `user`/`password`, and no schema (the probe account has none, and the
+// prober reads no table).
+DatabaseConfig probe_login(const DatabaseConfig& cfg, const std::string& user,
+                           const std::string& password) {
+  DatabaseConfig login = cfg;
+  login.user = user;
+  login.password = password;
+  login.database.clear();
+  return login;
+}
 
 }  // namespace
 
@@ -289,15 +305,19 @@ const std::string& Lease::node_name() const {
 struct Cluster::Impl : std::enable_shared_from_this<Impl> {
   struct Prober {
     explicit Prober(asio::io_context& io) : wake(io) {}
-    std::unique_ptr<Connection> conn;  // dedicated, not from the pool
+    std::unique_ptr<Connection> conn;       // dedicated, not from the pool
+    const DatabaseConfig* login = nullptr;  // the account `conn` logged in as
     asio::steady_timer wake;
     bool probing = false;
     bool poked = false;
+    bool monitor_denied = false;  // the last probe's SHOW SLAVE STATUS was refused
   };
 
   Impl(asio::io_context& io_ctx, const DatabaseConfig& config, MetricsShard& shard)
       : io(io_ctx),
         cfg(std::make_shared<const DatabaseConfig>(config)),
+        probe_account(probe_login(config, config.probe_user, config.probe_password)),
+        app_account(probe_login(config, config.user, config.password)),
         metrics(shard),
         probe_timeout(std::min(config.connect_timeout, config.query_timeout)),
         gtid_wait_sql(fmt::format("SELECT MASTER_GTID_WAIT(?, {}.{:03})",
@@ -382,16 +402,15 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
       bool retry = false;
       try {
         if (!reused) {
-          p.conn = std::make_unique<Connection>(io, probe_timeout);
-          co_await p.conn->connect(cfg->nodes[i], *cfg);
+          co_await connect_prober(i);
         }
-        co_await probe_once(*p.conn, next, answered);
+        co_await probe_once(p, next, answered);
       } catch (const std::exception& e) {
         next.last_error = e.what();
         next.replicating = false;
         next.lag_ms.reset();
         const bool lost = p.conn->broken();
-        if (lost || !answered) {  // else: reachable, SHOW SLAVE STATUS refused (privilege?)
+        if (lost || !answered) {  // else: reachable, but SHOW SLAVE STATUS failed
           next.reachable = false;
           next.writable = false;
         }
@@ -408,7 +427,41 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  static asio::awaitable<void> probe_once(Connection& conn, NodeStatus& next, bool& answered) {
+  // Opens prober i's connection as the probe account; as the app's account when no probe
+  // password is configured, or when the probe account's login is refused (a monitoring
+  // account must not take the site down: the app only loses replica status, if its own
+  // account lacks SLAVE MONITOR).
+  asio::awaitable<void> connect_prober(std::size_t i) {
+    Prober& p = *probers[i];
+    if (!cfg->probe_password.empty()) {
+      p.conn = std::make_unique<Connection>(io, probe_timeout);
+      p.login = &probe_account;
+      std::string refused;
+      try {
+        co_await p.conn->connect(cfg->nodes[i], probe_account);
+        co_return;
+      } catch (const ConnectionLost&) {
+        throw;  // the node, not the account
+      } catch (const Unavailable& e) {
+        if (stopped) {
+          throw;  // cancelled
+        }
+        refused = e.what();  // credentials, account locked, connection limits
+      }
+      if (!probe_login_refused_logged.exchange(true, std::memory_order_relaxed)) {
+        log::warn(
+            "db probe account refused, probing as db.user instead",
+            {{"probe_user", probe_account.user}, {"user", app_account.user}, {"error", refused}});
+      }
+    }
+    p.conn = std::make_unique<Connection>(io, probe_timeout);
+    p.login = &app_account;
+    co_await p.conn->connect(cfg->nodes[i], app_account);
+  }
+
+  asio::awaitable<void> probe_once(Prober& p, NodeStatus& next, bool& answered) {
+    Connection& conn = *p.conn;
+    p.monitor_denied = false;
     const Result ro = co_await conn.query("SELECT @@read_only");
     const auto* flag =
         ro.rows.empty() || ro.rows[0].empty() ? nullptr : std::get_if<std::int64_t>(&ro.rows[0][0]);
@@ -423,7 +476,17 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
     next.last_error.clear();
 
     std::vector<std::string> columns;
-    const Result ss = co_await conn.query("SHOW SLAVE STATUS", &columns);
+    Result ss;
+    try {
+      ss = co_await conn.query("SHOW SLAVE STATUS", &columns);
+    } catch (const QueryError& e) {
+      if (e.code() != 1227 /* ER_SPECIFIC_ACCESS_DENIED_ERROR */) {
+        throw;
+      }
+      p.monitor_denied = true;
+      note_monitor_denied(p, next, e.what());
+      co_return;
+    }
     if (ss.rows.empty()) {
       co_return;  // not a replica
     }
@@ -454,6 +517,28 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
         why = text("Last_IO_Error");
       }
       next.last_error = why.empty() ? "replication threads not running" : why;
+    }
+  }
+
+  // The account lacks SLAVE MONITOR. A writable node is still the primary; a read-only one
+  // might be a replica, but whether it replicates and how far behind is unknown, so it is
+  // not read from (reads go to the primary; with none, to any reachable node).
+  void note_monitor_denied(const Prober& p, NodeStatus& next, const char* error) {
+    if (next.writable) {
+      return;
+    }
+    next.last_error = fmt::format(
+        "SHOW SLAVE STATUS refused to {}: replication state unknown, not read from as a replica",
+        p.login->user);
+    if (!slave_monitor_denied_logged.exchange(true, std::memory_order_relaxed)) {
+      const char* fix = "GRANT SLAVE MONITOR ON *.* TO db.probe_user";
+      if (p.login == &app_account) {
+        fix = cfg->probe_password.empty()
+                  ? "set db.probe_password (the webstack_probe account of sql/users.sql.in)"
+                  : "make db.probe_user's login work (see the warning before)";
+      }
+      log::warn("db probe cannot see replication: replicas are not read from",
+                {{"user", p.login->user}, {"error", error}, {"fix", fix}});
     }
   }
 
@@ -488,9 +573,11 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
         log::info("db replication running", {{"node", name}, {"lag_ms", lag}});
       }
     }
-    // A read-only node that never was a usable replica (e.g. SHOW SLAVE STATUS refused).
+    // A read-only node that never was a usable replica (a refused SHOW SLAVE STATUS is
+    // warned about once, in note_monitor_denied()).
     if (next.reachable && !next.writable && !next.replicating && !cur.replicating &&
-        !next.last_error.empty() && next.last_error != cur.last_error) {
+        !next.last_error.empty() && next.last_error != cur.last_error &&
+        !probers[i]->monitor_denied) {
       log::warn("db node not usable as replica", {{"node", name}, {"error", next.last_error}});
     }
     cur = std::move(next);
@@ -506,6 +593,8 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
 
   asio::io_context& io;
   std::shared_ptr<const DatabaseConfig> cfg;
+  const DatabaseConfig probe_account;  // db.probe_user, no schema
+  const DatabaseConfig app_account;    // db.user, no schema: the prober's fallback
   MetricsShard& metrics;
   std::chrono::milliseconds probe_timeout;
   std::string gtid_wait_sql;
