@@ -10,9 +10,9 @@ PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git clang-format clang-tidy
   # libraries (headers)
   libboost1.81-dev libboost-json1.81-dev libmariadb-dev libfmt-dev libcli11-dev
-  libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   # real servers the tests, the lab and the benchmarks run
-  mariadb-server mariadb-client nginx-light haproxy s6
+  mariadb-server mariadb-client nginx-light haproxy s6 nftables openssl util-linux
   # load generators and probes
   wrk sysbench curl procps iproute2
 )

@@ -14,6 +14,9 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace webstack::it {
 namespace {
@@ -74,6 +77,63 @@ HttpClient::HttpClient(std::uint16_t port, std::chrono::milliseconds timeout, st
 
 HttpClient::~HttpClient() {
   close();
+  if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
+}
+
+namespace {
+std::string openssl_errors() {
+  std::string out;
+  for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += (out.empty() ? "" : "; ") + std::string(buf);
+  }
+  return out.empty() ? "no OpenSSL error" : out;
+}
+}  // namespace
+
+void HttpClient::use_tls(TlsOptions tls) {
+  close();
+  if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
+  ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+  if (ssl_ctx_ == nullptr) throw HttpError("SSL_CTX_new: " + openssl_errors());
+  SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_PEER, nullptr);
+  if (SSL_CTX_load_verify_locations(ssl_ctx_, tls.ca_file.c_str(), nullptr) != 1) {
+    throw HttpError("cannot load CA " + tls.ca_file + ": " + openssl_errors());
+  }
+  tls_ = std::move(tls);
+}
+
+bool HttpClient::wait_io(bool want_read, Clock::time_point deadline) const {
+  pollfd p{fd_, static_cast<short>(want_read ? POLLIN : POLLOUT), 0};
+  return ::poll(&p, 1, remaining_ms(deadline)) != 0;
+}
+
+void HttpClient::tls_handshake() {
+  ssl_ = SSL_new(ssl_ctx_);
+  if (ssl_ == nullptr) throw HttpError("SSL_new: " + openssl_errors());
+  SSL_set_fd(ssl_, fd_);
+  SSL_set_tlsext_host_name(ssl_, tls_->server_name.c_str());
+  SSL_set1_host(ssl_, tls_->server_name.c_str());  // the certificate must name it
+  const auto deadline = Clock::now() + timeout_;
+  for (;;) {
+    ERR_clear_error();
+    const int r = SSL_connect(ssl_);
+    if (r == 1) return;
+    const int err = SSL_get_error(ssl_, r);
+    if ((err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) &&
+        wait_io(err == SSL_ERROR_WANT_READ, deadline)) {
+      continue;
+    }
+    const long verify = SSL_get_verify_result(ssl_);
+    const std::string why = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE
+                                ? "timed out"
+                                : fmt::format("{} (verify: {})", openssl_errors(),
+                                              X509_verify_cert_error_string(verify));
+    close();
+    throw HttpError(fmt::format("TLS handshake with {}:{}: {}", host_, port_, why));
+  }
 }
 
 void HttpClient::connect() {
@@ -110,9 +170,12 @@ void HttpClient::connect() {
     }
   }
   buffer_.clear();
+  if (tls_) tls_handshake();
 }
 
 void HttpClient::close() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   buffer_.clear();
@@ -121,6 +184,20 @@ void HttpClient::close() {
 void HttpClient::send_raw(std::string_view bytes) {
   if (!connected()) connect();
   const auto deadline = Clock::now() + timeout_;
+  while (ssl_ != nullptr && !bytes.empty()) {
+    ERR_clear_error();
+    const int n = SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()));
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      if (!wait_io(err == SSL_ERROR_WANT_READ, deadline)) throw HttpTimeout("send: timed out");
+      continue;
+    }
+    throw HttpConnectionClosed("TLS send: " + openssl_errors());
+  }
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -144,6 +221,23 @@ bool HttpClient::fill(std::chrono::milliseconds timeout) {
   if (!connected()) throw HttpConnectionClosed("not connected");
   const auto deadline = Clock::now() + timeout;
   char buf[16384];
+  while (ssl_ != nullptr) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, buf, sizeof buf);
+    if (n > 0) {
+      buffer_.append(buf, static_cast<std::size_t>(n));
+      return true;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL) return false;  // closed
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      throw HttpError("TLS recv: " + openssl_errors());
+    }
+    if (!wait_io(err == SSL_ERROR_WANT_READ, deadline)) {
+      throw HttpTimeout(
+          fmt::format("no data from {}:{} within {} ms", host_, port_, timeout.count()));
+    }
+  }
   for (;;) {
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n > 0) {

@@ -27,11 +27,15 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+struct ssl_ctx_st;
+struct ssl_st;
 
 namespace webstack::it {
 
@@ -72,6 +76,13 @@ class HttpProtocolError : public HttpError {
   using HttpError::HttpError;
 };
 
+// HTTPS: the server's chain is verified against `ca_file` and its certificate must name
+// `server_name` (also sent as SNI); TLS 1.2 or later, HTTP/1.1 inside.
+struct TlsOptions {
+  std::string ca_file;
+  std::string server_name;
+};
+
 class HttpClient {
  public:
   explicit HttpClient(std::uint16_t port, std::chrono::milliseconds timeout = 10s,
@@ -80,7 +91,9 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  void connect();  // throws HttpError if the connection is refused or times out
+  // Speak TLS on every connection from now on (call before the first request).
+  void use_tls(TlsOptions tls);
+  void connect();  // throws HttpError if the connection is refused or times out, or TLS fails
   void close();    // no-op when not connected
   bool connected() const { return fd_ >= 0; }
   std::uint16_t port() const { return port_; }
@@ -116,6 +129,13 @@ class HttpClient {
   std::string host_;
   int fd_ = -1;
   std::string buffer_;  // received, not yet consumed
+  std::optional<TlsOptions> tls_;
+  ssl_ctx_st* ssl_ctx_ = nullptr;  // OpenSSL's SSL_CTX / SSL, kept out of this header
+  ssl_st* ssl_ = nullptr;
+
+  // Waits until the socket is readable (want_read) or writable; false on timeout.
+  bool wait_io(bool want_read, std::chrono::steady_clock::time_point deadline) const;
+  void tls_handshake();
 };
 
 }  // namespace webstack::it

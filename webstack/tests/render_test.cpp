@@ -206,7 +206,21 @@ TEST_F(RenderTest, FilesPerHostInStableOrder) {
       ":s6/edge/run",
       ":s6/edge/log/run",
   };
-  EXPECT_EQ(got, want);  // the client host needs nothing
+  // The hardened profile (the default) adds every host's firewall after its services.
+  std::vector<std::string> hardened = want;
+  for (const char* host : {"lb-01", "web-01", "web-02"}) {
+    const std::string prefix = std::string(host) + ":";
+    auto last = std::find_if(hardened.rbegin(), hardened.rend(),
+                             [&](const std::string& f) { return f.starts_with(prefix); });
+    hardened.insert(last.base(), prefix + "nftables/ruleset.nft");
+  }
+  hardened.insert(hardened.end() - 3, "client:nftables/ruleset.nft");
+  EXPECT_EQ(got, hardened);
+  options_.profile = webstack::render::Profile::Seed;
+  got.clear();
+  for (const auto& f : render_site(seed_topology(), options_)) got.push_back(f.host + ":" + f.path);
+  EXPECT_EQ(got, want);  // the seed's design: no firewall, so the client host needs nothing
+  options_.profile = webstack::render::Profile::Hardened;
   EXPECT_EQ(render_site(seed_topology(), options_).size(), files.size());
   for (const auto& f : files) {
     EXPECT_EQ(f.mode, f.path.rfind("s6/", 0) == 0 ? 0755u : 0644u) << f.path;
@@ -245,8 +259,15 @@ TEST_F(RenderTest, EdgeRelaysIntoEachLoadBalancersNamespace) {
   const auto cfg = file(render_site(t, options_), "", "edge/haproxy.cfg").content;
   EXPECT_NE(cfg.find("bind 127.0.0.1:8080\n"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("mode tcp"), std::string::npos);
+  // TLS passes through untouched to the load balancers' HTTPS port...
   EXPECT_EQ(
       lines_starting(cfg, "server "),
+      (std::vector<std::string>{"server lb-01 10.77.0.10:443 namespace webstack-lb-01 check",
+                                "server lb-02 10.77.0.20:443 namespace webstack-lb-02 check"}));
+  // ... or, in the seed's design, plain HTTP to their port 80.
+  options_.profile = webstack::render::Profile::Seed;
+  EXPECT_EQ(
+      lines_starting(file(render_site(t, options_), "", "edge/haproxy.cfg").content, "server "),
       (std::vector<std::string>{"server lb-01 10.77.0.10:80 namespace webstack-lb-01 check",
                                 "server lb-02 10.77.0.20:80 namespace webstack-lb-02 check"}));
   EXPECT_NE(cfg.find("pidfile " + options_.state_dir + "/run/edge/haproxy.pid"), std::string::npos);
@@ -257,11 +278,63 @@ TEST_F(RenderTest, EdgeRelaysIntoEachLoadBalancersNamespace) {
 TEST_F(RenderTest, HaproxyAcceptsTheLoadBalancerConfig) {
   if (!tool_exists("haproxy")) GTEST_FAIL() << "haproxy not installed";
   ASSERT_EQ(bind_errno("10.77.0.10"), EADDRNOTAVAIL) << "10.77.0.10 is local here";
+  // The site's certificate, as `up` makes it (a self-signed one does for the check).
+  const auto tls = fs::path(options_.state_dir) / "secrets/tls";
+  fs::create_directories(tls);
+  const auto made = run(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+      "-subj /CN=www.foobar.test -days 1 -keyout " +
+      (tls / "key").string() + " -out " + (tls / "crt").string() + " 2>&1 && cat " +
+      (tls / "crt").string() + " " + (tls / "key").string() + " > " + (tls / "site.pem").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  for (const auto profile :
+       {webstack::render::Profile::Hardened, webstack::render::Profile::Seed}) {
+    options_.profile = profile;
+    const auto out = tmp_ / std::string(webstack::render::profile_name(profile));
+    const auto files = render_site(seed_topology(), options_);
+    write_files(files, out.string());
+    const auto cfg = out / "lb-01/haproxy/haproxy.cfg";
+    const auto r = run("HAPROXY_STATS_PASSWORD=x haproxy -c -f " + cfg.string());
+    EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << read_text(cfg);
+    const auto text = read_text(cfg);
+    const bool hardened = profile == webstack::render::Profile::Hardened;
+    EXPECT_EQ(text.find("bind 10.77.0.10:443 ssl crt") != std::string::npos, hardened);
+    EXPECT_EQ(
+        text.find("redirect location \"https://%[req.hdr(host),field(1,:)]%[capture.req.uri]\" "
+                  "code 301") != std::string::npos,
+        hardened);
+    EXPECT_EQ(text.find("Strict-Transport-Security \"max-age=63072000\"") != std::string::npos,
+              hardened);
+    EXPECT_EQ(text.find("ssl-min-ver TLSv1.2 no-tls-tickets") != std::string::npos, hardened);
+    EXPECT_NE(text.find("stats auth admin:\"${HAPROXY_STATS_PASSWORD}\""), std::string::npos);
+  }
+}
+
+// Every host's firewall is a ruleset nft accepts (checked, not applied: `nft -c`); the
+// seed profile has none.
+TEST_F(RenderTest, FirewallRulesetsPassNftCheck) {
+  if (!tool_exists("nft")) GTEST_FAIL() << "nft not installed (Debian package nftables)";
   const auto files = render_site(seed_topology(), options_);
   write_files(files, (tmp_ / "out").string());
-  const auto cfg = tmp_ / "out/lb-01/haproxy/haproxy.cfg";
-  const auto r = run("haproxy -c -f " + cfg.string());
-  EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << read_text(cfg);
+  int rulesets = 0;
+  for (const auto& f : files) {
+    if (f.path != "nftables/ruleset.nft") continue;
+    ++rulesets;
+    const auto path = tmp_ / "out" / f.host / f.path;
+    const auto r = run("nft -c -f " + path.string());
+    EXPECT_EQ(r.exit_code, 0) << f.host << ": " << r.output << "\n" << f.content;
+    EXPECT_NE(f.content.find("policy drop;"), std::string::npos) << f.host;
+  }
+  EXPECT_EQ(rulesets, 4);  // lb-01, web-01, web-02, client
+  const auto& web = file(files, "web-02", "nftables/ruleset.nft").content;
+  EXPECT_NE(web.find("elements = { 10.77.0.10 }"), std::string::npos) << web;
+  EXPECT_NE(web.find("ip saddr @load_balancers tcp dport 80 accept"), std::string::npos) << web;
+  EXPECT_NE(web.find("ip saddr @web_hosts tcp dport 3306 accept"), std::string::npos) << web;
+  const auto& lb = file(files, "lb-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(lb.find("tcp dport { 80, 443 } accept"), std::string::npos) << lb;
+  EXPECT_EQ(lb.find("dport 3306 accept"), std::string::npos) << "the lb serves no database";
+  const auto& client = file(files, "client", "nftables/ruleset.nft").content;
+  EXPECT_NE(client.find("hook output priority filter; policy accept;"), std::string::npos);
 }
 
 // The edge's `namespace NAME` opens /var/run/netns/NAME while the configuration is

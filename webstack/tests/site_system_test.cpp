@@ -52,7 +52,7 @@ class SiteSystemTest : public ::testing::Test {
   std::string client_curl(const std::vector<std::string>& curl_args) {
     return lab_->client_curl(curl_args);
   }
-  std::string lb_url(const std::string& path) const { return lab_->lb_url(path); }
+  std::string site_url(const std::string& path) const { return lab_->site_url(path); }
 
   // Nothing of the lab exists: no namespace, no process naming its state, no state dir.
   void expect_nothing_started() const {
@@ -79,7 +79,7 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   const auto t0 = std::chrono::steady_clock::now();
   const auto up = cli({"up"}, 120s);
   ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
-  EXPECT_NE(up.out.find("http://127.0.0.1:" + std::to_string(lab_->edge_port()) + "/"),
+  EXPECT_NE(up.out.find("https://127.0.0.1:" + std::to_string(lab_->edge_port()) + "/"),
             std::string::npos)
       << up.out;
 
@@ -128,8 +128,8 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   // Round robin: 20 sequential requests alternate between the two web hosts.
   std::vector<std::string> served;
   for (int i = 0; i < 20; ++i) {
-    const auto out =
-        client_curl({"-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}", lb_url("/db")});
+    const auto out = client_curl(
+        {"-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}", site_url("/db")});
     ASSERT_EQ(out.substr(0, 4), "200 ") << "request " << i << ": " << out;
     served.push_back(out.substr(4));
   }
@@ -143,7 +143,7 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   const std::string text = "hello from the system test " + std::to_string(::getpid());
   const auto posted = client_curl(
       {"-D", "-", "-o", "/dev/null", "-X", "POST", "-H", "Content-Type: application/json", "--data",
-       R"({"author":"system-test","text":")" + text + R"("})", lb_url("/api/messages")});
+       R"({"author":"system-test","text":")" + text + R"("})", site_url("/api/messages")});
   ASSERT_NE(posted.find(" 201"), std::string::npos) << posted;
   std::string cookie;
   {
@@ -159,7 +159,7 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
   ASSERT_FALSE(cookie.empty()) << posted;
   // Twice, so that both web hosts (and so the replica read path) answer.
   for (int i = 0; i < 2; ++i) {
-    const auto list = client_curl({"-H", "Cookie: " + cookie, lb_url("/api/messages")});
+    const auto list = client_curl({"-H", "Cookie: " + cookie, site_url("/api/messages")});
     EXPECT_NE(list.find(text), std::string::npos) << list;
   }
 
@@ -200,7 +200,7 @@ TEST_F(SiteSystemTest, UpAndDownRecoverFromCrashes) {
   const std::string text = "kept across crashes " + std::to_string(::getpid());
   const auto posted = client_curl(
       {"-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "--data",
-       R"({"author":"crash","text":")" + text + R"("})", lb_url("/api/messages")});
+       R"({"author":"crash","text":")" + text + R"("})", site_url("/api/messages")});
   ASSERT_EQ(posted, "201");
 
   // 1. Everything of the lab killed at once (the machine's processes crashed): namespaces
@@ -219,7 +219,7 @@ TEST_F(SiteSystemTest, UpAndDownRecoverFromCrashes) {
   EXPECT_NE(again.out.substr(step, again.out.find('\n', step) - step).find(" ok ("),
             std::string::npos)
       << again.out;
-  EXPECT_NE(client_curl({lb_url("/api/messages")}).find(text), std::string::npos);
+  EXPECT_NE(client_curl({site_url("/api/messages")}).find(text), std::string::npos);
 
   // 2. Only the supervision killed (s6-svscan and its s6-supervise): the services run on,
   // orphaned. `down` still finds and stops every one of them.

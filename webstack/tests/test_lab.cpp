@@ -23,6 +23,11 @@ namespace webstack::test {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 std::string cli_path() {
   return (fs::read_symlink("/proc/self/exe").parent_path() / "webstack").string();
 }
@@ -79,6 +84,33 @@ bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeo
   return pred();
 }
 
+namespace {
+
+SharedLab g_shared;
+
+class SharedLabEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    delete g_shared.lab;
+    g_shared.lab = nullptr;
+  }
+};
+
+[[maybe_unused]] const auto* const g_environment =
+    ::testing::AddGlobalTestEnvironment(new SharedLabEnvironment);
+
+}  // namespace
+
+SharedLab& shared_lab() {
+  if (g_shared.lab == nullptr && ::geteuid() == 0) {
+    g_shared.lab = new TestLab("wsr");
+    const auto up = g_shared.lab->cli({"up"}, 180s);
+    g_shared.up_ok = up.exit_code == 0;
+    g_shared.up_output = up.out + up.err;
+  }
+  return g_shared;
+}
+
 TestLab::TestLab(const std::string& prefix) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%.3s%05x", prefix.c_str(),
@@ -124,7 +156,17 @@ lab::ProcessResult TestLab::cli(std::vector<std::string> args,
 }
 
 std::string TestLab::client_curl(const std::vector<std::string>& curl_args) const {
-  std::vector<std::string> args = {"exec", "client", "--", "curl", "-s", "--max-time", "5"};
+  std::vector<std::string> args = {"exec",
+                                   "client",
+                                   "--",
+                                   "curl",
+                                   "-s",
+                                   "--max-time",
+                                   "5",
+                                   "--cacert",
+                                   ca_file(),
+                                   "--resolve",
+                                   "www.foobar.test:443:" + lb_address()};
   args.insert(args.end(), curl_args.begin(), curl_args.end());
   const auto r = cli(args, 15s);
   EXPECT_EQ(r.exit_code, 0) << r.err;

@@ -28,11 +28,16 @@ class TestLab {
 
   // Runs `webstack <args[0]> -f <topology> [--state-dir <state>] <args[1..]>`.
   lab::ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout) const;
-  // curl -s --max-time 5 <curl_args> from the client host; returns stdout (expects exit 0).
+  // curl -s --max-time 5 <curl_args> from the client host, the site's name resolved to
+  // lb-01 and the lab CA trusted; returns stdout (expects exit 0).
   std::string client_curl(const std::vector<std::string>& curl_args) const;
 
   std::string lb_address() const { return net_ + "10"; }
-  std::string lb_url(const std::string& path) const { return "http://" + lb_address() + path; }
+  // The lab address ending in `last` (10 lb-01, 11 web-01, 12 web-02, 100 client).
+  std::string address(int last) const { return net_ + std::to_string(last); }
+  // https://www.foobar.test<path>: the site through lb-01, verified against the lab CA.
+  std::string site_url(const std::string& path) const { return "https://www.foobar.test" + path; }
+  std::string ca_file() const { return state_ + "/tls/ca.crt"; }
   std::string client_namespace() const { return name_ + "-client"; }
   // SQL as root on a database host, through its unix socket (no network); returns stdout.
   std::string sql(const std::string& host, const std::string& statement) const;
@@ -47,6 +52,19 @@ class TestLab {
   std::string name_, net_, dir_, state_, topology_;
   std::uint16_t edge_port_ = 0;
 };
+
+// One lab (default, hardened profile) shared by the suites that look at a running site:
+// brought up on first use, `down --purge` when the test program ends (a gtest global
+// environment). `up_ok` false: every user fails with `up_output`.
+struct SharedLab {
+  TestLab* lab = nullptr;
+  bool up_ok = false;
+  std::string up_output;  // stdout + stderr of `webstack up`
+};
+SharedLab& shared_lab();
+
+// The whole file ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 // The `webstack` binary beside this test binary.
 std::string cli_path();

@@ -479,3 +479,31 @@ TEST(TopologyReserved, EdgeS6AndNetAreNotHostNames) {
 }
 
 }  // namespace
+
+TEST(TopologyTls, HttpsPortAndAGivenCertificate) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("webstack-topo-tls-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "site.crt") << "cert\n";
+  std::ofstream(dir / "site.key") << "key\n";
+  const auto file = (dir / "site.toml").string();
+  std::ofstream(file) << "[site]\nhttps_port = 8443\ntls_certificate = \"site.crt\"\n"
+                      << "tls_key = \"" << (dir / "site.key").string() << "\"\n"
+                      << kValid;
+  const Topology t = load_topology_file(file);
+  EXPECT_EQ(t.https_port, 8443);
+  // Relative to the topology file's directory; absolute as given.
+  EXPECT_EQ(t.tls_certificate, (dir / "site.crt").string());
+  EXPECT_EQ(t.tls_key, (dir / "site.key").string());
+  fs::remove_all(dir);
+}
+
+TEST(TopologyErrors, TlsCertificateAndKeyGoTogetherAndMustExist) {
+  auto e =
+      error_of("[site]\ntls_certificate = \"/etc/hostname\"\n" + kValid, 2, "site.tls_certificate");
+  EXPECT_TRUE(mentions(e, "give both or neither")) << e.what();
+  e = error_of("[site]\ntls_certificate = \"/no/such.crt\"\ntls_key = \"/no/such.key\"\n" + kValid,
+               2, "site.tls_certificate");
+  EXPECT_TRUE(mentions(e, "no such file: /no/such.crt")) << e.what();
+  error_of("[site]\nhttps_port = 80\n" + kValid, 2, "site.https_port");
+}

@@ -21,6 +21,7 @@
 #include "lab/control.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
+#include "lab/tls.hpp"
 #include "render/render.hpp"
 #include "topology/topology.hpp"
 
@@ -86,6 +87,11 @@ int main(int argc, char** argv) {
   render->add_option("--templates", templates_dir, "Templates directory (env WEBSTACK_TEMPLATES)");
   render->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
   render->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
+  std::string profile;
+  const char* profile_help =
+      "hardened (default: HTTPS, firewalls, replication over TLS) or seed (the seed's design: "
+      "plain HTTP, no firewall)";
+  render->add_option("--profile", profile, profile_help);
 
   std::string up_state_dir;
   auto* up =
@@ -95,6 +101,8 @@ int main(int argc, char** argv) {
   up->add_option("--templates", templates_dir, "Templates directory (env WEBSTACK_TEMPLATES)");
   up->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
   up->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
+  up->add_option("--profile", profile,
+                 std::string(profile_help) + "; default: the lab's own when it exists");
 
   bool purge = false;
   auto* down = cli.add_subcommand("down", "Stop every process of the lab and remove its network");
@@ -110,6 +118,8 @@ int main(int argc, char** argv) {
   status->add_option("--state-dir", up_state_dir,
                      "State directory (default: /var/lib/webstack/<lab>)");
   status->add_flag("--json", status_json, "One JSON object instead of the table");
+  bool status_rules = false;
+  status->add_flag("--rules", status_rules, "Print each host's firewall ruleset in full");
 
   std::string exec_host;
   std::vector<std::string> exec_argv;
@@ -146,6 +156,12 @@ int main(int argc, char** argv) {
     service_commands.emplace_back(sub, action);
   }
 
+  auto* cert = cli.add_subcommand(
+      "cert", "Print the path of the lab's certificate authority (for a browser to trust)");
+  cert->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  cert->add_option("--state-dir", up_state_dir,
+                   "State directory (default: /var/lib/webstack/<lab>)");
+
   int log_lines = 50;
   bool log_follow = false;
   auto* logs = cli.add_subcommand("logs", "Print a service's log: logs HOST/SERVICE");
@@ -178,6 +194,7 @@ int main(int argc, char** argv) {
       opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
       opts.state_dir =
           state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(state_dir);
+      if (!profile.empty()) opts.profile = webstack::render::parse_profile(profile);
       const auto files = webstack::render::render_site(topology, opts);
       webstack::render::write_files(files, out_dir);
       std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), topology.hosts.size(),
@@ -193,6 +210,12 @@ int main(int argc, char** argv) {
       opts.sql_dir = resource("", "WEBSTACK_SQL", source + "/sql");
       opts.state_dir =
           up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+      // The profile asked for, else the one the lab was made with, else hardened.
+      if (!profile.empty()) {
+        opts.profile = webstack::render::parse_profile(profile);
+      } else if (const auto made = webstack::lab::recorded_profile(opts.state_dir)) {
+        opts.profile = *made;
+      }
       if (up->parsed()) {
         webstack::lab::site_up(topology, opts);
       } else {
@@ -211,7 +234,7 @@ int main(int argc, char** argv) {
       if (status_json) {
         std::printf("%s\n", webstack::lab::to_json(st).c_str());
       } else {
-        webstack::lab::print_status(st, stdout);
+        webstack::lab::print_status(st, stdout, status_rules);
       }
       return st.up ? 0 : 3;  // 3: the lab is down (scripts can tell)
     }
@@ -221,6 +244,26 @@ int main(int argc, char** argv) {
     for (const auto& [sub, action] : service_commands) {
       if (!sub->parsed()) continue;
       webstack::lab::control_service(topology, lab_dir, service_spec, action, stdout);
+      return 0;
+    }
+    if (cert->parsed()) {
+      const auto made = webstack::lab::recorded_profile(lab_dir);
+      const auto ca = webstack::lab::lab_ca_path(lab_dir);
+      if (made == webstack::render::Profile::Seed) {
+        throw std::runtime_error(
+            fmt::format("lab {} runs the seed profile: plain HTTP, no certificate", topology.name));
+      }
+      if (!fs::exists(ca)) {
+        throw std::runtime_error(
+            fmt::format("no certificate authority at {}: `webstack up` makes it", ca));
+      }
+      if (!topology.tls_certificate.empty()) {
+        std::fprintf(stderr,
+                     "webstack: the site uses the certificate of the topology (%s); the lab CA "
+                     "below signs only the databases' certificates\n",
+                     topology.tls_certificate.c_str());
+      }
+      std::printf("%s\n", ca.c_str());
       return 0;
     }
     if (logs->parsed()) {

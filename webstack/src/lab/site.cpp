@@ -31,6 +31,7 @@
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/status.hpp"
+#include "lab/tls.hpp"
 #include "render/render.hpp"
 
 namespace webstack::lab {
@@ -57,6 +58,7 @@ struct Paths {
   std::string state;
   std::string hosts, service, run, log, data, secrets;
   std::string svscan_pid, svscan_log, bootstrap_marker, app_password, repl_password;
+  std::string probe_password, stats_password, profile;
   explicit Paths(const std::string& s)
       : state(s),
         hosts(s + "/hosts"),
@@ -69,7 +71,10 @@ struct Paths {
         svscan_log(s + "/log/s6-svscan.log"),
         bootstrap_marker(s + "/data/bootstrap-done"),
         app_password(s + "/secrets/db-app-password"),
-        repl_password(s + "/secrets/db-repl-password") {}
+        repl_password(s + "/secrets/db-repl-password"),
+        probe_password(s + "/secrets/db-probe-password"),
+        stats_password(s + "/secrets/haproxy-stats-password"),
+        profile(s + "/profile") {}
   std::string my_cnf(const std::string& host) const {
     return hosts + "/" + host + "/mariadb/my.cnf";
   }
@@ -208,6 +213,7 @@ render::Options render_options(const SiteOptions& o) {
   r.state_dir = o.state_dir;
   r.app_binary = o.app_binary;
   r.www_dir = o.www_dir;
+  r.profile = o.profile;
   return r;
 }
 
@@ -337,8 +343,15 @@ class Steps {
   }
 };
 
-void print_summary(const Topology& t, const std::vector<Service>& services) {
-  std::printf("\nsite %s: http://127.0.0.1:%u/\n", t.site_name.c_str(), t.edge_port);
+void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Service>& services) {
+  if (o.profile == render::Profile::Hardened) {
+    std::printf("\nsite %s: https://127.0.0.1:%u/ (profile hardened; certificate authority: %s)\n",
+                t.site_name.c_str(), t.edge_port,
+                t.tls_certificate.empty() ? lab_ca_path(o.state_dir).c_str() : "your own");
+  } else {
+    std::printf("\nsite %s: http://127.0.0.1:%u/ (profile seed: plain HTTP, no firewall)\n",
+                t.site_name.c_str(), t.edge_port);
+  }
   std::vector<ServiceRef> refs;
   for (const auto& s : services) refs.push_back({s.host, s.name, s.link});
   print_services(t, refs, stdout);
@@ -373,16 +386,25 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
   std::string users = read_text(o.sql_dir + "/users.sql.in");
   replace_all(users, "@APP_PASSWORD@", trim(read_text(p.app_password)));
   replace_all(users, "@REPL_PASSWORD@", trim(read_text(p.repl_password)));
+  replace_all(users, "@PROBE_PASSWORD@", trim(read_text(p.probe_password)));
   replace_all(users, "@HOST@", "%");
+  // Replication over TLS only (hardened): the repl account may not connect without it.
+  if (o.profile == render::Profile::Hardened) users += "\nALTER USER 'repl'@'%' REQUIRE SSL;\n";
   root_sql_secret(p, primary.name, users);
   root_sql_file(p, primary.name, o.sql_dir + "/schema.sql");
   root_sql_file(p, primary.name, o.sql_dir + "/seed.sql");
   for (const auto* r : t.replicas()) {
-    root_sql_secret(p, r->name,
-                    fmt::format("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, "
-                                "MASTER_USER='repl', MASTER_PASSWORD='{}', "
-                                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE;\n",
-                                primary.address, t.db_port, trim(read_text(p.repl_password))));
+    root_sql_secret(
+        p, r->name,
+        fmt::format("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, "
+                    "MASTER_USER='repl', MASTER_PASSWORD='{}', "
+                    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1{}; START SLAVE;\n",
+                    primary.address, t.db_port, trim(read_text(p.repl_password)),
+                    o.profile == render::Profile::Hardened
+                        ? fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', "
+                                      "MASTER_SSL_VERIFY_SERVER_CERT=1",
+                                      lab_ca_path(p.state))
+                        : std::string()));
   }
   const auto pos = root_sql(p, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos");
   const auto rows = root_sql(p, primary.name, "SELECT COUNT(*) FROM webstack.World");
@@ -440,20 +462,34 @@ void wait_replicas(const Topology& t, const Paths& p, std::chrono::milliseconds 
 
 // The site answers /readyz through every load balancer, from the client host, and every
 // web host has been seen serving through the load balancers.
-void wait_site(const Topology& t, std::chrono::milliseconds timeout) {
+// (hardened: over HTTPS by the site's name, the chain verified against the lab CA; the
+// site's own certificate when the topology gives one, which the system trust store must
+// then know.)
+void wait_site(const Topology& t, const SiteOptions& o, std::chrono::milliseconds timeout) {
+  const bool tls = o.profile == render::Profile::Hardened;
   const auto client = t.with_role(Role::Client).front();
   const auto client_ns = host_namespace(t, client->name);
   std::set<std::string> want;
   for (const auto* w : t.with_role(Role::Web)) want.insert(w->name);
   const auto deadline = Clock::now() + timeout;
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
-    const std::string url = fmt::format("http://{}:{}/readyz", lb->address, t.http_port);
+    const std::string url = tls ? fmt::format("https://{}:{}/readyz", t.site_name, t.https_port)
+                                : fmt::format("http://{}:{}/readyz", lb->address, t.http_port);
+    std::vector<std::string> curl = {
+        "ip",         "netns", "exec",      client_ns, "curl",
+        "-s",         "-o",    "/dev/null", "-w",      "%{http_code} %header{x-served-by}",
+        "--max-time", "2"};
+    if (tls) {
+      curl.insert(curl.end(),
+                  {"--resolve", fmt::format("{}:{}:{}", t.site_name, t.https_port, lb->address)});
+      if (t.tls_certificate.empty())
+        curl.insert(curl.end(), {"--cacert", lab_ca_path(o.state_dir)});
+    }
+    curl.push_back(url);
     std::set<std::string> seen;
     std::string last;
     for (;;) {
-      const auto r = run({"ip", "netns", "exec", client_ns, "curl", "-s", "-o", "/dev/null", "-w",
-                          "%{http_code} %header{x-served-by}", "--max-time", "2", url},
-                         5s);
+      const auto r = run(curl, 5s);
       last = trim(r.out + " " + r.err);
       if (r.exit_code == 0 && r.out.starts_with("200 ")) {
         seen.insert(trim(r.out.substr(4)));
@@ -467,6 +503,29 @@ void wait_site(const Topology& t, std::chrono::milliseconds timeout) {
       }
       std::this_thread::sleep_for(250ms);
     }
+  }
+}
+
+// The edge's health checks (TCP, every second, up after two) find every load balancer,
+// so that 127.0.0.1:<edge_port> answers as soon as `up` returns.
+void wait_edge(const Paths& p, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    try {
+      const auto servers = haproxy_servers(p.run + "/edge/haproxy.sock", "lb");
+      last.clear();
+      for (const auto& s : servers)
+        if (s.status != "UP") last += (last.empty() ? "" : ", ") + s.name + " " + s.status;
+      if (last.empty() && !servers.empty()) return;
+    } catch (const std::exception& e) {
+      last = e.what();
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(fmt::format(
+          "the edge does not see every load balancer up after {} ms: {}", timeout.count(), last));
+    }
+    std::this_thread::sleep_for(100ms);
   }
 }
 
@@ -586,7 +645,12 @@ void site_up(const Topology& t, const SiteOptions& o) {
            {"s6-log", "s6"},
            {"ip", "iproute2"},
            {"curl", "curl"},
+           {"openssl", "openssl"},
+           {"nft", "nftables"},
        }) {
+    const bool hardened_only =
+        std::string_view(prog) == "openssl" || std::string_view(prog) == "nft";
+    if (hardened_only && o.profile != render::Profile::Hardened) continue;
     if (!program_in_path(prog)) {
       throw std::runtime_error(
           fmt::format("{} not found in PATH: install the Debian package {} (scripts/setup.sh "
@@ -597,6 +661,13 @@ void site_up(const Topology& t, const SiteOptions& o) {
   for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
   if (!fs::exists(o.app_binary))
     throw std::runtime_error("webstack-app not found: " + o.app_binary);
+  // A lab keeps the profile it was made with (its data, certificates and users follow it).
+  if (const auto made = recorded_profile(p.state); made && *made != o.profile) {
+    throw std::runtime_error(fmt::format(
+        "lab {} was made with profile {} (state {}): `webstack down --purge` first to make it "
+        "again with profile {}",
+        t.name, render::profile_name(*made), p.state, render::profile_name(o.profile)));
+  }
 
   // 2. Already up?
   const int existing = running_svscan(p);
@@ -604,7 +675,7 @@ void site_up(const Topology& t, const SiteOptions& o) {
     std::printf("lab %s is already up (s6-svscan pid %d, state %s)\n", t.name.c_str(), existing,
                 p.state.c_str());
     const auto files = render::render_site(t, render_options(o));
-    print_summary(t, services_of(files, p));
+    print_summary(t, o, services_of(files, p));
     return;
   }
   Steps step;
@@ -627,6 +698,7 @@ void site_up(const Topology& t, const SiteOptions& o) {
     step("state directory and secrets", [&] {
       make_dir(p.state);
       std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
+      std::ofstream(p.profile) << render::profile_name(o.profile) << "\n";
       for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
       make_dir(p.secrets, 0, www_gid, 0750);
       make_dir(p.run + "/edge");
@@ -647,6 +719,11 @@ void site_up(const Topology& t, const SiteOptions& o) {
         write_secret(p.app_password, random_token(24), 0, www_gid, 0640);
       set_owner_mode(p.app_password, 0, www_gid, 0640);
       if (!fs::exists(p.repl_password)) write_secret(p.repl_password, random_token(24), 0, 0, 0600);
+      if (!fs::exists(p.probe_password))
+        write_secret(p.probe_password, random_token(24), 0, www_gid, 0640);
+      set_owner_mode(p.probe_password, 0, www_gid, 0640);
+      if (!fs::exists(p.stats_password))
+        write_secret(p.stats_password, random_token(24), 0, 0, 0600);
     });
 
     // 4. Configs and network.
@@ -662,7 +739,19 @@ void site_up(const Topology& t, const SiteOptions& o) {
         make_dir(p.log + "/" + (s.host.empty() ? "edge" : s.host) + "/" + s.name);
       return found;
     });
+    if (o.profile == render::Profile::Hardened) {
+      step("TLS: lab CA, site and database certificates",
+           [&] { ensure_lab_tls(t, p.state, mysql_uid, mysql_gid); });
+    }
     step("network namespaces", [&] { up(t); });
+    if (o.profile == render::Profile::Hardened) {
+      step("firewalls (nftables, every host)", [&] {
+        for (const auto& h : t.hosts) {
+          run_checked(
+              in_host(t, h.name, {"nft", "-f", p.hosts + "/" + h.name + "/nftables/ruleset.nft"}));
+        }
+      });
+    }
 
     // 5. Empty datadirs get a system database.
     bool fresh_db = false;
@@ -750,9 +839,10 @@ void site_up(const Topology& t, const SiteOptions& o) {
 
     // 7. The site, seen from the client host.
     step("site answers through the load balancer (from client)",
-         [&] { wait_site(t, o.site_timeout); });
+         [&] { wait_site(t, o, o.site_timeout); });
+    step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
     std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);
-    print_summary(t, services);
+    print_summary(t, o, services);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "webstack: up failed, tearing down what it started\n");
     try {
@@ -762,6 +852,12 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
     throw;
   }
+}
+
+std::optional<render::Profile> recorded_profile(const std::string& state_dir) {
+  const auto text = trim(read_text_or_empty(state_dir + "/profile"));
+  if (text.empty()) return std::nullopt;
+  return render::parse_profile(text);
 }
 
 void exec_in_host(const Topology& t, std::string_view host, const std::vector<std::string>& argv) {

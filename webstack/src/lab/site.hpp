@@ -8,25 +8,31 @@
 //   run/<host>/ data/<host>/   sockets and pids, MariaDB datadirs
 //   log/<host>/<service>/ each service's s6-log (current + rotated), log/edge/edge/ the edge's
 //   run/s6-svscan.pid     the lab's s6-svscan; log/s6-svscan.log its own output
-//   secrets/              db-app-password (root:www-data 0640), db-repl-password (0600)
+//   secrets/              db-app-password, db-probe-password (root:www-data 0640: the app
+//                         reads them), db-repl-password, haproxy-stats-password (0600)
 //   data/bootstrap-done   the databases were bootstrapped (users, schema, seed, replication)
+//   profile               the profile the lab was made with (hardened, seed); fixed until purge
+//   tls/, secrets/tls/, data/<db>/tls/   certificates and keys (lab/tls.hpp), hardened only
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "render/render.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::lab {
 
 struct SiteOptions {
-  std::string state_dir;                          // absolute
-  std::string templates_dir;                      // the repository's templates/
-  std::string www_dir;                            // static files
-  std::string app_binary;                         // webstack-app
-  std::string sql_dir;                            // schema.sql, seed.sql, users.sql.in
+  render::Profile profile = render::Profile::Hardened;  // up: what to build (see render.hpp)
+  std::string state_dir;                                // absolute
+  std::string templates_dir;                            // the repository's templates/
+  std::string www_dir;                                  // static files
+  std::string app_binary;                               // webstack-app
+  std::string sql_dir;                                  // schema.sql, seed.sql, users.sql.in
   std::chrono::milliseconds db_timeout{60000};    // each database answers / replica catches up
   std::chrono::milliseconds site_timeout{60000};  // the site answers through the lb
 };
@@ -42,6 +48,9 @@ void site_up(const topo::Topology& t, const SiteOptions& o);
 // the state directory. Works after a crash of webstack or s6. Throws std::runtime_error if
 // something could not be stopped or removed.
 void site_down(const topo::Topology& t, const SiteOptions& o, bool purge);
+
+// The profile a lab's state directory was made with, if any.
+std::optional<render::Profile> recorded_profile(const std::string& state_dir);
 
 // Runs argv inside the host's namespace with this process's stdio (exec: does not return
 // on success). Throws std::invalid_argument for an unknown host, std::runtime_error when

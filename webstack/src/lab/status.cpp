@@ -310,8 +310,11 @@ void print_services(const Topology& t, const std::vector<ServiceRef>& services, 
 }
 
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host) {
-  return parse_show_stat(
-      haproxy_command(state_dir + "/run/" + lb_host + "/haproxy.sock", "show stat\n"), "web");
+  return haproxy_servers(state_dir + "/run/" + lb_host + "/haproxy.sock", "web");
+}
+
+std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend) {
+  return parse_show_stat(haproxy_command(socket_path, "show stat\n"), backend);
 }
 
 int lab_svscan_pid(const std::string& state_dir) {
@@ -345,6 +348,14 @@ LabStatus lab_status(const Topology& t, const std::string& state_dir) {
       if (n.host == h.name) hr.namespace_ok = n.ns_exists && n.address_ok;
     for (const auto& sv : services)
       if (sv.host == h.name) hr.services.push_back(service_state(sv.name, sv.dir));
+    if (hr.namespace_ok) {
+      const auto r = run(in_host(t, h.name, {"nft", "list", "ruleset"}), 5s);
+      if (r.exit_code == 0) {
+        hr.firewall = r.out;
+      } else {
+        hr.firewall_error = fmt::format("nft failed ({}): {}", r.exit_code, first_line(r.err));
+      }
+    }
     s.hosts.push_back(std::move(hr));
   }
   for (const auto& sv : services)
@@ -386,6 +397,8 @@ std::string to_json(const LabStatus& s) {
     boost::json::array svcs;
     for (const auto& sv : h.services) svcs.push_back(service_json(sv));
     o["services"] = std::move(svcs);
+    o["firewall"] = h.firewall;
+    if (!h.firewall_error.empty()) o["firewall_error"] = h.firewall_error;
     hosts.push_back(std::move(o));
   }
   root["hosts"] = std::move(hosts);
@@ -431,7 +444,22 @@ std::string to_json(const LabStatus& s) {
   return boost::json::serialize(root);
 }
 
-void print_status(const LabStatus& s, std::FILE* out) {
+std::string firewall_summary(const std::string& ruleset) {
+  std::string out;
+  std::istringstream in(ruleset);
+  for (std::string line; std::getline(in, line);) {
+    const auto hook = line.find("hook ");
+    const auto policy = line.find("policy ");
+    if (hook == std::string::npos || policy == std::string::npos) continue;
+    const auto name = line.substr(hook + 5, line.find(' ', hook + 5) - hook - 5);
+    auto verdict = line.substr(policy + 7);
+    verdict = verdict.substr(0, verdict.find(';'));
+    out += (out.empty() ? "" : ", ") + name + " " + verdict;
+  }
+  return out.empty() ? (trim(ruleset).empty() ? "none" : "no base chain") : out;
+}
+
+void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
   if (!s.up) {
     std::fprintf(out, "lab %s is down (no s6-svscan running for %s)\n", s.lab.c_str(),
                  s.state_dir.c_str());
@@ -466,6 +494,17 @@ void print_status(const LabStatus& s, std::FILE* out) {
   for (const auto& sv : s.edge) {
     svc_row(first ? "(edge)" : "", first ? "127.0.0.1" : "", first ? "root" : "", sv);
     first = false;
+  }
+  std::fprintf(out, "\nfirewalls (nftables, per host; policies of the base chains):\n");
+  for (const auto& h : s.hosts) {
+    std::fprintf(out, "  %-12s %s\n", h.name.c_str(),
+                 !h.firewall_error.empty() ? ("error: " + h.firewall_error).c_str()
+                 : h.namespace_ok          ? firewall_summary(h.firewall).c_str()
+                                           : "-");
+    if (rulesets && !h.firewall.empty()) {
+      std::istringstream in(h.firewall);
+      for (std::string line; std::getline(in, line);) std::fprintf(out, "      %s\n", line.c_str());
+    }
   }
   for (const auto& lb : s.load_balancers) {
     std::fprintf(out, "\nload balancer %s, backend web:\n", lb.host.c_str());

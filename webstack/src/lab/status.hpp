@@ -39,7 +39,12 @@ struct HostReport {
   std::string address;
   bool namespace_ok = false;  // the namespace exists and eth0 holds the address
   std::vector<ServiceState> services;
+  std::string firewall;        // `nft list ruleset` in the host's namespace ("": none)
+  std::string firewall_error;  // nft could not be asked
 };
+
+// "input drop, output drop" from a ruleset's base chains ("none" for an empty ruleset).
+std::string firewall_summary(const std::string& ruleset);
 
 struct LbServer {
   std::string name;        // svname
@@ -91,6 +96,8 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
 // The servers of backend `web` of load balancer `lb_host`, read from its stats socket now
 // (run/<lb_host>/haproxy.sock). Throws std::runtime_error when the socket does not answer.
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host);
+// The servers of any HAProxy backend, by its stats socket.
+std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend);
 
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
@@ -101,13 +108,13 @@ LabStatus lab_status(const topo::Topology& t, const std::string& state_dir);
 
 // The status as one JSON object (Boost.JSON):
 // {"lab","up","state_dir","hosts":[{"name","address","namespace_ok","services":[{"name","up",
-// "pid","uptime_s","user","paused"}]}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
+// "pid","uptime_s","user","paused"}],"firewall"}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
 // "status","check","sessions"}]}],"primary":{...},"replication":[{"host","io_running",
 // "sql_running","lag_s","last_error"}]}
 std::string to_json(const LabStatus& s);
 
-// A compact table.
-void print_status(const LabStatus& s, std::FILE* out);
+// A compact table; with `rulesets`, each host's firewall in full after it.
+void print_status(const LabStatus& s, std::FILE* out, bool rulesets = false);
 
 // The service table `up` prints after bringing the lab up: per host its address, namespace and
 // each service's s6-svstat line; `services` are (host, name, dir) with host "" for the edge.

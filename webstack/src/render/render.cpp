@@ -1,5 +1,7 @@
 #include "render/render.hpp"
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,9 +120,27 @@ std::vector<const Host*> hosts_with(const Topology& t, Role r) {
   return out;
 }
 
+std::string addresses(const std::vector<const Host*>& hosts) {
+  std::string out;
+  for (const Host* h : hosts) out += (out.empty() ? "" : ", ") + h->address;
+  return out;
+}
+
 // Everything every template may use; the per-host keys are set by host_context().
 mstch::data site_context(const Topology& t, const Options& o) {
   mstch::data d;
+  const bool hardened = o.profile == Profile::Hardened;
+  d.set("profile", std::string(profile_name(o.profile)));
+  d.set("tls", hardened);
+  d.set("firewall", hardened);
+  d.set("https_port", std::to_string(t.https_port));
+  d.set("https_port_suffix",
+        t.https_port == 443 ? std::string() : fmt::format(":{}", t.https_port));
+  // The port the edge relays to on the load balancers: TLS untouched when there is TLS.
+  d.set("edge_target_port", std::to_string(hardened ? t.https_port : t.http_port));
+  d.set("lb_addresses", addresses(hosts_with(t, Role::LoadBalancer)));
+  d.set("web_addresses", addresses(hosts_with(t, Role::Web)));
+  d.set("db_addresses", addresses(hosts_with(t, Role::Database)));
   d.set("lab_name", t.name);
   d.set("ns_prefix", t.name);
   d.set("subnet", t.subnet);
@@ -197,6 +217,9 @@ constexpr Output kWebFiles[] = {
 constexpr Output kDbFiles[] = {
     {"mariadb/my.cnf.mustache", "mariadb/my.cnf", 0644},
     {"s6/mariadb/run.mustache", "s6/mariadb/run", 0755},
+};
+constexpr Output kFirewallFiles[] = {
+    {"nftables/ruleset.nft.mustache", "nftables/ruleset.nft", 0644},
 };
 constexpr Output kEdgeFiles[] = {
     {"edge/haproxy.cfg.mustache", "edge/haproxy.cfg", 0644},
@@ -280,6 +303,17 @@ void write_one(const fs::path& target, const std::string& content, unsigned mode
 
 }  // namespace
 
+std::string_view profile_name(Profile p) {
+  return p == Profile::Seed ? "seed" : "hardened";
+}
+
+Profile parse_profile(std::string_view name) {
+  if (name == "hardened") return Profile::Hardened;
+  if (name == "seed") return Profile::Seed;
+  throw std::invalid_argument("unknown profile \"" + std::string(name) +
+                              "\" (known: hardened, seed)");
+}
+
 std::vector<File> render_site(const topo::Topology& topology, const Options& options) {
   Renderer r(options.templates_dir);
   const mstch::data site = site_context(topology, options);
@@ -290,7 +324,8 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& opt
     if (has_role(h, Role::LoadBalancer)) emit(files, r, h.name, kLbFiles, context);
     if (has_role(h, Role::Web)) emit(files, r, h.name, kWebFiles, context);
     if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
-    // A client host runs nothing of the site.
+    // A client host runs nothing of the site, but gets its firewall like every host.
+    if (options.profile == Profile::Hardened) emit(files, r, h.name, kFirewallFiles, context);
   }
   mstch::data edge = site;
   edge.set("host", std::string("edge"));

@@ -4,13 +4,24 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "topology/topology.hpp"
 
 namespace webstack::render {
 
+// What the site is made of besides the topology. Hardened (the default) closes the
+// seed's own faults: HTTPS at the load balancers (HTTP redirects), an nftables firewall
+// on every host, replication over TLS. Seed reproduces the seed's design as it was:
+// plain HTTP and no firewall, for study.
+enum class Profile { Hardened, Seed };
+std::string_view profile_name(Profile p);  // "hardened", "seed"
+// Throws std::invalid_argument naming the known profiles.
+Profile parse_profile(std::string_view name);
+
 struct Options {
+  Profile profile = Profile::Hardened;
   std::string templates_dir;  // the repository's templates/
   std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
   std::string app_binary;     // absolute path of webstack-app

@@ -39,7 +39,10 @@ edge_port = 8080         # the edge HAProxy on 127.0.0.1 forwards this port to t
 [site]
 name = "www.foobar.test"
 balance = "roundrobin"   # roundrobin | leastconn | source
-http_port = 80           # the load balancer listens here
+http_port = 80           # the load balancer listens here (HTTP: a redirect to HTTPS)
+https_port = 443         # and here for HTTPS (TLS ends at the load balancer)
+# tls_certificate = "site.crt"  # your certificate (PEM, with its chain) and key for the
+# tls_key = "site.key"          # site; without them the lab makes its own CA and certificate
 app_port = 8080          # webstack-app on each web host (loopback)
 web_port = 80            # Nginx on each web host
 db_port = 3306           # MariaDB on each db host
@@ -419,19 +422,46 @@ class Parser {
                fmt::format("must be one of roundrobin, leastconn, source, got {}",
                            in_quotes(t_.balance)));
         }
-      } else if (name == "http_port" || name == "app_port" || name == "web_port" ||
-                 name == "db_port") {
+      } else if (name == "http_port" || name == "https_port" || name == "app_port" ||
+                 name == "web_port" || name == "db_port") {
         port(name) = port_value(*value, full);
         port_lines_.emplace_back(name, line_of(*value));
+      } else if (name == "tls_certificate" || name == "tls_key") {
+        std::string path = string_value(*value, full);
+        if (path.empty()) fail(line_of(*value), full, "must not be empty");
+        const std::filesystem::path fp(path);
+        if (fp.is_relative()) {
+          const auto dir = std::filesystem::path(source_).parent_path();
+          path = (dir.empty() ? fp : dir / fp).lexically_normal().string();
+        }
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(path, ec)) {
+          fail(line_of(*value), full, fmt::format("no such file: {}", path));
+        }
+        (name == "tls_certificate" ? t_.tls_certificate : t_.tls_key) = path;
+        tls_lines_.emplace_back(name, line_of(*value));
       } else {
-        unknown_key(*key, full, "name, balance, http_port, app_port, web_port, db_port");
+        unknown_key(*key, full,
+                    "name, balance, http_port, https_port, app_port, web_port, db_port, "
+                    "tls_certificate, tls_key");
       }
+    }
+    if (t_.tls_certificate.empty() != t_.tls_key.empty()) {
+      const auto& [given, line] = tls_lines_.front();
+      fail(line, "site." + given, "tls_certificate and tls_key go together: give both or neither");
+    }
+    if (t_.http_port == t_.https_port) {
+      fail(std::max(port_line("http_port"), port_line("https_port")), "site.https_port",
+           fmt::format("must differ from site.http_port ({})", t_.http_port));
     }
   }
 
   std::uint16_t& port(std::string_view name) {
     if (name == "http_port") {
       return t_.http_port;
+    }
+    if (name == "https_port") {
+      return t_.https_port;
     }
     if (name == "app_port") {
       return t_.app_port;
@@ -641,6 +671,7 @@ class Parser {
     std::vector<Service> services;
     if (host.has(Role::LoadBalancer)) {
       services.push_back({"http_port", t_.http_port, "HAProxy"});
+      services.push_back({"https_port", t_.https_port, "HAProxy"});
     }
     if (host.has(Role::Web)) {
       services.push_back({"web_port", t_.web_port, "Nginx"});
@@ -707,7 +738,8 @@ class Parser {
   const std::string& source_;
   Topology& t_;
   std::vector<std::pair<std::string, int>> port_lines_;  // site ports set in the file
-  std::vector<HostSource> sources_;                      // parallel to t_.hosts
+  std::vector<std::pair<std::string, int>> tls_lines_;
+  std::vector<HostSource> sources_;  // parallel to t_.hosts
 };
 
 std::string error_message(const std::string& file, int line, const std::string& key,

@@ -41,9 +41,14 @@ struct Topology {
   // [site]
   std::string site_name = "www.foobar.test";
   std::string balance = "roundrobin";  // HAProxy algorithm: roundrobin | leastconn | source
-  std::uint16_t http_port = 80;        // load balancer's listening port
-  std::uint16_t app_port = 8080;       // webstack-app on each web host (loopback)
-  std::uint16_t web_port = 80;         // Nginx on each web host
+  std::uint16_t http_port = 80;        // load balancer's listening port (HTTP)
+  std::uint16_t https_port = 443;      // load balancer's TLS port (not in the seed profile)
+  // A certificate (PEM, chain) and its key for the site instead of the lab CA's; both or
+  // neither; absolute, or relative to the topology file's directory.
+  std::string tls_certificate;
+  std::string tls_key;
+  std::uint16_t app_port = 8080;  // webstack-app on each web host (loopback)
+  std::uint16_t web_port = 80;    // Nginx on each web host
   std::uint16_t db_port = 3306;
 
   std::vector<Host> hosts;  // in file order
