@@ -60,7 +60,7 @@ TEST(Shutdown, DrainsInFlightRequestsAndClosesKeepAlive) {
       [&] { return count_state("USER = 'webstack' AND STATE LIKE '%lock%'") != "0\n"; }, 10s));
 
   app.signal(SIGTERM);
-  ASSERT_TRUE(eventually([&] { return !accepts_connections(app.port()); }, 5s))
+  ASSERT_TRUE(eventually([&] { return !accepts_connections(app.port()); }, 5s, 20ms))
       << "still accepting";
 
   auto ready = keep.get("/readyz");
@@ -98,7 +98,7 @@ TEST(Shutdown, LameDuckServesEverythingButReadyzUntilItEnds) {
   const auto db = keep.get("/db");
   EXPECT_EQ(db.status, 200);
   // Then it stops accepting and exits.
-  ASSERT_TRUE(eventually([&] { return !accepts_connections(app.port()); }, 5s));
+  ASSERT_TRUE(eventually([&] { return !accepts_connections(app.port()); }, 5s, 20ms));
   EXPECT_GE(Clock::now() - sent, 1500ms) << "stopped accepting before the lame duck ended";
   auto status = app.wait_exit(15s);
   ASSERT_TRUE(status) << "the app did not exit";
