@@ -15,6 +15,8 @@ PACKAGES=(
   mariadb-server mariadb-client nginx-light haproxy s6 nftables openssl util-linux
   # load generators and probes
   wrk sysbench curl procps iproute2
+  # the benchmarks' peers (bench/peers) and charts
+  php8.2-fpm php8.2-mysql nodejs gnuplot-nox
 )
 
 missing=()
@@ -38,6 +40,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Node.js peer's packages (fastify, mysql2) from the npm registry, once.
+if [ ! -d bench/peers/node/node_modules ]; then
+  (cd bench/peers/node && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
 fi
 
 preset=${1:-release}

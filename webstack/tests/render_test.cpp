@@ -179,24 +179,25 @@ TEST_F(RenderTest, FilesPerHostInStableOrder) {
   const auto files = render_site(seed_topology(), options_);
   std::vector<std::string> got;
   for (const auto& f : files) got.push_back(f.host + ":" + f.path);
-  // Every service has its logger right after it (s6/<svc>/log/run).
+  // Every service has its logger right after it (s6/<svc>/log/run); a web host's Nginx
+  // comes first, then its application server.
   const std::vector<std::string> want = {
       "lb-01:haproxy/haproxy.cfg",
       "lb-01:s6/haproxy/run",
       "lb-01:s6/haproxy/log/run",
       "web-01:nginx/nginx.conf",
-      "web-01:app/webstack-app.toml",
       "web-01:s6/nginx/run",
       "web-01:s6/nginx/log/run",
+      "web-01:app/webstack-app.toml",
       "web-01:s6/webstack-app/run",
       "web-01:s6/webstack-app/log/run",
       "web-01:mariadb/my.cnf",
       "web-01:s6/mariadb/run",
       "web-01:s6/mariadb/log/run",
       "web-02:nginx/nginx.conf",
-      "web-02:app/webstack-app.toml",
       "web-02:s6/nginx/run",
       "web-02:s6/nginx/log/run",
+      "web-02:app/webstack-app.toml",
       "web-02:s6/webstack-app/run",
       "web-02:s6/webstack-app/log/run",
       "web-02:mariadb/my.cnf",
@@ -576,4 +577,62 @@ TEST_F(RenderTest, ValuesAreInsertedWithoutHtmlEscaping) {
 }
 
 }  // namespace
+// A web host's app is configuration: PHP-FPM or Node.js behind the same Nginx; benchmark
+// peers add every kind under its own server name. Nginx accepts each variant.
+TEST_F(RenderTest, AppKindsAndBenchmarkPeers) {
+  if (!tool_exists("nginx")) GTEST_FAIL() << "nginx not installed";
+  auto t = seed_topology();
+  t.hosts[1].app = "php";   // web-01
+  t.hosts[2].app = "node";  // web-02
+  options_.peers_dir = "/opt/peers";
+  auto files = render_site(t, options_);
+  const auto has = [&](const std::string& host, const std::string& path) {
+    return std::any_of(files.begin(), files.end(),
+                       [&](const File& f) { return f.host == host && f.path == path; });
+  };
+  EXPECT_TRUE(has("web-01", "php/php-fpm.conf"));
+  EXPECT_TRUE(has("web-01", "s6/php-fpm/run"));
+  EXPECT_FALSE(has("web-01", "s6/webstack-app/run"));
+  EXPECT_TRUE(has("web-02", "s6/node/run"));
+  EXPECT_FALSE(has("web-02", "s6/php-fpm/run"));
+  const auto& php_nginx = file(files, "web-01", "nginx/nginx.conf").content;
+  EXPECT_NE(php_nginx.find("fastcgi_param SCRIPT_FILENAME /opt/peers/php/index.php;"),
+            std::string::npos);
+  EXPECT_EQ(php_nginx.find("server_name php.bench;"), std::string::npos) << "no peers asked";
+  EXPECT_NE(file(files, "web-02", "nginx/nginx.conf").content.find("proxy_pass http://node;"),
+            std::string::npos);
+  // Peers: every kind on every web host, each under <kind>.bench, and the Nginx ceiling.
+  options_.peers = {"webstack", "php", "node"};
+  files = render_site(t, options_);
+  for (const char* host : {"web-01", "web-02"}) {
+    for (const char* run : {"s6/webstack-app/run", "s6/php-fpm/run", "s6/node/run"}) {
+      EXPECT_TRUE(has(host, run)) << host << " " << run;
+    }
+    const auto& conf = file(files, host, "nginx/nginx.conf").content;
+    for (const char* name : {"webstack.bench", "php.bench", "node.bench", "nginx.bench"}) {
+      EXPECT_NE(conf.find(std::string("server_name ") + name + ";"), std::string::npos) << name;
+    }
+  }
+  if (::geteuid() != 0) GTEST_FAIL() << "nginx -t with `user www-data` needs root";
+  for (const std::string host : {"web-01", "web-02"}) {
+    std::string cfg = file(files, host, "nginx/nginx.conf").content;
+    const std::string address = host == "web-01" ? "10.77.0.11" : "10.77.0.12";
+    replace_all(cfg, "listen " + address + ":80",
+                "listen 127.0.0.1:" + std::to_string(free_tcp_port()));
+    replace_all(cfg, "listen 127.0.0.1:8081;",
+                "listen 127.0.0.1:" + std::to_string(free_tcp_port()) + ";");
+    fs::create_directories(fs::path(options_.state_dir) / "run" / host / "nginx-tmp");
+    const auto path = tmp_ / (host + "-nginx.conf");
+    write_text(path, cfg);
+    const auto r =
+        run("nginx -t -e stderr -p " + (tmp_ / "prefix/").string() + " -c " + path.string());
+    EXPECT_EQ(r.exit_code, 0) << host << ": " << r.output;
+  }
+  const auto fpm = file(files, "web-01", "php/php-fpm.conf").content;
+  EXPECT_NE(
+      fpm.find("env[WS_DB_PASSWORD_FILE] = " + options_.state_dir + "/secrets/db-app-password"),
+      std::string::npos);
+  EXPECT_NE(fpm.find("env[WS_DB_REPLICA] = 10.77.0.12:3306"), std::string::npos) << fpm;
+}
+
 }  // namespace webstack::render

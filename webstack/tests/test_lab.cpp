@@ -111,7 +111,7 @@ SharedLab& shared_lab() {
   return g_shared;
 }
 
-TestLab::TestLab(const std::string& prefix) {
+TestLab::TestLab(const std::string& prefix, const std::string& web01_extra) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%.3s%05x", prefix.c_str(),
                 static_cast<unsigned>(::getpid()) & 0xfffffu);
@@ -133,7 +133,7 @@ TestLab::TestLab(const std::string& prefix) {
       << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
       << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"
       << "roles = [\"web\", \"db\"]\ndb = \"primary\"\n"
-      << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"
+      << web01_extra << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"
       << "roles = [\"web\", \"db\"]\ndb = \"replica\"\n"
       << "[[host]]\nname = \"client\"\naddress = \"" << net_ << "100\"\nroles = [\"client\"]\n";
 }

@@ -21,7 +21,8 @@ class TestLab {
  public:
   // Writes the seed topology (lb-01, web-01 primary, web-02 replica, client); starts
   // nothing. `prefix`: 3 letters that keep labs of one test binary apart.
-  explicit TestLab(const std::string& prefix);
+  // `web01_extra`: more keys for web-01's [[host]] table (e.g. "app = \"php\"\n").
+  explicit TestLab(const std::string& prefix, const std::string& web01_extra = "");
   ~TestLab();
   TestLab(const TestLab&) = delete;
   TestLab& operator=(const TestLab&) = delete;

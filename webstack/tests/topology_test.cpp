@@ -507,3 +507,12 @@ TEST(TopologyErrors, TlsCertificateAndKeyGoTogetherAndMustExist) {
   EXPECT_TRUE(mentions(e, "no such file: /no/such.crt")) << e.what();
   error_of("[site]\nhttps_port = 80\n" + kValid, 2, "site.https_port");
 }
+
+TEST(TopologyApp, EachWebHostChoosesItsApplicationServer) {
+  const Topology t = parse_topology(kLb + kPrimary + "app = \"php\"\n" + kClient, "site.toml");
+  EXPECT_EQ(t.find("web-01")->app, "php");
+  EXPECT_EQ(t.find("lb-01")->app, "webstack");  // the default, unused off web hosts
+  auto e = error_of(kLb + kPrimary + "app = \"ruby\"\n" + kClient, 10, "host[2].app");
+  EXPECT_TRUE(mentions(e, "webstack, php, node")) << e.what();
+  error_of(kLb + "app = \"node\"\n" + kPrimary + kClient, 5, "host[1].app");
+}

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench.hpp"
 #include "lab/control.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
@@ -45,6 +46,16 @@ std::string resource(const std::string& option, const char* env, const std::stri
   if (!option.empty()) return absolute(option);
   if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return absolute(v);
   return built_in;
+}
+
+std::vector<std::string> checked_peers(const std::vector<std::string>& peers) {
+  for (const auto& p : peers) {
+    if (p != "webstack" && p != "php" && p != "node") {
+      throw std::invalid_argument("--peers: unknown application server \"" + p +
+                                  "\" (known: webstack, php, node)");
+    }
+  }
+  return peers;
 }
 
 void print_summary(const Topology& t) {
@@ -92,6 +103,11 @@ int main(int argc, char** argv) {
       "hardened (default: HTTPS, firewalls, replication over TLS) or seed (the seed's design: "
       "plain HTTP, no firewall)";
   render->add_option("--profile", profile, profile_help);
+  std::vector<std::string> peers;
+  const char* peers_help =
+      "Benchmark peers every web host runs beside its app, served as <kind>.bench: webstack, "
+      "php, node (comma-separated)";
+  render->add_option("--peers", peers, peers_help)->delimiter(',');
 
   std::string up_state_dir;
   auto* up =
@@ -101,6 +117,7 @@ int main(int argc, char** argv) {
   up->add_option("--templates", templates_dir, "Templates directory (env WEBSTACK_TEMPLATES)");
   up->add_option("--www", www_dir, "Static files directory (env WEBSTACK_WWW)");
   up->add_option("--app-binary", app_binary, "webstack-app path (env WEBSTACK_APP)");
+  up->add_option("--peers", peers, peers_help)->delimiter(',');
   up->add_option("--profile", profile,
                  std::string(profile_help) + "; default: the lab's own when it exists");
 
@@ -162,6 +179,30 @@ int main(int argc, char** argv) {
   cert->add_option("--state-dir", up_state_dir,
                    "State directory (default: /var/lib/webstack/<lab>)");
 
+  webstack::bench::Options bench_opts;
+  int bench_seconds = 10;
+  bool bench_lab = false, bench_no_ceilings = false;
+  auto* bench = cli.add_subcommand(
+      "bench", "Benchmark webstack-app against PHP-FPM and Node.js through the whole stack");
+  bench->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  bench->add_option("--state-dir", up_state_dir,
+                    "State directory (default: /var/lib/webstack/<lab>)");
+  bench->add_option("--app", bench_opts.apps, "Application servers: webstack, php, node (all)")
+      ->delimiter(',');
+  bench
+      ->add_option("--test", bench_opts.tests,
+                   "Tests: plaintext, json, db, queries, fortunes, updates (all)")
+      ->delimiter(',');
+  bench->add_option("--duration", bench_seconds, "Seconds per run")->capture_default_str();
+  bench->add_option("--connections", bench_opts.connections, "wrk connections = sysbench threads")
+      ->capture_default_str();
+  bench->add_option("--rounds", bench_opts.rounds, "Interleaved rounds")->capture_default_str();
+  bench->add_option("--out", bench_opts.out_dir, "Report directory (default <state>/bench/<time>)");
+  bench->add_flag("--no-ceilings", bench_no_ceilings,
+                  "Skip the ceilings (Nginx return 200, sysbench point-select)");
+  bench->add_flag("--lab", bench_lab,
+                  "Time the lab itself instead: cold up, warm up, down (a throwaway copy)");
+
   int log_lines = 50;
   bool log_follow = false;
   auto* logs = cli.add_subcommand("logs", "Print a service's log: logs HOST/SERVICE");
@@ -195,21 +236,32 @@ int main(int argc, char** argv) {
       opts.state_dir =
           state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(state_dir);
       if (!profile.empty()) opts.profile = webstack::render::parse_profile(profile);
+      opts.peers = checked_peers(peers);
+      opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
       const auto files = webstack::render::render_site(topology, opts);
       webstack::render::write_files(files, out_dir);
       std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), topology.hosts.size(),
                   absolute(out_dir).c_str());
       return 0;
     }
-    if (up->parsed() || down->parsed()) {
+    // Where a lab's pieces come from (options, environment, this build's source tree).
+    const auto site_options = [&](const std::string& lab_state) {
       webstack::lab::SiteOptions opts;
       const std::string source = WEBSTACK_SOURCE_DIR;
       opts.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
       opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
       opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
       opts.sql_dir = resource("", "WEBSTACK_SQL", source + "/sql");
-      opts.state_dir =
-          up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+      opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
+      opts.state_dir = lab_state;
+      return opts;
+    };
+    if (up->parsed() || down->parsed()) {
+      auto opts = site_options(up_state_dir.empty() ? "/var/lib/webstack/" + topology.name
+                                                    : absolute(up_state_dir));
+      // The peers asked for, else those the lab was brought up with.
+      opts.peers =
+          peers.empty() ? webstack::lab::recorded_peers(opts.state_dir) : checked_peers(peers);
       // The profile asked for, else the one the lab was made with, else hardened.
       if (!profile.empty()) {
         opts.profile = webstack::render::parse_profile(profile);
@@ -244,6 +296,19 @@ int main(int argc, char** argv) {
     for (const auto& [sub, action] : service_commands) {
       if (!sub->parsed()) continue;
       webstack::lab::control_service(topology, lab_dir, service_spec, action, stdout);
+      return 0;
+    }
+    if (bench->parsed()) {
+      auto opts = site_options(lab_dir);
+      if (const auto made = webstack::lab::recorded_profile(lab_dir)) opts.profile = *made;
+      if (bench_lab) {
+        webstack::bench::run_lab_bench(topology, opts, bench_opts.rounds, stdout);
+        return 0;
+      }
+      bench_opts.duration = std::chrono::seconds(bench_seconds);
+      bench_opts.ceilings = !bench_no_ceilings;
+      if (!bench_opts.out_dir.empty()) bench_opts.out_dir = absolute(bench_opts.out_dir);
+      webstack::bench::run_bench(topology, opts, bench_opts, stdout);
       return 0;
     }
     if (cert->parsed()) {

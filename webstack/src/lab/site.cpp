@@ -214,6 +214,8 @@ render::Options render_options(const SiteOptions& o) {
   r.app_binary = o.app_binary;
   r.www_dir = o.www_dir;
   r.profile = o.profile;
+  r.peers = o.peers;
+  r.peers_dir = o.peers_dir;
   return r;
 }
 
@@ -659,6 +661,23 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
   }
   for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
+  // The application servers the web hosts run besides webstack-app.
+  std::set<std::string> kinds(o.peers.begin(), o.peers.end());
+  for (const auto* w : t.with_role(Role::Web)) kinds.insert(w->app);
+  if (kinds.count("php") != 0 && !program_in_path("php-fpm8.2")) {
+    throw std::runtime_error(
+        "php-fpm8.2 not found in PATH: install the Debian packages php8.2-fpm php8.2-mysql");
+  }
+  if (kinds.count("node") != 0) {
+    if (!program_in_path("node")) {
+      throw std::runtime_error("node not found in PATH: install the Debian package nodejs");
+    }
+    if (!fs::exists(o.peers_dir + "/node/node_modules")) {
+      throw std::runtime_error(fmt::format(
+          "{}/node/node_modules missing: run `npm ci --omit=dev` there (scripts/setup.sh does)",
+          o.peers_dir));
+    }
+  }
   if (!fs::exists(o.app_binary))
     throw std::runtime_error("webstack-app not found: " + o.app_binary);
   // A lab keeps the profile it was made with (its data, certificates and users follow it).
@@ -699,6 +718,10 @@ void site_up(const Topology& t, const SiteOptions& o) {
       make_dir(p.state);
       std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
       std::ofstream(p.profile) << render::profile_name(o.profile) << "\n";
+      {
+        std::ofstream peers(p.state + "/peers");
+        for (const auto& k : o.peers) peers << k << "\n";
+      }
       for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
       make_dir(p.secrets, 0, www_gid, 0750);
       make_dir(p.run + "/edge");
@@ -852,6 +875,14 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
     throw;
   }
+}
+
+std::vector<std::string> recorded_peers(const std::string& state_dir) {
+  std::vector<std::string> out;
+  std::istringstream in(read_text_or_empty(state_dir + "/peers"));
+  for (std::string k; std::getline(in, k);)
+    if (!trim(k).empty()) out.push_back(trim(k));
+  return out;
 }
 
 std::optional<render::Profile> recorded_profile(const std::string& state_dir) {

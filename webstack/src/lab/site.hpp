@@ -28,11 +28,13 @@ namespace webstack::lab {
 
 struct SiteOptions {
   render::Profile profile = render::Profile::Hardened;  // up: what to build (see render.hpp)
-  std::string state_dir;                                // absolute
-  std::string templates_dir;                            // the repository's templates/
-  std::string www_dir;                                  // static files
-  std::string app_binary;                               // webstack-app
-  std::string sql_dir;                                  // schema.sql, seed.sql, users.sql.in
+  std::vector<std::string> peers;                 // up: benchmark peers beside each web host's app
+  std::string peers_dir;                          // bench/peers
+  std::string state_dir;                          // absolute
+  std::string templates_dir;                      // the repository's templates/
+  std::string www_dir;                            // static files
+  std::string app_binary;                         // webstack-app
+  std::string sql_dir;                            // schema.sql, seed.sql, users.sql.in
   std::chrono::milliseconds db_timeout{60000};    // each database answers / replica catches up
   std::chrono::milliseconds site_timeout{60000};  // the site answers through the lb
 };
@@ -51,6 +53,8 @@ void site_down(const topo::Topology& t, const SiteOptions& o, bool purge);
 
 // The profile a lab's state directory was made with, if any.
 std::optional<render::Profile> recorded_profile(const std::string& state_dir);
+// The benchmark peers the running lab was brought up with (<state>/peers, "" = none).
+std::vector<std::string> recorded_peers(const std::string& state_dir);
 
 // Runs argv inside the host's namespace with this process's stdio (exec: does not return
 // on success). Throws std::invalid_argument for an unknown host, std::runtime_error when

@@ -120,6 +120,11 @@ std::vector<const Host*> hosts_with(const Topology& t, Role r) {
   return out;
 }
 
+// The web host runs application server `kind`: its own, or a benchmark peer.
+bool runs(const Options& o, const Host& h, std::string_view kind) {
+  return h.app == kind || std::find(o.peers.begin(), o.peers.end(), kind) != o.peers.end();
+}
+
 std::string addresses(const std::vector<const Host*>& hosts) {
   std::string out;
   for (const Host* h : hosts) out += (out.empty() ? "" : ", ") + h->address;
@@ -134,6 +139,15 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("tls", hardened);
   d.set("firewall", hardened);
   d.set("https_port", std::to_string(t.https_port));
+  d.set("bench", !o.peers.empty());
+  d.set("peers_dir", o.peers_dir);
+  d.set("node_port", std::to_string(t.app_port + 2));  // Node.js peer, loopback
+  // The peers read from the first replica (the app finds a healthy one itself).
+  const auto replicas = t.replicas();
+  d.set("peer_replica", replicas.empty()
+                            ? std::string()
+                            : fmt::format("{}:{}", replicas.front()->address, t.db_port));
+  d.set("peer_primary", fmt::format("{}:{}", t.primary().address, t.db_port));
   d.set("https_port_suffix",
         t.https_port == 443 ? std::string() : fmt::format(":{}", t.https_port));
   // The port the edge relays to on the load balancers: TLS untouched when there is TLS.
@@ -177,7 +191,8 @@ mstch::data site_context(const Topology& t, const Options& o) {
   return d;
 }
 
-mstch::data host_context(const mstch::data& site, const Topology& t, const Host& h) {
+mstch::data host_context(const mstch::data& site, const Topology& t, const Host& h,
+                         const Options& o) {
   mstch::data d = site;
   d.set("host", h.name);
   d.set("address", h.address);
@@ -194,6 +209,14 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
     if (&other == &h) break;
   }
   d.set("server_id", has_role(h, Role::Database) ? std::to_string(server_id) : std::string());
+  // The web host's application servers: the one its site traffic goes to, and whether
+  // each kind runs here (for the benchmarks' "<kind>.bench" server blocks).
+  d.set("default_webstack", h.app == "webstack");
+  d.set("default_php", h.app == "php");
+  d.set("default_node", h.app == "node");
+  d.set("runs_webstack", runs(o, h, "webstack"));
+  d.set("runs_php", runs(o, h, "php"));
+  d.set("runs_node", runs(o, h, "node"));
   return d;
 }
 
@@ -210,9 +233,19 @@ constexpr Output kLbFiles[] = {
 };
 constexpr Output kWebFiles[] = {
     {"nginx/nginx.conf.mustache", "nginx/nginx.conf", 0644},
-    {"app/webstack-app.toml.mustache", "app/webstack-app.toml", 0644},
     {"s6/nginx/run.mustache", "s6/nginx/run", 0755},
+};
+// Each application server a web host runs (its own, and the benchmark peers).
+constexpr Output kWebstackAppFiles[] = {
+    {"app/webstack-app.toml.mustache", "app/webstack-app.toml", 0644},
     {"s6/webstack-app/run.mustache", "s6/webstack-app/run", 0755},
+};
+constexpr Output kPhpFiles[] = {
+    {"php/php-fpm.conf.mustache", "php/php-fpm.conf", 0644},
+    {"s6/php-fpm/run.mustache", "s6/php-fpm/run", 0755},
+};
+constexpr Output kNodeFiles[] = {
+    {"s6/node/run.mustache", "s6/node/run", 0755},
 };
 constexpr Output kDbFiles[] = {
     {"mariadb/my.cnf.mustache", "mariadb/my.cnf", 0644},
@@ -319,10 +352,15 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& opt
   const mstch::data site = site_context(topology, options);
   std::vector<File> files;
   for (const auto& h : topology.hosts) {
-    const mstch::data context = host_context(site, topology, h);
+    const mstch::data context = host_context(site, topology, h, options);
     // Roles in a fixed order, whatever their order in the file.
     if (has_role(h, Role::LoadBalancer)) emit(files, r, h.name, kLbFiles, context);
-    if (has_role(h, Role::Web)) emit(files, r, h.name, kWebFiles, context);
+    if (has_role(h, Role::Web)) {
+      emit(files, r, h.name, kWebFiles, context);
+      if (runs(options, h, "webstack")) emit(files, r, h.name, kWebstackAppFiles, context);
+      if (runs(options, h, "php")) emit(files, r, h.name, kPhpFiles, context);
+      if (runs(options, h, "node")) emit(files, r, h.name, kNodeFiles, context);
+    }
     if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
     // A client host runs nothing of the site, but gets its firewall like every host.
     if (options.profile == Profile::Hardened) emit(files, r, h.name, kFirewallFiles, context);

@@ -22,6 +22,11 @@ Profile parse_profile(std::string_view name);
 
 struct Options {
   Profile profile = Profile::Hardened;
+  // Application servers every web host runs beside its own (topology `app`), each served
+  // by Nginx under the name "<kind>.bench" (and "nginx.bench": `return 200`, the HTTP
+  // ceiling): what `webstack bench` compares. Kinds: "webstack", "php", "node".
+  std::vector<std::string> peers;
+  std::string peers_dir;      // absolute path of bench/peers (php/index.php, node/server.js)
   std::string templates_dir;  // the repository's templates/
   std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
   std::string app_binary;     // absolute path of webstack-app

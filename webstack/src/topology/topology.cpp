@@ -52,6 +52,8 @@ db_port = 3306           # MariaDB on each db host
 # roles: lb (HAProxy), web (Nginx + webstack-app), db (MariaDB), client (stands for the
 # internet: tests send traffic from it; exactly one, and it has no other role).
 # A db host needs db = "primary" (exactly one in the site) or db = "replica".
+# A web host may set app = "webstack" (the default: webstack-app), "php" (PHP-FPM) or
+# "node" (Node.js): the benchmarks' peers from bench/peers/, behind the same Nginx.
 # Another web host (web-03, ...) is one more [[host]] table.
 
 # The load balancer.
@@ -299,6 +301,7 @@ struct HostSource {
   int address = 0;
   int roles = 0;
   int db = 0;
+  int app = 0;
 };
 
 class Parser {
@@ -559,8 +562,15 @@ class Parser {
                fmt::format("must be \"primary\" or \"replica\", got {}", in_quotes(db)));
         }
         src.db = line_of(*value);
+      } else if (name == "app") {
+        host.app = string_value(*value, full);
+        if (host.app != "webstack" && host.app != "php" && host.app != "node") {
+          fail(line_of(*value), full,
+               fmt::format("must be one of webstack, php, node, got {}", in_quotes(host.app)));
+        }
+        src.app = line_of(*value);
       } else {
-        unknown_key(*key, full, "name, address, roles, db");
+        unknown_key(*key, full, "name, address, roles, db, app");
       }
     }
     const auto missing = [&](bool present, std::string_view key) {
@@ -577,6 +587,10 @@ class Parser {
     if (host.db && !host.has(Role::Database)) {
       fail(src.db, host_key(index, "db"),
            fmt::format("only a host with role \"db\" has a db setting; {}", who));
+    }
+    if (src.app != 0 && !host.has(Role::Web)) {
+      fail(src.app, host_key(index, "app"),
+           fmt::format("only a host with role \"web\" runs an application server; {}", who));
     }
     if (!host.db && host.has(Role::Database)) {
       fail(src.table, host_key(index, "db"),

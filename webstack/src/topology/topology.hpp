@@ -25,7 +25,10 @@ struct Host {
   std::string address;  // IPv4 inside the lab subnet
   std::vector<Role> roles;
   std::optional<DbRole> db;  // set exactly when roles has Database
-  int line = 0;              // where the host's table starts in its file (0: embedded)
+  // A web host's application server behind its Nginx: "webstack" (webstack-app), or a
+  // benchmark peer from bench/peers/: "php" (PHP-FPM) or "node" (Node.js).
+  std::string app = "webstack";
+  int line = 0;  // where the host's table starts in its file (0: embedded)
 
   bool has(Role r) const;
 };

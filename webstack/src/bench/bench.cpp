@@ -1,0 +1,537 @@
+#include "bench/bench.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "lab/network.hpp"
+#include "lab/process.hpp"
+#include "lab/status.hpp"
+#include "render/render.hpp"
+
+namespace webstack::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using topo::Role;
+
+double to_ms(double value, const std::string& unit) {
+  if (unit == "us") return value / 1000.0;
+  if (unit == "s") return value * 1000.0;
+  return value;  // ms
+}
+
+std::string now_utc(const char* format) {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+std::string random_password() {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;
+  std::uniform_int_distribution<std::size_t> pick(0, sizeof kAlphabet - 2);
+  std::string s;
+  for (int i = 0; i < 24; ++i) s += kAlphabet[pick(rd)];
+  return s;
+}
+
+// A file only root reads (secrets: passwords for sysbench's account and its options).
+void write_private(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    ::chmod(tmp.c_str(), 0600);
+    out << content;
+  }
+  fs::rename(tmp, path);
+}
+
+std::string mysql_root(const std::string& state, const std::string& host, const std::string& sql) {
+  return lab::run_checked(
+      {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
+       "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", sql},
+      60s);
+}
+
+struct Sample {
+  std::string test, app;  // app "sysbench" for the database ceiling
+  int round = 0;
+  WrkResult r;
+};
+
+// The database ceiling's account, table and options file (made once, kept).
+std::string prepare_sysbench(const topo::Topology& t, const std::string& state) {
+  const std::string cfg = state + "/secrets/sysbench.cfg";
+  const auto& primary = t.primary();
+  if (!fs::exists(cfg)) {
+    const std::string pw = random_password();
+    const std::string sql_file = state + "/secrets/bench-sbtest.sql";
+    write_private(sql_file,
+                  fmt::format("CREATE DATABASE IF NOT EXISTS sbtest;\n"
+                              "CREATE USER IF NOT EXISTS 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
+                              "ALTER USER 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
+                              "GRANT ALL PRIVILEGES ON sbtest.* TO 'sbtest'@'%';\n",
+                              pw));
+    const auto r = lab::run({"sh", "-c",
+                             "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET < "
+                             "\"$2\"",
+                             "sh", state + "/hosts/" + primary.name + "/mariadb/my.cnf", sql_file},
+                            60s);
+    fs::remove(sql_file);
+    if (r.exit_code != 0) throw std::runtime_error("sysbench account: " + lab::trim(r.err));
+    write_private(cfg, fmt::format("db-driver=mysql\nmysql-user=sbtest\nmysql-password={}\n"
+                                   "mysql-db=sbtest\nmysql-port={}\ntables=1\ntable-size=10000\n",
+                                   pw, t.db_port));
+  }
+  const auto have = lab::trim(
+      mysql_root(state, primary.name,
+                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sbtest' AND "
+                 "table_name = 'sbtest1'"));
+  if (have != "1") {
+    // From the primary's own host (its firewall lets a database host reach 3306).
+    lab::run_checked(
+        lab::in_host(t, primary.name,
+                     {"sysbench", "--config-file=" + cfg, "--mysql-host=" + primary.address,
+                      "oltp_point_select", "prepare"}),
+        120s);
+  }
+  // The replica has it all before it is measured.
+  const auto pos = lab::trim(mysql_root(state, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos"));
+  for (const auto* r : t.replicas()) {
+    const auto res = lab::trim(
+        mysql_root(state, r->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', 60)", pos)));
+    if (res != "0")
+      throw std::runtime_error("replica " + r->name + " did not catch up with sbtest");
+  }
+  return cfg;
+}
+
+// sysbench point-select against the first replica (else the primary) from a web host.
+WrkResult run_sysbench(const topo::Topology& t, const std::string& cfg, const Options& o) {
+  const auto replicas = t.replicas();
+  const auto& target = replicas.empty() ? t.primary() : *replicas.front();
+  const topo::Host* from = nullptr;
+  for (const auto* w : t.with_role(Role::Web))
+    if (w->name != target.name && from == nullptr) from = w;
+  if (from == nullptr) from = t.with_role(Role::Web).front();
+  const auto r =
+      lab::run(lab::in_host(t, from->name,
+                            {"sysbench", "--config-file=" + cfg, "--mysql-host=" + target.address,
+                             fmt::format("--threads={}", o.connections),
+                             fmt::format("--time={}", o.duration.count()), "--percentile=99",
+                             "--histogram=on", "oltp_point_select", "run"}),
+               o.duration + 60s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error("sysbench run failed: " + lab::trim(r.err + r.out).substr(0, 500));
+  }
+  WrkResult w;
+  std::smatch m;
+  if (std::regex_search(r.out, m, std::regex(R"(queries:\s+(\d+)\s+\((\d+(?:\.\d+)?) per sec)"))) {
+    w.requests = std::stoll(m[1]);
+    w.requests_per_s = std::stod(m[2]);
+  }
+  if (std::regex_search(r.out, m, std::regex(R"(99th percentile:\s+(\d+(?:\.\d+)?))"))) {
+    w.p99_ms = std::stod(m[1]);
+  }
+  if (std::regex_search(r.out, m, std::regex(R"(ignored errors:\s+(\d+))"))) {
+    w.socket_errors = std::stoll(m[1]);
+  }
+  // p50 from the histogram ("value |*** count" lines, increasing values).
+  std::vector<std::pair<double, long long>> hist;
+  std::istringstream lines(r.out.substr(r.out.find("Latency histogram") == std::string::npos
+                                            ? r.out.size()
+                                            : r.out.find("Latency histogram")));
+  long long total = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (std::regex_match(line, m, std::regex(R"(\s*(\d+(?:\.\d+)?)\s*\|\**\s+(\d+)\s*)"))) {
+      hist.emplace_back(std::stod(m[1]), std::stoll(m[2]));
+      total += std::stoll(m[2]);
+    }
+  }
+  long long seen = 0;
+  for (const auto& [value, count] : hist) {
+    seen += count;
+    if (seen * 2 >= total) {
+      w.p50_ms = value;
+      break;
+    }
+  }
+  return w;
+}
+
+std::string machine_description() {
+  std::string model;
+  std::ifstream cpu("/proc/cpuinfo");
+  for (std::string line; std::getline(cpu, line);) {
+    if (line.starts_with("model name")) {
+      model = lab::trim(line.substr(line.find(':') + 1));
+      break;
+    }
+  }
+  const auto kernel = lab::trim(lab::run({"uname", "-r"}, 5s).out);
+  long mem_kb = 0;
+  std::ifstream mem("/proc/meminfo");
+  for (std::string line; std::getline(mem, line);) {
+    if (line.starts_with("MemTotal:")) mem_kb = std::stol(line.substr(9));
+  }
+  return fmt::format("{} x {}, {:.0f} GiB, Linux {}", std::thread::hardware_concurrency(), model,
+                     static_cast<double>(mem_kb) / 1048576.0, kernel);
+}
+
+std::string versions() {
+  const auto first = [](const std::vector<std::string>& argv) {
+    const auto r = lab::run(argv, 10s);
+    const auto text = r.out.empty() ? r.err : r.out;
+    return lab::trim(text.substr(0, text.find('\n')));
+  };
+  return fmt::format("{}; {}; {}; {}; {}; PHP {}; Node {}; {}", first({"haproxy", "-v"}),
+                     first({"nginx", "-v"}), first({"mariadbd", "--version"}),
+                     first({"wrk", "--version"}), first({"sysbench", "--version"}),
+                     first({"php-fpm8.2", "-v"}), first({"node", "--version"}), "webstack-app");
+}
+
+}  // namespace
+
+WrkResult parse_wrk(const std::string& out) {
+  WrkResult r;
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex(R"(Requests/sec:\s+(\d+(?:\.\d+)?))"))) {
+    throw std::runtime_error("wrk printed no Requests/sec: " + out.substr(0, 300));
+  }
+  r.requests_per_s = std::stod(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(\n\s*50%\s+(\d+(?:\.\d+)?)(us|ms|s)\b)"))) {
+    r.p50_ms = to_ms(std::stod(m[1]), m[2]);
+  }
+  if (std::regex_search(out, m, std::regex(R"(\n\s*99%\s+(\d+(?:\.\d+)?)(us|ms|s)\b)"))) {
+    r.p99_ms = to_ms(std::stod(m[1]), m[2]);
+  }
+  if (std::regex_search(out, m, std::regex(R"((\d+) requests in)"))) r.requests = std::stoll(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(Non-2xx or 3xx responses:\s+(\d+))"))) {
+    r.non_2xx = std::stoll(m[1]);
+  }
+  if (std::regex_search(
+          out, m,
+          std::regex(R"(Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+))"))) {
+    r.socket_errors = std::stoll(m[1]) + std::stoll(m[2]) + std::stoll(m[3]) + std::stoll(m[4]);
+  }
+  return r;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+std::string test_path(const std::string& test) {
+  static const std::map<std::string, std::string> kPaths = {
+      {"plaintext", "/plaintext"},
+      {"json", "/json"},
+      {"db", "/db"},
+      {"queries", "/queries?queries=20"},
+      {"fortunes", "/fortunes"},
+      {"updates", "/updates?queries=20"},
+  };
+  const auto it = kPaths.find(test);
+  if (it == kPaths.end()) {
+    throw std::invalid_argument("unknown test \"" + test +
+                                "\" (known: plaintext, json, db, queries, fortunes, updates)");
+  }
+  return it->second;
+}
+
+std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Options& o,
+                      std::FILE* out) {
+  for (const auto& test : o.tests) test_path(test);
+  for (const auto& app : o.apps) {
+    if (app != "webstack" && app != "php" && app != "node") {
+      throw std::invalid_argument("unknown app \"" + app + "\" (known: webstack, php, node)");
+    }
+  }
+  if (o.rounds < 1 || o.connections < 1 || o.duration.count() < 1) {
+    throw std::invalid_argument("--rounds, --connections and --duration must be at least 1");
+  }
+  // 1. The lab, with every app on every web host.
+  const bool running = lab::lab_svscan_pid(site.state_dir) > 0;
+  const auto peers = running ? lab::recorded_peers(site.state_dir) : o.apps;
+  for (const auto& app : o.apps) {
+    for (const auto* w : t.with_role(Role::Web)) {
+      const bool there = w->app == app || std::find(peers.begin(), peers.end(), app) != peers.end();
+      if (!there || (running && peers.empty())) {
+        throw std::runtime_error(fmt::format(
+            "lab {} is up without the benchmark peers ({} on {}): `webstack down`, then `webstack "
+            "bench` brings it up with them (or `webstack up --peers webstack,php,node`)",
+            t.name, app, w->name));
+      }
+    }
+  }
+  if (!running) {
+    site.peers = o.apps;
+    lab::site_up(t, site);
+  }
+  const bool tls = lab::recorded_profile(site.state_dir) != render::Profile::Seed;
+  const auto* lb = t.with_role(Role::LoadBalancer).front();
+  const auto client = t.with_role(Role::Client).front()->name;
+  const std::string base = tls ? fmt::format("https://{}:{}", lb->address, t.https_port)
+                               : fmt::format("http://{}:{}", lb->address, t.http_port);
+  const std::string dir =
+      o.out_dir.empty() ? site.state_dir + "/bench/" + now_utc("%Y%m%dT%H%M%SZ") : o.out_dir;
+  fs::create_directories(dir);
+
+  std::string sysbench_cfg;
+  const bool with_db_ceiling =
+      o.ceilings && std::find(o.tests.begin(), o.tests.end(), "db") != o.tests.end();
+  if (with_db_ceiling) sysbench_cfg = prepare_sysbench(t, site.state_dir);
+
+  const auto wrk_argv = [&](const std::string& app, const std::string& path,
+                            std::chrono::seconds duration) {
+    return lab::in_host(t, client,
+                        {"wrk", fmt::format("-t{}", o.threads), fmt::format("-c{}", o.connections),
+                         fmt::format("-d{}s", duration.count()), "--latency", "-H",
+                         "Host: " + app + ".bench", base + path});
+  };
+  std::fprintf(out,
+               "benchmark: %zu apps x %zu tests x %d rounds, %llds each, %d connections, "
+               "from %s through %s\n",
+               o.apps.size(), o.tests.size(), o.rounds, static_cast<long long>(o.duration.count()),
+               o.connections, client.c_str(), base.c_str());
+  std::fflush(out);
+
+  // 2. Warm-up (not recorded): each app's caches, pools and JITs, a second each test.
+  for (const auto& test : o.tests) {
+    for (const auto& app : o.apps) {
+      lab::run(wrk_argv(app, test_path(test), 2s), 60s);
+    }
+  }
+
+  // 3. Interleaved rounds.
+  std::vector<Sample> samples;
+  for (int round = 1; round <= o.rounds; ++round) {
+    for (const auto& test : o.tests) {
+      std::vector<std::string> apps = o.apps;
+      if (o.ceilings && test == "plaintext") apps.push_back("nginx");
+      for (const auto& app : apps) {
+        const auto r = lab::run(wrk_argv(app, test_path(test), o.duration), o.duration + 60s);
+        if (r.exit_code != 0) {
+          throw std::runtime_error(
+              fmt::format("wrk failed for {} {}: {}", app, test, lab::trim(r.err + r.out)));
+        }
+        Sample s{test, app, round, parse_wrk(r.out)};
+        std::fprintf(out, "  round %d  %-10s %-9s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms%s\n",
+                     round, test.c_str(), app.c_str(), s.r.requests_per_s, s.r.p50_ms, s.r.p99_ms,
+                     s.r.non_2xx + s.r.socket_errors > 0
+                         ? fmt::format("  errors {}", s.r.non_2xx + s.r.socket_errors).c_str()
+                         : "");
+        std::fflush(out);
+        samples.push_back(std::move(s));
+      }
+      if (with_db_ceiling && test == "db") {
+        Sample s{"db", "sysbench", round, run_sysbench(t, sysbench_cfg, o)};
+        std::fprintf(out, "  round %d  %-10s %-9s %10.0f q/s    p50 %7.2f ms  p99 %7.2f ms\n",
+                     round, "db", "sysbench", s.r.requests_per_s, s.r.p50_ms, s.r.p99_ms);
+        std::fflush(out);
+        samples.push_back(std::move(s));
+      }
+    }
+  }
+
+  // 4. Medians and ratios.
+  struct Row {
+    std::string test, app;
+    double rps, lo, hi, p50, p99;
+    long long errors;
+  };
+  std::vector<Row> rows;
+  std::map<std::pair<std::string, std::string>, double> med;
+  for (const auto& test : o.tests) {
+    std::vector<std::string> apps = o.apps;
+    if (o.ceilings && test == "plaintext") apps.push_back("nginx");
+    if (with_db_ceiling && test == "db") apps.push_back("sysbench");
+    for (const auto& app : apps) {
+      std::vector<double> rps, p50, p99;
+      long long errors = 0;
+      for (const auto& s : samples) {
+        if (s.test != test || s.app != app) continue;
+        rps.push_back(s.r.requests_per_s);
+        p50.push_back(s.r.p50_ms);
+        p99.push_back(s.r.p99_ms);
+        errors += s.r.non_2xx + s.r.socket_errors;
+      }
+      if (rps.empty()) continue;
+      rows.push_back({test, app, median(rps), *std::min_element(rps.begin(), rps.end()),
+                      *std::max_element(rps.begin(), rps.end()), median(p50), median(p99), errors});
+      med[{test, app}] = rows.back().rps;
+    }
+  }
+  const auto ratio = [&](const std::string& test, const std::string& other) -> std::string {
+    const auto a = med.find({test, "webstack"}), b = med.find({test, other});
+    if (a == med.end() || b == med.end() || b->second <= 0) return "";
+    return fmt::format("{:.2f}", a->second / b->second);
+  };
+
+  std::ostringstream table;
+  table << "| test | server | req/s (median) | min-max | p50 ms | p99 ms | errors | webstack-app / "
+           "this |\n"
+        << "|---|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : rows) {
+    const std::string name = r.app == "webstack" ? "webstack-app"
+                             : r.app == "php"    ? "PHP-FPM"
+                             : r.app == "node"   ? "Node.js"
+                             : r.app == "nginx"  ? "Nginx return 200 (ceiling)"
+                                                 : "sysbench point-select, q/s (ceiling)";
+    table << fmt::format("| {} | {} | {:.0f} | {:.0f}-{:.0f} | {:.2f} | {:.2f} | {} | {} |\n",
+                         r.test, name, r.rps, r.lo, r.hi, r.p50, r.p99, r.errors,
+                         r.app == "webstack" ? "" : ratio(r.test, r.app));
+  }
+  std::fprintf(out, "\n%s", table.str().c_str());
+
+  // 5. The report: Markdown, CSV, chart.
+  std::ofstream csv(dir + "/results.csv");
+  csv << "test,app,round,requests_per_s,p50_ms,p99_ms,requests,non_2xx,socket_errors\n";
+  for (const auto& s : samples) {
+    csv << fmt::format("{},{},{},{:.1f},{:.3f},{:.3f},{},{},{}\n", s.test, s.app, s.round,
+                       s.r.requests_per_s, s.r.p50_ms, s.r.p99_ms, s.r.requests, s.r.non_2xx,
+                       s.r.socket_errors);
+  }
+  csv.close();
+  // chart.dat: one line per test, the median of each app in column order.
+  std::vector<std::string> columns = o.apps;
+  {
+    std::ofstream dat(dir + "/chart.dat");
+    dat << "test";
+    for (const auto& a : columns) dat << " " << a;
+    dat << "\n";
+    for (const auto& test : o.tests) {
+      dat << test;
+      for (const auto& a : columns) {
+        const auto it = med.find({test, a});
+        dat << " " << (it == med.end() ? 0.0 : it->second);
+      }
+      dat << "\n";
+    }
+  }
+  {
+    std::ofstream gp(dir + "/chart.gp");
+    gp << "set terminal pngcairo size 1000,560 font 'sans,11'\n"
+       << "set output '" << dir << "/chart.png'\n"
+       << "set title 'Requests per second through the whole stack (median of " << o.rounds
+       << " rounds; log scale)'\n"
+       << "set style data histograms\nset style histogram clustered gap 1\n"
+       << "set style fill solid 0.85 border -1\nset logscale y\nset grid ytics\n"
+       << "set ylabel 'requests/s'\nset key top right\n"
+       << "plot";
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      gp << (i == 0 ? " " : ", ") << "'" << dir << "/chart.dat' using " << i + 2
+         << (i == 0 ? ":xtic(1)" : "") << " title columnheader(" << i + 2 << ")";
+    }
+    gp << "\n";
+  }
+  const auto plotted = lab::run({"gnuplot", dir + "/chart.gp"}, 60s);
+  if (plotted.exit_code != 0) {
+    std::fprintf(out, "webstack: gnuplot failed (%s); the table is still in report.md\n",
+                 lab::trim(plotted.err).c_str());
+  }
+  std::ofstream md(dir + "/report.md");
+  md << "# webstack bench, " << now_utc("%Y-%m-%d %H:%M UTC") << "\n\n"
+     << "Machine: " << machine_description() << ".\n\n"
+     << "Software: " << versions() << ".\n\n"
+     << fmt::format(
+            "Each run: `wrk -t{} -c{} -d{}s --latency -H 'Host: <server>.bench' "
+            "{}<path>` from the client host through the load balancer ({}), {} "
+            "interleaved rounds after a 2 s warm-up per run; sysbench "
+            "`oltp_point_select --threads={}` against the replica from a web host. "
+            "Medians, with min-max over the rounds.\n\n",
+            o.threads, o.connections, o.duration.count(), base, tls ? "HTTPS" : "HTTP", o.rounds,
+            o.connections)
+     << "Paths: plaintext `/plaintext`, json `/json`, db `/db`, queries `/queries?queries=20`, "
+        "fortunes `/fortunes`, updates `/updates?queries=20`.\n\n"
+     << table.str() << "\n![requests per second](chart.png)\n";
+  md.close();
+  std::fprintf(out, "\nreport: %s/report.md (chart.png, results.csv)\n", dir.c_str());
+  return dir;
+}
+
+void run_lab_bench(const topo::Topology& t, const lab::SiteOptions& site, int rounds,
+                   std::FILE* out) {
+  // A copy of the topology that cannot meet the user's lab: its own name, subnet and
+  // state directory, and a free edge port.
+  topo::Topology copy = t;
+  copy.name = "wsbench";
+  const std::string net = "10.199.251.";
+  copy.subnet = net + "0/24";
+  for (std::size_t i = 0; i < copy.hosts.size(); ++i) {
+    copy.hosts[i].address = net + std::to_string(10 + i);
+  }
+  std::uint16_t port = 18443;
+  while (!lab::port_free(port)) ++port;
+  copy.edge_port = port;
+  lab::SiteOptions o = site;
+  o.state_dir = "/var/lib/webstack/wsbench-lab";
+  o.peers.clear();
+  std::vector<double> cold, warm, down, purge;
+  const auto timed = [](auto&& f) {
+    const auto t0 = Clock::now();
+    f();
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  // up prints its steps on stdout: silenced while timed, the figures go to `out`.
+  std::fflush(stdout);
+  const int saved = ::dup(1);
+  const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  const auto quiet = [&](bool on) {
+    std::fflush(stdout);
+    ::dup2(on ? null : saved, 1);
+  };
+  for (int i = 0; i < rounds; ++i) {
+    quiet(true);
+    try {
+      lab::site_down(copy, o, true);
+      cold.push_back(timed([&] { lab::site_up(copy, o); }));
+      down.push_back(timed([&] { lab::site_down(copy, o, false); }));
+      warm.push_back(timed([&] { lab::site_up(copy, o); }));
+      purge.push_back(timed([&] { lab::site_down(copy, o, true); }));
+    } catch (...) {
+      quiet(false);
+      ::close(null);
+      ::close(saved);
+      throw;
+    }
+    quiet(false);
+    std::fprintf(out,
+                 "  round %d: cold up %.2f s, down %.2f s, warm up %.2f s, down --purge %.2f s\n",
+                 i + 1, cold.back(), down.back(), warm.back(), purge.back());
+    std::fflush(out);
+  }
+  ::close(null);
+  ::close(saved);
+  std::fprintf(out,
+               "\nlab (%zu hosts), median of %d: cold up %.2f s, warm up %.2f s, down %.2f s, "
+               "down --purge %.2f s\n",
+               t.hosts.size(), rounds, median(cold), median(warm), median(down), median(purge));
+}
+
+}  // namespace webstack::bench
