@@ -105,6 +105,23 @@ TEST(Shutdown, LameDuckServesEverythingButReadyzUntilItEnds) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
 }
 
+TEST(Shutdown, SigintOrASecondSignalCutsTheLameDuckShort) {
+  for (const int second : {SIGINT, SIGTERM}) {
+    auto opts = app_options_for(MariaDbPair::shared());
+    opts.settings.push_back("server.shutdown_lameduck_ms=30000");
+    AppProcess app(std::move(opts));
+    const auto sent = Clock::now();
+    app.signal(SIGTERM);
+    HttpClient keep(app.port());
+    ASSERT_TRUE(eventually([&] { return keep.get("/readyz").status == 503; }, 5s));
+    app.signal(second);
+    auto status = app.wait_exit(10s);
+    ASSERT_TRUE(status) << "the app did not exit after a second signal (" << second << ")";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
+    EXPECT_LT(Clock::now() - sent, 10s);
+  }
+}
+
 TEST(Shutdown, IdleConnectionsCloseAfterTheGraceAndTheDeadlineEndsTheRest) {
   auto opts = app_options_for(MariaDbPair::shared());
   opts.settings.push_back("server.shutdown_idle_grace_ms=500");

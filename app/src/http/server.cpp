@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 #include <ctime>
+#include <functional>
 #include <list>
 #include <random>
 #include <stdexcept>
@@ -377,7 +378,9 @@ struct Server::Impl {
   std::atomic<bool> drain_started{false};
   std::atomic<bool> started{false};
   bool stopped = false;         // wait() has returned
-  asio::io_context control{1};  // runs the hard deadline timer once draining
+  asio::io_context control{1};  // runs the lame duck and hard deadline timers once draining
+  std::unique_ptr<asio::steady_timer> lameduck_timer;  // on `control`
+  std::atomic<bool> lameduck_cut{false};
   std::thread deadline_thread;
 };
 
@@ -427,11 +430,12 @@ void Server::drain() {
   }
   // The control thread runs the two timers: end of the lame duck (workers stop accepting
   // and drain), then the hard deadline (close whatever is still open).
+  impl_->lameduck_timer = std::make_unique<asio::steady_timer>(impl_->control, lameduck);
   impl_->deadline_thread = std::thread([impl = impl_.get()] {
-    asio::steady_timer lameduck_timer(impl->control, impl->cfg.server.shutdown_lameduck);
     asio::steady_timer deadline_timer(impl->control);
-    lameduck_timer.async_wait([impl, &deadline_timer](boost::system::error_code ec) {
-      if (ec) return;
+    impl->lameduck_timer->async_wait([impl, &deadline_timer](boost::system::error_code ec) {
+      // Cancelled: only end_lameduck() does that, and then draining starts now.
+      if (ec && !impl->lameduck_cut.load()) return;
       log::info("draining",
                 {{"deadline_ms", std::to_string(impl->cfg.server.shutdown_deadline.count())}});
       for (auto& w : impl->workers) asio::post(w->io, [wp = w.get()] { wp->begin_drain(); });
@@ -457,17 +461,35 @@ void Server::wait() {
   log::info("stopped");
 }
 
+void Server::end_lameduck() {
+  if (!impl_->drain_started.load() || impl_->lameduck_cut.exchange(true)) return;
+  if (impl_->cfg.server.shutdown_lameduck.count() > 0) log::info("lame duck cut short");
+  asio::post(impl_->control, [impl = impl_.get()] { impl->lameduck_timer->cancel(); });
+}
+
 int Server::run() {
   asio::io_context signals_io(1);
   asio::signal_set signals(signals_io, SIGTERM, SIGINT);
   start();
-  signals.async_wait([this](boost::system::error_code ec, int sig) {
+  std::thread waiter;  // wait()s once draining, then ends the signal loop
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
+                                                                      int sig) {
     if (ec) return;
     log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    const bool first = !impl_->drain_started.load();
     drain();
-  });
+    if (sig == SIGINT || !first) end_lameduck();
+    if (first) {
+      waiter = std::thread([this, &signals_io] {
+        wait();
+        signals_io.stop();
+      });
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
   signals_io.run();
-  wait();
+  if (waiter.joinable()) waiter.join();
   return 0;
 }
 

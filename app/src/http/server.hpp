@@ -25,10 +25,15 @@ class Server {
   // Graceful shutdown: stop accepting, /readyz 503, finish in-flight requests, answer
   // keep-alive connections with Connection: close, close idle ones after the grace
   // period, and everything at shutdown_deadline. Thread-safe, idempotent.
+  // drain() waits out server.shutdown_lameduck_ms first (/readyz 503, still serving).
   void drain();
+  // Ends the lame duck now (drain() first): the operator wants it down, not drained from
+  // a load balancer (`webstack down`). Thread-safe, idempotent.
+  void end_lameduck();
   void wait();  // blocks until every I/O thread has finished
 
-  // start(), then wait for SIGTERM or SIGINT, drain(), wait(). Returns the exit code.
+  // start(), then wait for a signal: SIGTERM drains (with the lame duck); SIGINT, or a
+  // second signal, drains without it. wait(). Returns the exit code.
   int run();
 
  private:

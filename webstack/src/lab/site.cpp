@@ -572,6 +572,11 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
     for (const auto& e : fs::directory_iterator(p.service, ec)) {
       if (e.path().filename().string().starts_with(".")) continue;
       run({"s6-svc", "-d", e.path().string()}, 1s);
+      // The whole lab goes: no load balancer to drain the apps from, so their lame duck
+      // is cut short (SIGINT after the SIGTERM).
+      if (e.path().filename().string().ends_with("-webstack-app")) {
+        run({"s6-svc", "-i", e.path().string()}, 1s);
+      }
     }
     run({"s6-svscanctl", "-t", p.service}, 1s);
     asked_s6 = true;
