@@ -201,16 +201,17 @@ std::string machine_description() {
                      static_cast<double>(mem_kb) / 1048576.0, kernel);
 }
 
-std::string versions() {
+std::string versions(const std::string& app_binary) {
   const auto first = [](const std::vector<std::string>& argv) {
     const auto r = lab::run(argv, 10s);
     const auto text = r.out.empty() ? r.err : r.out;
     return lab::trim(text.substr(0, text.find('\n')));
   };
-  return fmt::format("{}; {}; {}; {}; {}; PHP {}; Node {}; {}", first({"haproxy", "-v"}),
-                     first({"nginx", "-v"}), first({"mariadbd", "--version"}),
-                     first({"wrk", "--version"}), first({"sysbench", "--version"}),
-                     first({"php-fpm8.2", "-v"}), first({"node", "--version"}), "webstack-app");
+  return fmt::format("{}; {}; {}; {}; {}; {}; Node {}; {}", first({app_binary, "--version"}),
+                     first({"haproxy", "-v"}), first({"nginx", "-v"}),
+                     first({"mariadbd", "--version"}), first({"wrk", "--version"}),
+                     first({"sysbench", "--version"}), first({"php-fpm8.2", "-v"}),
+                     first({"node", "--version"}));
 }
 
 }  // namespace
@@ -458,7 +459,7 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
   std::ofstream md(dir + "/report.md");
   md << "# webstack bench, " << now_utc("%Y-%m-%d %H:%M UTC") << "\n\n"
      << "Machine: " << machine_description() << ".\n\n"
-     << "Software: " << versions() << ".\n\n"
+     << "Software: " << versions(site.app_binary) << ".\n\n"
      << fmt::format(
             "Each run: `wrk -t{} -c{} -d{}s --latency -H 'Host: <server>.bench' "
             "{}<path>` from the client host through the load balancer ({}), {} "
