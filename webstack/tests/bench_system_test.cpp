@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "lab/process.hpp"
 #include "test_lab.hpp"
 
 namespace {
@@ -76,6 +77,14 @@ TEST(BenchSystemTest, PeersServeTheSameTestsAndBenchWritesItsReport) {
   for (std::string line; std::getline(csv, line);) ++lines;
   EXPECT_EQ(lines, 1 + 8);  // header, 4 plaintext runs, 3 db runs and sysbench
   EXPECT_GT(fs::file_size(out + "/chart.png"), 1000u);
+
+  // The lab itself, on a throwaway copy: figures printed, nothing of the copy left.
+  const auto lab_bench = lab.cli({"bench", "--lab", "--rounds", "1"}, 300s);
+  ASSERT_EQ(lab_bench.exit_code, 0) << lab_bench.out << lab_bench.err;
+  EXPECT_NE(lab_bench.out.find("median of 1: cold up "), std::string::npos) << lab_bench.out;
+  EXPECT_FALSE(fs::exists("/var/lib/webstack/wsbench-lab"));
+  const auto netns = webstack::lab::run({"ip", "netns", "list"});
+  EXPECT_EQ(netns.out.find("wsbench-"), std::string::npos) << netns.out;
 }
 
 }  // namespace

@@ -467,7 +467,10 @@ void wait_replicas(const Topology& t, const Paths& p, std::chrono::milliseconds 
 // (hardened: over HTTPS by the site's name, the chain verified against the lab CA; the
 // site's own certificate when the topology gives one, which the system trust store must
 // then know.)
-void wait_site(const Topology& t, const SiteOptions& o, std::chrono::milliseconds timeout) {
+// `host_header`: ask for another server name than the site's (a benchmark peer,
+// "php.bench"): every web host must answer for it too.
+void wait_site(const Topology& t, const SiteOptions& o, std::chrono::milliseconds timeout,
+               const std::string& host_header = "") {
   const bool tls = o.profile == render::Profile::Hardened;
   const auto client = t.with_role(Role::Client).front();
   const auto client_ns = host_namespace(t, client->name);
@@ -487,6 +490,7 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
       if (t.tls_certificate.empty())
         curl.insert(curl.end(), {"--cacert", lab_ca_path(o.state_dir)});
     }
+    if (!host_header.empty()) curl.insert(curl.end(), {"-H", "Host: " + host_header});
     curl.push_back(url);
     std::set<std::string> seen;
     std::string last;
@@ -500,7 +504,8 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
       }
       if (Clock::now() > deadline) {
         throw std::runtime_error(
-            fmt::format("{} does not answer 200 from {} after {} ms (last: {})", url, client->name,
+            fmt::format("{}{} does not answer 200 from {} after {} ms (last: {})", url,
+                        host_header.empty() ? "" : " (Host: " + host_header + ")", client->name,
                         timeout.count(), last));
       }
       std::this_thread::sleep_for(250ms);
@@ -868,6 +873,10 @@ void site_up(const Topology& t, const SiteOptions& o) {
     // 7. The site, seen from the client host.
     step("site answers through the load balancer (from client)",
          [&] { wait_site(t, o, o.site_timeout); });
+    for (const auto& peer : o.peers) {
+      step("benchmark peer " + peer + ".bench answers on every web host",
+           [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });
+    }
     step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
     std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);
     print_summary(t, o, services);
