@@ -209,8 +209,12 @@ std::string user_of(int pid) {
   return "";
 }
 
-std::vector<int> children_of(int parent) {
-  std::vector<int> out;
+// /proc/<pid>/stat's state, parent and process group, per live (not zombie) process.
+struct ProcStat {
+  int pid = 0, ppid = 0, pgrp = 0;
+};
+std::vector<ProcStat> live_processes() {
+  std::vector<ProcStat> out;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const auto name = e.path().filename().string();
     if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
@@ -219,28 +223,25 @@ std::vector<int> children_of(int parent) {
     if (close == std::string::npos) continue;
     std::istringstream rest(stat.substr(close + 2));
     char state = 0;
-    int ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) out.push_back(std::stoi(name));
+    ProcStat p;
+    p.pid = std::stoi(name);
+    rest >> state >> p.ppid >> p.pgrp;
+    if (state != 'Z') out.push_back(p);
   }
   return out;
 }
 
-// Live (not zombie) processes of process group `pgid`.
+std::vector<int> children_of(int parent) {
+  std::vector<int> out;
+  for (const auto& p : live_processes())
+    if (p.ppid == parent) out.push_back(p.pid);
+  return out;
+}
+
 std::vector<int> group_members(int pgid) {
   std::vector<int> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const auto name = e.path().filename().string();
-    if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    const auto stat = read_file(e.path().string() + "/stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state = 0;
-    int ppid = 0, pgrp = 0;
-    rest >> state >> ppid >> pgrp;
-    if (pgrp == pgid && state != 'Z') out.push_back(std::stoi(name));
-  }
+  for (const auto& p : live_processes())
+    if (p.pgrp == pgid) out.push_back(p.pid);
   return out;
 }
 
