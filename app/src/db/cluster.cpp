@@ -294,6 +294,13 @@ asio::awaitable<Result> Lease::query(std::string_view sql) {
   co_return co_await conn_->query(sql);
 }
 
+asio::awaitable<std::vector<Result>> Lease::query_multi(std::string_view sql) {
+  if (!conn_) {
+    throw std::logic_error("db: query on an empty lease");
+  }
+  co_return co_await conn_->query_multi(sql);
+}
+
 const std::string& Lease::node_name() const {
   static const std::string none;
   return pool_ ? pool_->name() : none;

@@ -113,6 +113,9 @@ class Lease {
   }
   // Text protocol, for statements that are not hot (topology, GTID).
   boost::asio::awaitable<Result> query(std::string_view sql);
+  // Statements separated by ';', sent in one round trip, one Result each: for a batch of
+  // independent reads the app builds itself (never from request input).
+  boost::asio::awaitable<std::vector<Result>> query_multi(std::string_view sql);
 
   const std::string& node_name() const;    // "host:port" of the node that answers
   ReadPath path() const { return path_; }  // for reads: how this node was chosen

@@ -415,7 +415,8 @@ asio::awaitable<void> Connection::connect(const DbNode& node, const DatabaseConf
     co_await drive(
         [&] {
           return mysql_real_connect_start(&ret, mysql_, address.c_str(), cfg.user.c_str(),
-                                          cfg.password.c_str(), db, node.port, nullptr, 0);
+                                          cfg.password.c_str(), db, node.port, nullptr,
+                                          CLIENT_MULTI_STATEMENTS);
         },
         [&](int ready) { return mysql_real_connect_cont(&ret, mysql_, ready); }, deadline,
         "connect", true);
@@ -642,6 +643,36 @@ Result Connection::fetch_binary(MYSQL_STMT* handle) {
 asio::awaitable<Result> Connection::query(std::string_view sql, std::vector<std::string>* columns) {
   OpScope op(*this);
   const auto deadline = Clock::now() + op_timeout_;
+  co_await send_query(sql, deadline);
+  Result result = co_await read_text_result(deadline, columns);
+  if (mysql_more_results(mysql_)) {
+    broken_ = true;
+  }
+  co_return result;
+}
+
+asio::awaitable<std::vector<Result>> Connection::query_multi(std::string_view sql) {
+  OpScope op(*this);
+  const auto deadline = Clock::now() + op_timeout_;
+  co_await send_query(sql, deadline);
+  std::vector<Result> results;
+  int rc = 0;
+  for (;;) {
+    results.push_back(co_await read_text_result(deadline, nullptr));
+    if (!mysql_more_results(mysql_)) break;
+    // rc 0: another result follows; > 0: a later statement failed (the rest did not run).
+    co_await drive([&] { return mysql_next_result_start(&rc, mysql_); },
+                   [&](int ready) { return mysql_next_result_cont(&rc, mysql_, ready); }, deadline,
+                   "next result", false);
+    if (rc > 0) {
+      fail("query");
+    }
+    if (rc < 0) break;
+  }
+  co_return results;
+}
+
+asio::awaitable<void> Connection::send_query(std::string_view sql, Clock::time_point deadline) {
   int rc = 0;
   co_await drive([&] { return mysql_real_query_start(&rc, mysql_, sql.data(), sql.size()); },
                  [&](int ready) { return mysql_real_query_cont(&rc, mysql_, ready); }, deadline,
@@ -649,6 +680,10 @@ asio::awaitable<Result> Connection::query(std::string_view sql, std::vector<std:
   if (rc != 0) {
     fail("query");
   }
+}
+
+asio::awaitable<Result> Connection::read_text_result(Clock::time_point deadline,
+                                                     std::vector<std::string>* columns) {
   Result result;
   if (mysql_field_count(mysql_) > 0) {
     MYSQL_RES* res = nullptr;
@@ -681,9 +716,6 @@ asio::awaitable<Result> Connection::query(std::string_view sql, std::vector<std:
   } else {
     result.affected_rows = mysql_affected_rows(mysql_);
     result.insert_id = mysql_insert_id(mysql_);
-  }
-  if (mysql_more_results(mysql_)) {
-    broken_ = true;
   }
   co_return result;
 }

@@ -41,6 +41,9 @@ class Connection {
   boost::asio::awaitable<Result> execute(std::string_view sql, std::span<const Param> params);
   boost::asio::awaitable<Result> query(std::string_view sql,
                                        std::vector<std::string>* columns = nullptr);
+  // Several statements separated by ';' in one round trip (text protocol): one Result
+  // per statement, in order. Only for SQL the app builds itself, never from input.
+  boost::asio::awaitable<std::vector<Result>> query_multi(std::string_view sql);
 
   // Must not go back to a pool.
   bool broken() const { return broken_; }
@@ -72,6 +75,9 @@ class Connection {
                                         bool& cached);
   boost::asio::awaitable<void> close_stmt(MYSQL_STMT* handle, Clock::time_point deadline);
   Result fetch_binary(MYSQL_STMT* handle);
+  boost::asio::awaitable<void> send_query(std::string_view sql, Clock::time_point deadline);
+  boost::asio::awaitable<Result> read_text_result(Clock::time_point deadline,
+                                                  std::vector<std::string>* columns);
   void track_socket();
   void close_handle() noexcept;
   [[noreturn]] void fail(const char* what);

@@ -56,6 +56,19 @@ void append_world(std::string& out, std::int64_t id, std::int64_t number) {
   fmt::format_to(std::back_inserter(out), R"({{"id":{},"randomNumber":{}}})", id, number);
 }
 
+// One SELECT per row, each fetched on its own (the TechEmpower rule: no IN list), sent
+// as one multi-statement round trip: MariaDB then wakes once per request, not once per
+// row, which on two shared cores is most of a point select's cost. The ids are ours.
+std::string select_worlds_sql(const std::vector<std::int64_t>& ids) {
+  std::string sql;
+  sql.reserve(ids.size() * 56);
+  for (const std::int64_t id : ids) {
+    fmt::format_to(std::back_inserter(sql), "SELECT id, randomNumber FROM World WHERE id = {};",
+                   id);
+  }
+  return sql;
+}
+
 // Which node answered, for every database response.
 void tag_node(Response& r, const std::string& node) {
   r.headers.emplace_back("X-DB-Node", node);
@@ -213,16 +226,18 @@ asio::awaitable<Response> App::db_queries(std::string_view query) {
   for (auto& id : ids) id = random_id();
   Response r;
   r.content_type = kJson;
+  const std::string sql = select_worlds_sql(ids);
   co_await cluster_.read([&](db::Lease& lease) -> asio::awaitable<void> {
+    const std::vector<db::Result> results = co_await lease.query_multi(sql);
     r.body.clear();
     r.body.reserve(static_cast<std::size_t>(n) * 32 + 2);
     r.body += '[';
-    for (int i = 0; i < n; ++i) {
-      db::Result res =
-          co_await lease.execute(kSelectWorld, db::params(ids[static_cast<std::size_t>(i)]));
-      if (res.rows.empty()) throw db::QueryError("World row missing");
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (i >= results.size() || results[i].rows.empty()) {
+        throw db::QueryError(fmt::format("World row {} missing", ids[i]));
+      }
       if (i) r.body += ',';
-      append_world(r.body, as_int(res.rows[0][0]), as_int(res.rows[0][1]));
+      append_world(r.body, as_int(results[i].rows[0][0]), as_int(results[i].rows[0][1]));
     }
     r.body += ']';
     r.headers.clear();
@@ -256,10 +271,14 @@ asio::awaitable<Response> App::updates(std::string_view query) {
   db::Lease lease = co_await cluster_.acquire_write();
   std::vector<std::pair<std::int64_t, std::int64_t>> worlds;  // id, new randomNumber
   worlds.reserve(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    db::Result res = co_await lease.execute(kSelectWorld, db::params(std::int64_t{random_id()}));
-    if (res.rows.empty()) throw db::QueryError("World row missing");
-    worlds.emplace_back(as_int(res.rows[0][0]), random_id());
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
+  for (auto& id : ids) id = random_id();
+  const std::vector<db::Result> selected = co_await lease.query_multi(select_worlds_sql(ids));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i >= selected.size() || selected[i].rows.empty()) {
+      throw db::QueryError(fmt::format("World row {} missing", ids[i]));
+    }
+    worlds.emplace_back(as_int(selected[i].rows[0][0]), random_id());
   }
   // One statement for the batch, rows in id order (fewer lock waits between concurrent
   // batches). A row drawn twice keeps the value of its first draw, in the answer too.
