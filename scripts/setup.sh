@@ -13,6 +13,9 @@ PACKAGES=(
   libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   # real servers the tests, the lab and the benchmarks run
   mariadb-server mariadb-client nginx-light haproxy s6 nftables openssl util-linux
+  # monitoring (the monitor host; promtool and amtool check the rendered configs)
+  prometheus prometheus-alertmanager prometheus-node-exporter prometheus-nginx-exporter
+  prometheus-mysqld-exporter prometheus-blackbox-exporter
   # load generators and probes
   wrk sysbench curl procps iproute2
   # the benchmarks' peers (bench/peers) and charts

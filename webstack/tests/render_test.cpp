@@ -388,6 +388,91 @@ TEST_F(RenderTest, NginxAcceptsTheWebConfig) {
   EXPECT_NE(cfg.find("pid " + options_.state_dir + "/run/web-01/nginx.pid;"), std::string::npos);
 }
 
+topo::Topology monitored_topology() {
+  auto t = seed_topology();
+  t.hosts.insert(t.hosts.end() - 1, make_host("mon-01", "10.77.0.20", {Role::Monitor}));
+  return t;
+}
+
+// The monitor host's Prometheus, rules, Alertmanager and blackbox configs pass their own
+// tools' checks, in lab and production intervals; the rules pass their unit tests
+// (tests/monitoring: each alert fires on its cause, not on a near miss, and in the lab
+// within 30 s).
+TEST_F(RenderTest, MonitoringConfigsPassPromtoolAmtoolAndBlackbox) {
+  for (const char* tool : {"promtool", "amtool", "prometheus-blackbox-exporter"}) {
+    if (!tool_exists(tool)) GTEST_FAIL() << tool << " not installed (scripts/setup.sh)";
+  }
+  for (const bool lab : {true, false}) {
+    options_.lab = lab;
+    const auto out = tmp_ / (lab ? "lab" : "production");
+    write_files(render_site(monitored_topology(), options_), out.string());
+    const auto mon = out / "mon-01";
+    const auto config =
+        run("promtool check config " + (mon / "prometheus/prometheus.yml").string());
+    EXPECT_EQ(config.exit_code, 0) << config.output;
+    const auto rules = run(std::string(WEBSTACK_SOURCE_DIR "/tests/monitoring/check_rules.sh ") +
+                           (mon / "prometheus/alerts.yml").string());
+    EXPECT_EQ(rules.exit_code, 0) << rules.output;
+    const auto am = run("amtool check-config " + (mon / "alertmanager/alertmanager.yml").string());
+    EXPECT_EQ(am.exit_code, 0) << am.output;
+    const auto bb = run("prometheus-blackbox-exporter --config.check --config.file=" +
+                        (mon / "prometheus/blackbox.yml").string());
+    EXPECT_EQ(bb.exit_code, 0) << bb.output;
+    const auto prometheus = read_text(mon / "prometheus/prometheus.yml");
+    EXPECT_NE(prometheus.find(lab ? "scrape_interval: 2s" : "scrape_interval: 15s"),
+              std::string::npos);
+  }
+}
+
+// With a monitor host every other host runs the exporters it scrapes, the firewalls let
+// it (and only it) reach them, Nginx lets it read the app's /metrics, and the edge
+// publishes Prometheus and Alertmanager on 127.0.0.1; without one, none of it.
+TEST_F(RenderTest, MonitorHostGetsExportersFirewallAndEdge) {
+  const auto files = render_site(monitored_topology(), options_);
+  const auto has = [&](const std::string& host, const std::string& path) {
+    return std::any_of(files.begin(), files.end(),
+                       [&](const File& f) { return f.host == host && f.path == path; });
+  };
+  for (const std::string host : {"lb-01", "web-01", "web-02", "mon-01"}) {
+    EXPECT_TRUE(has(host, "s6/node-exporter/run")) << host;
+  }
+  EXPECT_FALSE(has("client", "s6/node-exporter/run"));
+  EXPECT_TRUE(has("web-01", "s6/nginx-exporter/run"));
+  EXPECT_TRUE(has("web-02", "s6/mysqld-exporter/run"));
+  EXPECT_FALSE(has("lb-01", "s6/mysqld-exporter/run"));
+  EXPECT_TRUE(has("mon-01", "s6/prometheus/run"));
+  EXPECT_TRUE(has("mon-01", "s6/alertmanager/run"));
+  EXPECT_TRUE(has("mon-01", "s6/blackbox-exporter/run"));
+
+  const auto& web = file(files, "web-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(web.find("ip saddr @monitors tcp dport 9100 accept"), std::string::npos) << web;
+  EXPECT_NE(web.find("ip saddr @monitors tcp dport { 80, 9113 } accept"), std::string::npos);
+  EXPECT_NE(web.find("ip saddr @monitors tcp dport 9104 accept"), std::string::npos);
+  const auto& mon = file(files, "mon-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(mon.find("ip daddr @load_balancers tcp dport { 8404, 80, 443 } accept"),
+            std::string::npos)
+      << mon;
+  if (tool_exists("nft")) {
+    write_files(files, (tmp_ / "out").string());
+    for (const std::string host : {"web-01", "mon-01", "lb-01"}) {
+      const auto r = run("nft -c -f " + (tmp_ / "out" / host / "nftables/ruleset.nft").string());
+      EXPECT_EQ(r.exit_code, 0) << host << ": " << r.output;
+    }
+  }
+  const auto& nginx = file(files, "web-01", "nginx/nginx.conf").content;
+  EXPECT_NE(nginx.find("allow 10.77.0.20;"), std::string::npos);
+  const auto& edge = file(files, "", "edge/haproxy.cfg").content;
+  EXPECT_NE(edge.find("bind 127.0.0.1:9090"), std::string::npos) << edge;
+  EXPECT_NE(edge.find("server mon-01 10.77.0.20:9093 namespace webstack-mon-01"),
+            std::string::npos);
+
+  const auto plain = render_site(seed_topology(), options_);
+  EXPECT_TRUE(std::none_of(plain.begin(), plain.end(), [](const File& f) {
+    return f.path.find("exporter") != std::string::npos || f.path.starts_with("prometheus/");
+  }));
+  EXPECT_EQ(file(plain, "", "edge/haproxy.cfg").content.find("9090"), std::string::npos);
+}
+
 TEST_F(RenderTest, AppConfigIsTomlWithThePrimaryFirst) {
   auto t = seed_topology();
   // The primary listed after the replica in the file: still first in db.nodes.

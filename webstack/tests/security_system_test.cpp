@@ -141,16 +141,27 @@ TEST_F(SecurityTest, FromTheClientOnlyTheSiteIsReachable) {
            {web02, 8080, "webstack-app on web-02"},
            {web01, 3306, "MariaDB on web-01"},
            {web02, 3306, "MariaDB on web-02"},
-           {lb, 8404, "HAProxy stats and metrics"}}) {
+           {lb, 8404, "HAProxy stats and metrics"},
+           {lb, 9100, "the node exporter on lb-01"},
+           {web01, 9113, "the Nginx exporter on web-01"},
+           {web02, 9104, "the MariaDB exporter on web-02"},
+           {lab_->address(20), 9090, "Prometheus on mon-01"},
+           {lab_->address(20), 9093, "Alertmanager on mon-01"}}) {
     EXPECT_FALSE(probe_->connects("client", address, port)) << what << " reachable from client";
   }
+  // The exporters are the monitor host's to read, and the web hosts' Nginx serves it the
+  // app's /metrics.
+  EXPECT_TRUE(probe_->connects("mon-01", lb, 9100));
+  EXPECT_TRUE(probe_->connects("mon-01", web02, 9104));
+  EXPECT_FALSE(probe_->connects("web-01", web02, 9104)) << "only the monitor host scrapes";
   // The app's figures and topology are not served to the internet.
   for (const char* path : {"/metrics", "/api/info"}) {
     const auto r = probe_->site_curl(
         {"-o", "/dev/null", "-w", "%{http_code}", std::string("https://www.foobar.test") + path});
     EXPECT_EQ(r.out, "403") << path;
   }
-  // The runtime API is a unix socket, and lb-01 listens on nothing but the site and stats.
+  // The runtime API is a unix socket, and lb-01 listens on nothing but the site, stats
+  // and its node exporter.
   const auto listening = probe_->on("lb-01", {"ss", "-Hltn"});
   std::set<std::string> ports;
   std::istringstream lines(listening.out);
@@ -160,7 +171,7 @@ TEST_F(SecurityTest, FromTheClientOnlyTheSiteIsReachable) {
     f >> state >> recvq >> sendq >> local;
     ports.insert(local.substr(local.rfind(':') + 1));
   }
-  EXPECT_EQ(ports, (std::set<std::string>{"80", "443", "8404"})) << listening.out;
+  EXPECT_EQ(ports, (std::set<std::string>{"80", "443", "8404", "9100"})) << listening.out;
 }
 
 TEST_F(SecurityTest, MariadbIsReachableFromTheWebHostsOnly) {

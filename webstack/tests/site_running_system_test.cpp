@@ -251,6 +251,13 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
       {"mariadb", "mysql"},
       {"webstack-app", "www-data"},
       {"nginx", "root"},  // the master binds the port; its workers are checked below
+      // Monitoring: the packages' user, with no privilege in the site.
+      {"prometheus", "prometheus"},
+      {"alertmanager", "prometheus"},
+      {"blackbox-exporter", "prometheus"},
+      {"node-exporter", "prometheus"},
+      {"nginx-exporter", "prometheus"},
+      {"mysqld-exporter", "prometheus"},
   };
   const auto st = status_json();
   int checked = 0;
@@ -269,7 +276,10 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 7);  // haproxy; nginx, app, mariadb on each web host
+  // haproxy; nginx, app, mariadb on each web host; a node exporter on each of the four
+  // site hosts, the Nginx and MariaDB exporters on the web hosts; Prometheus,
+  // Alertmanager and the blackbox exporter on mon-01.
+  EXPECT_EQ(checked, 7 + 4 + 2 + 2 + 3);
 
   // MariaDB's root is the machine's root only (unix_socket authentication): another local
   // user reaching the socket is refused.
@@ -352,7 +362,10 @@ TEST_F(RunningSiteTest, ServicesStopStartKillPauseAndLog) {
   // Bad names are refused with what exists.
   const auto bad = cli({"stop", "web-01/haproxy"});
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.err.find("it runs: mariadb, nginx, webstack-app"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("it runs: mariadb, mysqld-exporter, nginx, nginx-exporter, node-exporter, "
+                         "webstack-app"),
+            std::string::npos)
+      << bad.err;
 }
 
 TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {

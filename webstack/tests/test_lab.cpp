@@ -128,13 +128,20 @@ TestLab::TestLab(const std::string& prefix, const std::string& web01_extra) {
   state_ = dir_ + "/state";
   topology_ = dir_ + "/site.toml";
   std::ofstream out(topology_);
+  // Three distinct ports (each bound and released: the kernel may hand one out twice).
+  do prometheus_port_ = free_port();
+  while (prometheus_port_ == edge_port_);
+  do alertmanager_port_ = free_port();
+  while (alertmanager_port_ == edge_port_ || alertmanager_port_ == prometheus_port_);
   out << "[lab]\nname = \"" << name_ << "\"\nsubnet = \"" << net_
-      << "0/24\"\nedge_port = " << edge_port_ << "\n"
+      << "0/24\"\nedge_port = " << edge_port_ << "\nprometheus_port = " << prometheus_port_
+      << "\nalertmanager_port = " << alertmanager_port_ << "\n"
       << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
       << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"
       << "roles = [\"web\", \"db\"]\ndb = \"primary\"\n"
       << web01_extra << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"
       << "roles = [\"web\", \"db\"]\ndb = \"replica\"\n"
+      << "[[host]]\nname = \"mon-01\"\naddress = \"" << net_ << "20\"\nroles = [\"monitor\"]\n"
       << "[[host]]\nname = \"client\"\naddress = \"" << net_ << "100\"\nroles = [\"client\"]\n";
 }
 

@@ -19,7 +19,8 @@ namespace webstack::test {
 
 class TestLab {
  public:
-  // Writes the seed topology (lb-01, web-01 primary, web-02 replica, client); starts
+  // Writes the default topology (lb-01, web-01 primary, web-02 replica, mon-01, client),
+  // with free edge ports for the site, Prometheus and Alertmanager; starts
   // nothing. `prefix`: 3 letters that keep labs of one test binary apart.
   // `web01_extra`: more keys for web-01's [[host]] table (e.g. "app = \"php\"\n").
   explicit TestLab(const std::string& prefix, const std::string& web01_extra = "");
@@ -34,7 +35,8 @@ class TestLab {
   std::string client_curl(const std::vector<std::string>& curl_args) const;
 
   std::string lb_address() const { return net_ + "10"; }
-  // The lab address ending in `last` (10 lb-01, 11 web-01, 12 web-02, 100 client).
+  // The lab address ending in `last` (10 lb-01, 11 web-01, 12 web-02, 20 mon-01,
+  // 100 client).
   std::string address(int last) const { return net_ + std::to_string(last); }
   // https://www.foobar.test<path>: the site through lb-01, verified against the lab CA.
   std::string site_url(const std::string& path) const { return "https://www.foobar.test" + path; }
@@ -48,10 +50,14 @@ class TestLab {
   const std::string& state() const { return state_; }
   const std::string& topology() const { return topology_; }
   std::uint16_t edge_port() const { return edge_port_; }
+  std::uint16_t prometheus_port() const { return prometheus_port_; }
+  std::uint16_t alertmanager_port() const { return alertmanager_port_; }
 
  private:
   std::string name_, net_, dir_, state_, topology_;
   std::uint16_t edge_port_ = 0;
+  std::uint16_t prometheus_port_ = 0;
+  std::uint16_t alertmanager_port_ = 0;
 };
 
 // One lab (default, hardened profile) shared by the suites that look at a running site:

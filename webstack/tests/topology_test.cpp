@@ -65,7 +65,9 @@ TEST(Topology, DefaultIsTheSeedsSite) {
   EXPECT_EQ(t.app_port, 8080);
   EXPECT_EQ(t.web_port, 80);
   EXPECT_EQ(t.db_port, 3306);
-  ASSERT_EQ(t.hosts.size(), 4u);
+  EXPECT_EQ(t.prometheus_port, 9090);
+  EXPECT_EQ(t.alertmanager_port, 9093);
+  ASSERT_EQ(t.hosts.size(), 5u);
 
   EXPECT_EQ(t.hosts[0].name, "lb-01");
   EXPECT_EQ(t.hosts[0].address, "10.77.0.10");
@@ -82,9 +84,15 @@ TEST(Topology, DefaultIsTheSeedsSite) {
   EXPECT_EQ(t.hosts[2].roles, (std::vector<Role>{Role::Web, Role::Database}));
   EXPECT_EQ(t.hosts[2].db, DbRole::Replica);
 
-  EXPECT_EQ(t.hosts[3].name, "client");
-  EXPECT_EQ(t.hosts[3].address, "10.77.0.100");
-  EXPECT_EQ(t.hosts[3].roles, std::vector<Role>{Role::Client});
+  EXPECT_EQ(t.hosts[3].name, "mon-01");
+  EXPECT_EQ(t.hosts[3].address, "10.77.0.20");
+  EXPECT_EQ(t.hosts[3].roles, std::vector<Role>{Role::Monitor});
+  ASSERT_NE(t.monitor(), nullptr);
+  EXPECT_EQ(t.monitor()->name, "mon-01");
+
+  EXPECT_EQ(t.hosts[4].name, "client");
+  EXPECT_EQ(t.hosts[4].address, "10.77.0.100");
+  EXPECT_EQ(t.hosts[4].roles, std::vector<Role>{Role::Client});
 
   EXPECT_EQ(t.primary().name, "web-01");
   ASSERT_EQ(t.replicas().size(), 1u);
@@ -100,7 +108,7 @@ TEST(Topology, DefaultTextIsACommentedValidFile) {
   EXPECT_NE(text.find("[site]"), std::string::npos);
   const Topology t = parse_topology(text, "init.toml");
   EXPECT_EQ(t.source, "init.toml");
-  ASSERT_EQ(t.hosts.size(), 4u);
+  ASSERT_EQ(t.hosts.size(), 5u);
   EXPECT_GT(t.hosts[0].line, 0);
   EXPECT_EQ(text.substr(0, 1), "#");
 }
@@ -122,6 +130,7 @@ TEST(Topology, HelpersFindAndFilter) {
   EXPECT_EQ(role_name(Role::Web), "web");
   EXPECT_EQ(role_name(Role::Database), "db");
   EXPECT_EQ(role_name(Role::Client), "client");
+  EXPECT_EQ(role_name(Role::Monitor), "monitor");
   EXPECT_THROW(Topology{}.primary(), std::logic_error);
 }
 
@@ -131,7 +140,7 @@ TEST(Topology, AThirdWebHostNeedsNoCodeChange) {
       "\n[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = [\"web\", \"db\"]\n"
       "db = \"replica\"\n";
   const Topology t = parse_topology(text, "site.toml");
-  ASSERT_EQ(t.hosts.size(), 5u);
+  ASSERT_EQ(t.hosts.size(), 6u);
   EXPECT_EQ(t.with_role(Role::Web).size(), 3u);
   ASSERT_EQ(t.replicas().size(), 2u);
   EXPECT_EQ(t.replicas()[1]->name, "web-03");
@@ -415,6 +424,24 @@ TEST(TopologyErrors, NeedsExactlyOneClient) {
                    "roles = [\"client\"]\n",
                17, "host[4].roles");
   EXPECT_TRUE(mentions(e, "second client")) << e.what();
+}
+
+TEST(TopologyErrors, AtMostOneMonitorAndDistinctEdgePorts) {
+  const std::string mon =
+      "[[host]]\nname = \"mon-01\"\naddress = \"10.77.0.20\"\nroles = [\"monitor\"]\n";
+  const Topology t = parse_topology(kValid + mon, "site.toml");
+  ASSERT_NE(t.monitor(), nullptr);
+  EXPECT_EQ(t.monitor()->name, "mon-01");
+  EXPECT_EQ(parse_topology(kValid, "site.toml").monitor(), nullptr);
+  auto e = error_of(kValid + mon +
+                        "[[host]]\nname = \"mon-02\"\naddress = \"10.77.0.21\"\n"
+                        "roles = [\"monitor\"]\n",
+                    21, "host[5].roles");
+  EXPECT_TRUE(mentions(e, "second monitor")) << e.what();
+  e = error_of("[lab]\nprometheus_port = 8080\n" + kValid + mon, 0, "lab.prometheus_port");
+  EXPECT_TRUE(mentions(e, "127.0.0.1:8080")) << e.what();
+  // Without a monitor host the edge publishes no Prometheus: no clash.
+  EXPECT_NO_THROW(parse_topology("[lab]\nprometheus_port = 8080\n" + kValid, "site.toml"));
 }
 
 TEST(TopologyErrors, ClientHasNoOtherRole) {

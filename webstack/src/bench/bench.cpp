@@ -487,9 +487,15 @@ void run_lab_bench(const topo::Topology& t, const lab::SiteOptions& site, int ro
   for (std::size_t i = 0; i < copy.hosts.size(); ++i) {
     copy.hosts[i].address = net + std::to_string(10 + i);
   }
+  // Free edge ports beside the real lab's: the site's, Prometheus's and Alertmanager's.
   std::uint16_t port = 18443;
-  while (!lab::port_free(port)) ++port;
-  copy.edge_port = port;
+  const auto next_free = [&port] {
+    while (!lab::port_free(port)) ++port;
+    return port++;
+  };
+  copy.edge_port = next_free();
+  copy.prometheus_port = next_free();
+  copy.alertmanager_port = next_free();
   lab::SiteOptions o = site;
   o.state_dir = "/var/lib/webstack/wsbench-lab";
   o.peers.clear();

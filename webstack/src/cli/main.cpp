@@ -20,6 +20,7 @@
 
 #include "bench/bench.hpp"
 #include "lab/control.hpp"
+#include "lab/monitoring.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -108,6 +109,10 @@ int main(int argc, char** argv) {
       "Benchmark peers every web host runs beside its app, served as <kind>.bench: webstack, "
       "php, node (comma-separated)";
   render->add_option("--peers", peers, peers_help)->delimiter(',');
+  bool production = false;
+  render->add_flag("--production", production,
+                   "Production intervals (scrapes, rule evaluation, alert delays) instead of "
+                   "the lab's short ones");
 
   std::string up_state_dir;
   auto* up =
@@ -203,6 +208,15 @@ int main(int argc, char** argv) {
   bench->add_flag("--lab", bench_lab,
                   "Time the lab itself instead: cold up, warm up, down (a throwaway copy)");
 
+  bool alerts_json = false;
+  auto* alerts = cli.add_subcommand(
+      "alerts", "List the alerts firing now, from the monitor host's Alertmanager");
+  alerts->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  alerts->add_option("--state-dir", up_state_dir,
+                     "State directory (default: /var/lib/webstack/<lab>; not needed: "
+                     "Alertmanager is asked over the lab network)");
+  alerts->add_flag("--json", alerts_json, "A JSON array instead of the table");
+
   int log_lines = 50;
   bool log_follow = false;
   auto* logs = cli.add_subcommand("logs", "Print a service's log: logs HOST/SERVICE");
@@ -238,6 +252,7 @@ int main(int argc, char** argv) {
       if (!profile.empty()) opts.profile = webstack::render::parse_profile(profile);
       opts.peers = checked_peers(peers);
       opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
+      opts.lab = !production;
       const auto files = webstack::render::render_site(topology, opts);
       webstack::render::write_files(files, out_dir);
       std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), topology.hosts.size(),
@@ -289,6 +304,15 @@ int main(int argc, char** argv) {
         webstack::lab::print_status(st, stdout, status_rules);
       }
       return st.up ? 0 : 3;  // 3: the lab is down (scripts can tell)
+    }
+    if (alerts->parsed()) {
+      const auto firing = webstack::lab::monitoring::firing_alerts(topology);
+      if (alerts_json) {
+        std::printf("%s\n", webstack::lab::monitoring::alerts_json(firing).c_str());
+      } else {
+        webstack::lab::monitoring::print_alerts(firing, stdout);
+      }
+      return 0;
     }
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
     const std::string lab_dir =

@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "lab/monitoring.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/status.hpp"
@@ -354,6 +355,12 @@ void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Se
     std::printf("\nsite %s: http://127.0.0.1:%u/ (profile seed: plain HTTP, no firewall)\n",
                 t.site_name.c_str(), t.edge_port);
   }
+  if (const auto* mon = t.monitor()) {
+    std::printf(
+        "monitoring on %s: Prometheus http://127.0.0.1:%u/, Alertmanager "
+        "http://127.0.0.1:%u/ (`webstack alerts`)\n",
+        mon->name.c_str(), t.prometheus_port, t.alertmanager_port);
+  }
   std::vector<ServiceRef> refs;
   for (const auto& s : services) refs.push_back({s.host, s.name, s.link});
   print_services(t, refs, stdout);
@@ -380,6 +387,41 @@ void wait_db(const Paths& p, const std::string& host, std::chrono::milliseconds 
           p.log + "/" + host + "/mariadb/current", tail(p.log + "/" + host + "/mariadb/current")));
     }
     std::this_thread::sleep_for(200ms);
+  }
+}
+
+// prometheus-mysqld-exporter logs in over the socket as the OS user prometheus: no
+// password anywhere. SLAVE MONITOR is all it needs (SHOW SLAVE STATUS); global status
+// and variables need no privilege. Made on the primary, it replicates.
+constexpr const char* kExporterAccount =
+    "CREATE USER IF NOT EXISTS 'prometheus'@'localhost' IDENTIFIED VIA unix_socket "
+    "WITH MAX_USER_CONNECTIONS 3; GRANT SLAVE MONITOR ON *.* TO 'prometheus'@'localhost';";
+
+// Every scrape target of the monitor host's Prometheus reports up (asked from inside
+// that host: its API is not published beyond the edge).
+void wait_scrape_targets(const Topology& t, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    try {
+      const auto targets = monitoring::scrape_targets(t);
+      last.clear();
+      for (const auto& target : targets) {
+        if (target.health != "up") {
+          last += fmt::format("\n  {} {} ({}): {} {}", target.job, target.host, target.url,
+                              target.health, target.error);
+        }
+      }
+      if (!targets.empty() && last.empty()) return;
+      if (targets.empty()) last = " no targets yet";
+    } catch (const std::exception& e) {
+      last = e.what();
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(fmt::format("Prometheus does not see every target up after {} ms:{}",
+                                           timeout.count(), last));
+    }
+    std::this_thread::sleep_for(250ms);
   }
 }
 
@@ -671,6 +713,24 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
   }
   for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
+  if (t.monitor() != nullptr) {
+    for (const auto& [prog, package] : std::initializer_list<Needed>{
+             {"prometheus", "prometheus"},
+             {"prometheus-alertmanager", "prometheus-alertmanager"},
+             {"prometheus-node-exporter", "prometheus-node-exporter"},
+             {"prometheus-nginx-exporter", "prometheus-nginx-exporter"},
+             {"prometheus-mysqld-exporter", "prometheus-mysqld-exporter"},
+             {"prometheus-blackbox-exporter", "prometheus-blackbox-exporter"},
+         }) {
+      if (!program_in_path(prog)) {
+        throw std::runtime_error(fmt::format(
+            "{} not found in PATH: install the Debian package {} (the topology has a monitor "
+            "host, {}; scripts/setup.sh installs everything)",
+            prog, package, t.monitor()->name));
+      }
+    }
+    uid_of("prometheus");
+  }
   // The application servers the web hosts run besides webstack-app.
   std::set<std::string> kinds(o.peers.begin(), o.peers.end());
   for (const auto* w : t.with_role(Role::Web)) kinds.insert(w->app);
@@ -713,6 +773,15 @@ void site_up(const Topology& t, const SiteOptions& o) {
   if (partial) step("clean up a partial lab", [&] { site_down(t, o, false); });
   if (!port_free(t.edge_port)) {
     throw std::runtime_error(fmt::format("edge port 127.0.0.1:{} is in use", t.edge_port));
+  }
+  if (t.monitor() != nullptr) {
+    for (const auto& [key, port] : {std::pair{"prometheus_port", t.prometheus_port},
+                                    std::pair{"alertmanager_port", t.alertmanager_port}}) {
+      if (!port_free(port)) {
+        throw std::runtime_error(
+            fmt::format("edge port 127.0.0.1:{} (lab.{}) is in use", port, key));
+      }
+    }
   }
 
   // A closed stdout (`webstack up | head`) must not kill up half way.
@@ -852,6 +921,11 @@ void site_up(const Topology& t, const SiteOptions& o) {
     if (!t.replicas().empty()) {
       step("replication running and caught up", [&] { wait_replicas(t, p, o.db_timeout); });
     }
+    if (t.monitor() != nullptr) {
+      // On every up (a lab made before its topology had a monitor host gets it too).
+      step("database account of the metrics exporters",
+           [&] { root_sql(p, t.primary().name, kExporterAccount); });
+    }
     step("start apps, nginx, haproxy, edge", [&] {
       for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {
         for (const auto& s : services) {
@@ -878,6 +952,10 @@ void site_up(const Topology& t, const SiteOptions& o) {
            [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });
     }
     step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
+    if (t.monitor() != nullptr) {
+      step("monitoring: Prometheus scrapes every target",
+           [&] { wait_scrape_targets(t, o.site_timeout); });
+    }
     std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);
     print_summary(t, o, services);
   } catch (const std::exception& e) {

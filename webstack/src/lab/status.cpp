@@ -378,6 +378,15 @@ LabStatus lab_status(const Topology& t, const std::string& state_dir) {
       s.replication.push_back(replica_report(state_dir, db->name));
     }
   }
+  if (t.monitor() != nullptr) {
+    s.monitored = true;
+    try {
+      s.figures = monitoring::host_figures(t);
+      s.alerts = monitoring::firing_alerts(t);
+    } catch (const std::exception& e) {
+      s.monitoring_error = e.what();
+    }
+  }
   return s;
 }
 
@@ -441,6 +450,36 @@ std::string to_json(const LabStatus& s) {
     repl.push_back(std::move(o));
   }
   root["replication"] = std::move(repl);
+  if (s.monitored) {
+    boost::json::object mon;
+    const auto num = [](double v) {
+      return v < 0 ? boost::json::value(nullptr) : boost::json::value(v);
+    };
+    boost::json::object figures;
+    for (const auto& [host, f] : s.figures) {
+      boost::json::object o;
+      o["requests_per_s"] = num(f.requests_per_s);
+      o["errors_5xx_per_s"] = num(f.errors_5xx_per_s);
+      o["p99_s"] = num(f.p99_s);
+      o["replication_lag_s"] = num(f.replication_lag_s);
+      o["alerts"] = f.alerts;
+      figures[host] = std::move(o);
+    }
+    mon["hosts"] = std::move(figures);
+    boost::json::array alerts;
+    for (const auto& a : s.alerts) {
+      boost::json::object o;
+      o["alert"] = a.name;
+      o["host"] = a.host;
+      o["severity"] = a.severity;
+      o["summary"] = a.summary;
+      o["since"] = a.since;
+      alerts.push_back(std::move(o));
+    }
+    mon["alerts"] = std::move(alerts);
+    if (!s.monitoring_error.empty()) mon["error"] = s.monitoring_error;
+    root["monitoring"] = std::move(mon);
+  }
   return boost::json::serialize(root);
 }
 
@@ -459,6 +498,41 @@ std::string firewall_summary(const std::string& ruleset) {
   return out.empty() ? (trim(ruleset).empty() ? "none" : "no base chain") : out;
 }
 
+namespace {
+
+std::string figure(double v, const char* format) {
+  return v < 0 ? std::string("-") : fmt::format(fmt::runtime(format), v);
+}
+
+// Per host, the headline figures Prometheus has, and the firing alerts.
+void print_monitoring(const LabStatus& s, std::FILE* out) {
+  std::fprintf(out, "\nmonitoring (Prometheus, last 10 s):\n");
+  if (!s.monitoring_error.empty()) {
+    std::fprintf(out, "  error: %s\n", s.monitoring_error.c_str());
+    return;
+  }
+  std::fprintf(out, "  %-12s %9s %8s %9s %8s %7s\n", "HOST", "REQ/S", "5XX/S", "P99_MS", "LAG_S",
+               "ALERTS");
+  for (const auto& h : s.hosts) {
+    const auto it = s.figures.find(h.name);
+    const monitoring::HostFigures f =
+        it == s.figures.end() ? monitoring::HostFigures{} : it->second;
+    std::fprintf(out, "  %-12s %9s %8s %9s %8s %7d\n", h.name.c_str(),
+                 figure(f.requests_per_s, "{:.1f}").c_str(),
+                 figure(f.errors_5xx_per_s, "{:.2f}").c_str(),
+                 figure(f.p99_s < 0 ? -1 : f.p99_s * 1000, "{:.1f}").c_str(),
+                 figure(f.replication_lag_s, "{:.0f}").c_str(), f.alerts);
+  }
+  std::fprintf(out, "  firing alerts: %zu%s\n", s.alerts.size(),
+               s.alerts.empty() ? "" : " (`webstack alerts` lists them)");
+  for (const auto& a : s.alerts) {
+    std::fprintf(out, "    %s %s (%s)\n", a.name.c_str(), a.host.empty() ? "-" : a.host.c_str(),
+                 a.severity.c_str());
+  }
+}
+
+}  // namespace
+
 void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
   if (!s.up) {
     std::fprintf(out, "lab %s is down (no s6-svscan running for %s)\n", s.lab.c_str(),
@@ -467,10 +541,10 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
   }
   std::fprintf(out, "lab %s up (s6-svscan pid %d, state %s)\n\n", s.lab.c_str(), s.svscan_pid,
                s.state_dir.c_str());
-  std::fprintf(out, "%-12s %-18s %-4s %-14s %-6s %8s %10s  %s\n", "HOST", "ADDRESS", "NS",
+  std::fprintf(out, "%-12s %-18s %-4s %-18s %-6s %8s %10s  %s\n", "HOST", "ADDRESS", "NS",
                "SERVICE", "STATE", "PID", "UPTIME_S", "USER");
   auto svc_row = [out](const char* host, const char* addr, const char* ns, const ServiceState& sv) {
-    std::fprintf(out, "%-12s %-18s %-4s %-14s %-6s %8s %10s  %s\n", host, addr, ns, sv.name.c_str(),
+    std::fprintf(out, "%-12s %-18s %-4s %-18s %-6s %8s %10s  %s\n", host, addr, ns, sv.name.c_str(),
                  !sv.known   ? "?"
                  : sv.paused ? "paused"
                  : sv.up     ? "up"
@@ -506,6 +580,7 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
       for (std::string line; std::getline(in, line);) std::fprintf(out, "      %s\n", line.c_str());
     }
   }
+  if (s.monitored) print_monitoring(s, out);
   for (const auto& lb : s.load_balancers) {
     std::fprintf(out, "\nload balancer %s, backend web:\n", lb.host.c_str());
     if (!lb.error.empty()) {

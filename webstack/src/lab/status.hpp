@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "lab/monitoring.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::lab {
@@ -85,6 +87,11 @@ struct LabStatus {
   std::vector<LbReport> load_balancers;
   std::optional<PrimaryReport> primary;
   std::vector<ReplicaReport> replication;
+  // From the monitor host's Prometheus and Alertmanager, when the topology has one.
+  bool monitored = false;
+  std::string monitoring_error;                            // they did not answer
+  std::map<std::string, monitoring::HostFigures> figures;  // by host name
+  std::vector<monitoring::Alert> alerts;                   // firing
 };
 
 // SHOW SLAVE STATUS of database host `host`, and the primary's read_only and

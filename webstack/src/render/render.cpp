@@ -155,6 +155,35 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("lb_addresses", addresses(hosts_with(t, Role::LoadBalancer)));
   d.set("web_addresses", addresses(hosts_with(t, Role::Web)));
   d.set("db_addresses", addresses(hosts_with(t, Role::Database)));
+  // Monitoring: a host with role "monitor" runs Prometheus, Alertmanager and the
+  // blackbox prober; every other host of the site (not the client) runs the exporters.
+  d.set("lab", o.lab);
+  d.set("monitoring", t.monitor() != nullptr);
+  d.set("mon_hosts", host_list(t, hosts_with(t, Role::Monitor)));
+  d.set("mon_addresses", addresses(hosts_with(t, Role::Monitor)));
+  std::vector<const Host*> monitored;
+  for (const auto& h : t.hosts) {
+    if (!has_role(h, Role::Client)) monitored.push_back(&h);
+  }
+  d.set("node_hosts", host_list(t, monitored));
+  std::vector<const Host*> app_hosts;  // web hosts whose own app is webstack-app
+  for (const Host* h : hosts_with(t, Role::Web)) {
+    if (h->app == "webstack") app_hosts.push_back(h);
+  }
+  d.set("app_hosts", host_list(t, app_hosts));
+  d.set("has_app_hosts", !app_hosts.empty());
+  d.set("node_addresses", addresses(monitored));
+  d.set("vip", false);  // a virtual address shared by load balancers (not yet)
+  d.set("vip_address", std::string());
+  d.set("prometheus_port", std::string("9090"));
+  d.set("alertmanager_port", std::string("9093"));
+  d.set("node_exporter_port", std::string("9100"));
+  d.set("nginx_exporter_port", std::string("9113"));
+  d.set("mysqld_exporter_port", std::string("9104"));
+  d.set("blackbox_port", std::string("9115"));
+  d.set("haproxy_metrics_port", std::string("8404"));
+  d.set("edge_prometheus_port", std::to_string(t.prometheus_port));
+  d.set("edge_alertmanager_port", std::to_string(t.alertmanager_port));
   d.set("lab_name", t.name);
   d.set("ns_prefix", t.name);
   d.set("subnet", t.subnet);
@@ -201,6 +230,7 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("is_web", has_role(h, Role::Web));
   d.set("is_db", has_role(h, Role::Database));
   d.set("is_client", has_role(h, Role::Client));
+  d.set("is_mon", has_role(h, Role::Monitor));
   d.set("is_primary", is_primary(h));
   d.set("is_replica", is_replica(h));
   int server_id = 0;
@@ -250,6 +280,25 @@ constexpr Output kNodeFiles[] = {
 constexpr Output kDbFiles[] = {
     {"mariadb/my.cnf.mustache", "mariadb/my.cnf", 0644},
     {"s6/mariadb/run.mustache", "s6/mariadb/run", 0755},
+};
+// Monitoring (only when the site has a monitor host).
+constexpr Output kMonitorFiles[] = {
+    {"prometheus/prometheus.yml.mustache", "prometheus/prometheus.yml", 0644},
+    {"prometheus/alerts.yml.mustache", "prometheus/alerts.yml", 0644},
+    {"prometheus/blackbox.yml.mustache", "prometheus/blackbox.yml", 0644},
+    {"alertmanager/alertmanager.yml.mustache", "alertmanager/alertmanager.yml", 0644},
+    {"s6/prometheus/run.mustache", "s6/prometheus/run", 0755},
+    {"s6/alertmanager/run.mustache", "s6/alertmanager/run", 0755},
+    {"s6/blackbox-exporter/run.mustache", "s6/blackbox-exporter/run", 0755},
+};
+constexpr Output kNodeExporterFiles[] = {
+    {"s6/node-exporter/run.mustache", "s6/node-exporter/run", 0755},
+};
+constexpr Output kNginxExporterFiles[] = {
+    {"s6/nginx-exporter/run.mustache", "s6/nginx-exporter/run", 0755},
+};
+constexpr Output kMysqldExporterFiles[] = {
+    {"s6/mysqld-exporter/run.mustache", "s6/mysqld-exporter/run", 0755},
 };
 constexpr Output kFirewallFiles[] = {
     {"nftables/ruleset.nft.mustache", "nftables/ruleset.nft", 0644},
@@ -362,6 +411,12 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& opt
       if (runs(options, h, "node")) emit(files, r, h.name, kNodeFiles, context);
     }
     if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
+    if (topology.monitor() != nullptr && !has_role(h, Role::Client)) {
+      if (has_role(h, Role::Monitor)) emit(files, r, h.name, kMonitorFiles, context);
+      emit(files, r, h.name, kNodeExporterFiles, context);
+      if (has_role(h, Role::Web)) emit(files, r, h.name, kNginxExporterFiles, context);
+      if (has_role(h, Role::Database)) emit(files, r, h.name, kMysqldExporterFiles, context);
+    }
     // A client host runs nothing of the site, but gets its firewall like every host.
     if (options.profile == Profile::Hardened) emit(files, r, h.name, kFirewallFiles, context);
   }

@@ -26,7 +26,10 @@ struct Options {
   // by Nginx under the name "<kind>.bench" (and "nginx.bench": `return 200`, the HTTP
   // ceiling): what `webstack bench` compares. Kinds: "webstack", "php", "node".
   std::vector<std::string> peers;
-  std::string peers_dir;      // absolute path of bench/peers (php/index.php, node/server.js)
+  std::string peers_dir;  // absolute path of bench/peers (php/index.php, node/server.js)
+  // Short health-check, scrape and alert intervals for the lab (each alert fires within
+  // 30 s of its cause); false: the production intervals, for real servers.
+  bool lab = true;
   std::string templates_dir;  // the repository's templates/
   std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
   std::string app_binary;     // absolute path of webstack-app

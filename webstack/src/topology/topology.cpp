@@ -34,6 +34,8 @@ constexpr std::string_view kDefaultText =
 name = "webstack"        # prefix of namespace and link names: [a-z][a-z0-9-]*, <= 8 characters
 subnet = "10.77.0.0/24"  # IPv4 network address and prefix length (16..29)
 edge_port = 8080         # the edge HAProxy on 127.0.0.1 forwards this port to the load balancer
+prometheus_port = 9090   # and these to the monitor host's Prometheus and Alertmanager
+alertmanager_port = 9093
 
 # The site: its name, how the load balancer spreads requests, and the ports of the services.
 [site]
@@ -50,7 +52,9 @@ db_port = 3306           # MariaDB on each db host
 # The hosts, in order. name: [a-z][a-z0-9-]*, <= 12 characters; address: inside the
 # subnet, not its network, broadcast or gateway address.
 # roles: lb (HAProxy), web (Nginx + webstack-app), db (MariaDB), client (stands for the
-# internet: tests send traffic from it; exactly one, and it has no other role).
+# internet: tests send traffic from it; exactly one, and it has no other role),
+# monitor (Prometheus, Alertmanager and the blackbox prober; at most one host; every
+# lb, web and db host then also runs the exporters it scrapes).
 # A db host needs db = "primary" (exactly one in the site) or db = "replica".
 # A web host may set app = "webstack" (the default: webstack-app), "php" (PHP-FPM) or
 # "node" (Node.js): the benchmarks' peers from bench/peers/, behind the same Nginx.
@@ -76,6 +80,12 @@ address = "10.77.0.12"
 roles = ["web", "db"]
 db = "replica"
 
+# The monitoring host.
+[[host]]
+name = "mon-01"
+address = "10.77.0.20"
+roles = ["monitor"]
+
 # The client: the internet.
 [[host]]
 name = "client"
@@ -83,8 +93,8 @@ address = "10.77.0.100"
 roles = ["client"]
 )";
 
-constexpr std::array<Role, 4> kRoles = {Role::LoadBalancer, Role::Web, Role::Database,
-                                        Role::Client};
+constexpr std::array<Role, 5> kRoles = {Role::LoadBalancer, Role::Web, Role::Database, Role::Client,
+                                        Role::Monitor};
 
 // ---------------------------------------------------------------------------------------------
 // IPv4.
@@ -403,8 +413,12 @@ class Parser {
         }
       } else if (name == "edge_port") {
         t_.edge_port = port_value(*value, full);
+      } else if (name == "prometheus_port") {
+        t_.prometheus_port = port_value(*value, full);
+      } else if (name == "alertmanager_port") {
+        t_.alertmanager_port = port_value(*value, full);
       } else {
-        unknown_key(*key, full, "name, subnet, edge_port");
+        unknown_key(*key, full, "name, subnet, edge_port, prometheus_port, alertmanager_port");
       }
     }
   }
@@ -610,6 +624,12 @@ class Parser {
             fmt::format("a second client host, {}; the site has exactly one (host[{}] {}, line {})",
                         host.name, j + 1, other.name, sources_[j].table));
       }
+      if (host.has(Role::Monitor) && other.has(Role::Monitor)) {
+        fail(src.roles, host_key(index, "roles"),
+             fmt::format("a second monitor host, {}; the site has at most one (host[{}] {}, "
+                         "line {})",
+                         host.name, j + 1, other.name, sources_[j].table));
+      }
       if (host.db == DbRole::Primary && other.db == DbRole::Primary) {
         fail(src.db, host_key(index, "db"),
              fmt::format("two primaries: {} (line {}) and {}; the site has exactly one", other.name,
@@ -650,22 +670,25 @@ class Parser {
     const auto* array = node.as_array();
     if (array == nullptr) {
       fail(line_of(node), key,
-           fmt::format("must be an array of roles (lb, web, db, client), got {}", describe(node)));
+           fmt::format("must be an array of roles (lb, web, db, client, monitor), got {}",
+                       describe(node)));
     }
     if (array->empty()) {
-      fail(line_of(node), key, "must name at least one role (lb, web, db, client)");
+      fail(line_of(node), key, "must name at least one role (lb, web, db, client, monitor)");
     }
     std::vector<Role> roles;
     for (const toml::node& element : *array) {
       const auto* s = element.as_string();
       if (s == nullptr) {
         fail(line_of(element), key,
-             fmt::format("a role is a string (lb, web, db, client), got {}", describe(element)));
+             fmt::format("a role is a string (lb, web, db, client, monitor), got {}",
+                         describe(element)));
       }
       const auto role = role_from(s->get());
       if (!role) {
         fail(line_of(element), key,
-             fmt::format("unknown role {} (known: lb, web, db, client)", in_quotes(s->get())));
+             fmt::format("unknown role {} (known: lb, web, db, client, monitor)",
+                         in_quotes(s->get())));
       }
       if (std::find(roles.begin(), roles.end(), *role) != roles.end()) {
         fail(line_of(element), key, fmt::format("duplicate role {}", in_quotes(s->get())));
@@ -742,6 +765,21 @@ class Parser {
            "the site needs a database primary: a host with roles including \"db\" and "
            "db = \"primary\"");
     }
+    if (t_.monitor() != nullptr) {
+      const std::pair<std::string_view, std::uint16_t> edge[] = {
+          {"edge_port", t_.edge_port},
+          {"prometheus_port", t_.prometheus_port},
+          {"alertmanager_port", t_.alertmanager_port}};
+      for (std::size_t a = 0; a < std::size(edge); ++a) {
+        for (std::size_t b = a + 1; b < std::size(edge); ++b) {
+          if (edge[a].second == edge[b].second) {
+            fail(0, fmt::format("lab.{}", edge[b].first),
+                 fmt::format("the edge would listen twice on 127.0.0.1:{} (lab.{} too)",
+                             edge[b].second, edge[a].first));
+          }
+        }
+      }
+    }
     if (t_.with_role(Role::Client).empty()) {
       fail(0, "host",
            "the site needs exactly one client host (roles = [\"client\"]): tests send traffic "
@@ -782,6 +820,8 @@ std::string_view role_name(Role r) {
       return "db";
     case Role::Client:
       return "client";
+    case Role::Monitor:
+      return "monitor";
   }
   return "?";
 }
@@ -826,6 +866,15 @@ std::vector<const Host*> Topology::replicas() const {
     }
   }
   return out;
+}
+
+const Host* Topology::monitor() const {
+  for (const Host& h : hosts) {
+    if (h.has(Role::Monitor)) {
+      return &h;
+    }
+  }
+  return nullptr;
 }
 
 std::string Topology::gateway() const {

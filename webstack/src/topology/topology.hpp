@@ -15,8 +15,9 @@
 
 namespace webstack::topo {
 
-enum class Role { LoadBalancer, Web, Database, Client };
-std::string_view role_name(Role r);  // "lb", "web", "db", "client" (as in the file)
+enum class Role { LoadBalancer, Web, Database, Client, Monitor };
+// "lb", "web", "db", "client", "monitor" (as in the file)
+std::string_view role_name(Role r);
 
 enum class DbRole { Primary, Replica };
 
@@ -40,6 +41,9 @@ struct Topology {
   std::string name = "webstack";        // prefix of namespaces and links; [a-z0-9-], <= 8
   std::string subnet = "10.77.0.0/24";  // IPv4 CIDR, prefix length 16..29
   std::uint16_t edge_port = 8080;       // the edge HAProxy on 127.0.0.1
+  // The edge's ports for the monitor host's Prometheus and Alertmanager (127.0.0.1).
+  std::uint16_t prometheus_port = 9090;
+  std::uint16_t alertmanager_port = 9093;
 
   // [site]
   std::string site_name = "www.foobar.test";
@@ -60,6 +64,7 @@ struct Topology {
   std::vector<const Host*> with_role(Role r) const;
   const Host& primary() const;                // the one db = "primary"
   std::vector<const Host*> replicas() const;  // db = "replica", in file order
+  const Host* monitor() const;                // the host with role "monitor", if any
   std::string gateway() const;                // the subnet's first address (the bridge)
   int prefix_length() const;                  // 24 for "10.77.0.0/24"
 };
