@@ -35,18 +35,23 @@ using webstack::test::TestLab;
 using webstack::test::wait_for;
 namespace json = boost::json;
 
-class MonitoringTest : public ::testing::Test {
+class MonitoringTest : public webstack::test::SharedLabTest {
  protected:
-  static void SetUpTestSuite() { lab_ = webstack::test::shared_lab().lab; }
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_FAIL() << "needs root";
-    const auto& shared = webstack::test::shared_lab();
-    ASSERT_TRUE(shared.up_ok) << "webstack up failed:\n" << shared.up_output;
+    SharedLabTest::SetUp();
+    if (HasFatalFailure()) return;
     const auto alerts = cli({"alerts"}, 20s);
     ASSERT_EQ(alerts.exit_code, 0) << "webstack alerts: " << alerts.out << alerts.err;
-    // Every test starts with nothing firing (what an earlier test caused has resolved).
-    ASSERT_TRUE(wait_for([] { return firing().empty(); }, 60s))
-        << "alerts still firing before the test: " << names(firing());
+    // Every test starts with nothing firing (what an earlier test caused has resolved),
+    // but for LoadBalancerFailover: it reports a move of the virtual address for a minute
+    // after it happened (the load-balancer pair's tests move it on purpose).
+    const auto others = [] {
+      auto f = firing();
+      std::erase_if(f, [](const Firing& a) { return a.name == "LoadBalancerFailover"; });
+      return f;
+    };
+    ASSERT_TRUE(wait_for([&] { return others().empty(); }, 60s))
+        << "alerts still firing before the test: " << names(others());
   }
 
   static ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
@@ -163,8 +168,6 @@ class MonitoringTest : public ::testing::Test {
     }
     return out;
   }
-
-  static inline TestLab* lab_ = nullptr;
 };
 
 TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
@@ -194,12 +197,12 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
         std::string(labels.at("host").as_string()));
   }
   using Hosts = std::set<std::string>;
-  EXPECT_EQ(jobs["haproxy"], Hosts({"lb-01"}));
+  EXPECT_EQ(jobs["haproxy"], Hosts({"lb-01", "lb-02"}));
   EXPECT_EQ(jobs["webstack-app"], Hosts({"web-01", "web-02"}));
   EXPECT_EQ(jobs["nginx"], Hosts({"web-01", "web-02"}));
   EXPECT_EQ(jobs["mysqld"], Hosts({"web-01", "web-02"}));
-  EXPECT_EQ(jobs["node"], Hosts({"lb-01", "web-01", "web-02", "mon-01"}));
-  EXPECT_EQ(jobs["site"], Hosts({"lb-01"}));
+  EXPECT_EQ(jobs["node"], Hosts({"lb-01", "lb-02", "web-01", "web-02", "mon-01"}));
+  EXPECT_EQ(jobs["site"], Hosts({"vip"}));  // the probe goes to the virtual address
   EXPECT_EQ(jobs["prometheus"], Hosts({"mon-01"}));
   EXPECT_EQ(jobs["alertmanager"], Hosts({"mon-01"}));
   // The blackbox probe really fetched the site over HTTPS, verified with the lab CA.
@@ -289,10 +292,19 @@ TEST_F(MonitoringTest, DatabaseDownWhenTheReplicaStops) {
       30s));
 }
 
-TEST_F(MonitoringTest, SiteDownWhenTheLoadBalancerStops) {
+// One balancer's HAProxy stopping is not an outage (the other takes the virtual address
+// over): the site is down when both are.
+TEST_F(MonitoringTest, SiteDownWhenBothLoadBalancersStop) {
   fires_and_resolves(
-      "SiteDown", {}, [] { service("stop", "lb-01/haproxy"); },
-      [] { service("start", "lb-01/haproxy"); });
+      "SiteDown", {},
+      [] {
+        service("stop", "lb-01/haproxy");
+        service("stop", "lb-02/haproxy");
+      },
+      [] {
+        service("start", "lb-01/haproxy");
+        service("start", "lb-02/haproxy");
+      });
 }
 
 // The app answers 503 to writes while its primary is away; guestbook posts from the

@@ -449,8 +449,7 @@ TEST_F(RenderTest, MonitorHostGetsExportersFirewallAndEdge) {
   EXPECT_NE(web.find("ip saddr @monitors tcp dport { 80, 9113 } accept"), std::string::npos);
   EXPECT_NE(web.find("ip saddr @monitors tcp dport 9104 accept"), std::string::npos);
   const auto& mon = file(files, "mon-01", "nftables/ruleset.nft").content;
-  EXPECT_NE(mon.find("ip daddr @load_balancers tcp dport { 8404, 80, 443 } accept"),
-            std::string::npos)
+  EXPECT_NE(mon.find("ip daddr { 10.77.0.10 } tcp dport { 80, 443 } accept"), std::string::npos)
       << mon;
   if (tool_exists("nft")) {
     write_files(files, (tmp_ / "out").string());
@@ -471,6 +470,45 @@ TEST_F(RenderTest, MonitorHostGetsExportersFirewallAndEdge) {
     return f.path.find("exporter") != std::string::npos || f.path.starts_with("prometheus/");
   }));
   EXPECT_EQ(file(plain, "", "edge/haproxy.cfg").content.find("9090"), std::string::npos);
+}
+
+// Two balancers sharing a virtual address: keepalived on each (the first preferred,
+// unicast to the other, tracking its own HAProxy), HAProxy binding the address too, VRRP
+// admitted between the balancers only, the edge reaching the address from the client.
+TEST_F(RenderTest, LoadBalancerPairSharesTheVirtualAddress) {
+  auto t = seed_topology();
+  t.hosts.insert(t.hosts.begin() + 1, make_host("lb-02", "10.77.0.14", {Role::LoadBalancer}));
+  t.virtual_addresses = {"10.77.0.5"};
+  const auto files = render_site(t, options_);
+  const auto& ka1 = file(files, "lb-01", "keepalived/keepalived.conf").content;
+  const auto& ka2 = file(files, "lb-02", "keepalived/keepalived.conf").content;
+  EXPECT_NE(ka1.find("priority 150"), std::string::npos) << ka1;
+  EXPECT_NE(ka2.find("priority 140"), std::string::npos) << ka2;
+  EXPECT_NE(ka1.find("unicast_src_ip 10.77.0.10"), std::string::npos);
+  EXPECT_NE(ka1.find("        10.77.0.14\n"), std::string::npos) << "lb-02 is lb-01's peer";
+  EXPECT_NE(ka1.find("10.77.0.5/24 dev eth0"), std::string::npos);
+  EXPECT_NE(ka1.find("http://10.77.0.10:8404/healthz"), std::string::npos);
+  EXPECT_NE(file(files, "lb-01", "s6/keepalived/run").content.find("keepalived --dont-fork"),
+            std::string::npos);
+  const auto& haproxy = file(files, "lb-02", "haproxy/haproxy.cfg").content;
+  EXPECT_NE(haproxy.find("bind 10.77.0.5:443 ssl crt"), std::string::npos) << haproxy;
+  EXPECT_NE(haproxy.find("bind 10.77.0.14:443 ssl crt"), std::string::npos);
+  const auto& nft = file(files, "lb-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(nft.find("ip saddr @load_balancers ip protocol vrrp accept"), std::string::npos);
+  EXPECT_EQ(file(files, "web-01", "nftables/ruleset.nft").content.find("vrrp"), std::string::npos);
+  EXPECT_NE(file(files, "", "edge/haproxy.cfg")
+                .content.find("server vip-1 10.77.0.5:443 namespace webstack-client check"),
+            std::string::npos);
+  if (tool_exists("nft")) {
+    write_files(files, (tmp_ / "pair").string());
+    const auto r = run("nft -c -f " + (tmp_ / "pair/lb-01/nftables/ruleset.nft").string());
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
+  // One balancer and no virtual address: no keepalived.
+  const auto single = render_site(seed_topology(), options_);
+  EXPECT_TRUE(std::none_of(single.begin(), single.end(), [](const File& f) {
+    return f.path.find("keepalived") != std::string::npos;
+  }));
 }
 
 TEST_F(RenderTest, AppConfigIsTomlWithThePrimaryFirst) {

@@ -45,13 +45,11 @@ using webstack::test::read_file;
 using webstack::test::TestLab;
 using webstack::test::wait_for;
 
-class RunningSiteTest : public ::testing::Test {
+class RunningSiteTest : public webstack::test::SharedLabTest {
  protected:
-  static void SetUpTestSuite() { lab_ = webstack::test::shared_lab().lab; }
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_FAIL() << "needs root";
-    const auto& shared = webstack::test::shared_lab();
-    ASSERT_TRUE(shared.up_ok) << "webstack up failed:\n" << shared.up_output;
+    SharedLabTest::SetUp();
+    if (HasFatalFailure()) return;
     // Every test starts from a whole site: both web servers in the rotation.
     ASSERT_TRUE(wait_for([] { return servers_up() == 2; }, 20s)) << "backend not all UP";
   }
@@ -105,8 +103,6 @@ class RunningSiteTest : public ::testing::Test {
     }
     return {};
   }
-
-  static inline TestLab* lab_ = nullptr;
 };
 
 TEST_F(RunningSiteTest, RoundRobinSplitsAThousandRequestsEvenly) {
@@ -180,7 +176,7 @@ TEST_F(RunningSiteTest, StaticPageAndDynamicEndpointsBothCarryServedBy) {
 TEST_F(RunningSiteTest, LoadBalancerMetricsAndNginxStubStatus) {
   // HAProxy's Prometheus exporter (lb-01:8404; the firewall admits no other host).
   const auto metrics = cli({"exec", "lb-01", "--", "curl", "-s", "--max-time", "5",
-                            "http://" + lab_->lb_address() + ":8404/metrics"});
+                            "http://" + lab_->address(10) + ":8404/metrics"});
   EXPECT_NE(metrics.out.find("haproxy_server_status{proxy=\"web\",server=\"web-01\""),
             std::string::npos)
       << metrics.out.substr(0, 500);
@@ -248,6 +244,7 @@ std::vector<int> group_members(int pgid) {
 TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
   const std::map<std::string, std::string> expected = {
       {"haproxy", "haproxy"},
+      {"keepalived", "root"},  // it adds and removes the virtual address
       {"mariadb", "mysql"},
       {"webstack-app", "www-data"},
       {"nginx", "root"},  // the master binds the port; its workers are checked below
@@ -276,10 +273,10 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
       ++checked;
     }
   }
-  // haproxy; nginx, app, mariadb on each web host; a node exporter on each of the four
-  // site hosts, the Nginx and MariaDB exporters on the web hosts; Prometheus,
-  // Alertmanager and the blackbox exporter on mon-01.
-  EXPECT_EQ(checked, 7 + 4 + 2 + 2 + 3);
+  // haproxy and keepalived on each load balancer; nginx, app, mariadb on each web host; a
+  // node exporter on each of the five site hosts, the Nginx and MariaDB exporters on the
+  // web hosts; Prometheus, Alertmanager and the blackbox exporter on mon-01.
+  EXPECT_EQ(checked, 4 + 6 + 5 + 2 + 2 + 3);
 
   // MariaDB's root is the machine's root only (unix_socket authentication): another local
   // user reaching the socket is refused.

@@ -136,7 +136,9 @@ TestLab::TestLab(const std::string& prefix, const std::string& web01_extra) {
   out << "[lab]\nname = \"" << name_ << "\"\nsubnet = \"" << net_
       << "0/24\"\nedge_port = " << edge_port_ << "\nprometheus_port = " << prometheus_port_
       << "\nalertmanager_port = " << alertmanager_port_ << "\n"
+      << "[lb]\nmode = \"active-passive\"\nvirtual_addresses = [\"" << net_ << "5\"]\n"
       << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
+      << "[[host]]\nname = \"lb-02\"\naddress = \"" << net_ << "14\"\nroles = [\"lb\"]\n"
       << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"
       << "roles = [\"web\", \"db\"]\ndb = \"primary\"\n"
       << web01_extra << "[[host]]\nname = \"web-02\"\naddress = \"" << net_ << "12\"\n"

@@ -6,6 +6,10 @@
 // destructor runs `down --purge` and removes the directory, whatever happened.
 #pragma once
 
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,7 +23,8 @@ namespace webstack::test {
 
 class TestLab {
  public:
-  // Writes the default topology (lb-01, web-01 primary, web-02 replica, mon-01, client),
+  // Writes the default topology (lb-01 and lb-02 sharing a virtual address, web-01
+  // primary, web-02 replica, mon-01, client),
   // with free edge ports for the site, Prometheus and Alertmanager; starts
   // nothing. `prefix`: 3 letters that keep labs of one test binary apart.
   // `web01_extra`: more keys for web-01's [[host]] table (e.g. "app = \"php\"\n").
@@ -34,9 +39,10 @@ class TestLab {
   // lb-01 and the lab CA trusted; returns stdout (expects exit 0).
   std::string client_curl(const std::vector<std::string>& curl_args) const;
 
-  std::string lb_address() const { return net_ + "10"; }
-  // The lab address ending in `last` (10 lb-01, 11 web-01, 12 web-02, 20 mon-01,
-  // 100 client).
+  // The site's address: the load balancers' shared virtual address (lb-01 or lb-02 holds it).
+  std::string lb_address() const { return net_ + "5"; }
+  // The lab address ending in `last` (5 the virtual address, 10 lb-01, 11 web-01,
+  // 12 web-02, 14 lb-02, 20 mon-01, 100 client).
   std::string address(int last) const { return net_ + std::to_string(last); }
   // https://www.foobar.test<path>: the site through lb-01, verified against the lab CA.
   std::string site_url(const std::string& path) const { return "https://www.foobar.test" + path; }
@@ -69,6 +75,19 @@ struct SharedLab {
   std::string up_output;  // stdout + stderr of `webstack up`
 };
 SharedLab& shared_lab();
+
+// A fixture for suites on the shared lab: every test needs root and a lab that came up;
+// `lab_` is the lab. A suite's own SetUp calls this one first.
+class SharedLabTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { lab_ = shared_lab().lab; }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_FAIL() << "needs root";
+    const auto& shared = shared_lab();
+    ASSERT_TRUE(shared.up_ok) << "webstack up failed:\n" << shared.up_output;
+  }
+  static inline TestLab* lab_ = nullptr;
+};
 
 // The whole file ("" when it cannot be read).
 std::string read_file(const std::string& path);

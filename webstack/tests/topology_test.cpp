@@ -67,32 +67,38 @@ TEST(Topology, DefaultIsTheSeedsSite) {
   EXPECT_EQ(t.db_port, 3306);
   EXPECT_EQ(t.prometheus_port, 9090);
   EXPECT_EQ(t.alertmanager_port, 9093);
-  ASSERT_EQ(t.hosts.size(), 5u);
+  ASSERT_EQ(t.hosts.size(), 6u);
+  EXPECT_EQ(t.lb_mode, "active-passive");
+  EXPECT_EQ(t.virtual_addresses, std::vector<std::string>{"10.77.0.5"});
+  EXPECT_EQ(t.site_addresses(), std::vector<std::string>{"10.77.0.5"});
 
   EXPECT_EQ(t.hosts[0].name, "lb-01");
   EXPECT_EQ(t.hosts[0].address, "10.77.0.10");
   EXPECT_EQ(t.hosts[0].roles, std::vector<Role>{Role::LoadBalancer});
   EXPECT_FALSE(t.hosts[0].db.has_value());
+  EXPECT_EQ(t.hosts[1].name, "lb-02");
+  EXPECT_EQ(t.hosts[1].address, "10.77.0.14");
+  EXPECT_EQ(t.hosts[1].roles, std::vector<Role>{Role::LoadBalancer});
 
-  EXPECT_EQ(t.hosts[1].name, "web-01");
-  EXPECT_EQ(t.hosts[1].address, "10.77.0.11");
-  EXPECT_EQ(t.hosts[1].roles, (std::vector<Role>{Role::Web, Role::Database}));
-  EXPECT_EQ(t.hosts[1].db, DbRole::Primary);
-
-  EXPECT_EQ(t.hosts[2].name, "web-02");
-  EXPECT_EQ(t.hosts[2].address, "10.77.0.12");
+  EXPECT_EQ(t.hosts[2].name, "web-01");
+  EXPECT_EQ(t.hosts[2].address, "10.77.0.11");
   EXPECT_EQ(t.hosts[2].roles, (std::vector<Role>{Role::Web, Role::Database}));
-  EXPECT_EQ(t.hosts[2].db, DbRole::Replica);
+  EXPECT_EQ(t.hosts[2].db, DbRole::Primary);
 
-  EXPECT_EQ(t.hosts[3].name, "mon-01");
-  EXPECT_EQ(t.hosts[3].address, "10.77.0.20");
-  EXPECT_EQ(t.hosts[3].roles, std::vector<Role>{Role::Monitor});
+  EXPECT_EQ(t.hosts[3].name, "web-02");
+  EXPECT_EQ(t.hosts[3].address, "10.77.0.12");
+  EXPECT_EQ(t.hosts[3].roles, (std::vector<Role>{Role::Web, Role::Database}));
+  EXPECT_EQ(t.hosts[3].db, DbRole::Replica);
+
+  EXPECT_EQ(t.hosts[4].name, "mon-01");
+  EXPECT_EQ(t.hosts[4].address, "10.77.0.20");
+  EXPECT_EQ(t.hosts[4].roles, std::vector<Role>{Role::Monitor});
   ASSERT_NE(t.monitor(), nullptr);
   EXPECT_EQ(t.monitor()->name, "mon-01");
 
-  EXPECT_EQ(t.hosts[4].name, "client");
-  EXPECT_EQ(t.hosts[4].address, "10.77.0.100");
-  EXPECT_EQ(t.hosts[4].roles, std::vector<Role>{Role::Client});
+  EXPECT_EQ(t.hosts[5].name, "client");
+  EXPECT_EQ(t.hosts[5].address, "10.77.0.100");
+  EXPECT_EQ(t.hosts[5].roles, std::vector<Role>{Role::Client});
 
   EXPECT_EQ(t.primary().name, "web-01");
   ASSERT_EQ(t.replicas().size(), 1u);
@@ -108,7 +114,7 @@ TEST(Topology, DefaultTextIsACommentedValidFile) {
   EXPECT_NE(text.find("[site]"), std::string::npos);
   const Topology t = parse_topology(text, "init.toml");
   EXPECT_EQ(t.source, "init.toml");
-  ASSERT_EQ(t.hosts.size(), 5u);
+  ASSERT_EQ(t.hosts.size(), 6u);
   EXPECT_GT(t.hosts[0].line, 0);
   EXPECT_EQ(text.substr(0, 1), "#");
 }
@@ -122,9 +128,9 @@ TEST(Topology, HelpersFindAndFilter) {
   ASSERT_EQ(web.size(), 2u);
   EXPECT_EQ(web[0]->name, "web-01");
   EXPECT_EQ(web[1]->name, "web-02");
-  EXPECT_EQ(t.with_role(Role::LoadBalancer).size(), 1u);
+  EXPECT_EQ(t.with_role(Role::LoadBalancer).size(), 2u);
   EXPECT_EQ(t.with_role(Role::Client).size(), 1u);
-  EXPECT_TRUE(t.hosts[1].has(Role::Database));
+  EXPECT_TRUE(t.hosts[2].has(Role::Database));
   EXPECT_FALSE(t.hosts[0].has(Role::Web));
   EXPECT_EQ(role_name(Role::LoadBalancer), "lb");
   EXPECT_EQ(role_name(Role::Web), "web");
@@ -140,7 +146,7 @@ TEST(Topology, AThirdWebHostNeedsNoCodeChange) {
       "\n[[host]]\nname = \"web-03\"\naddress = \"10.77.0.13\"\nroles = [\"web\", \"db\"]\n"
       "db = \"replica\"\n";
   const Topology t = parse_topology(text, "site.toml");
-  ASSERT_EQ(t.hosts.size(), 6u);
+  ASSERT_EQ(t.hosts.size(), 7u);
   EXPECT_EQ(t.with_role(Role::Web).size(), 3u);
   ASSERT_EQ(t.replicas().size(), 2u);
   EXPECT_EQ(t.replicas()[1]->name, "web-03");
@@ -231,7 +237,7 @@ TEST(TopologyErrors, TomlSyntax) {
 
 TEST(TopologyErrors, UnknownTopLevelTableAndKey) {
   auto e = error_of(kValid + "[network]\nmtu = 1500\n", 14, "network");
-  EXPECT_TRUE(mentions(e, "[lab], [site], [[host]]")) << e.what();
+  EXPECT_TRUE(mentions(e, "[lab], [site], [lb], [[host]]")) << e.what();
   error_of("title = \"x\"\n" + kValid, 1, "title");
   error_of(kValid + "[[hosts]]\nname = \"x\"\n", 14, "hosts");
 }
@@ -442,6 +448,37 @@ TEST(TopologyErrors, AtMostOneMonitorAndDistinctEdgePorts) {
   EXPECT_TRUE(mentions(e, "127.0.0.1:8080")) << e.what();
   // Without a monitor host the edge publishes no Prometheus: no clash.
   EXPECT_NO_THROW(parse_topology("[lab]\nprometheus_port = 8080\n" + kValid, "site.toml"));
+}
+
+TEST(TopologyErrors, LoadBalancerPairAndVirtualAddresses) {
+  const std::string lb2 =
+      "[[host]]\nname = \"lb-02\"\naddress = \"10.77.0.13\"\nroles = [\"lb\"]\n";
+  // Two balancers and no shared address: clients would not know where to go.
+  auto e = error_of(kValid + lb2, 0, "lb.virtual_addresses");
+  EXPECT_TRUE(mentions(e, "2 load balancers")) << e.what();
+  const std::string ap = "[lb]\nvirtual_addresses = [\"10.77.0.5\"]\n";
+  const Topology t = parse_topology(ap + kValid + lb2, "site.toml");
+  EXPECT_EQ(t.lb_mode, "active-passive");
+  EXPECT_EQ(t.site_addresses(), std::vector<std::string>{"10.77.0.5"});
+  // A host's own address, outside the subnet, the wrong count for the mode.
+  e = error_of("[lb]\nvirtual_addresses = [\"10.77.0.10\"]\n" + kValid + lb2, 2,
+               "lb.virtual_addresses");
+  EXPECT_TRUE(mentions(e, "lb-01")) << e.what();
+  e = error_of("[lb]\nvirtual_addresses = [\"10.78.0.5\"]\n" + kValid + lb2, 2,
+               "lb.virtual_addresses");
+  EXPECT_TRUE(mentions(e, "outside")) << e.what();
+  e = error_of(
+      "[lb]\nmode = \"active-active\"\nvirtual_addresses = [\"10.77.0.5\"]\n" + kValid + lb2, 3,
+      "lb.virtual_addresses");
+  EXPECT_TRUE(mentions(e, "active-active needs 2")) << e.what();
+  e = error_of("[lb]\nmode = \"both\"\n" + kValid, 2, "lb.mode");
+  EXPECT_TRUE(mentions(e, "active-passive")) << e.what();
+  // Active-active: two addresses, exactly two balancers.
+  const Topology aa = parse_topology(
+      "[lb]\nmode = \"active-active\"\nvirtual_addresses = [\"10.77.0.5\", \"10.77.0.6\"]\n" +
+          kValid + lb2,
+      "site.toml");
+  EXPECT_EQ(aa.site_addresses(), (std::vector<std::string>{"10.77.0.5", "10.77.0.6"}));
 }
 
 TEST(TopologyErrors, ClientHasNoOtherRole) {

@@ -487,6 +487,9 @@ void run_lab_bench(const topo::Topology& t, const lab::SiteOptions& site, int ro
   for (std::size_t i = 0; i < copy.hosts.size(); ++i) {
     copy.hosts[i].address = net + std::to_string(10 + i);
   }
+  for (std::size_t i = 0; i < copy.virtual_addresses.size(); ++i) {
+    copy.virtual_addresses[i] = net + std::to_string(5 + i);
+  }
   // Free edge ports beside the real lab's: the site's, Prometheus's and Alertmanager's.
   std::uint16_t port = 18443;
   const auto next_free = [&port] {

@@ -178,6 +178,15 @@ int main(int argc, char** argv) {
     service_commands.emplace_back(sub, action);
   }
 
+  std::string link_host, link_state;
+  auto* link = cli.add_subcommand(
+      "link", "Set a host's network link down or up (a pulled cable): link HOST down|up");
+  link->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  link->add_option("--state-dir", up_state_dir,
+                   "State directory (default: /var/lib/webstack/<lab>; not needed)");
+  link->add_option("host", link_host, "HOST")->required();
+  link->add_option("state", link_state, "down or up")->required();
+
   auto* cert = cli.add_subcommand(
       "cert", "Print the path of the lab's certificate authority (for a browser to trust)");
   cert->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
@@ -312,6 +321,10 @@ int main(int argc, char** argv) {
       } else {
         webstack::lab::monitoring::print_alerts(firing, stdout);
       }
+      return 0;
+    }
+    if (link->parsed()) {
+      webstack::lab::set_link(topology, link_host, link_state, stdout);
       return 0;
     }
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);

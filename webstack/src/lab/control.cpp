@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/status.hpp"
 
@@ -200,6 +201,22 @@ std::string service_log_file(const topo::Topology& t, const std::string& state_d
     throw std::runtime_error(fmt::format("{} has no log yet ({} does not exist)", s.label(), file));
   }
   return file;
+}
+
+void set_link(const topo::Topology& t, std::string_view host, std::string_view state,
+              std::FILE* out) {
+  if (t.find(host) == nullptr) {
+    std::string known;
+    for (const auto& h : t.hosts) known += (known.empty() ? "" : ", ") + h.name;
+    throw std::invalid_argument(
+        fmt::format("no host \"{}\" in the topology (hosts: {})", host, known));
+  }
+  if (state != "down" && state != "up") {
+    throw std::invalid_argument(fmt::format("link state must be down or up, got \"{}\"", state));
+  }
+  run_checked(in_host(t, host, {"ip", "link", "set", "eth0", std::string(state)}));
+  std::fprintf(out, "%.*s: link eth0 %.*s\n", static_cast<int>(host.size()), host.data(),
+               static_cast<int>(state.size()), state.data());
 }
 
 }  // namespace webstack::lab

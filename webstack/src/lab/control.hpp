@@ -47,6 +47,12 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
                      ServiceAction action, std::FILE* out,
                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// `webstack link HOST down|up`: sets the host's network link (eth0 in its namespace) down
+// or up, as a pulled cable would; prints one line. Throws std::invalid_argument for an
+// unknown host or state, std::runtime_error when `ip` fails.
+void set_link(const topo::Topology& t, std::string_view host, std::string_view state,
+              std::FILE* out);
+
 // The service's current log file (<log_dir>/current); throws std::runtime_error when the
 // service has not logged yet.
 std::string service_log_file(const topo::Topology& t, const std::string& state_dir,

@@ -412,6 +412,11 @@ void wait_scrape_targets(const Topology& t, std::chrono::milliseconds timeout) {
                               target.health, target.error);
         }
       }
+      // The blackbox probe's scrape is up even when the probe fails: the site itself must
+      // answer it too (through the load balancers, over HTTPS, as a client).
+      for (const auto& [host, ok] : monitoring::query_by_host(t, "probe_success")) {
+        if (ok != 1) last += fmt::format("\n  the probe of the site via {} fails", host);
+      }
       if (!targets.empty() && last.empty()) return;
       if (targets.empty()) last = " no targets yet";
     } catch (const std::exception& e) {
@@ -423,6 +428,22 @@ void wait_scrape_targets(const Topology& t, std::chrono::milliseconds timeout) {
     }
     std::this_thread::sleep_for(250ms);
   }
+}
+
+// The client host's own hosts file: `ip netns exec` bind-mounts /etc/netns/<ns>/hosts
+// over /etc/hosts, so inside the client the site's name resolves to the virtual
+// address(es), as the internet's DNS would.
+std::string client_hosts_dir(const Topology& t) {
+  return "/etc/netns/" + host_namespace(t, t.with_role(Role::Client).front()->name);
+}
+
+void write_client_hosts(const Topology& t) {
+  const std::string dir = client_hosts_dir(t);
+  make_dir(dir);
+  std::string text = "# written by webstack up for lab " + t.name + "; removed by down\n";
+  text += "127.0.0.1 localhost\n";
+  for (const auto& address : t.site_addresses()) text += address + " " + t.site_name + "\n";
+  write_secret(dir + "/hosts", text, 0, 0, 0644);
 }
 
 void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
@@ -519,16 +540,21 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
   std::set<std::string> want;
   for (const auto* w : t.with_role(Role::Web)) want.insert(w->name);
   const auto deadline = Clock::now() + timeout;
-  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+  // Every balancer by its own address, then the virtual addresses (some balancer holds
+  // each: keepalived has elected).
+  std::vector<std::string> addresses;
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) addresses.push_back(lb->address);
+  for (const auto& vip : t.virtual_addresses) addresses.push_back(vip);
+  for (const auto& address : addresses) {
     const std::string url = tls ? fmt::format("https://{}:{}/readyz", t.site_name, t.https_port)
-                                : fmt::format("http://{}:{}/readyz", lb->address, t.http_port);
+                                : fmt::format("http://{}:{}/readyz", address, t.http_port);
     std::vector<std::string> curl = {
         "ip",         "netns", "exec",      client_ns, "curl",
         "-s",         "-o",    "/dev/null", "-w",      "%{http_code} %header{x-served-by}",
         "--max-time", "2"};
     if (tls) {
       curl.insert(curl.end(),
-                  {"--resolve", fmt::format("{}:{}:{}", t.site_name, t.https_port, lb->address)});
+                  {"--resolve", fmt::format("{}:{}:{}", t.site_name, t.https_port, address)});
       if (t.tls_certificate.empty())
         curl.insert(curl.end(), {"--cacert", lab_ca_path(o.state_dir)});
     }
@@ -546,9 +572,9 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
       }
       if (Clock::now() > deadline) {
         throw std::runtime_error(
-            fmt::format("{}{} does not answer 200 from {} after {} ms (last: {})", url,
-                        host_header.empty() ? "" : " (Host: " + host_header + ")", client->name,
-                        timeout.count(), last));
+            fmt::format("{}{} via {} does not answer 200 from {} after {} ms (last: {})", url,
+                        host_header.empty() ? "" : " (Host: " + host_header + ")", address,
+                        client->name, timeout.count(), last));
       }
       std::this_thread::sleep_for(250ms);
     }
@@ -652,6 +678,7 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
   }
   down(t);
   std::error_code ec;
+  if (!t.with_role(Role::Client).empty()) fs::remove_all(client_hosts_dir(t), ec);
   if (purge) {
     // Only a directory `up` made is removed: a mistyped --state-dir must not erase data.
     if (fs::exists(o.state_dir, ec) && !fs::exists(fs::path(o.state_dir) / kStateMarker, ec)) {
@@ -713,6 +740,11 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
   }
   for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
+  if (!t.virtual_addresses.empty() && !program_in_path("keepalived")) {
+    throw std::runtime_error(
+        "keepalived not found in PATH: install the Debian package keepalived (the load "
+        "balancers share virtual addresses; scripts/setup.sh installs everything)");
+  }
   if (t.monitor() != nullptr) {
     for (const auto& [prog, package] : std::initializer_list<Needed>{
              {"prometheus", "prometheus"},
@@ -846,6 +878,14 @@ void site_up(const Topology& t, const SiteOptions& o) {
            [&] { ensure_lab_tls(t, p.state, mysql_uid, mysql_gid); });
     }
     step("network namespaces", [&] { up(t); });
+    if (!t.virtual_addresses.empty()) {
+      step("virtual addresses: balancers may bind them, the client resolves the site to them", [&] {
+        for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+          run_checked(in_host(t, lb->name, {"sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1"}));
+        }
+        write_client_hosts(t);
+      });
+    }
     if (o.profile == render::Profile::Hardened) {
       step("firewalls (nftables, every host)", [&] {
         for (const auto& h : t.hosts) {
@@ -953,7 +993,7 @@ void site_up(const Topology& t, const SiteOptions& o) {
     }
     step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
     if (t.monitor() != nullptr) {
-      step("monitoring: Prometheus scrapes every target",
+      step("monitoring: Prometheus scrapes every target, the probe reaches the site",
            [&] { wait_scrape_targets(t, o.site_timeout); });
     }
     std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);

@@ -330,6 +330,17 @@ int lab_svscan_pid(const std::string& state_dir) {
   return pid;
 }
 
+std::vector<std::string> address_holders(const Topology& t, const std::string& address) {
+  std::vector<std::string> out;
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    const auto r = run(in_host(t, lb->name, {"ip", "-o", "-4", "addr", "show", "dev", "eth0"}), 5s);
+    if (r.exit_code == 0 && r.out.find(" " + address + "/") != std::string::npos) {
+      out.push_back(lb->name);
+    }
+  }
+  return out;
+}
+
 LabStatus lab_status(const Topology& t, const std::string& state_dir) {
   LabStatus s;
   s.lab = t.name;
@@ -377,6 +388,9 @@ LabStatus lab_status(const Topology& t, const std::string& state_dir) {
     } else {
       s.replication.push_back(replica_report(state_dir, db->name));
     }
+  }
+  for (const auto& vip : t.virtual_addresses) {
+    s.virtual_addresses.emplace_back(vip, address_holders(t, vip));
   }
   if (t.monitor() != nullptr) {
     s.monitored = true;
@@ -450,6 +464,16 @@ std::string to_json(const LabStatus& s) {
     repl.push_back(std::move(o));
   }
   root["replication"] = std::move(repl);
+  boost::json::array vips;
+  for (const auto& [vip, holders] : s.virtual_addresses) {
+    boost::json::object o;
+    o["address"] = vip;
+    boost::json::array h;
+    for (const auto& name : holders) h.push_back(boost::json::value(name));
+    o["held_by"] = std::move(h);
+    vips.push_back(std::move(o));
+  }
+  root["virtual_addresses"] = std::move(vips);
   if (s.monitored) {
     boost::json::object mon;
     const auto num = [](double v) {
@@ -579,6 +603,14 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
       std::istringstream in(h.firewall);
       for (std::string line; std::getline(in, line);) std::fprintf(out, "      %s\n", line.c_str());
     }
+  }
+  for (const auto& [vip, holders] : s.virtual_addresses) {
+    std::string who;
+    for (const auto& h : holders) who += (who.empty() ? "" : ", ") + h;
+    std::fprintf(out, "\nvirtual address %s: %s\n", vip.c_str(),
+                 holders.empty()       ? "held by no load balancer (the site is unreachable)"
+                 : holders.size() == 1 ? ("held by " + who).c_str()
+                                       : ("held by several: " + who + " (split brain)").c_str());
   }
   if (s.monitored) print_monitoring(s, out);
   for (const auto& lb : s.load_balancers) {

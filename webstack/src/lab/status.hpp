@@ -87,6 +87,8 @@ struct LabStatus {
   std::vector<LbReport> load_balancers;
   std::optional<PrimaryReport> primary;
   std::vector<ReplicaReport> replication;
+  // Each of the site's virtual addresses and the load balancer(s) holding it now.
+  std::vector<std::pair<std::string, std::vector<std::string>>> virtual_addresses;
   // From the monitor host's Prometheus and Alertmanager, when the topology has one.
   bool monitored = false;
   std::string monitoring_error;                            // they did not answer
@@ -109,6 +111,9 @@ std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std:
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
 int lab_svscan_pid(const std::string& state_dir);
+
+// The load balancers that hold `address` on eth0 now (one, unless VRRP is split).
+std::vector<std::string> address_holders(const topo::Topology& t, const std::string& address);
 
 // Everything above. When the lab is down only `lab`, `state_dir` and `up` are filled.
 LabStatus lab_status(const topo::Topology& t, const std::string& state_dir);

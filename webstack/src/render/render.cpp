@@ -1,6 +1,7 @@
 #include "render/render.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -173,8 +174,28 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("app_hosts", host_list(t, app_hosts));
   d.set("has_app_hosts", !app_hosts.empty());
   d.set("node_addresses", addresses(monitored));
-  d.set("vip", false);  // a virtual address shared by load balancers (not yet)
-  d.set("vip_address", std::string());
+  // The load balancers' shared virtual addresses (keepalived), when the site has them.
+  const bool vip = !t.virtual_addresses.empty();
+  d.set("vip", vip);
+  d.set("vip_address", vip ? t.virtual_addresses.front() : std::string());
+  d.set("active_active", t.lb_mode == "active-active");
+  mstch::data vips{mstch::data::type::list};
+  for (std::size_t i = 0; i < t.virtual_addresses.size(); ++i) {
+    mstch::data item;
+    item.set("name", fmt::format("vip-{}", i + 1));
+    item.set("address", t.virtual_addresses[i]);
+    vips.push_back(item);
+  }
+  d.set("vips", vips);
+  d.set("client_ns", hosts_with(t, Role::Client).empty()
+                         ? std::string()
+                         : ns_of(t, *hosts_with(t, Role::Client).front()));
+  d.set("prefix_length", std::to_string(t.prefix_length()));
+  // Where the site is reached: the virtual addresses and every balancer's own address.
+  std::vector<std::string> site_addresses = t.virtual_addresses;
+  for (const Host* h : hosts_with(t, Role::LoadBalancer)) site_addresses.push_back(h->address);
+  d.set("site_addresses", fmt::format("{}", fmt::join(site_addresses, ", ")));
+  d.set("advert_int", std::string(o.lab ? "0.2" : "1"));  // VRRP advertisements, seconds
   d.set("prometheus_port", std::string("9090"));
   d.set("alertmanager_port", std::string("9093"));
   d.set("node_exporter_port", std::string("9100"));
@@ -220,6 +241,31 @@ mstch::data site_context(const Topology& t, const Options& o) {
   return d;
 }
 
+// keepalived on load balancer `h`: one VRRP instance per virtual address. Active-passive:
+// the balancers in file order, the first with the highest priority. Active-active: the
+// second address prefers the second balancer.
+mstch::data vrrp_instances(const Topology& t, const Host& h, const Options& o) {
+  const auto lbs = hosts_with(t, Role::LoadBalancer);
+  const auto rank = static_cast<std::size_t>(std::find(lbs.begin(), lbs.end(), &h) - lbs.begin());
+  mstch::data list{mstch::data::type::list};
+  for (std::size_t i = 0; i < t.virtual_addresses.size(); ++i) {
+    const std::size_t preferred = (rank + lbs.size() - i % lbs.size()) % lbs.size();
+    mstch::data item;
+    item.set("instance", fmt::format("site_{}", i + 1));
+    item.set("router_id", std::to_string(51 + i));
+    item.set("priority", std::to_string(150 - 10 * static_cast<int>(preferred)));
+    item.set("vip", t.virtual_addresses[i]);
+    item.set("preempt_delay", std::string(o.lab ? "5" : "60"));
+    std::vector<const Host*> peers;
+    for (const Host* other : lbs) {
+      if (other != &h) peers.push_back(other);
+    }
+    item.set("peers", host_list(t, peers));
+    list.push_back(item);
+  }
+  return list;
+}
+
 mstch::data host_context(const mstch::data& site, const Topology& t, const Host& h,
                          const Options& o) {
   mstch::data d = site;
@@ -247,6 +293,9 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("runs_webstack", runs(o, h, "webstack"));
   d.set("runs_php", runs(o, h, "php"));
   d.set("runs_node", runs(o, h, "node"));
+  if (has_role(h, Role::LoadBalancer) && !t.virtual_addresses.empty()) {
+    d.set("vrrp_instances", vrrp_instances(t, h, o));
+  }
   return d;
 }
 
@@ -260,6 +309,10 @@ struct Output {
 constexpr Output kLbFiles[] = {
     {"haproxy/haproxy.cfg.mustache", "haproxy/haproxy.cfg", 0644},
     {"s6/haproxy/run.mustache", "s6/haproxy/run", 0755},
+};
+constexpr Output kKeepalivedFiles[] = {
+    {"keepalived/keepalived.conf.mustache", "keepalived/keepalived.conf", 0644},
+    {"s6/keepalived/run.mustache", "s6/keepalived/run", 0755},
 };
 constexpr Output kWebFiles[] = {
     {"nginx/nginx.conf.mustache", "nginx/nginx.conf", 0644},
@@ -403,7 +456,10 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& opt
   for (const auto& h : topology.hosts) {
     const mstch::data context = host_context(site, topology, h, options);
     // Roles in a fixed order, whatever their order in the file.
-    if (has_role(h, Role::LoadBalancer)) emit(files, r, h.name, kLbFiles, context);
+    if (has_role(h, Role::LoadBalancer)) {
+      emit(files, r, h.name, kLbFiles, context);
+      if (!topology.virtual_addresses.empty()) emit(files, r, h.name, kKeepalivedFiles, context);
+    }
     if (has_role(h, Role::Web)) {
       emit(files, r, h.name, kWebFiles, context);
       if (runs(options, h, "webstack")) emit(files, r, h.name, kWebstackAppFiles, context);

@@ -60,10 +60,22 @@ db_port = 3306           # MariaDB on each db host
 # "node" (Node.js): the benchmarks' peers from bench/peers/, behind the same Nginx.
 # Another web host (web-03, ...) is one more [[host]] table.
 
-# The load balancer.
+# The load balancers: a pair sharing the site's virtual address (keepalived, VRRP).
+# mode "active-passive": one holds the address, the other takes it over when the holder's
+# HAProxy dies or its host drops off the network. "active-active": two addresses, each
+# normally held by one balancer; the client resolves the site name to both.
+[lb]
+mode = "active-passive"
+virtual_addresses = ["10.77.0.5"]   # one per active balancer; inside the subnet
+
 [[host]]
 name = "lb-01"
 address = "10.77.0.10"
+roles = ["lb"]
+
+[[host]]
+name = "lb-02"
+address = "10.77.0.14"
 roles = ["lb"]
 
 # A web host with the database primary.
@@ -322,10 +334,13 @@ class Parser {
     const toml::node* lab = nullptr;
     const toml::node* site = nullptr;
     const toml::node* hosts = nullptr;
+    const toml::node* lb = nullptr;
     for (const auto& [key, node] : in_file_order(root)) {
       const std::string_view name = key->str();
       if (name == "lab"sv) {
         lab = node;
+      } else if (name == "lb"sv) {
+        lb = node;
       } else if (name == "site"sv) {
         site = node;
       } else if (name == "host"sv) {
@@ -333,8 +348,8 @@ class Parser {
       } else {
         fail(line_of(*node), std::string(name),
              node->is_table() || node->is_array_of_tables()
-                 ? "unknown table (known: [lab], [site], [[host]])"
-                 : "unknown key; keys belong in [lab], [site] and [[host]]");
+                 ? "unknown table (known: [lab], [site], [lb], [[host]])"
+                 : "unknown key; keys belong in [lab], [site], [lb] and [[host]]");
       }
     }
     if (lab != nullptr) {
@@ -344,7 +359,64 @@ class Parser {
       parse_site(*site);
     }
     parse_hosts(hosts);
+    if (lb != nullptr) {
+      parse_lb(*lb);
+    }
     check_site();
+  }
+
+  // [lb]: how the load balancers share the site's virtual addresses (keepalived, VRRP).
+  void parse_lb(const toml::node& node) {
+    int addresses_line = line_of(node);
+    for (const auto& [key, value] : in_file_order(section(node, "lb"))) {
+      const std::string name(key->str());
+      const std::string full = "lb." + name;
+      if (name == "mode") {
+        t_.lb_mode = string_value(*value, full);
+        if (t_.lb_mode != "active-passive" && t_.lb_mode != "active-active") {
+          fail(line_of(*value), full,
+               fmt::format("must be \"active-passive\" or \"active-active\", got {}",
+                           in_quotes(t_.lb_mode)));
+        }
+      } else if (name == "virtual_addresses") {
+        addresses_line = line_of(*value);
+        const auto* array = value->as_array();
+        if (array == nullptr) {
+          fail(line_of(*value), full,
+               fmt::format("must be an array of IPv4 addresses, got {}", describe(*value)));
+        }
+        const Cidr cidr = checked_cidr(t_.subnet);
+        for (const toml::node& element : *array) {
+          const auto* text = element.as_string();
+          if (text == nullptr) {
+            fail(line_of(element), full,
+                 fmt::format("an address is a string, got {}", describe(element)));
+          }
+          const std::string address = text->get();
+          check_address(address, cidr, line_of(element), full);
+          for (const Host& h : t_.hosts) {
+            if (h.address == address) {
+              fail(line_of(element), full,
+                   fmt::format("{} is host {}'s address; a virtual address is its own", address,
+                               h.name));
+            }
+          }
+          if (std::find(t_.virtual_addresses.begin(), t_.virtual_addresses.end(), address) !=
+              t_.virtual_addresses.end()) {
+            fail(line_of(element), full, fmt::format("duplicate address {}", address));
+          }
+          t_.virtual_addresses.push_back(address);
+        }
+      } else {
+        unknown_key(*key, full, "mode, virtual_addresses");
+      }
+    }
+    const std::size_t want = t_.lb_mode == "active-active" ? 2 : 1;
+    if (t_.virtual_addresses.size() != want) {
+      fail(addresses_line, "lb.virtual_addresses",
+           fmt::format("{} needs {} virtual address{}, got {}", t_.lb_mode, want,
+                       want == 1 ? "" : "es", t_.virtual_addresses.size()));
+    }
   }
 
  private:
@@ -765,6 +837,17 @@ class Parser {
            "the site needs a database primary: a host with roles including \"db\" and "
            "db = \"primary\"");
     }
+    const auto lbs = t_.with_role(Role::LoadBalancer);
+    if (lbs.size() > 1 && t_.virtual_addresses.empty()) {
+      fail(0, "lb.virtual_addresses",
+           fmt::format("{} load balancers need a virtual address to share ([lb] "
+                       "virtual_addresses = [\"...\"]): clients need one address",
+                       lbs.size()));
+    }
+    if (t_.lb_mode == "active-active" && lbs.size() != 2) {
+      fail(0, "lb.mode",
+           fmt::format("active-active needs exactly two load balancers, got {}", lbs.size()));
+    }
     if (t_.monitor() != nullptr) {
       const std::pair<std::string_view, std::uint16_t> edge[] = {
           {"edge_port", t_.edge_port},
@@ -865,6 +948,13 @@ std::vector<const Host*> Topology::replicas() const {
       out.push_back(&h);
     }
   }
+  return out;
+}
+
+std::vector<std::string> Topology::site_addresses() const {
+  if (!virtual_addresses.empty()) return virtual_addresses;
+  std::vector<std::string> out;
+  for (const Host* h : with_role(Role::LoadBalancer)) out.push_back(h->address);
   return out;
 }
 

@@ -58,6 +58,11 @@ struct Topology {
   std::uint16_t web_port = 80;    // Nginx on each web host
   std::uint16_t db_port = 3306;
 
+  // [lb]: the virtual addresses the load balancers share (keepalived); empty: clients use
+  // the one load balancer's own address.
+  std::string lb_mode = "active-passive";  // or "active-active" (one address per balancer)
+  std::vector<std::string> virtual_addresses;
+
   std::vector<Host> hosts;  // in file order
 
   const Host* find(std::string_view host_name) const;
@@ -65,8 +70,11 @@ struct Topology {
   const Host& primary() const;                // the one db = "primary"
   std::vector<const Host*> replicas() const;  // db = "replica", in file order
   const Host* monitor() const;                // the host with role "monitor", if any
-  std::string gateway() const;                // the subnet's first address (the bridge)
-  int prefix_length() const;                  // 24 for "10.77.0.0/24"
+  // Where clients send the site's traffic: the virtual addresses, else the load
+  // balancers' own addresses.
+  std::vector<std::string> site_addresses() const;
+  std::string gateway() const;  // the subnet's first address (the bridge)
+  int prefix_length() const;    // 24 for "10.77.0.0/24"
 };
 
 class TopologyError : public std::runtime_error {
