@@ -163,4 +163,62 @@ TEST_F(LoadBalancerPairTest, HoldersLinkDownTheAddressMovesToTheOther) {
   EXPECT_FALSE(split) << "both balancers held the address at once";
 }
 
+// `webstack deploy` restarts both web hosts' apps one at a time, drained first, under
+// steady GETs and guestbook POSTs from the client: no request fails, every POST is
+// acknowledged, and both apps run new processes afterwards.
+TEST_F(LoadBalancerPairTest, RollingDeployUnderLoadFailsNoRequest) {
+  const auto status_pid = [](const std::string& host) {
+    const auto r = lab_->cli({"status", "--json"}, 30s);
+    const auto at = r.out.find("\"name\":\"" + host + "\"");
+    const auto app = r.out.find("\"name\":\"webstack-app\"", at);
+    const auto pid = r.out.find("\"pid\":", app);
+    return r.out.substr(pid + 6, r.out.find_first_of(",}", pid) - pid - 6);
+  };
+  const std::string before01 = status_pid("web-01"), before02 = status_pid("web-02");
+  std::atomic<bool> stop{false};
+  std::atomic<int> gets{0}, posts{0}, failed{0};
+  std::mutex m;
+  std::string first_failure;
+  const auto worker = [&](bool post) {
+    return in_namespace(lab_->client_namespace(), [&, post] {
+      HttpClient c(443, 10s, lab_->lb_address());
+      c.use_tls({lab_->ca_file(), "www.foobar.test"});
+      const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+      while (!stop && Clock::now() < deadline) {
+        try {
+          const auto r =
+              post ? c.post("/api/messages", R"({"author":"deploy-test","text":"rolling"})",
+                            "application/json")
+                   : c.get("/db");
+          if (r.status != (post ? 201 : 200)) {
+            throw std::runtime_error(fmt::format("status {}", r.status));
+          }
+          ++(post ? posts : gets);
+        } catch (const std::exception& e) {
+          std::lock_guard lock(m);
+          if (failed++ == 0) first_failure = e.what();
+          c.close();
+        }
+      }
+    });
+  };
+  std::vector<std::thread> load;
+  load.push_back(worker(false));
+  load.push_back(worker(false));
+  load.push_back(worker(true));
+  const auto t0 = Clock::now();
+  const auto deploy = lab_->cli({"deploy"}, 120s);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  stop = true;
+  for (auto& th : load) th.join();
+  EXPECT_EQ(deploy.exit_code, 0) << deploy.out << deploy.err;
+  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_GT(gets.load(), 0);
+  EXPECT_GT(posts.load(), 0);
+  EXPECT_NE(status_pid("web-01"), before01) << "web-01's app was not restarted";
+  EXPECT_NE(status_pid("web-02"), before02) << "web-02's app was not restarted";
+  std::printf("rolling deploy of 2 web hosts in %.1f s under load: %d GETs, %d POSTs, %d failed\n",
+              seconds, gets.load(), posts.load(), failed.load());
+}
+
 }  // namespace

@@ -20,6 +20,7 @@
 
 #include "bench/bench.hpp"
 #include "lab/control.hpp"
+#include "lab/deploy.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
@@ -178,6 +179,16 @@ int main(int argc, char** argv) {
     service_commands.emplace_back(sub, action);
   }
 
+  bool deploy_rolling = true;
+  auto* deploy = cli.add_subcommand(
+      "deploy",
+      "Restart every web host's app with no failed request: one host at a time, drained on "
+      "every load balancer, restarted, ready, back in rotation");
+  deploy->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  deploy->add_option("--state-dir", up_state_dir,
+                     "State directory (default: /var/lib/webstack/<lab>)");
+  deploy->add_flag("--rolling", deploy_rolling, "One host at a time (the only way it deploys)");
+
   std::string link_host, link_state;
   auto* link = cli.add_subcommand(
       "link", "Set a host's network link down or up (a pulled cable): link HOST down|up");
@@ -330,6 +341,12 @@ int main(int argc, char** argv) {
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
     const std::string lab_dir =
         up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+    if (deploy->parsed()) {
+      webstack::lab::DeployOptions d;
+      d.state_dir = lab_dir;
+      webstack::lab::rolling_deploy(topology, d, stdout);
+      return 0;
+    }
     for (const auto& [sub, action] : service_commands) {
       if (!sub->parsed()) continue;
       webstack::lab::control_service(topology, lab_dir, service_spec, action, stdout);

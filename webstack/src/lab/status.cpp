@@ -61,57 +61,6 @@ long long to_ll(const std::string& s, long long fallback) {
   }
 }
 
-// Sends `command` to an HAProxy stats socket and returns everything it answers (HAProxy
-// closes the connection after a non-interactive command).
-std::string haproxy_command(const std::string& socket_path, const std::string& command) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof a.sun_path)
-    throw std::runtime_error("socket path too long: " + socket_path);
-  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
-  timeval tv{};
-  tv.tv_sec = 3;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw std::runtime_error(
-        fmt::format("cannot connect to {}: {}", socket_path, std::strerror(e)));
-  }
-  std::size_t sent = 0;
-  while (sent < command.size()) {
-    const auto n = ::send(fd, command.data() + sent, command.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      throw std::runtime_error(
-          fmt::format("cannot write to {}: {}", socket_path, std::strerror(e)));
-    }
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string out;
-  char buf[8192];
-  for (;;) {
-    const auto n = ::recv(fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      throw std::runtime_error(fmt::format("reading {}: {}", socket_path, std::strerror(e)));
-    }
-    break;
-  }
-  ::close(fd);
-  return out;
-}
-
 // The servers of `backend` in a "show stat" CSV.
 std::vector<LbServer> parse_show_stat(const std::string& csv, const std::string& backend) {
   std::istringstream in(csv);
@@ -311,6 +260,57 @@ void print_services(const Topology& t, const std::vector<ServiceRef>& services, 
 
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host) {
   return haproxy_servers(state_dir + "/run/" + lb_host + "/haproxy.sock", "web");
+}
+
+// Sends `command` to an HAProxy stats socket and returns everything it answers (HAProxy
+// closes the connection after a non-interactive command).
+std::string haproxy_command(const std::string& socket_path, const std::string& command) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof a.sun_path)
+    throw std::runtime_error("socket path too long: " + socket_path);
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+  timeval tv{};
+  tv.tv_sec = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(
+        fmt::format("cannot connect to {}: {}", socket_path, std::strerror(e)));
+  }
+  std::size_t sent = 0;
+  while (sent < command.size()) {
+    const auto n = ::send(fd, command.data() + sent, command.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error(
+          fmt::format("cannot write to {}: {}", socket_path, std::strerror(e)));
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    const auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error(fmt::format("reading {}: {}", socket_path, std::strerror(e)));
+    }
+    break;
+  }
+  ::close(fd);
+  return out;
 }
 
 std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend) {

@@ -105,6 +105,8 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
 // The servers of backend `web` of load balancer `lb_host`, read from its stats socket now
 // (run/<lb_host>/haproxy.sock). Throws std::runtime_error when the socket does not answer.
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host);
+// Sends one command to an HAProxy stats socket (the runtime API) and returns its answer.
+std::string haproxy_command(const std::string& socket_path, const std::string& command);
 // The servers of any HAProxy backend, by its stats socket.
 std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend);
 

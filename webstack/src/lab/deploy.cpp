@@ -1,0 +1,144 @@
+#include "lab/deploy.hpp"
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <stdexcept>
+#include <thread>
+
+#include "lab/control.hpp"
+#include "lab/network.hpp"
+#include "lab/process.hpp"
+#include "lab/status.hpp"
+
+namespace webstack::lab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using topo::Role;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string stats_socket(const DeployOptions& o, const std::string& lb) {
+  return o.state_dir + "/run/" + lb + "/haproxy.sock";
+}
+
+// `set server web/<host> state <state>` on every load balancer; HAProxy answers nothing
+// when it accepts the command.
+void set_state(const topo::Topology& t, const DeployOptions& o, const std::string& host,
+               const char* state) {
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    const std::string answer = trim(haproxy_command(
+        stats_socket(o, lb->name), fmt::format("set server web/{} state {}\n", host, state)));
+    if (!answer.empty()) {
+      throw std::runtime_error(
+          fmt::format("{}: set server web/{} state {}: {}", lb->name, host, state, answer));
+    }
+  }
+}
+
+// Polls `done` until it holds or `timeout` passes; `what` names it in the error.
+void wait_until(const std::function<bool(std::string&)>& done, std::chrono::milliseconds timeout,
+                const std::string& what) {
+  const auto deadline = Clock::now() + timeout;
+  std::string last;
+  while (!done(last)) {
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(
+          fmt::format("{}: not after {} ms ({})", what, timeout.count(), last));
+    }
+    std::this_thread::sleep_for(100ms);  // poll interval
+  }
+}
+
+// The server `host` of backend web on every balancer passes `pred` (a status row).
+bool on_every_lb(const topo::Topology& t, const DeployOptions& o, const std::string& host,
+                 const std::function<bool(const LbServer&)>& pred, std::string& last) {
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    bool found = false;
+    for (const auto& s : haproxy_servers(stats_socket(o, lb->name), "web")) {
+      if (s.name != host) continue;
+      found = true;
+      last = fmt::format("{}: {} {} sessions {}", lb->name, host, s.status, s.sessions);
+      if (!pred(s)) return false;
+    }
+    if (!found) {
+      last = fmt::format("{} has no server {}", lb->name, host);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* out) {
+  if (lab_svscan_pid(o.state_dir) <= 0) {
+    throw std::runtime_error("lab " + t.name + " is not up (state " + o.state_dir + ")");
+  }
+  const auto t0 = Clock::now();
+  const auto step = [&](const std::string& what, const std::function<void()>& f) {
+    const auto s0 = Clock::now();
+    f();
+    std::fprintf(out, "  %-52s %6.0f ms\n", what.c_str(), ms_since(s0));
+    std::fflush(out);
+  };
+  const auto webs = t.with_role(Role::Web);
+  for (const auto* web : webs) {
+    const std::string& h = web->name;
+    std::fprintf(out, "%s:\n", h.c_str());
+    step("drain on every load balancer", [&] {
+      set_state(t, o, h, "drain");
+      wait_until(
+          [&](std::string& last) {
+            return on_every_lb(
+                t, o, h, [](const LbServer& s) { return s.sessions == 0; }, last);
+          },
+          o.drain_timeout, h + " drained (no session left)");
+    });
+    step("restart webstack-app", [&] {
+      std::FILE* quiet = std::fopen("/dev/null", "w");
+      try {
+        control_service(t, o.state_dir, h + "/webstack-app", ServiceAction::Restart,
+                        quiet != nullptr ? quiet : out);
+      } catch (...) {
+        if (quiet != nullptr) std::fclose(quiet);
+        throw;
+      }
+      if (quiet != nullptr) std::fclose(quiet);
+    });
+    step("reload nginx (SIGHUP)", [&] {
+      run_checked({"s6-svc", "-h", o.state_dir + "/service/" + h + "-nginx"});
+    });
+    step("webstack-app ready (/readyz)", [&] {
+      wait_until(
+          [&](std::string& last) {
+            const auto r =
+                run(in_host(t, h,
+                            {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                             "2", fmt::format("http://127.0.0.1:{}/readyz", t.app_port)}),
+                    5s);
+            last = trim(r.out + r.err);
+            return r.out == "200";
+          },
+          o.ready_timeout, h + " webstack-app ready");
+    });
+    step("back in rotation, UP on every load balancer", [&] {
+      set_state(t, o, h, "ready");
+      wait_until(
+          [&](std::string& last) {
+            return on_every_lb(
+                t, o, h, [](const LbServer& s) { return s.status == "UP"; }, last);
+          },
+          o.ready_timeout, h + " UP again");
+    });
+  }
+  std::fprintf(out, "deployed %zu web host%s in %.1f s\n", webs.size(), webs.size() == 1 ? "" : "s",
+               ms_since(t0) / 1000.0);
+}
+
+}  // namespace webstack::lab
