@@ -292,6 +292,39 @@ TEST_F(MonitoringTest, DatabaseDownWhenTheReplicaStops) {
       30s));
 }
 
+// Semi-synchronous replication: with the replica's IO thread stopped, a write waits for
+// an acknowledgement that does not come, and after the timeout the primary falls back to
+// asynchronous replication; it returns to semi-sync once the replica has caught up.
+TEST_F(MonitoringTest, SemiSyncFallenBackWhenNoReplicaAcknowledges) {
+  const auto write = [](const std::string& text) {
+    const auto out = lab_->client_curl({"-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                                        "-H", "Content-Type: application/json", "--max-time",
+                                        "10", "--data",
+                                        R"({"author":"semi-sync-test","text":")" + text + R"("})",
+                                        lab_->site_url("/api/messages")});
+    EXPECT_EQ(out, "201") << "the write waits, then succeeds";
+  };
+  const auto semi_sync = [] {
+    return lab_->sql("web-01",
+                     "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
+                     "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'");
+  };
+  ASSERT_EQ(semi_sync(), "ON\n");
+  fires_and_resolves(
+      "SemiSyncFallenBack", {{"host", "web-01"}},
+      [&] {
+        lab_->sql("web-02", "STOP SLAVE IO_THREAD");
+        write("while no replica acknowledges");
+      },
+      [&] {
+        lab_->sql("web-02", "START SLAVE IO_THREAD");
+        write("after the replica is back");
+      });
+  EXPECT_EQ(semi_sync(), "ON\n");
+  const auto st = lab_->cli({"status"}, 30s);
+  EXPECT_NE(st.out.find("semi-sync=on"), std::string::npos) << st.out;
+}
+
 // One balancer's HAProxy stopping is not an outage (the other takes the virtual address
 // over): the site is down when both are.
 TEST_F(MonitoringTest, SiteDownWhenBothLoadBalancersStop) {

@@ -142,7 +142,11 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   p.host = host;
   auto args = mariadb_root(state_dir, host);
   args.insert(args.end(),
-              {"--skip-column-names", "-e", "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos"});
+              {"--skip-column-names", "-e",
+               "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, "
+               "@@GLOBAL.rpl_semi_sync_master_enabled, (SELECT VARIABLE_VALUE FROM "
+               "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+               "'RPL_SEMI_SYNC_MASTER_STATUS')"});
   const auto res = run(args, 10s);
   if (res.exit_code != 0) {
     p.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
@@ -151,6 +155,7 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   const auto f = split(first_line(res.out), '\t');
   p.read_only = f.empty() || f[0] != "0";
   if (f.size() > 1) p.gtid_binlog_pos = f[1];
+  if (f.size() > 3) p.semi_sync = f[2] != "1" ? "disabled" : f[3] == "ON" ? "on" : "off";
   return p;
 }
 
@@ -449,6 +454,7 @@ std::string to_json(const LabStatus& s) {
     o["host"] = s.primary->host;
     o["read_only"] = s.primary->read_only;
     o["gtid_binlog_pos"] = s.primary->gtid_binlog_pos;
+    o["semi_sync"] = s.primary->semi_sync;
     if (!s.primary->error.empty()) o["error"] = s.primary->error;
     root["primary"] = std::move(o);
   }
@@ -631,9 +637,11 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
       std::fprintf(out, "  %-12s primary  error: %s\n", s.primary->host.c_str(),
                    s.primary->error.c_str());
     } else {
-      std::fprintf(out, "  %-12s primary  read_only=%d gtid_binlog_pos=%s\n",
+      std::fprintf(out, "  %-12s primary  read_only=%d gtid_binlog_pos=%s semi-sync=%s\n",
                    s.primary->host.c_str(), s.primary->read_only ? 1 : 0,
-                   s.primary->gtid_binlog_pos.c_str());
+                   s.primary->gtid_binlog_pos.c_str(),
+                   s.primary->semi_sync == "off" ? "OFF (fallen back to asynchronous)"
+                                                 : s.primary->semi_sync.c_str());
     }
   }
   for (const auto& r : s.replication) {

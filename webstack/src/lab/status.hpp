@@ -74,6 +74,9 @@ struct PrimaryReport {
   std::string host;
   bool read_only = true;
   std::string gtid_binlog_pos;
+  // "on" (commits wait for a replica's acknowledgement), "off" (enabled but fallen back
+  // to asynchronous), "disabled" (asynchronous by configuration).
+  std::string semi_sync;
   std::string error;
 };
 

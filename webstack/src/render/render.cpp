@@ -139,6 +139,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("profile", std::string(profile_name(o.profile)));
   d.set("tls", hardened);
   d.set("firewall", hardened);
+  d.set("semi_sync", hardened);  // the seed's replication was asynchronous
   d.set("https_port", std::to_string(t.https_port));
   d.set("bench", !o.peers.empty());
   d.set("peers_dir", o.peers_dir);
