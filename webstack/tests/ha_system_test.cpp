@@ -221,4 +221,93 @@ TEST_F(LoadBalancerPairTest, RollingDeployUnderLoadFailsNoRequest) {
               seconds, gets.load(), posts.load(), failed.load());
 }
 
+// `webstack db promote` under guestbook POSTs from the client: web-02 becomes the
+// primary; every POST acknowledged before, during and after is on it; at no moment are
+// both nodes writable (sampled every 20 ms throughout); writes succeed again within
+// seconds. Then web-01 is promoted back (the next tests find the lab as it was).
+TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
+  const std::string author = fmt::format("promote-{}", ::getpid());
+  std::atomic<bool> stop{false};
+  std::mutex m;
+  std::vector<std::string> acknowledged;
+  int failed = 0;
+  Clock::time_point first_failure{}, last_failure{};
+  auto writer = in_namespace(lab_->client_namespace(), [&] {
+    HttpClient c(443, 10s, lab_->lb_address());
+    c.use_tls({lab_->ca_file(), "www.foobar.test"});
+    const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+    for (int i = 0; !stop && Clock::now() < deadline; ++i) {
+      const std::string text = fmt::format("w{}", i);
+      bool ok = false;
+      try {
+        ok = c.post("/api/messages", R"({"author":")" + author + R"(","text":")" + text + R"("})",
+                    "application/json")
+                 .status == 201;
+      } catch (const std::exception&) {
+        c.close();
+      }
+      std::lock_guard lock(m);
+      if (ok) {
+        acknowledged.push_back(text);
+      } else {
+        if (failed++ == 0) first_failure = Clock::now();
+        last_failure = Clock::now();
+        std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
+      }
+    }
+  });
+  // Both nodes' read_only, sampled until the end: never both writable.
+  std::atomic<int> both_writable{0}, samples{0};
+  std::thread watcher([&] {
+    while (!stop) {
+      const auto a = lab_->sql("web-01", "SELECT @@GLOBAL.read_only");
+      const auto b = lab_->sql("web-02", "SELECT @@GLOBAL.read_only");
+      if (a == "0\n" && b == "0\n") ++both_writable;
+      ++samples;
+      std::this_thread::sleep_for(20ms);  // sampling interval
+    }
+  });
+  const auto count = [&] {
+    std::lock_guard lock(m);
+    return acknowledged.size();
+  };
+  wait_for([&] { return count() > 100; }, 20s, 10ms);
+  const auto before = count();
+  const auto promote = lab_->cli({"db", "promote", "web-02"}, 90s);
+  // Writes go on against the new primary.
+  wait_for([&] { return count() > before + 200; }, 30s, 10ms);
+  stop = true;
+  writer.join();
+  watcher.join();
+  ASSERT_EQ(promote.exit_code, 0) << promote.out << promote.err;
+  std::printf("%s", promote.out.c_str());
+
+  // Every acknowledged POST is on the new primary.
+  const auto stored =
+      lab_->sql("web-02", "SELECT COUNT(*) FROM webstack.messages WHERE author = '" + author + "'");
+  EXPECT_EQ(stored, fmt::format("{}\n", acknowledged.size()))
+      << "acknowledged writes lost in the promotion";
+  EXPECT_EQ(lab_->sql("web-02", "SELECT @@GLOBAL.read_only"), "0\n");
+  EXPECT_EQ(lab_->sql("web-01", "SELECT @@GLOBAL.read_only"), "1\n");
+  EXPECT_EQ(both_writable.load(), 0)
+      << "both nodes writable in " << both_writable << " of " << samples << " samples";
+  const double outage =
+      failed == 0 ? 0 : std::chrono::duration<double>(last_failure - first_failure).count();
+  std::printf(
+      "db promote under writes: %zu acknowledged, %zu stored on the new primary, %d "
+      "failed (over %.2f s), 0 of %d samples with two writable nodes\n",
+      acknowledged.size(), acknowledged.size(), failed, outage, samples.load());
+
+  // Back to web-01 as the primary, and web-02 replicating from it.
+  const auto back = lab_->cli({"db", "promote", "web-01"}, 90s);
+  ASSERT_EQ(back.exit_code, 0) << back.out << back.err;
+  EXPECT_TRUE(wait_for(
+      [] {
+        return lab_->sql("web-02",
+                         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
+                         "COMMAND = 'Slave_IO'") == "1\n";
+      },
+      30s));
+}
+
 }  // namespace

@@ -297,11 +297,11 @@ TEST_F(MonitoringTest, DatabaseDownWhenTheReplicaStops) {
 // asynchronous replication; it returns to semi-sync once the replica has caught up.
 TEST_F(MonitoringTest, SemiSyncFallenBackWhenNoReplicaAcknowledges) {
   const auto write = [](const std::string& text) {
-    const auto out = lab_->client_curl({"-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-                                        "-H", "Content-Type: application/json", "--max-time",
-                                        "10", "--data",
-                                        R"({"author":"semi-sync-test","text":")" + text + R"("})",
-                                        lab_->site_url("/api/messages")});
+    const auto out =
+        lab_->client_curl({"-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+                           "Content-Type: application/json", "--max-time", "10", "--data",
+                           R"({"author":"semi-sync-test","text":")" + text + R"("})",
+                           lab_->site_url("/api/messages")});
     EXPECT_EQ(out, "201") << "the write waits, then succeeds";
   };
   const auto semi_sync = [] {

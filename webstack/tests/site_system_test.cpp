@@ -106,14 +106,21 @@ TEST_F(SiteSystemTest, UpServesTheSiteThroughTheLoadBalancerAndDownLeavesNothing
         EXPECT_GT(svc.at("pid").as_int64(), 0) << svc;
       }
     }
+    // Both balancers see both web servers UP; one of them holds the virtual address.
     const auto& lbs = o.at("load_balancers").as_array();
-    ASSERT_EQ(lbs.size(), 1u) << st.out;
-    std::set<std::string> up_servers;
-    for (const auto& srv : lbs[0].at("servers").as_array()) {
-      EXPECT_EQ(srv.at("status").as_string(), "UP") << srv;
-      up_servers.insert(std::string(srv.at("name").as_string()));
+    ASSERT_EQ(lbs.size(), 2u) << st.out;
+    for (const auto& lb : lbs) {
+      std::set<std::string> up_servers;
+      for (const auto& srv : lb.at("servers").as_array()) {
+        EXPECT_EQ(srv.at("status").as_string(), "UP") << srv;
+        up_servers.insert(std::string(srv.at("name").as_string()));
+      }
+      EXPECT_EQ(up_servers, (std::set<std::string>{"web-01", "web-02"})) << lb;
     }
-    EXPECT_EQ(up_servers, (std::set<std::string>{"web-01", "web-02"})) << st.out;
+    const auto& vips = o.at("virtual_addresses").as_array();
+    ASSERT_EQ(vips.size(), 1u) << st.out;
+    EXPECT_EQ(vips[0].at("held_by").as_array().size(), 1u) << vips[0];
+    EXPECT_EQ(o.at("primary").at("semi_sync").as_string(), "on") << st.out;
     const auto& repl = o.at("replication").as_array();
     ASSERT_EQ(repl.size(), 1u) << st.out;
     EXPECT_EQ(repl[0].at("host").as_string(), "web-02");

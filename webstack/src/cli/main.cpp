@@ -20,6 +20,7 @@
 
 #include "bench/bench.hpp"
 #include "lab/control.hpp"
+#include "lab/database.hpp"
 #include "lab/deploy.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/site.hpp"
@@ -189,6 +190,23 @@ int main(int argc, char** argv) {
                      "State directory (default: /var/lib/webstack/<lab>)");
   deploy->add_flag("--rolling", deploy_rolling, "One host at a time (the only way it deploys)");
 
+  std::string db_host;
+  auto* db = cli.add_subcommand("db", "The database pair: promote a replica, rejoin a node");
+  db->require_subcommand(1);
+  db->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  db->add_option("--state-dir", up_state_dir, "State directory (default: /var/lib/webstack/<lab>)");
+  auto* db_promote = db->add_subcommand(
+      "promote", "Make a replica the primary: fence the old one, catch up, switch, report");
+  db_promote->add_option("host", db_host, "The replica to promote (default: the first)");
+  auto* db_rejoin = db->add_subcommand(
+      "rejoin", "Bring a former primary back as a replica of the current primary");
+  db_rejoin->add_option("host", db_host, "HOST")->required();
+  for (auto* sub : {db_promote, db_rejoin}) {
+    sub->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+    sub->add_option("--state-dir", up_state_dir,
+                    "State directory (default: /var/lib/webstack/<lab>)");
+  }
+
   std::string link_host, link_state;
   auto* link = cli.add_subcommand(
       "link", "Set a host's network link down or up (a pulled cable): link HOST down|up");
@@ -341,6 +359,14 @@ int main(int argc, char** argv) {
     if (exec->parsed()) webstack::lab::exec_in_host(topology, exec_host, exec_argv);
     const std::string lab_dir =
         up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
+    if (db_promote->parsed()) {
+      webstack::lab::promote(topology, lab_dir, db_host, stdout);
+      return 0;
+    }
+    if (db_rejoin->parsed()) {
+      webstack::lab::rejoin(topology, lab_dir, db_host, stdout);
+      return 0;
+    }
     if (deploy->parsed()) {
       webstack::lab::DeployOptions d;
       d.state_dir = lab_dir;

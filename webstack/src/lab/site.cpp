@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "lab/database.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
@@ -461,15 +462,12 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
   for (const auto* r : t.replicas()) {
     root_sql_secret(
         p, r->name,
-        fmt::format("STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, "
-                    "MASTER_USER='repl', MASTER_PASSWORD='{}', "
-                    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1{}; START SLAVE;\n",
-                    primary.address, t.db_port, trim(read_text(p.repl_password)),
-                    o.profile == render::Profile::Hardened
-                        ? fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', "
-                                      "MASTER_SSL_VERIFY_SERVER_CERT=1",
-                                      lab_ca_path(p.state))
-                        : std::string()));
+        "STOP SLAVE; " +
+            change_master_sql(
+                primary.address, t.db_port, trim(read_text(p.repl_password)),
+                o.profile == render::Profile::Hardened ? lab_ca_path(p.state) : std::string(),
+                "slave_pos") +
+            "; START SLAVE;\n");
   }
   const auto pos = root_sql(p, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos");
   const auto rows = root_sql(p, primary.name, "SELECT COUNT(*) FROM webstack.World");
@@ -703,7 +701,9 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
   }
 }
 
-void site_up(const Topology& t, const SiteOptions& o) {
+void site_up(const Topology& topology, const SiteOptions& o) {
+  // The database roles as they are now (a promotion moves the primary).
+  const Topology t = with_current_primary(topology, o.state_dir);
   const Paths p(o.state_dir);
   const auto t0 = Clock::now();
   // 1. Checks: nothing is created before they pass.

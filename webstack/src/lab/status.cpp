@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "lab/database.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 
@@ -141,12 +142,11 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   PrimaryReport p;
   p.host = host;
   auto args = mariadb_root(state_dir, host);
-  args.insert(args.end(),
-              {"--skip-column-names", "-e",
-               "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, "
-               "@@GLOBAL.rpl_semi_sync_master_enabled, (SELECT VARIABLE_VALUE FROM "
-               "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-               "'RPL_SEMI_SYNC_MASTER_STATUS')"});
+  args.insert(args.end(), {"--skip-column-names", "-e",
+                           "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, "
+                           "@@GLOBAL.rpl_semi_sync_master_enabled, (SELECT VARIABLE_VALUE FROM "
+                           "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+                           "'RPL_SEMI_SYNC_MASTER_STATUS')"});
   const auto res = run(args, 10s);
   if (res.exit_code != 0) {
     p.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
@@ -346,7 +346,8 @@ std::vector<std::string> address_holders(const Topology& t, const std::string& a
   return out;
 }
 
-LabStatus lab_status(const Topology& t, const std::string& state_dir) {
+LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
+  const Topology t = with_current_primary(topology, state_dir);
   LabStatus s;
   s.lab = t.name;
   s.state_dir = state_dir;

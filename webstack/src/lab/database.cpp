@@ -1,0 +1,199 @@
+#include "lab/database.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <stdexcept>
+#include <thread>
+
+#include "lab/process.hpp"
+#include "lab/site.hpp"
+#include "lab/status.hpp"
+#include "lab/tls.hpp"
+
+namespace webstack::lab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using topo::DbRole;
+using topo::Role;
+
+std::string primary_file(const std::string& state_dir) {
+  return state_dir + "/primary";
+}
+
+struct SqlResult {
+  bool ok = false;
+  std::string out, err;
+};
+
+// As root over the host's socket (no network: works while the host's link is down).
+SqlResult sql(const std::string& state_dir, const std::string& host, const std::string& statement,
+              std::chrono::milliseconds timeout = 30s) {
+  const auto r =
+      run({"mariadb", "--no-defaults", "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
+           "-uroot", "--protocol=SOCKET", "--connect-timeout=3", "--batch", "--skip-column-names",
+           "-e", statement},
+          timeout);
+  return {r.exit_code == 0, trim(r.out), trim(r.err)};
+}
+
+std::string sql_checked(const std::string& state_dir, const std::string& host,
+                        const std::string& statement, std::chrono::milliseconds timeout = 30s) {
+  const auto r = sql(state_dir, host, statement, timeout);
+  if (!r.ok) {
+    throw std::runtime_error(fmt::format("{}: {}: {}", host, statement.substr(0, 80), r.err));
+  }
+  return r.out;
+}
+
+}  // namespace
+
+topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
+  const std::string recorded = trim(read_text_or_empty(primary_file(state_dir)));
+  const topo::Host* h = recorded.empty() ? nullptr : t.find(recorded);
+  if (h == nullptr || !h->has(Role::Database)) return t;
+  topo::Topology out = t;
+  for (auto& host : out.hosts) {
+    if (host.has(Role::Database)) {
+      host.db = host.name == recorded ? DbRole::Primary : DbRole::Replica;
+    }
+  }
+  return out;
+}
+
+std::string change_master_sql(const std::string& primary_address, int port,
+                              const std::string& repl_password, const std::string& ca_file,
+                              std::string_view gtid_mode) {
+  return fmt::format(
+      "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', "
+      "MASTER_PASSWORD='{}', MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1{}",
+      primary_address, port, repl_password, gtid_mode,
+      ca_file.empty() ? std::string()
+                      : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', "
+                                    "MASTER_SSL_VERIFY_SERVER_CERT=1",
+                                    ca_file));
+}
+
+void promote(const topo::Topology& topology, const std::string& state_dir, std::string_view target,
+             std::FILE* out) {
+  if (lab_svscan_pid(state_dir) <= 0) {
+    throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
+  }
+  const topo::Topology t = with_current_primary(topology, state_dir);
+  const topo::Host& old = t.primary();
+  const auto replicas = t.replicas();
+  if (replicas.empty()) throw std::runtime_error("the site has no replica to promote");
+  const topo::Host* next = target.empty() ? replicas.front() : t.find(target);
+  if (next == nullptr || !next->has(Role::Database)) {
+    throw std::invalid_argument(fmt::format("\"{}\" is not a database host", target));
+  }
+  if (next->db != DbRole::Replica) {
+    throw std::invalid_argument(fmt::format("{} is the primary already", next->name));
+  }
+  const auto t0 = Clock::now();
+  const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
+    const auto s0 = Clock::now();
+    const std::string note = f();
+    std::fprintf(out, "  %-58s %6.0f ms%s\n", what.c_str(),
+                 std::chrono::duration<double, std::milli>(Clock::now() - s0).count(),
+                 note.empty() ? "" : ("  " + note).c_str());
+    std::fflush(out);
+  };
+  std::fprintf(out, "promoting %s (primary now: %s)\n", next->name.c_str(), old.name.c_str());
+
+  bool old_answers = false;
+  std::string old_pos;
+  step("fence " + old.name + ": read_only (in-flight writes finish)", [&] {
+    const auto r = sql(state_dir, old.name,
+                       "SET GLOBAL read_only = ON; "
+                       "SELECT @@GLOBAL.gtid_binlog_pos",
+                       20s);
+    if (!r.ok)
+      return std::string("does not answer (") + r.err.substr(0, 60) + "): nothing to fence";
+    old_answers = true;
+    old_pos = r.out;
+    return "its last GTID " + (old_pos.empty() ? std::string("(none)") : old_pos);
+  });
+  step(next->name + " applies everything it has received", [&] {
+    if (old_answers) {
+      // Everything the old primary committed: semi-sync's AFTER_SYNC means an
+      // acknowledged commit is in the replica's relay log already.
+      const auto waited = sql_checked(
+          state_dir, next->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', 30)", old_pos), 40s);
+      if (waited != "0") {
+        throw std::runtime_error(fmt::format(
+            "{} did not reach the old primary's GTID {} within 30 s", next->name, old_pos));
+      }
+      return std::string("reached ") + old_pos;
+    }
+    // The old primary is gone: apply what the relay log holds.
+    const auto deadline = Clock::now() + 30s;
+    for (;;) {
+      const auto st = sql_checked(state_dir, next->name, "SHOW SLAVE STATUS\\G");
+      const auto field = [&](const std::string& name) {
+        const auto at = st.find(name + ": ");
+        if (at == std::string::npos) return std::string();
+        const auto end = st.find('\n', at);
+        return trim(st.substr(at + name.size() + 2, end - at - name.size() - 2));
+      };
+      const auto applied = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_slave_pos");
+      if (field("Gtid_IO_Pos") == applied ||
+          field("Slave_SQL_Running_State").find("read all relay log") != std::string::npos) {
+        return "applied " + applied;
+      }
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(next->name + " did not apply its relay log within 30 s");
+      }
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+  });
+  step(next->name + ": stop replicating, writable", [&] {
+    sql_checked(state_dir, next->name, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+    return std::string();
+  });
+  { std::ofstream(primary_file(state_dir)) << next->name << "\n"; }
+  step(old.name + ": replica of " + next->name, [&] {
+    if (!old_answers) return std::string("later: `webstack db rejoin " + old.name + "`");
+    const auto profile = recorded_profile(state_dir);
+    const std::string ca =
+        profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
+    const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+    sql_checked(state_dir, old.name,
+                "STOP SLAVE; " +
+                    change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
+                    "; START SLAVE");
+    return std::string();
+  });
+  std::fprintf(out, "%s is the primary (%.1f s); the apps find it by themselves\n",
+               next->name.c_str(), std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+void rejoin(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
+            std::FILE* out) {
+  const topo::Topology t = with_current_primary(topology, state_dir);
+  const topo::Host* h = t.find(host);
+  if (h == nullptr || !h->has(Role::Database)) {
+    throw std::invalid_argument(fmt::format("\"{}\" is not a database host", host));
+  }
+  if (h->db == DbRole::Primary) {
+    throw std::invalid_argument(fmt::format("{} is the primary", host));
+  }
+  const auto profile = recorded_profile(state_dir);
+  const std::string ca =
+      profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
+  const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+  sql_checked(state_dir, h->name,
+              "SET GLOBAL read_only = ON; STOP SLAVE; " +
+                  change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
+                  "; START SLAVE");
+  std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),
+               t.primary().name.c_str());
+}
+
+}  // namespace webstack::lab

@@ -1,0 +1,43 @@
+// The database pair at run time: which node is the primary now, and `webstack db
+// promote`. The topology's `db = "primary"` is where the lab starts; a promotion records
+// the new primary in <state>/primary, and every command that cares reads the topology
+// through with_current_primary().
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "topology/topology.hpp"
+
+namespace webstack::lab {
+
+// `t` with the database roles as they are now: the host named in <state>/primary (if
+// any, and a database host) is the primary, every other database host a replica.
+topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir);
+
+// CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
+// with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
+std::string change_master_sql(const std::string& primary_address, int port,
+                              const std::string& repl_password, const std::string& ca_file,
+                              std::string_view gtid_mode);
+
+// `webstack db promote [HOST]`: makes replica HOST (default: the first replica) the
+// primary, printing each step with its time:
+//   1. fence the old primary: read_only (if it answers; in-flight writes finish first);
+//   2. the new one applies everything it has received (and all the old primary had,
+//      when it answers);
+//   3. the new one stops replicating and becomes writable;
+//   4. the old one (if it answers) replicates from the new one, with GTID;
+//   5. <state>/primary names the new one.
+// Throws std::runtime_error naming the step; a failure before step 3 leaves the old
+// primary fenced and the target a replica (no two writable nodes, ever).
+void promote(const topo::Topology& t, const std::string& state_dir, std::string_view target,
+             std::FILE* out);
+
+// `webstack db rejoin HOST`: a former primary (or any stopped replica) comes back as a
+// read-only replica of the current primary, from its own GTID position.
+void rejoin(const topo::Topology& t, const std::string& state_dir, std::string_view host,
+            std::FILE* out);
+
+}  // namespace webstack::lab
