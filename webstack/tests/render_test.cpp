@@ -504,6 +504,23 @@ TEST_F(RenderTest, LoadBalancerPairSharesTheVirtualAddress) {
     const auto r = run("nft -c -f " + (tmp_ / "pair/lb-01/nftables/ruleset.nft").string());
     EXPECT_EQ(r.exit_code, 0) << r.output;
   }
+  // Active-active: one VRRP instance per address, each preferring another balancer.
+  t.lb_mode = "active-active";
+  t.virtual_addresses = {"10.77.0.5", "10.77.0.6"};
+  const auto aa = render_site(t, options_);
+  const auto instance = [&](const std::string& host, const std::string& name) {
+    const auto& text = file(aa, host, "keepalived/keepalived.conf").content;
+    const auto at = text.find("vrrp_instance " + name + " {");
+    return at == std::string::npos ? std::string() : text.substr(at, text.find("\n}", at) - at);
+  };
+  EXPECT_NE(instance("lb-01", "site_1").find("priority 150"), std::string::npos);
+  EXPECT_NE(instance("lb-02", "site_1").find("priority 140"), std::string::npos);
+  EXPECT_NE(instance("lb-01", "site_2").find("priority 140"), std::string::npos);
+  EXPECT_NE(instance("lb-02", "site_2").find("priority 150"), std::string::npos);
+  EXPECT_NE(instance("lb-02", "site_2").find("10.77.0.6/24 dev eth0"), std::string::npos);
+  EXPECT_NE(file(aa, "", "edge/haproxy.cfg").content.find("server vip-2 10.77.0.6:443"),
+            std::string::npos);
+
   // One balancer and no virtual address: no keepalived.
   const auto single = render_site(seed_topology(), options_);
   EXPECT_TRUE(std::none_of(single.begin(), single.end(), [](const File& f) {
