@@ -360,7 +360,10 @@ int main(int argc, char** argv) {
     const std::string lab_dir =
         up_state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(up_state_dir);
     if (db_promote->parsed()) {
-      webstack::lab::promote(topology, lab_dir, db_host, stdout);
+      auto opts = site_options(lab_dir);
+      if (const auto made = webstack::lab::recorded_profile(lab_dir)) opts.profile = *made;
+      opts.peers = webstack::lab::recorded_peers(lab_dir);
+      webstack::lab::promote(topology, opts, db_host, stdout);
       return 0;
     }
     if (db_rejoin->parsed()) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
@@ -52,7 +53,33 @@ std::string sql_checked(const std::string& state_dir, const std::string& host,
   return r.out;
 }
 
+// "0-1-17,1-2-5": domain -> sequence number.
+std::map<std::string, unsigned long long> gtid_sequences(const std::string& pos) {
+  std::map<std::string, unsigned long long> out;
+  std::size_t start = 0;
+  while (start < pos.size()) {
+    const auto end = std::min(pos.find(',', start), pos.size());
+    const std::string one = trim(pos.substr(start, end - start));
+    const auto first = one.find('-');
+    const auto last = one.rfind('-');
+    if (first != std::string::npos && last != first) {
+      out[one.substr(0, first)] = std::stoull(one.substr(last + 1));
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
+
+bool gtid_covers(const std::string& have, const std::string& want) {
+  const auto h = gtid_sequences(have);
+  for (const auto& [domain, seq] : gtid_sequences(want)) {
+    const auto it = h.find(domain);
+    if (it == h.end() || it->second < seq) return false;
+  }
+  return true;
+}
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
   const std::string recorded = trim(read_text_or_empty(primary_file(state_dir)));
@@ -80,8 +107,9 @@ std::string change_master_sql(const std::string& primary_address, int port,
                                     ca_file));
 }
 
-void promote(const topo::Topology& topology, const std::string& state_dir, std::string_view target,
+void promote(const topo::Topology& topology, const SiteOptions& o, std::string_view target,
              std::FILE* out) {
+  const std::string& state_dir = o.state_dir;
   if (lab_svscan_pid(state_dir) <= 0) {
     throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
   }
@@ -123,14 +151,21 @@ void promote(const topo::Topology& topology, const std::string& state_dir, std::
   step(next->name + " applies everything it has received", [&] {
     if (old_answers) {
       // Everything the old primary committed: semi-sync's AFTER_SYNC means an
-      // acknowledged commit is in the replica's relay log already.
-      const auto waited = sql_checked(
-          state_dir, next->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', 30)", old_pos), 40s);
-      if (waited != "0") {
-        throw std::runtime_error(fmt::format(
-            "{} did not reach the old primary's GTID {} within 30 s", next->name, old_pos));
+      // acknowledged commit is in the replica's relay log already. Compared per GTID
+      // domain by sequence number (monotonic in gtid_strict_mode), against the replica's
+      // gtid_current_pos: it holds the old primary's own earlier events too, which
+      // MASTER_GTID_WAIT (gtid_slave_pos only) would wait for in vain.
+      const auto deadline = Clock::now() + 30s;
+      for (;;) {
+        const auto have = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_current_pos");
+        if (gtid_covers(have, old_pos)) return "reached " + old_pos;
+        if (Clock::now() > deadline) {
+          throw std::runtime_error(
+              fmt::format("{} did not reach the old primary's GTID {} within 30 s (it has {})",
+                          next->name, old_pos, have));
+        }
+        std::this_thread::sleep_for(50ms);  // poll interval
       }
-      return std::string("reached ") + old_pos;
     }
     // The old primary is gone: apply what the relay log holds.
     const auto deadline = Clock::now() + 30s;
@@ -168,6 +203,10 @@ void promote(const topo::Topology& topology, const std::string& state_dir, std::
                 "STOP SLAVE; " +
                     change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
                     "; START SLAVE");
+    return std::string();
+  });
+  step("my.cnf of both nodes rendered for their new roles", [&] {
+    rerender_database_configs(topology, o);
     return std::string();
   });
   std::fprintf(out, "%s is the primary (%.1f s); the apps find it by themselves\n",

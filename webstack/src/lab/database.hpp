@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "lab/site.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::lab {
@@ -15,6 +16,10 @@ namespace webstack::lab {
 // `t` with the database roles as they are now: the host named in <state>/primary (if
 // any, and a database host) is the primary, every other database host a replica.
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir);
+
+// GTID position `have` ("0-1-17,...") includes `want`: in every domain of `want`, a
+// sequence number at least as high (they only grow in gtid_strict_mode).
+bool gtid_covers(const std::string& have, const std::string& want);
 
 // CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
 // with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
@@ -32,7 +37,8 @@ std::string change_master_sql(const std::string& primary_address, int port,
 //   5. <state>/primary names the new one.
 // Throws std::runtime_error naming the step; a failure before step 3 leaves the old
 // primary fenced and the target a replica (no two writable nodes, ever).
-void promote(const topo::Topology& t, const std::string& state_dir, std::string_view target,
+//   6. both nodes' my.cnf rendered again (read_only follows the roles across restarts).
+void promote(const topo::Topology& t, const SiteOptions& o, std::string_view target,
              std::FILE* out);
 
 // `webstack db rejoin HOST`: a former primary (or any stopped replica) comes back as a

@@ -1009,6 +1009,13 @@ void site_up(const Topology& topology, const SiteOptions& o) {
   }
 }
 
+void rerender_database_configs(const Topology& topology, const SiteOptions& o) {
+  const Topology t = with_current_primary(topology, o.state_dir);
+  auto files = render::render_site(t, render_options(o));
+  std::erase_if(files, [](const render::File& f) { return f.path != "mariadb/my.cnf"; });
+  render::write_files(files, Paths(o.state_dir).hosts);
+}
+
 std::vector<std::string> recorded_peers(const std::string& state_dir) {
   std::vector<std::string> out;
   std::istringstream in(read_text_or_empty(state_dir + "/peers"));

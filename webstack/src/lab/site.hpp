@@ -51,6 +51,10 @@ void site_up(const topo::Topology& t, const SiteOptions& o);
 // something could not be stopped or removed.
 void site_down(const topo::Topology& t, const SiteOptions& o, bool purge);
 
+// Renders the database hosts' my.cnf again from the roles as they are now (after a
+// promotion): a restarted former primary then comes back read-only, never writable.
+void rerender_database_configs(const topo::Topology& t, const SiteOptions& o);
+
 // The profile a lab's state directory was made with, if any.
 std::optional<render::Profile> recorded_profile(const std::string& state_dir);
 // The benchmark peers the running lab was brought up with (<state>/peers, "" = none).
