@@ -301,6 +301,9 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
   // Back to web-01 as the primary, and web-02 replicating from it.
   const auto back = lab_->cli({"db", "promote", "web-01"}, 90s);
   ASSERT_EQ(back.exit_code, 0) << back.out << back.err;
+  // Semi-synchronous again at once (the new replica connected), not fallen back.
+  const auto st = lab_->cli({"status"}, 30s);
+  EXPECT_NE(st.out.find("semi-sync=on"), std::string::npos) << st.out;
   EXPECT_TRUE(wait_for(
       [] {
         return lab_->sql("web-02",

@@ -205,6 +205,26 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
                     "; START SLAVE");
     return std::string();
   });
+  step("semi-sync on " + next->name + " (once a replica has connected)", [&] {
+    if (sql_checked(state_dir, next->name, "SELECT @@GLOBAL.rpl_semi_sync_master_enabled") != "1") {
+      return std::string("disabled (asynchronous replication)");
+    }
+    if (!old_answers) return std::string("no replica yet: asynchronous until one acknowledges");
+    // A node that was a replica reports its master side OFF until a first transaction
+    // waits; once the new replica's semi-sync connection is there, re-enabling it reports
+    // the truth at once (and keeps SemiSyncFallenBack from firing for nothing).
+    const auto deadline = Clock::now() + 10s;
+    while (sql_checked(state_dir, next->name,
+                       "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
+                       "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'") == "0") {
+      if (Clock::now() > deadline) return std::string("no semi-sync replica connected within 10 s");
+      std::this_thread::sleep_for(50ms);  // poll interval
+    }
+    sql_checked(state_dir, next->name,
+                "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+                "SET GLOBAL rpl_semi_sync_master_enabled = ON");
+    return std::string("on");
+  });
   step("my.cnf of both nodes rendered for their new roles", [&] {
     rerender_database_configs(topology, o);
     return std::string();
