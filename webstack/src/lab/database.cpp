@@ -1,8 +1,13 @@
 #include "lab/database.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -51,6 +56,30 @@ std::string sql_checked(const std::string& state_dir, const std::string& host,
     throw std::runtime_error(fmt::format("{}: {}: {}", host, statement.substr(0, 80), r.err));
   }
   return r.out;
+}
+
+// SQL holding a secret (the replication password): through a 0600 file on stdin, never
+// on a command line, where `ps` would show it.
+void sql_secret(const std::string& state_dir, const std::string& host,
+                const std::string& statement) {
+  const std::string path = state_dir + "/secrets/promote-" + host + ".sql";
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+    const bool ok =
+        ::write(fd, statement.data(), statement.size()) == static_cast<ssize_t>(statement.size());
+    ::close(fd);
+    if (!ok) throw std::runtime_error("cannot write " + path);
+  }
+  const auto r = run({"sh", "-c",
+                      "exec mariadb --no-defaults --socket=\"$1\" -uroot --protocol=SOCKET "
+                      "--connect-timeout=3 --batch < \"$2\"",
+                      "sh", state_dir + "/run/" + host + "/mysqld.sock", path},
+                     30s);
+  ::unlink(path.c_str());
+  if (r.exit_code != 0) {
+    throw std::runtime_error(fmt::format("{}: CHANGE MASTER failed: {}", host, trim(r.err)));
+  }
 }
 
 // "0-1-17,1-2-5": domain -> sequence number.
@@ -199,10 +228,10 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     const std::string ca =
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
-    sql_checked(state_dir, old.name,
-                "STOP SLAVE; " +
-                    change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
-                    "; START SLAVE");
+    sql_secret(state_dir, old.name,
+               "STOP SLAVE; " +
+                   change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
+                   "; START SLAVE;\n");
     return std::string();
   });
   step("semi-sync on " + next->name + " (once a replica has connected)", [&] {
@@ -247,10 +276,10 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
   const std::string ca =
       profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
   const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
-  sql_checked(state_dir, h->name,
-              "SET GLOBAL read_only = ON; STOP SLAVE; " +
-                  change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
-                  "; START SLAVE");
+  sql_secret(state_dir, h->name,
+             "SET GLOBAL read_only = ON; STOP SLAVE; " +
+                 change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
+                 "; START SLAVE;\n");
   std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),
                t.primary().name.c_str());
 }
