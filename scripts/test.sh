@@ -6,9 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A system test killed from outside (ctest's timeout, ^C) cannot take its lab down: the
+# labs the tests made (/tmp/<name>-site with a topology and a state) are taken down here.
+cleanup_test_labs() {
+  local cli=$1 dir
+  for dir in /tmp/*-site; do
+    [ -f "$dir/site.toml" ] && [ -f "$dir/state/.webstack-lab" ] || continue
+    [ -x "$cli" ] || continue
+    "$cli" down --purge -f "$dir/site.toml" --state-dir "$dir/state" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  done
+}
+
 for preset in release asan; do
   echo "== $preset: build"
   scripts/setup.sh "$preset"
   echo "== $preset: test"
+  trap 'cleanup_test_labs "build/'"$preset"'/webstack/webstack"' EXIT
   ctest --preset "$preset" "$@"
+  cleanup_test_labs "build/$preset/webstack/webstack"
 done
