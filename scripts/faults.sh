@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the fault tests (root; they bring up a lab of their own and take it down) and
+# prints their one-line figures as a table: what was broken, under which load, and what
+# it cost (failed requests, seconds until the site or the writes came back, lost writes).
+# Usage: scripts/faults.sh [preset]   (default release; build it first: scripts/setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset=${1:-release}
+tests=build/$preset/webstack/webstack_system_tests
+[ -x "$tests" ] || { echo "faults: $tests not built (scripts/setup.sh $preset)" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "faults: needs root (network namespaces)" >&2; exit 2; }
+
+filter='LoadBalancerPairTest.*:RunningSiteTest.AnAppStoppedUnderLoad*:MonitoringTest.*'
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+"$tests" --gtest_filter="$filter" >"$log" 2>&1 || status=$?
+
+echo "| fault | figures |"
+echo "|---|---|"
+grep -E '^(kill -9|lb-01.s link down|rolling deploy|db promote under|app stopped under load|[A-Za-z0-9]+: fired)' "$log" |
+  sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/'
+echo
+grep -E '^\[  (PASSED|FAILED) ' "$log" || true
+exit "$status"
