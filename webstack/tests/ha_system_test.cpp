@@ -56,7 +56,8 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
   // outage: from the fault to the first success after it, and the failures meanwhile.
   struct Outage {
     int requests = 0, failed = 0;
-    double seconds = 0;  // from the fault until requests succeed again (0: none failed)
+    double seconds = 0;      // from the fault until requests succeed again (0: none failed)
+    bool came_back = false;  // no request failed after the fault, or one succeeded again
   };
   static Outage under_load(const std::function<void()>& fault) {
     std::atomic<bool> stop{false}, faulted{false};
@@ -114,6 +115,7 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
     if (recovered != Clock::time_point{}) {
       o.seconds = std::chrono::duration<double>(recovered - fault_at).count();
     }
+    o.came_back = recovered != Clock::time_point{} || last_failure < fault_at;
     return o;
   }
 };
@@ -137,7 +139,7 @@ TEST_F(LoadBalancerPairTest, HaproxyKilledOnTheHolderTheSiteComesBack) {
       "kill -9 of lb-01's HAProxy: %d requests, %d failed, answering again after %.2f s "
       "(target <= 4 s)\n",
       o.requests, o.failed, o.seconds);
-  EXPECT_LE(o.seconds, 10.0) << "the site did not come back within 10 s";
+  EXPECT_TRUE(o.came_back) << "the site did not come back within 10 s of the fault";
   EXPECT_GT(o.requests, o.failed);
 }
 
@@ -150,7 +152,7 @@ TEST_F(LoadBalancerPairTest, HoldersLinkDownTheAddressMovesToTheOther) {
       "(target <= 4 s)\n",
       o.requests, o.failed, o.seconds);
   EXPECT_EQ(during, std::vector<std::string>{"lb-02"});
-  EXPECT_LE(o.seconds, 10.0) << "the site did not come back within 10 s";
+  EXPECT_TRUE(o.came_back) << "the site did not come back within 10 s of the fault";
   // lb-01 comes back and, after its preempt delay, takes the address back; never both.
   bool split = false;
   EXPECT_TRUE(wait_for(
