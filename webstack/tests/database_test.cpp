@@ -15,6 +15,7 @@ TEST(GtidCovers, PerDomainBySequenceNumber) {
   EXPECT_FALSE(gtid_covers("0-1-17", "0-1-17,1-3-4")) << "domain 1 missing";
   EXPECT_TRUE(gtid_covers("0-1-5", "")) << "nothing to wait for";
   EXPECT_FALSE(gtid_covers("", "0-1-1"));
+  EXPECT_FALSE(gtid_covers("garbage", "0-1-1")) << "not a GTID: nothing covered";
 }
 
 }  // namespace

@@ -11,7 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -223,20 +226,54 @@ TEST_F(LoadBalancerPairTest, RollingDeployUnderLoadFailsNoRequest) {
               seconds, gets.load(), posts.load(), failed.load());
 }
 
-// `webstack db promote` under guestbook POSTs from the client: web-02 becomes the
-// primary; every POST acknowledged before, during and after is on it; at no moment are
-// both nodes writable (sampled every 20 ms throughout); writes succeed again within
-// seconds. Then web-01 is promoted back (the next tests find the lab as it was).
-TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
-  const std::string author = fmt::format("promote-{}", ::getpid());
+// The database pair under guestbook POSTs from the client, each acknowledgement
+// recorded, while `fault` takes the primary away: every POST acknowledged before, during
+// and after is on the new primary; at no moment are two nodes writable (both nodes'
+// read_only sampled every 20 ms throughout, over their sockets); the figures say how long
+// writes failed. Returns once a node other than the old primary is writable and writes
+// have gone on for a while.
+struct WriteFigures {
+  std::string old_primary, new_primary;
+  std::size_t acknowledged = 0, stored = 0;
+  int failed = 0, samples = 0, both_writable = 0;
+  double back_after = 0;  // from the fault to the first POST acknowledged after the last failure
+  std::string line() const {
+    return fmt::format(
+        "{} acknowledged, {} stored on the new primary {}, {} failed, writes back {:.2f} s after "
+        "the fault, {} of {} samples with two writable nodes",
+        acknowledged, stored, new_primary, failed, back_after, both_writable, samples);
+  }
+};
+
+// The failover manager's log (the last 4000 characters: what a failure message needs).
+std::string manager_log() {
+  const auto log = webstack::test::read_file(webstack::test::SharedLabTest::lab()->state() +
+                                             "/log/mon-01/failover-manager/current");
+  return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+}
+
+std::string writable_node() {
+  for (const char* host : {"web-01", "web-02"}) {
+    if (webstack::test::SharedLabTest::lab()->try_sql(host, "SELECT @@GLOBAL.read_only") == "0\n") {
+      return host;
+    }
+  }
+  return "";
+}
+
+WriteFigures writes_across(const std::string& author, const std::function<void()>& fault) {
+  const auto* lab = webstack::test::SharedLabTest::lab();
+  WriteFigures f;
+  f.old_primary = writable_node();
   std::atomic<bool> stop{false};
   std::mutex m;
   std::vector<std::string> acknowledged;
-  int failed = 0;
-  Clock::time_point first_failure{}, last_failure{};
-  auto writer = in_namespace(lab_->client_namespace(), [&] {
-    HttpClient c(443, 10s, lab_->lb_address());
-    c.use_tls({lab_->ca_file(), "www.foobar.test"});
+  std::vector<std::pair<Clock::time_point, bool>> outcomes;
+  auto writer = in_namespace(lab->client_namespace(), [&] {
+    // 3 s: a POST stuck on a host that dropped off counts as failed, and the next one
+    // shows whether writes work again (a commit waits at most the semi-sync timeout).
+    HttpClient c(443, 3s, lab->lb_address());
+    c.use_tls({lab->ca_file(), "www.foobar.test"});
     const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
     for (int i = 0; !stop && Clock::now() < deadline; ++i) {
       const std::string text = fmt::format("w{}", i);
@@ -248,23 +285,20 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
       } catch (const std::exception&) {
         c.close();
       }
-      std::lock_guard lock(m);
-      if (ok) {
-        acknowledged.push_back(text);
-      } else {
-        if (failed++ == 0) first_failure = Clock::now();
-        last_failure = Clock::now();
-        std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
+      {
+        std::lock_guard lock(m);
+        if (ok) acknowledged.push_back(text);
+        outcomes.emplace_back(Clock::now(), ok);
       }
+      if (!ok) std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
     }
   });
-  // Both nodes' read_only, sampled until the end: never both writable.
-  std::atomic<int> both_writable{0}, samples{0};
+  std::atomic<int> both{0}, samples{0};
   std::thread watcher([&] {
     while (!stop) {
-      const auto a = lab_->sql("web-01", "SELECT @@GLOBAL.read_only");
-      const auto b = lab_->sql("web-02", "SELECT @@GLOBAL.read_only");
-      if (a == "0\n" && b == "0\n") ++both_writable;
+      const auto a = lab->try_sql("web-01", "SELECT @@GLOBAL.read_only");
+      const auto b = lab->try_sql("web-02", "SELECT @@GLOBAL.read_only");
+      if (a == "0\n" && b == "0\n") ++both;
       ++samples;
       std::this_thread::sleep_for(20ms);  // sampling interval
     }
@@ -274,45 +308,144 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
     return acknowledged.size();
   };
   wait_for([&] { return count() > 100; }, 20s, 10ms);
-  const auto before = count();
-  const auto promote = lab_->cli({"db", "promote", "web-02"}, 90s);
-  // Writes go on against the new primary.
-  wait_for([&] { return count() > before + 200; }, 30s, 10ms);
+  const auto fault_at = Clock::now();
+  fault();
+  // A new primary, and writes going on against it.
+  std::size_t before = 0;
+  EXPECT_TRUE(wait_for(
+      [&] {
+        const auto w = writable_node();
+        if (w.empty() || w == f.old_primary) return false;
+        if (before == 0) before = count();
+        return count() > before + 100;
+      },
+      60s, 50ms))
+      << "no new primary taking writes within 60 s of the fault";
   stop = true;
   writer.join();
   watcher.join();
+  f.new_primary = writable_node();
+  f.acknowledged = acknowledged.size();
+  f.samples = samples;
+  f.both_writable = both;
+  Clock::time_point last_failure{};
+  for (const auto& [at, ok] : outcomes) {
+    if (!ok && at > fault_at) {
+      ++f.failed;
+      last_failure = at;
+    }
+  }
+  for (const auto& [at, ok] : outcomes) {
+    if (ok && at > last_failure && at > fault_at && last_failure != Clock::time_point{}) {
+      f.back_after = std::chrono::duration<double>(at - fault_at).count();
+      break;
+    }
+  }
+  // Every acknowledged text is stored (a POST whose answer was lost may be stored too:
+  // a failure, not a loss).
+  std::set<std::string> stored;
+  if (!f.new_primary.empty()) {
+    std::istringstream rows(lab->sql(
+        f.new_primary, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+    for (std::string row; std::getline(rows, row);) stored.insert(row);
+  }
+  std::size_t missing = 0;
+  for (const auto& text : acknowledged) {
+    if (stored.count(text) != 0) {
+      ++f.stored;
+    } else {
+      ++missing;
+    }
+  }
+  EXPECT_NE(f.new_primary, f.old_primary);
+  EXPECT_EQ(missing, 0u) << "acknowledged writes lost\n" << manager_log();
+  EXPECT_EQ(f.both_writable, 0) << "two writable nodes at once\n" << manager_log();
+  return f;
+}
+
+// `node` replicates from the current primary again (its IO thread connected), read-only.
+bool rejoined(const std::string& node) {
+  const auto* lab = webstack::test::SharedLabTest::lab();
+  return lab->try_sql(node,
+                      "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND "
+                      "IN ('Slave_IO', 'Slave_SQL')") == "2\n" &&
+         lab->try_sql(node, "SELECT @@GLOBAL.read_only") == "1\n";
+}
+
+// The tests leave web-01 the primary, as the lab started (other suites share the lab).
+void primary_back_to_web01() {
+  if (writable_node() == "web-01") return;
+  const auto r = webstack::test::SharedLabTest::lab()->cli({"db", "promote", "web-01"}, 90s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(wait_for([] { return rejoined("web-02"); }, 30s)) << "web-02 did not rejoin";
+}
+
+// `webstack db promote` under writes: the replica becomes the primary by hand, and the
+// failover manager takes the new primary as it finds it.
+TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
+  const std::string old = writable_node();
+  ASSERT_FALSE(old.empty());
+  const std::string next = old == "web-01" ? "web-02" : "web-01";
+  webstack::lab::ProcessResult promote;
+  const auto f = writes_across(fmt::format("promote-{}", ::getpid()), [&] {
+    promote = lab_->cli({"db", "promote", next}, 90s);
+  });
   ASSERT_EQ(promote.exit_code, 0) << promote.out << promote.err;
   std::printf("%s", promote.out.c_str());
-
-  // Every acknowledged POST is on the new primary.
-  const auto stored =
-      lab_->sql("web-02", "SELECT COUNT(*) FROM webstack.messages WHERE author = '" + author + "'");
-  EXPECT_EQ(stored, fmt::format("{}\n", acknowledged.size()))
-      << "acknowledged writes lost in the promotion";
-  EXPECT_EQ(lab_->sql("web-02", "SELECT @@GLOBAL.read_only"), "0\n");
-  EXPECT_EQ(lab_->sql("web-01", "SELECT @@GLOBAL.read_only"), "1\n");
-  EXPECT_EQ(both_writable.load(), 0)
-      << "both nodes writable in " << both_writable << " of " << samples << " samples";
-  const double outage =
-      failed == 0 ? 0 : std::chrono::duration<double>(last_failure - first_failure).count();
-  std::printf(
-      "db promote under writes: %zu acknowledged, %zu stored on the new primary, %d "
-      "failed (over %.2f s), 0 of %d samples with two writable nodes\n",
-      acknowledged.size(), acknowledged.size(), failed, outage, samples.load());
-
-  // Back to web-01 as the primary, and web-02 replicating from it.
-  const auto back = lab_->cli({"db", "promote", "web-01"}, 90s);
-  ASSERT_EQ(back.exit_code, 0) << back.out << back.err;
+  std::printf("db promote under writes: %s\n", f.line().c_str());
   // Semi-synchronous again at once (the new replica connected), not fallen back.
   const auto st = lab_->cli({"status"}, 30s);
   EXPECT_NE(st.out.find("semi-sync=on"), std::string::npos) << st.out;
-  EXPECT_TRUE(wait_for(
-      [] {
-        return lab_->sql("web-02",
-                         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
-                         "COMMAND = 'Slave_IO'") == "1\n";
-      },
-      30s));
+  EXPECT_TRUE(wait_for([&] { return rejoined(old); }, 30s));
+  primary_back_to_web01();
+}
+
+// kill -9 of the primary's MariaDB under writes: s6 restarts it read-only (every node
+// starts so); the failover manager finds no writable primary, from itself and from both
+// apps, for failover_after (3 s in the lab), promotes the replica, and makes the old
+// primary its replica.
+TEST_F(LoadBalancerPairTest, PrimaryKilledTheManagerPromotesTheReplica) {
+  const std::string old = writable_node();
+  ASSERT_FALSE(old.empty());
+  const auto f = writes_across(fmt::format("kill-{}", ::getpid()), [&] {
+    cli_ok({"kill", old + "/mariadb"});
+  });
+  std::printf("kill -9 of the primary's MariaDB (%s): %s (target: writes back <= 10 s)\n",
+              old.c_str(), f.line().c_str());
+  EXPECT_TRUE(wait_for([&] { return rejoined(old); }, 30s)) << old << " did not rejoin\n"
+                                                            << manager_log();
+  const auto log = manager_log();
+  EXPECT_NE(log.find("promote " + f.new_primary + ": done"), std::string::npos) << log;
+  EXPECT_NE(log.find("rejoin " + old + ": replicates from " + f.new_primary), std::string::npos)
+      << log;
+  const auto st = lab_->cli({"status"}, 30s);
+  EXPECT_NE(st.out.find("database failover: automatic\n  primary " + f.new_primary + ", writable"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("last action: rejoin " + old), std::string::npos) << st.out;
+  primary_back_to_web01();
+}
+
+// The primary's host drops off the network under writes: its fencing agent, cut off from
+// the manager and the other node, fences it (SIGKILL of mariadbd: s6 restarts it
+// read-only) before the manager, which no longer reaches it and hears the same from the
+// apps, promotes the replica. The link comes back: the old primary rejoins as a replica.
+TEST_F(LoadBalancerPairTest, PrimarysLinkDownTheManagerPromotesTheReplica) {
+  const std::string old = writable_node();
+  ASSERT_FALSE(old.empty());
+  const auto f = writes_across(fmt::format("link-{}", ::getpid()), [&] {
+    cli_ok({"link", old, "down"});
+  });
+  cli_ok({"link", old, "up"});
+  std::printf("the primary's link down (%s): %s (target: writes back <= 10 s)\n", old.c_str(),
+              f.line().c_str());
+  EXPECT_TRUE(wait_for([&] { return rejoined(old); }, 30s)) << old << " did not rejoin\n"
+                                                            << manager_log();
+  const auto agent =
+      webstack::test::read_file(lab_->state() + "/log/" + old + "/failover-agent/current");
+  EXPECT_NE(agent.find("fence " + old + ": cut off"), std::string::npos) << agent;
+  EXPECT_NE(manager_log().find("promote " + f.new_primary + ": done"), std::string::npos);
+  primary_back_to_web01();
 }
 
 }  // namespace

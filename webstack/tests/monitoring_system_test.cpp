@@ -361,9 +361,23 @@ TEST_F(MonitoringTest, High5xxRateWhenTheAppLosesItsPrimary) {
       std::this_thread::sleep_for(20ms);  // pacing of the load, about 50 posts/s
     }
   });
+  // The failover manager paused: it would promote web-02 within seconds, and the 5xx
+  // would stop before the alert's `for`. Resumed, it does (web-01 comes back read-only),
+  // and the alert resolves; web-01 is then made the primary again for the other tests.
   fires_and_resolves(
-      "High5xxRate", {}, [] { service("stop", "web-01/mariadb"); },
-      [] { service("start", "web-01/mariadb"); });
+      "High5xxRate", {},
+      [] {
+        ASSERT_EQ(lab_->cli({"failover", "pause"}, 30s).exit_code, 0);
+        service("stop", "web-01/mariadb");
+      },
+      [] {
+        service("start", "web-01/mariadb");
+        ASSERT_EQ(lab_->cli({"failover", "resume"}, 30s).exit_code, 0);
+      });
+  if (lab_->sql("web-01", "SELECT @@GLOBAL.read_only") != "0\n") {
+    const auto back = lab_->cli({"db", "promote", "web-01"}, 90s);
+    EXPECT_EQ(back.exit_code, 0) << back.out << back.err;
+  }
   stop = true;
   load.join();
   EXPECT_GT(errors.load(), 0) << sent.load() << " posts, none answered 5xx";

@@ -23,6 +23,8 @@
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
 
+#include "failover/config.hpp"
+
 #ifndef WEBSTACK_SOURCE_DIR
 #error "WEBSTACK_SOURCE_DIR must name the repository"
 #endif
@@ -589,6 +591,101 @@ TEST_F(RenderTest, MariadbAcceptsTheServerOptions) {
     EXPECT_NE(values.output.find("--server-id=" + std::string(host == "web-01" ? "1" : "2")),
               std::string::npos)
         << values.output;
+  }
+}
+
+// Automatic failover (a monitor host and a replica, hardened): the manager on the monitor
+// host, a fencing agent on each database host, every node starting read-only, and the
+// firewall holes they need; configs the program itself accepts.
+TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
+  const auto t = monitored_topology();
+  ASSERT_TRUE(t.automatic_failover());
+  options_.failover_binary = "/usr/local/bin/webstack-failover";
+  const auto files = render_site(t, options_);
+  write_files(files, (tmp_ / "out").string());
+  const auto has = [&](const std::vector<File>& fs_, const std::string& host,
+                       const std::string& path) {
+    return std::any_of(fs_.begin(), fs_.end(),
+                       [&](const File& f) { return f.host == host && f.path == path; });
+  };
+  EXPECT_TRUE(has(files, "mon-01", "s6/failover-manager/run"));
+  EXPECT_TRUE(has(files, "web-01", "s6/failover-agent/run"));
+  EXPECT_TRUE(has(files, "web-02", "s6/failover-agent/run"));
+  EXPECT_FALSE(has(files, "lb-01", "s6/failover-agent/run"));
+  EXPECT_NE(file(files, "mon-01", "s6/failover-manager/run")
+                .content.find("/usr/local/bin/webstack-failover manager"),
+            std::string::npos);
+
+  const auto m =
+      failover::load_manager_config((tmp_ / "out/mon-01/failover/manager.toml").string());
+  EXPECT_EQ(m.listen, "10.77.0.20");
+  EXPECT_EQ(m.primary, "web-01");
+  EXPECT_EQ(m.failover_after, std::chrono::milliseconds(3000));
+  ASSERT_EQ(m.db.size(), 2u);
+  EXPECT_EQ(m.db[1].address, "10.77.0.12");
+  ASSERT_EQ(m.apps.size(), 2u);
+  EXPECT_EQ(m.apps[0].url, "http://10.77.0.11:80/api/info");
+  EXPECT_EQ(m.password_file, options_.state_dir + "/secrets/db-failover-password");
+  const auto a = failover::load_agent_config((tmp_ / "out/web-01/failover/agent.toml").string());
+  EXPECT_EQ(a.socket, options_.state_dir + "/run/web-01/mysqld.sock");
+  ASSERT_EQ(a.witnesses.size(), 2u);
+  EXPECT_EQ(a.witnesses[0].name, "web-02");
+  EXPECT_EQ(a.witnesses[1].name, "mon-01");
+  EXPECT_EQ(a.witnesses[1].port, 9096);
+  EXPECT_LT(a.fence_after + 2 * a.interval, m.failover_after);
+
+  for (const std::string host : {"web-01", "web-02"}) {
+    const auto& cnf = file(files, host, "mariadb/my.cnf").content;
+    EXPECT_EQ(lines_starting(cnf, "read_only"), std::vector<std::string>{"read_only = ON"}) << host;
+    EXPECT_EQ(lines_starting(cnf, "init_rpl_role"),
+              std::vector<std::string>{"init_rpl_role = SLAVE"});
+    if (tool_exists("mariadbd")) {
+      const auto r =
+          run("mariadbd --defaults-file=" + (tmp_ / "out" / host / "mariadb/my.cnf").string() +
+              " --help --verbose");
+      EXPECT_EQ(r.exit_code, 0) << host << ":\n" << r.output.substr(0, 4000);
+    }
+  }
+  const auto& web = file(files, "web-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(web.find("ip saddr @monitors tcp dport 3306 accept"), std::string::npos) << web;
+  EXPECT_NE(web.find("ip daddr @monitors tcp dport 9096 accept"), std::string::npos);
+  const auto& mon = file(files, "mon-01", "nftables/ruleset.nft").content;
+  EXPECT_NE(mon.find("ip saddr @db_hosts tcp dport 9096 accept"), std::string::npos) << mon;
+  EXPECT_NE(mon.find("ip daddr @db_hosts tcp dport 3306 accept"), std::string::npos);
+  if (tool_exists("nft")) {
+    for (const std::string host : {"web-01", "mon-01"}) {
+      const auto r = run("nft -c -f " + (tmp_ / "out" / host / "nftables/ruleset.nft").string());
+      EXPECT_EQ(r.exit_code, 0) << host << ": " << r.output;
+    }
+  }
+  const auto& nginx = file(files, "web-01", "nginx/nginx.conf").content;
+  const auto info = nginx.find("location = /api/info {");
+  ASSERT_NE(info, std::string::npos);
+  EXPECT_NE(nginx.substr(info, 200).find("allow 10.77.0.20;"), std::string::npos);
+
+  // Real servers: 30 s before a promotion, a third of it before a cut-off primary fences.
+  options_.lab = false;
+  write_files(render_site(t, options_), (tmp_ / "prod").string());
+  EXPECT_EQ(failover::load_manager_config((tmp_ / "prod/mon-01/failover/manager.toml").string())
+                .failover_after,
+            std::chrono::milliseconds(30000));
+  EXPECT_EQ(
+      failover::load_agent_config((tmp_ / "prod/web-01/failover/agent.toml").string()).fence_after,
+      std::chrono::milliseconds(10000));
+  options_.lab = true;
+
+  // Manual failover, or the seed profile: no manager, no agent, the primary writable.
+  auto manual = t;
+  manual.failover = "manual";
+  for (const auto& [topology, profile] :
+       {std::pair{manual, Profile::Hardened}, std::pair{t, Profile::Seed}}) {
+    options_.profile = profile;
+    const auto none = render_site(topology, options_);
+    EXPECT_TRUE(std::none_of(none.begin(), none.end(), [](const File& f) {
+      return f.path.find("failover") != std::string::npos;
+    }));
+    EXPECT_EQ(lines_starting(file(none, "web-01", "mariadb/my.cnf").content, "read_only").size(),
+              0u);
   }
 }
 

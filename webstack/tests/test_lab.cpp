@@ -182,13 +182,25 @@ std::string TestLab::client_curl(const std::vector<std::string>& curl_args) cons
   return r.out;
 }
 
-std::string TestLab::sql(const std::string& host, const std::string& statement) const {
-  const auto r = lab::run(
-      {"mariadb", "--defaults-file=" + state_ + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
+namespace {
+lab::ProcessResult root_sql(const std::string& state, const std::string& host,
+                            const std::string& statement) {
+  return lab::run(
+      {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
        "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", statement},
       30s);
+}
+}  // namespace
+
+std::string TestLab::sql(const std::string& host, const std::string& statement) const {
+  const auto r = root_sql(state_, host, statement);
   EXPECT_EQ(r.exit_code, 0) << statement << ": " << r.err;
   return r.out;
+}
+
+std::string TestLab::try_sql(const std::string& host, const std::string& statement) const {
+  const auto r = root_sql(state_, host, statement);
+  return r.exit_code == 0 ? r.out : std::string();
 }
 
 }  // namespace webstack::test

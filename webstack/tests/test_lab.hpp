@@ -50,6 +50,8 @@ class TestLab {
   std::string client_namespace() const { return name_ + "-client"; }
   // SQL as root on a database host, through its unix socket (no network); returns stdout.
   std::string sql(const std::string& host, const std::string& statement) const;
+  // sql() for a node that may be down or restarting: "" when it does not answer.
+  std::string try_sql(const std::string& host, const std::string& statement) const;
 
   const std::string& name() const { return name_; }
   const std::string& dir() const { return dir_; }
@@ -79,6 +81,9 @@ SharedLab& shared_lab();
 // A fixture for suites on the shared lab: every test needs root and a lab that came up;
 // `lab_` is the lab. A suite's own SetUp calls this one first.
 class SharedLabTest : public ::testing::Test {
+ public:
+  static TestLab* lab() { return lab_; }
+
  protected:
   static void SetUpTestSuite() { lab_ = shared_lab().lab; }
   void SetUp() override {

@@ -235,9 +235,32 @@ TEST(TopologyErrors, TomlSyntax) {
   error_of(kValid + "[lab]\nname = \"a\"\nname = \"b\"\n", 16, "");  // duplicate key
 }
 
+TEST(Topology, DatabaseFailoverIsAutomaticWithAMonitorHost) {
+  const auto t = parse_topology(std::string(default_topology_text()), "default");
+  EXPECT_EQ(t.failover, "automatic");
+  EXPECT_EQ(t.failover_after, 0);
+  EXPECT_TRUE(t.automatic_failover());
+  std::string text(default_topology_text());
+  const std::string line = "failover = \"automatic\"";
+  text.replace(text.find(line), line.size(), "failover = \"manual\"\nfailover_after = 10");
+  const auto manual = parse_topology(text, "manual");
+  EXPECT_FALSE(manual.automatic_failover());
+  EXPECT_EQ(manual.failover_after, 10);
+  // No monitor host: the default is simply off; asking for it is an error.
+  EXPECT_FALSE(parse_topology(kValid, "valid").automatic_failover());
+  auto e = error_of("[db]\nfailover = \"automatic\"\n" + kValid, 2, "db.failover");
+  EXPECT_TRUE(mentions(e, "monitor")) << e.what();
+  e = error_of("[db]\nfailover = \"sometimes\"\n" + kValid, 2, "db.failover");
+  EXPECT_TRUE(mentions(e, "\"automatic\" or \"manual\"")) << e.what();
+  error_of("[db]\nfailover_after = 0\n" + kValid, 2, "db.failover_after");
+  error_of("[db]\nfailover_after = \"3\"\n" + kValid, 2, "db.failover_after");
+  e = error_of("[db]\nretries = 3\n" + kValid, 2, "db.retries");
+  EXPECT_TRUE(mentions(e, "failover, failover_after")) << e.what();
+}
+
 TEST(TopologyErrors, UnknownTopLevelTableAndKey) {
   auto e = error_of(kValid + "[network]\nmtu = 1500\n", 14, "network");
-  EXPECT_TRUE(mentions(e, "[lab], [site], [lb], [[host]]")) << e.what();
+  EXPECT_TRUE(mentions(e, "[lab], [site], [lb], [db], [[host]]")) << e.what();
   error_of("title = \"x\"\n" + kValid, 1, "title");
   error_of(kValid + "[[hosts]]\nname = \"x\"\n", 14, "hosts");
 }

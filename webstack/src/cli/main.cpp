@@ -207,6 +207,16 @@ int main(int argc, char** argv) {
                     "State directory (default: /var/lib/webstack/<lab>)");
   }
 
+  std::string failover_action;
+  auto* failover = cli.add_subcommand(
+      "failover", "Automatic database failover: pause|resume the manager, or its status");
+  failover->add_option("action", failover_action, "pause, resume or status")
+      ->required()
+      ->check(CLI::IsMember({"pause", "resume", "status"}));
+  failover->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  failover->add_option("--state-dir", up_state_dir,
+                       "State directory (default: /var/lib/webstack/<lab>)");
+
   std::string link_host, link_state;
   auto* link = cli.add_subcommand(
       "link", "Set a host's network link down or up (a pulled cable): link HOST down|up");
@@ -285,6 +295,7 @@ int main(int argc, char** argv) {
       opts.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
       opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
       opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
+      opts.failover_binary = resource("", "WEBSTACK_FAILOVER", WEBSTACK_FAILOVER_PATH);
       opts.state_dir =
           state_dir.empty() ? "/var/lib/webstack/" + topology.name : absolute(state_dir);
       if (!profile.empty()) opts.profile = webstack::render::parse_profile(profile);
@@ -304,6 +315,7 @@ int main(int argc, char** argv) {
       opts.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
       opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
       opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
+      opts.failover_binary = resource("", "WEBSTACK_FAILOVER", WEBSTACK_FAILOVER_PATH);
       opts.sql_dir = resource("", "WEBSTACK_SQL", source + "/sql");
       opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
       opts.state_dir = lab_state;
@@ -364,6 +376,10 @@ int main(int argc, char** argv) {
       if (const auto made = webstack::lab::recorded_profile(lab_dir)) opts.profile = *made;
       opts.peers = webstack::lab::recorded_peers(lab_dir);
       webstack::lab::promote(topology, opts, db_host, stdout);
+      return 0;
+    }
+    if (failover->parsed()) {
+      webstack::lab::failover_control(topology, lab_dir, failover_action, stdout);
       return 0;
     }
     if (db_rejoin->parsed()) {

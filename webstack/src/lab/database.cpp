@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
@@ -82,33 +83,7 @@ void sql_secret(const std::string& state_dir, const std::string& host,
   }
 }
 
-// "0-1-17,1-2-5": domain -> sequence number.
-std::map<std::string, unsigned long long> gtid_sequences(const std::string& pos) {
-  std::map<std::string, unsigned long long> out;
-  std::size_t start = 0;
-  while (start < pos.size()) {
-    const auto end = std::min(pos.find(',', start), pos.size());
-    const std::string one = trim(pos.substr(start, end - start));
-    const auto first = one.find('-');
-    const auto last = one.rfind('-');
-    if (first != std::string::npos && last != first) {
-      out[one.substr(0, first)] = std::stoull(one.substr(last + 1));
-    }
-    start = end + 1;
-  }
-  return out;
-}
-
 }  // namespace
-
-bool gtid_covers(const std::string& have, const std::string& want) {
-  const auto h = gtid_sequences(have);
-  for (const auto& [domain, seq] : gtid_sequences(want)) {
-    const auto it = h.find(domain);
-    if (it == h.end() || it->second < seq) return false;
-  }
-  return true;
-}
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
   const std::string recorded = trim(read_text_or_empty(primary_file(state_dir)));
@@ -282,6 +257,45 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
                  "; START SLAVE;\n");
   std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),
                t.primary().name.c_str());
+}
+
+std::string failover_state(const topo::Topology& t) {
+  const auto* mon = t.monitor();
+  if (mon == nullptr) throw std::runtime_error("the site has no monitor host");
+  const auto r =
+      run(in_host(t, mon->name,
+                  {"curl", "-sS", "--max-time", "2", fmt::format("http://{}:9096/", mon->address)}),
+          10s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error("the failover manager on " + mon->name +
+                             " does not answer: " + trim(r.err));
+  }
+  return trim(r.out);
+}
+
+void failover_control(const topo::Topology& t, const std::string& state_dir,
+                      std::string_view action, std::FILE* out) {
+  if (!t.automatic_failover()) {
+    throw std::invalid_argument(
+        "failover is manual in this topology ([db] failover, a monitor host and a replica "
+        "make it automatic): `webstack db promote` is the way");
+  }
+  const std::string pause_file = state_dir + "/failover-paused";
+  if (action == "pause") {
+    std::ofstream(pause_file) << "paused by webstack failover pause\n";
+    std::fprintf(out,
+                 "failover paused: the manager promotes nothing until `webstack failover "
+                 "resume` (it still fences a second writable node)\n");
+  } else if (action == "resume") {
+    std::error_code ec;
+    std::filesystem::remove(pause_file, ec);
+    std::fprintf(out, "failover resumed\n");
+  } else if (action == "status") {
+    std::fputs((failover_state(t) + "\n").c_str(), out);
+  } else {
+    throw std::invalid_argument(
+        fmt::format("unknown failover action \"{}\" (known: pause, resume, status)", action));
+  }
 }
 
 }  // namespace webstack::lab

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "failover/decide.hpp"
 #include "lab/site.hpp"
 #include "topology/topology.hpp"
 
@@ -17,9 +18,8 @@ namespace webstack::lab {
 // any, and a database host) is the primary, every other database host a replica.
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir);
 
-// GTID position `have` ("0-1-17,...") includes `want`: in every domain of `want`, a
-// sequence number at least as high (they only grow in gtid_strict_mode).
-bool gtid_covers(const std::string& have, const std::string& want);
+// GTID position `have` includes `want` (failover/decide.hpp).
+using failover::gtid_covers;
 
 // CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
 // with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
@@ -45,5 +45,16 @@ void promote(const topo::Topology& t, const SiteOptions& o, std::string_view tar
 // read-only replica of the current primary, from its own GTID position.
 void rejoin(const topo::Topology& t, const std::string& state_dir, std::string_view host,
             std::FILE* out);
+
+// The failover manager's state, as it serves it (JSON: primary, writable_primary,
+// without_primary_ms, paused, last_action, last_reason). Throws std::runtime_error when
+// it does not answer.
+std::string failover_state(const topo::Topology& t);
+
+// `webstack failover pause|resume|status`: the failover manager's switch (a file it
+// looks for every round) and its state (asked from inside the monitor host). Throws
+// std::invalid_argument when the topology's failover is not automatic.
+void failover_control(const topo::Topology& t, const std::string& state_dir,
+                      std::string_view action, std::FILE* out);
 
 }  // namespace webstack::lab

@@ -60,7 +60,7 @@ struct Paths {
   std::string state;
   std::string hosts, service, run, log, data, secrets;
   std::string svscan_pid, svscan_log, bootstrap_marker, app_password, repl_password;
-  std::string probe_password, stats_password, profile;
+  std::string probe_password, stats_password, failover_password, profile;
   explicit Paths(const std::string& s)
       : state(s),
         hosts(s + "/hosts"),
@@ -76,6 +76,7 @@ struct Paths {
         repl_password(s + "/secrets/db-repl-password"),
         probe_password(s + "/secrets/db-probe-password"),
         stats_password(s + "/secrets/haproxy-stats-password"),
+        failover_password(s + "/secrets/db-failover-password"),
         profile(s + "/profile") {}
   std::string my_cnf(const std::string& host) const {
     return hosts + "/" + host + "/mariadb/my.cnf";
@@ -214,6 +215,7 @@ render::Options render_options(const SiteOptions& o) {
   r.templates_dir = o.templates_dir;
   r.state_dir = o.state_dir;
   r.app_binary = o.app_binary;
+  r.failover_binary = o.failover_binary;
   r.www_dir = o.www_dir;
   r.profile = o.profile;
   r.peers = o.peers;
@@ -398,6 +400,24 @@ constexpr const char* kExporterAccount =
     "CREATE USER IF NOT EXISTS 'prometheus'@'localhost' IDENTIFIED VIA unix_socket "
     "WITH MAX_USER_CONNECTIONS 3; GRANT SLAVE MONITOR ON *.* TO 'prometheus'@'localhost';";
 
+// Automatic failover runs in this lab (render.cpp decides the same way).
+bool failover_on(const Topology& t, const SiteOptions& o) {
+  return o.profile == render::Profile::Hardened && t.automatic_failover();
+}
+
+// The failover manager's account, from the monitor host only, over TLS: it reads every
+// node's state, stops and points replication, and sets read_only. No data access.
+std::string failover_account_sql(const Topology& t, const Paths& p) {
+  const std::string user = fmt::format("'webstack_failover'@'{}'", t.monitor()->address);
+  const std::string password = trim(read_text(p.failover_password));
+  return fmt::format(
+      "CREATE USER IF NOT EXISTS {0} IDENTIFIED BY '{1}'; "
+      "ALTER USER {0} IDENTIFIED BY '{1}' REQUIRE SSL; "
+      "GRANT RELOAD, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, "
+      "SLAVE MONITOR, BINLOG MONITOR ON *.* TO {0};\n",
+      user, password);
+}
+
 // Every scrape target of the monitor host's Prometheus reports up (asked from inside
 // that host: its API is not published beyond the edge).
 void wait_scrape_targets(const Topology& t, std::chrono::milliseconds timeout) {
@@ -509,16 +529,17 @@ void wait_replicas(const Topology& t, const Paths& p, std::chrono::milliseconds 
       }
       std::this_thread::sleep_for(100ms);
     }
-    const auto left = std::max<std::chrono::milliseconds>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), 1000ms);
-    const auto res = root_sql(p, r->name,
-                              fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos,
-                                          static_cast<double>(left.count()) / 1000.0),
-                              left + 10s);
-    if (res != "0") {
-      throw std::runtime_error(
-          fmt::format("replica {} has not applied the primary's GTID {} within {} ms", r->name, pos,
-                      timeout.count()));
+    // gtid_current_pos, not MASTER_GTID_WAIT: a former primary's own transactions are in
+    // its binlog, never in its gtid_slave_pos, which MASTER_GTID_WAIT waits on.
+    for (;;) {
+      const auto have = root_sql(p, r->name, "SELECT @@GLOBAL.gtid_current_pos");
+      if (gtid_covers(have, pos)) break;
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(
+            fmt::format("replica {} has not applied the primary's GTID {} within {} ms (it has {})",
+                        r->name, pos, timeout.count(), have));
+      }
+      std::this_thread::sleep_for(50ms);  // poll interval
     }
   }
 }
@@ -575,6 +596,31 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
                         client->name, timeout.count(), last));
       }
       std::this_thread::sleep_for(250ms);
+    }
+  }
+}
+
+// keepalived has settled: each virtual address is held by exactly its preferred balancer
+// (the i-th address by the i-th balancer, as render.cpp gives them priorities). A
+// balancer that started late takes its address back only after preempt_delay; until then
+// the address could move under the first requests, and with it the round-robin state.
+void wait_preferred_holders(const Topology& t, std::chrono::milliseconds timeout) {
+  const auto lbs = t.with_role(Role::LoadBalancer);
+  const auto deadline = Clock::now() + timeout;
+  for (std::size_t i = 0; i < t.virtual_addresses.size(); ++i) {
+    const std::string& vip = t.virtual_addresses[i];
+    const std::string& want = lbs[i % lbs.size()]->name;
+    for (;;) {
+      const auto holders = address_holders(t, vip);
+      if (holders == std::vector<std::string>{want}) break;
+      if (Clock::now() > deadline) {
+        std::string who;
+        for (const auto& h : holders) who += (who.empty() ? "" : ", ") + h;
+        throw std::runtime_error(fmt::format("{} is held by {} after {} ms, not by {} alone", vip,
+                                             who.empty() ? "no balancer" : who, timeout.count(),
+                                             want));
+      }
+      std::this_thread::sleep_for(200ms);  // keepalived's advert interval in the lab
     }
   }
 }
@@ -782,6 +828,8 @@ void site_up(const Topology& topology, const SiteOptions& o) {
   }
   if (!fs::exists(o.app_binary))
     throw std::runtime_error("webstack-app not found: " + o.app_binary);
+  if (failover_on(t, o) && !fs::exists(o.failover_binary))
+    throw std::runtime_error("webstack-failover not found: " + o.failover_binary);
   // A lab keeps the profile it was made with (its data, certificates and users follow it).
   if (const auto made = recorded_profile(p.state); made && *made != o.profile) {
     throw std::runtime_error(fmt::format(
@@ -858,6 +906,8 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       set_owner_mode(p.probe_password, 0, www_gid, 0640);
       if (!fs::exists(p.stats_password))
         write_secret(p.stats_password, random_token(24), 0, 0, 0600);
+      if (!fs::exists(p.failover_password))
+        write_secret(p.failover_password, random_token(24), 0, 0, 0600);
     });
 
     // 4. Configs and network.
@@ -952,6 +1002,12 @@ void site_up(const Topology& topology, const SiteOptions& o) {
     for (const auto* h : t.with_role(Role::Database)) {
       step("mariadb on " + h->name + " answers", [&] { wait_db(p, h->name, o.db_timeout); });
     }
+    if (failover_on(t, o)) {
+      // Every node starts read-only (my.cnf): the primary takes writes once `up` (or,
+      // later, the failover manager) says so.
+      step("primary " + t.primary().name + " writable",
+           [&] { root_sql(p, t.primary().name, "SET GLOBAL read_only = OFF"); });
+    }
     if (fresh_db || !fs::exists(p.bootstrap_marker)) {
       step("bootstrap: users, schema, seed, replication", [&] {
         bootstrap(t, p, o);
@@ -965,6 +1021,10 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       // On every up (a lab made before its topology had a monitor host gets it too).
       step("database account of the metrics exporters",
            [&] { root_sql(p, t.primary().name, kExporterAccount); });
+    }
+    if (failover_on(t, o)) {
+      step("database account of the failover manager",
+           [&] { root_sql_secret(p, t.primary().name, failover_account_sql(t, p)); });
     }
     step("start apps, nginx, haproxy, edge", [&] {
       for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {
@@ -987,6 +1047,10 @@ void site_up(const Topology& topology, const SiteOptions& o) {
     // 7. The site, seen from the client host.
     step("site answers through the load balancer (from client)",
          [&] { wait_site(t, o, o.site_timeout); });
+    if (!t.virtual_addresses.empty()) {
+      step("each virtual address held by its preferred load balancer",
+           [&] { wait_preferred_holders(t, o.site_timeout); });
+    }
     for (const auto& peer : o.peers) {
       step("benchmark peer " + peer + ".bench answers on every web host",
            [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });

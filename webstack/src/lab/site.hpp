@@ -34,6 +34,7 @@ struct SiteOptions {
   std::string templates_dir;                      // the repository's templates/
   std::string www_dir;                            // static files
   std::string app_binary;                         // webstack-app
+  std::string failover_binary;                    // webstack-failover
   std::string sql_dir;                            // schema.sql, seed.sql, users.sql.in
   std::chrono::milliseconds db_timeout{60000};    // each database answers / replica catches up
   std::chrono::milliseconds site_timeout{60000};  // the site answers through the lb

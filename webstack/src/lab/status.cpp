@@ -249,7 +249,7 @@ std::vector<ServiceRef> scan_services(const std::string& state_dir) {
 
 void print_services(const Topology& t, const std::vector<ServiceRef>& services, std::FILE* out) {
   auto show = [out](const ServiceRef& s) {
-    std::fprintf(out, "    %-14s %s\n", s.name.c_str(), service_state(s.name, s.dir).text.c_str());
+    std::fprintf(out, "    %-17s %s\n", s.name.c_str(), service_state(s.name, s.dir).text.c_str());
   };
   for (const auto& h : t.hosts) {
     std::fprintf(out, "  %-12s %-15s ns %s\n", h.name.c_str(), h.address.c_str(),
@@ -398,6 +398,16 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   for (const auto& vip : t.virtual_addresses) {
     s.virtual_addresses.emplace_back(vip, address_holders(t, vip));
   }
+  if (t.automatic_failover() &&
+      std::any_of(services.begin(), services.end(),
+                  [](const ServiceRef& r) { return r.name == "failover-manager"; })) {
+    s.failover = true;
+    try {
+      s.failover_state = failover_state(t);
+    } catch (const std::exception& e) {
+      s.failover_error = e.what();
+    }
+  }
   if (t.monitor() != nullptr) {
     s.monitored = true;
     try {
@@ -511,6 +521,18 @@ std::string to_json(const LabStatus& s) {
     if (!s.monitoring_error.empty()) mon["error"] = s.monitoring_error;
     root["monitoring"] = std::move(mon);
   }
+  if (s.failover) {
+    boost::json::object f;
+    if (!s.failover_state.empty()) {
+      try {
+        f = boost::json::parse(s.failover_state).as_object();
+      } catch (const std::exception& e) {
+        f["error"] = std::string("not JSON: ") + e.what();
+      }
+    }
+    if (!s.failover_error.empty()) f["error"] = s.failover_error;
+    root["failover"] = std::move(f);
+  }
   return boost::json::serialize(root);
 }
 
@@ -536,6 +558,33 @@ std::string figure(double v, const char* format) {
 }
 
 // Per host, the headline figures Prometheus has, and the firing alerts.
+void print_failover(const LabStatus& s, std::FILE* out) {
+  std::fprintf(out, "\ndatabase failover: automatic\n");
+  if (!s.failover_error.empty()) {
+    std::fprintf(out, "  error: %s\n", s.failover_error.c_str());
+    return;
+  }
+  try {
+    const auto v = boost::json::parse(s.failover_state).as_object();
+    const auto text = [&](const char* k) {
+      const auto* p = v.if_contains(k);
+      return p != nullptr && p->is_string() ? std::string(p->as_string()) : std::string();
+    };
+    const auto flag = [&](const char* k) {
+      const auto* p = v.if_contains(k);
+      return p != nullptr && p->is_bool() && p->as_bool();
+    };
+    std::fprintf(out, "  primary %s, %s%s\n", text("primary").c_str(),
+                 flag("writable_primary") ? "writable" : "NOT writable (the manager is deciding)",
+                 flag("paused") ? "; PAUSED (`webstack failover resume`)" : "");
+    if (!text("last_action").empty()) {
+      std::fprintf(out, "  last action: %s\n", text("last_action").c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(out, "  error: the manager's state is not JSON: %s\n", e.what());
+  }
+}
+
 void print_monitoring(const LabStatus& s, std::FILE* out) {
   std::fprintf(out, "\nmonitoring (Prometheus, last 10 s):\n");
   if (!s.monitoring_error.empty()) {
@@ -619,6 +668,7 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                  : holders.size() == 1 ? ("held by " + who).c_str()
                                        : ("held by several: " + who + " (split brain)").c_str());
   }
+  if (s.failover) print_failover(s, out);
   if (s.monitored) print_monitoring(s, out);
   for (const auto& lb : s.load_balancers) {
     std::fprintf(out, "\nload balancer %s, backend web:\n", lb.host.c_str());

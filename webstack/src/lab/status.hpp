@@ -97,6 +97,9 @@ struct LabStatus {
   std::string monitoring_error;                            // they did not answer
   std::map<std::string, monitoring::HostFigures> figures;  // by host name
   std::vector<monitoring::Alert> alerts;                   // firing
+  // The failover manager's state (its JSON), when failover is automatic.
+  bool failover = false;
+  std::string failover_state, failover_error;
 };
 
 // SHOW SLAVE STATUS of database host `host`, and the primary's read_only and

@@ -132,6 +132,9 @@ std::string addresses(const std::vector<const Host*>& hosts) {
   return out;
 }
 
+// The failover manager's state port on the monitor host (the agents' witness).
+constexpr std::uint16_t kFailoverPort = 9096;
+
 // Everything every template may use; the per-host keys are set by host_context().
 mstch::data site_context(const Topology& t, const Options& o) {
   mstch::data d;
@@ -219,6 +222,21 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("state_dir", o.state_dir);
   d.set("www_dir", o.www_dir);
   d.set("app_binary", o.app_binary);
+  // Automatic failover (hardened only: it relies on semi-sync): the manager on the monitor
+  // host, a fencing agent on each database host. The agent fences well before the manager
+  // may promote: fence_after + an agent round + a manager round < failover_after.
+  const bool failover = hardened && t.automatic_failover();
+  const int failover_after_ms = t.failover_after > 0 ? t.failover_after * 1000
+                                : o.lab              ? 3000
+                                                     : 30000;
+  d.set("failover", failover);
+  d.set("failover_binary", o.failover_binary);
+  d.set("failover_port", std::to_string(kFailoverPort));
+  d.set("failover_after_ms", std::to_string(failover_after_ms));
+  d.set("fence_after_ms", std::to_string(failover_after_ms / 3));
+  d.set("failover_interval_ms", std::string(o.lab ? "250" : "1000"));
+  d.set("failover_timeout_ms", std::string(o.lab ? "1000" : "2000"));
+  d.set("witness_timeout_ms", std::string(o.lab ? "300" : "1000"));
   d.set("templates_dir", o.templates_dir);
 
   const auto dbs = hosts_with(t, Role::Database);
@@ -272,6 +290,21 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   mstch::data d = site;
   d.set("host", h.name);
   d.set("address", h.address);
+  // A database host's fencing agent's witnesses: the other database hosts (MariaDB's
+  // port) and the failover manager (its state port).
+  mstch::data witnesses{mstch::data::type::list};
+  const auto witness = [&](const Host& w, std::uint16_t port) {
+    mstch::data item;
+    item.set("name", w.name);
+    item.set("address", w.address);
+    item.set("port", std::to_string(port));
+    witnesses.push_back(item);
+  };
+  for (const Host* other : hosts_with(t, Role::Database)) {
+    if (other != &h) witness(*other, t.db_port);
+  }
+  if (t.monitor() != nullptr) witness(*t.monitor(), kFailoverPort);
+  d.set("witnesses", witnesses);
   d.set("ns", ns_of(t, h));
   d.set("is_lb", has_role(h, Role::LoadBalancer));
   d.set("is_web", has_role(h, Role::Web));
@@ -353,6 +386,15 @@ constexpr Output kNginxExporterFiles[] = {
 };
 constexpr Output kMysqldExporterFiles[] = {
     {"s6/mysqld-exporter/run.mustache", "s6/mysqld-exporter/run", 0755},
+};
+// Automatic failover: the manager (monitor host), the fencing agent (database hosts).
+constexpr Output kFailoverManagerFiles[] = {
+    {"failover/manager.toml.mustache", "failover/manager.toml", 0644},
+    {"s6/failover-manager/run.mustache", "s6/failover-manager/run", 0755},
+};
+constexpr Output kFailoverAgentFiles[] = {
+    {"failover/agent.toml.mustache", "failover/agent.toml", 0644},
+    {"s6/failover-agent/run.mustache", "s6/failover-agent/run", 0755},
 };
 constexpr Output kFirewallFiles[] = {
     {"nftables/ruleset.nft.mustache", "nftables/ruleset.nft", 0644},
@@ -468,6 +510,10 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& opt
       if (runs(options, h, "node")) emit(files, r, h.name, kNodeFiles, context);
     }
     if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
+    if (options.profile == Profile::Hardened && topology.automatic_failover()) {
+      if (has_role(h, Role::Monitor)) emit(files, r, h.name, kFailoverManagerFiles, context);
+      if (has_role(h, Role::Database)) emit(files, r, h.name, kFailoverAgentFiles, context);
+    }
     if (topology.monitor() != nullptr && !has_role(h, Role::Client)) {
       if (has_role(h, Role::Monitor)) emit(files, r, h.name, kMonitorFiles, context);
       emit(files, r, h.name, kNodeExporterFiles, context);

@@ -33,6 +33,7 @@ struct Options {
   std::string templates_dir;  // the repository's templates/
   std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
   std::string app_binary;     // absolute path of webstack-app
+  std::string failover_binary;  // absolute path of webstack-failover
   std::string www_dir;        // absolute path of the static files Nginx serves
 };
 

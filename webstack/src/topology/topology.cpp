@@ -60,6 +60,13 @@ db_port = 3306           # MariaDB on each db host
 # "node" (Node.js): the benchmarks' peers from bench/peers/, behind the same Nginx.
 # Another web host (web-03, ...) is one more [[host]] table.
 
+# The database: "automatic" failover runs a manager on the monitor host that promotes the
+# replica when the primary is lost (no writable primary for failover_after seconds, seen
+# from the manager and from every web host's app); "manual": `webstack db promote` only.
+[db]
+failover = "automatic"
+# failover_after = 3     # seconds; the default is 3 in the lab, 30 on real servers
+
 # The load balancers: a pair sharing the site's virtual address (keepalived, VRRP).
 # mode "active-passive": one holds the address, the other takes it over when the holder's
 # HAProxy dies or its host drops off the network. "active-active": two addresses, each
@@ -335,12 +342,15 @@ class Parser {
     const toml::node* site = nullptr;
     const toml::node* hosts = nullptr;
     const toml::node* lb = nullptr;
+    const toml::node* db = nullptr;
     for (const auto& [key, node] : in_file_order(root)) {
       const std::string_view name = key->str();
       if (name == "lab"sv) {
         lab = node;
       } else if (name == "lb"sv) {
         lb = node;
+      } else if (name == "db"sv) {
+        db = node;
       } else if (name == "site"sv) {
         site = node;
       } else if (name == "host"sv) {
@@ -348,8 +358,8 @@ class Parser {
       } else {
         fail(line_of(*node), std::string(name),
              node->is_table() || node->is_array_of_tables()
-                 ? "unknown table (known: [lab], [site], [lb], [[host]])"
-                 : "unknown key; keys belong in [lab], [site], [lb] and [[host]]");
+                 ? "unknown table (known: [lab], [site], [lb], [db], [[host]])"
+                 : "unknown key; keys belong in [lab], [site], [lb], [db] and [[host]]");
       }
     }
     if (lab != nullptr) {
@@ -362,7 +372,39 @@ class Parser {
     if (lb != nullptr) {
       parse_lb(*lb);
     }
+    if (db != nullptr) {
+      parse_db(*db);
+    }
     check_site();
+  }
+
+  // [db]: automatic or manual failover of the primary.
+  void parse_db(const toml::node& node) {
+    for (const auto& [key, value] : in_file_order(section(node, "db"))) {
+      const std::string name(key->str());
+      const std::string full = "db." + name;
+      if (name == "failover") {
+        t_.failover = string_value(*value, full);
+        if (t_.failover != "automatic" && t_.failover != "manual") {
+          fail(line_of(*value), full,
+               fmt::format("must be \"automatic\" or \"manual\", got {}", in_quotes(t_.failover)));
+        }
+        if (t_.failover == "automatic" && t_.monitor() == nullptr) {
+          fail(line_of(*value), full,
+               "\"automatic\" needs a host with role \"monitor\" (the failover manager runs "
+               "there); add one, or say \"manual\"");
+        }
+      } else if (name == "failover_after") {
+        const auto v = value->value<std::int64_t>();
+        if (!value->is_integer() || !v || *v < 1 || *v > 3600) {
+          fail(line_of(*value), full,
+               fmt::format("must be a number of seconds in 1..3600, got {}", describe(*value)));
+        }
+        t_.failover_after = static_cast<int>(*v);
+      } else {
+        unknown_key(*key, full, "failover, failover_after");
+      }
+    }
   }
 
   // [lb]: how the load balancers share the site's virtual addresses (keepalived, VRRP).
@@ -956,6 +998,10 @@ std::vector<std::string> Topology::site_addresses() const {
   std::vector<std::string> out;
   for (const Host* h : with_role(Role::LoadBalancer)) out.push_back(h->address);
   return out;
+}
+
+bool Topology::automatic_failover() const {
+  return failover == "automatic" && monitor() != nullptr && !replicas().empty();
 }
 
 const Host* Topology::monitor() const {

@@ -63,6 +63,14 @@ struct Topology {
   std::string lb_mode = "active-passive";  // or "active-active" (one address per balancer)
   std::vector<std::string> virtual_addresses;
 
+  // [db]: "automatic": a failover manager on the monitor host promotes a replica when
+  // the primary is lost (needs a monitor host and a replica); "manual": `webstack db
+  // promote` only. failover_after: seconds without a writable primary before it does
+  // (0: the default, 3 in the lab and 30 on real servers).
+  std::string failover = "automatic";
+  int failover_after = 0;
+  bool automatic_failover() const;  // "automatic", with a monitor host and a replica
+
   std::vector<Host> hosts;  // in file order
 
   const Host* find(std::string_view host_name) const;

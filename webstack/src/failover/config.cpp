@@ -1,0 +1,120 @@
+#include "failover/config.hpp"
+
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+#include <stdexcept>
+
+namespace webstack::failover {
+
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path) {
+    try {
+      root_ = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      throw std::runtime_error(
+          fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
+    }
+  }
+  const toml::table& root() const { return root_; }
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw std::runtime_error(fmt::format("{}: {}: {}", path_, key, why));
+  }
+  const toml::table& table(const std::string& key) const {
+    const auto* t = root_[key].as_table();
+    if (t == nullptr) fail(key, "missing table");
+    return *t;
+  }
+  std::string text(const toml::table& t, const std::string& key, const std::string& full,
+                   bool required = true) const {
+    const auto v = t[key].value<std::string>();
+    if (!v && required) fail(full, "missing (a string)");
+    return v.value_or("");
+  }
+  long long number(const toml::table& t, const std::string& key, const std::string& full,
+                   long long lo, long long hi, long long fallback) const {
+    if (!t.contains(key)) return fallback;
+    const auto v = t[key].value<long long>();
+    if (!v || *v < lo || *v > hi) fail(full, fmt::format("must be an integer in {}..{}", lo, hi));
+    return *v;
+  }
+  std::vector<DbNode> nodes(const std::string& key) const {
+    std::vector<DbNode> out;
+    const auto* array = root_[key].as_array();
+    if (array == nullptr) return out;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const auto* t = (*array)[i].as_table();
+      const std::string full = fmt::format("{}[{}]", key, i);
+      if (t == nullptr) fail(full, "must be a table");
+      out.push_back({text(*t, "name", full + ".name"), text(*t, "address", full + ".address"),
+                     static_cast<int>(number(*t, "port", full + ".port", 1, 65535, 3306))});
+    }
+    return out;
+  }
+
+ private:
+  std::string path_;
+  toml::table root_;
+};
+
+std::chrono::milliseconds ms(long long v) {
+  return std::chrono::milliseconds(v);
+}
+
+}  // namespace
+
+ManagerConfig load_manager_config(const std::string& path) {
+  const Reader r(path);
+  const auto& m = r.table("manager");
+  ManagerConfig c;
+  c.listen = r.text(m, "listen", "manager.listen");
+  c.port = static_cast<int>(r.number(m, "port", "manager.port", 1, 65535, 9096));
+  c.interval = ms(r.number(m, "interval_ms", "manager.interval_ms", 50, 60000, 250));
+  c.failover_after =
+      ms(r.number(m, "failover_after_ms", "manager.failover_after_ms", 500, 3600000, 3000));
+  c.timeout = ms(r.number(m, "timeout_ms", "manager.timeout_ms", 100, 60000, 1000));
+  c.user = r.text(m, "user", "manager.user");
+  c.password_file = r.text(m, "password_file", "manager.password_file");
+  c.repl_password_file = r.text(m, "repl_password_file", "manager.repl_password_file");
+  c.ssl_ca = r.text(m, "ssl_ca", "manager.ssl_ca", false);
+  c.primary = r.text(m, "primary", "manager.primary");
+  c.primary_file = r.text(m, "primary_file", "manager.primary_file", false);
+  c.pause_file = r.text(m, "pause_file", "manager.pause_file", false);
+  c.db = r.nodes("db");
+  if (c.db.size() < 2) r.fail("db", "needs at least two [[db]] nodes (a primary and a replica)");
+  bool known = false;
+  for (const auto& n : c.db) known = known || n.name == c.primary;
+  if (!known) r.fail("manager.primary", "\"" + c.primary + "\" is not one of the [[db]] nodes");
+  if (const auto* apps = r.root()["app"].as_array()) {
+    for (std::size_t i = 0; i < apps->size(); ++i) {
+      const auto* t = (*apps)[i].as_table();
+      const std::string full = fmt::format("app[{}]", i);
+      if (t == nullptr) r.fail(full, "must be a table");
+      c.apps.push_back({r.text(*t, "name", full + ".name"), r.text(*t, "url", full + ".url")});
+    }
+  }
+  if (c.failover_after <= c.interval) {
+    r.fail("manager.failover_after_ms", "must be longer than manager.interval_ms");
+  }
+  return c;
+}
+
+AgentConfig load_agent_config(const std::string& path) {
+  const Reader r(path);
+  const auto& a = r.table("agent");
+  AgentConfig c;
+  c.host = r.text(a, "host", "agent.host");
+  c.socket = r.text(a, "socket", "agent.socket");
+  c.pid_file = r.text(a, "pid_file", "agent.pid_file");
+  c.interval = ms(r.number(a, "interval_ms", "agent.interval_ms", 50, 60000, 250));
+  c.fence_after = ms(r.number(a, "fence_after_ms", "agent.fence_after_ms", 100, 3600000, 1000));
+  c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 300));
+  c.witnesses = r.nodes("witness");
+  if (c.witnesses.empty()) r.fail("witness", "needs at least one [[witness]]");
+  return c;
+}
+
+}  // namespace webstack::failover

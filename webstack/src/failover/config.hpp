@@ -1,0 +1,48 @@
+// The failover manager's and agent's config files (TOML, rendered by `webstack` from
+// templates/failover/): what they watch, how often, and how long before they act.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace webstack::failover {
+
+struct DbNode {
+  std::string name, address;
+  int port = 3306;
+};
+
+struct AppEndpoint {
+  std::string name, url;  // url: the web host's /api/info through its Nginx
+};
+
+struct ManagerConfig {
+  std::string listen;  // the manager's own address: the agents' witness, and its state
+  int port = 9096;
+  std::chrono::milliseconds interval{250};
+  std::chrono::milliseconds failover_after{3000};
+  std::chrono::milliseconds timeout{1000};  // per question to a node or an app
+  std::string user = "webstack_failover";
+  std::string password_file, repl_password_file, ssl_ca;
+  std::string primary;       // the site's primary when the config was rendered
+  std::string primary_file;  // where the current primary's name is kept ("": nowhere)
+  std::string pause_file;    // while it exists, no promotion
+  std::vector<DbNode> db;
+  std::vector<AppEndpoint> apps;
+};
+
+struct AgentConfig {
+  std::string host;
+  std::string socket, pid_file;  // the local MariaDB
+  std::chrono::milliseconds interval{250};
+  std::chrono::milliseconds fence_after{1000};
+  std::chrono::milliseconds timeout{300};  // per witness connection
+  std::vector<DbNode> witnesses;           // TCP endpoints; majority with self or fence
+};
+
+// Throw std::runtime_error "FILE: KEY: WHY" on a missing or malformed key.
+ManagerConfig load_manager_config(const std::string& path);
+AgentConfig load_agent_config(const std::string& path);
+
+}  // namespace webstack::failover

@@ -1,0 +1,218 @@
+#include "failover/decide.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+namespace webstack::failover {
+
+namespace {
+
+// "0-1-17,1-2-5": domain -> sequence number.
+std::map<std::string, unsigned long long> gtid_sequences(const std::string& pos) {
+  std::map<std::string, unsigned long long> out;
+  std::size_t start = 0;
+  while (start < pos.size()) {
+    const auto end = std::min(pos.find(',', start), pos.size());
+    std::string one = pos.substr(start, end - start);
+    one.erase(0, one.find_first_not_of(" \n\t"));
+    const auto first = one.find('-');
+    const auto last = one.rfind('-');
+    if (first != std::string::npos && last != first) {
+      try {
+        out[one.substr(0, first)] = std::stoull(one.substr(last + 1));
+      } catch (const std::exception&) {
+        // Not a GTID: ignored (the comparison then treats the domain as missing).
+      }
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+const NodeView* find(const std::vector<NodeView>& nodes, const std::string& name) {
+  for (const auto& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+std::string seconds(Clock::duration d) {
+  return fmt::format("{:.1f} s", std::chrono::duration<double>(d).count());
+}
+
+// "web-01 unreachable (Can't connect ...)", "web-01 read-only", "web-01 writable".
+std::string describe(const NodeView& n) {
+  if (!n.reachable) return fmt::format("{} unreachable ({})", n.name, n.error);
+  if (n.writable) return n.name + " writable";
+  return fmt::format(
+      "{} read-only{}", n.name,
+      n.master_host.empty() ? ", replicating from nobody" : ", replica of " + n.master_host);
+}
+
+}  // namespace
+
+bool gtid_covers(const std::string& have, const std::string& want) {
+  const auto h = gtid_sequences(have);
+  for (const auto& [domain, seq] : gtid_sequences(want)) {
+    const auto it = h.find(domain);
+    if (it == h.end() || it->second < seq) return false;
+  }
+  return true;
+}
+
+const char* action_name(Action a) {
+  switch (a) {
+    case Action::None:
+      return "none";
+    case Action::Fence:
+      return "fence";
+    case Action::Promote:
+      return "promote";
+    case Action::Restore:
+      return "restore";
+    case Action::Rejoin:
+      return "rejoin";
+  }
+  return "?";
+}
+
+Decider::Decider(std::string primary, std::chrono::milliseconds failover_after)
+    : primary_(std::move(primary)), failover_after_(failover_after) {}
+
+void Decider::promoted(const std::string& name) {
+  primary_ = name;
+  down_since_.reset();
+}
+
+Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nodes,
+                         const std::vector<AppView>& apps, bool paused) {
+  std::vector<const NodeView*> writable;
+  for (const auto& n : nodes)
+    if (n.reachable && n.writable) writable.push_back(&n);
+
+  // Several writable nodes: whatever happened, only one may stay so. The recorded primary
+  // keeps its role; without it among them, none is trusted.
+  if (writable.size() > 1) {
+    Decision d{Action::Fence, {}, primary_, ""};
+    std::string who;
+    for (const auto* n : writable) {
+      who += (who.empty() ? "" : ", ") + n->name;
+      if (n->name != primary_) d.targets.push_back(n->name);
+    }
+    d.reason = fmt::format("{} writable at once; the primary is {}: fencing the others", who,
+                           primary_.empty() ? "unknown" : primary_);
+    return d;
+  }
+
+  if (writable.size() == 1) {
+    const NodeView& w = *writable.front();
+    Decision d;
+    if (w.name != primary_) {
+      d.reason = fmt::format("{} is writable: it is the primary now{}", w.name,
+                             primary_.empty() ? "" : " (was " + primary_ + ")");
+      primary_ = w.name;
+    }
+    down_since_.reset();
+    // A reachable read-only node that replicates from nobody, or from another address
+    // than the primary's (a former primary), becomes the primary's replica, if it holds
+    // nothing the primary lacks. A replica of the primary whose threads stopped is left
+    // alone: someone stopped them, or the monitoring's ReplicationStopped says why.
+    for (const auto& n : nodes) {
+      if (&n == &w || !n.reachable || n.writable || n.master_host == w.address) continue;
+      if (paused) continue;
+      if (!gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos)) {
+        d.reason += fmt::format(
+            "{}{} holds transactions the primary {} lacks (its binlog {}, the primary has {}): "
+            "not rejoined automatically; `webstack db rejoin {}` after a look",
+            d.reason.empty() ? "" : "; ", n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos,
+            n.name);
+        continue;
+      }
+      d.action = Action::Rejoin;
+      d.targets = {n.name};
+      d.reason += fmt::format("{}{}: it becomes a replica of {} (its binlog {} is within {}'s {})",
+                              d.reason.empty() ? "" : "; ", describe(n), w.name,
+                              n.gtid_binlog_pos.empty() ? "empty" : n.gtid_binlog_pos, w.name,
+                              w.gtid_current_pos);
+      return d;
+    }
+    return d;
+  }
+
+  // No writable node.
+  if (!down_since_) down_since_ = now;
+  const auto down_for = now - *down_since_;
+
+  const NodeView* old = find(nodes, primary_);
+  std::string evidence = fmt::format("no writable node for {}; manager sees: ", seconds(down_for));
+  for (const auto& n : nodes) evidence += describe(n) + "; ";
+  // The apps' view: every app that answered must also see no writable primary. One that
+  // still writes to it means the manager's own path is what failed.
+  int answered = 0;
+  for (const auto& a : apps) {
+    if (!a.answered) {
+      evidence += fmt::format("app {} does not answer ({}); ", a.name, a.error);
+      continue;
+    }
+    ++answered;
+    for (const auto& s : a.nodes) {
+      if (s.node != primary_) continue;
+      evidence += fmt::format("app {} sees {} {}; ", a.name, s.node,
+                              !s.reachable ? "unreachable"
+                              : s.writable ? "writable"
+                                           : "read-only");
+      if (s.reachable && s.writable) {
+        return {Action::None,
+                {},
+                primary_,
+                evidence + "waiting: an app still reaches a writable primary"};
+      }
+    }
+  }
+  if (answered == 0) {
+    return {Action::None, {}, primary_, evidence + "waiting: no app answers to confirm"};
+  }
+  if (down_for < failover_after_) {
+    return {Action::None,
+            {},
+            primary_,
+            evidence + fmt::format("waiting until {}", seconds(failover_after_))};
+  }
+  if (paused) return {Action::None, {}, primary_, evidence + "paused: no promotion"};
+
+  // The candidate: the reachable read-only node with the most transactions (every one
+  // acknowledged to a client is on it: semi-sync AFTER_SYNC), file order among equals.
+  const NodeView* best = nullptr;
+  for (const auto& n : nodes) {
+    if (!n.reachable || n.name == primary_) continue;
+    if (best == nullptr || !gtid_covers(best->gtid_current_pos, n.gtid_current_pos)) best = &n;
+  }
+  // A reachable old primary holding transactions the candidate lacks and cannot fetch
+  // (its replication is not running) is the more complete copy: it stays the primary.
+  if (best != nullptr && old != nullptr && old->reachable &&
+      !gtid_covers(best->gtid_current_pos, old->gtid_binlog_pos) && !best->io_running) {
+    return {Action::Restore,
+            {old->name},
+            primary_,
+            evidence + fmt::format("{} lacks {}'s transactions ({} of {}) and does not replicate: "
+                                   "{} made writable again",
+                                   best->name, old->name, best->gtid_current_pos,
+                                   old->gtid_binlog_pos, old->name)};
+  }
+  if (best != nullptr) {
+    return {Action::Promote,
+            {best->name},
+            primary_,
+            evidence + fmt::format("promoting {} (GTID {})", best->name, best->gtid_current_pos)};
+  }
+  if (old != nullptr && old->reachable) {
+    return {Action::Restore,
+            {old->name},
+            primary_,
+            evidence + fmt::format("no other node to promote: {} made writable again", old->name)};
+  }
+  return {Action::None, {}, primary_, evidence + "no node reachable to promote"};
+}
+
+}  // namespace webstack::failover

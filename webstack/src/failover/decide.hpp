@@ -1,0 +1,88 @@
+// The failover manager's decisions, as pure functions of what it sees: the database
+// nodes (from the manager itself) and the web hosts' apps (their own view of the same
+// nodes). No I/O here, so every rule is unit-tested (webstack/tests/failover_decide_test.cpp);
+// manager.cpp carries the decisions out.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace webstack::failover {
+
+using Clock = std::chrono::steady_clock;
+
+// One database node as the manager sees it this round.
+struct NodeView {
+  std::string name;
+  std::string address;
+  bool reachable = false;
+  bool writable = false;       // @@read_only = 0
+  std::string master_host;     // SHOW SLAVE STATUS Master_Host ("" when not a replica)
+  bool io_running = false;     // Slave_IO_Running = Yes
+  bool sql_running = false;    // Slave_SQL_Running = Yes
+  bool relay_applied = false;  // the SQL thread has applied everything the IO thread received
+  std::string gtid_current_pos;
+  std::string gtid_binlog_pos;
+  std::string error;  // why it is unreachable
+};
+
+// One web host's app: whether it answered, and how it sees each node (by node name).
+struct AppView {
+  std::string name;
+  bool answered = false;
+  struct Seen {
+    std::string node;
+    bool reachable = false;
+    bool writable = false;
+  };
+  std::vector<Seen> nodes;
+  std::string error;  // why it did not answer
+};
+
+enum class Action {
+  None,     // nothing to do (healthy, waiting, or nothing safe to do: see `reason`)
+  Fence,    // make `targets` read-only: several nodes are writable
+  Promote,  // make `targets[0]` the primary in place of `old_primary`
+  Restore,  // make the recorded primary writable again: no other node can take over
+  Rejoin,   // make `targets[0]` a replica of the primary
+};
+
+struct Decision {
+  Action action = Action::None;
+  std::vector<std::string> targets;
+  std::string old_primary;
+  std::string reason;  // the evidence, for the log
+};
+
+// GTID position `have` ("0-1-17,...") includes `want`: in every domain of `want`, a
+// sequence number at least as high (they only grow in gtid_strict_mode).
+bool gtid_covers(const std::string& have, const std::string& want);
+
+class Decider {
+ public:
+  // `primary`: the node the site starts with (may be "": the single writable node found).
+  Decider(std::string primary, std::chrono::milliseconds failover_after);
+
+  // One round. `paused`: decide nothing that changes roles (fencing of a second writable
+  // node still happens: it is never wrong).
+  Decision decide(Clock::time_point now, const std::vector<NodeView>& nodes,
+                  const std::vector<AppView>& apps, bool paused);
+
+  // The manager carried out a promotion (or a restore): `name` is the primary.
+  void promoted(const std::string& name);
+
+  const std::string& primary() const { return primary_; }
+  // Since when the site has had no writable primary (unset while it has one).
+  std::optional<Clock::time_point> down_since() const { return down_since_; }
+
+ private:
+  std::string primary_;
+  std::chrono::milliseconds failover_after_;
+  std::optional<Clock::time_point> down_since_;
+};
+
+const char* action_name(Action a);
+
+}  // namespace webstack::failover

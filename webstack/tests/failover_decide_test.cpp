@@ -1,0 +1,189 @@
+// The failover manager's rules (failover/decide.hpp) on made-up views of the nodes and
+// the apps: when it waits, promotes, restores, fences and rejoins, and why.
+#include "failover/decide.hpp"
+
+#include <gtest/gtest.h>
+
+namespace webstack::failover {
+namespace {
+
+using namespace std::chrono_literals;
+
+NodeView primary(const std::string& name, const std::string& address, const std::string& gtid) {
+  NodeView n;
+  n.name = name;
+  n.address = address;
+  n.reachable = true;
+  n.writable = true;
+  n.gtid_current_pos = n.gtid_binlog_pos = gtid;
+  return n;
+}
+
+NodeView replica(const std::string& name, const std::string& address, const std::string& of,
+                 const std::string& gtid) {
+  NodeView n = primary(name, address, gtid);
+  n.writable = false;
+  n.master_host = of;
+  n.io_running = n.sql_running = n.relay_applied = true;
+  return n;
+}
+
+NodeView gone(const std::string& name, const std::string& address) {
+  NodeView n;
+  n.name = name;
+  n.address = address;
+  n.error = "Can't connect";
+  return n;
+}
+
+AppView app(const std::string& name, bool primary_reachable, bool primary_writable) {
+  AppView a;
+  a.name = name;
+  a.answered = true;
+  a.nodes = {{"db-1", primary_reachable, primary_writable}};
+  return a;
+}
+
+class DeciderTest : public ::testing::Test {
+ protected:
+  Decider d{"db-1", 3000ms};
+  Clock::time_point t0 = Clock::now();
+  std::vector<AppView> apps_lost = {app("web-1", false, false), app("web-2", false, false)};
+};
+
+TEST_F(DeciderTest, HealthySiteNeedsNothing) {
+  const auto r = d.decide(
+      t0, {primary("db-1", "10.0.0.1", "0-1-5"), replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")},
+      {app("web-1", true, true)}, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_FALSE(d.down_since().has_value());
+}
+
+TEST_F(DeciderTest, PromotesTheReplicaOnlyAfterFailoverAfter) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"),
+                                       replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")};
+  auto r = d.decide(t0, nodes, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("waiting until 3.0 s"), std::string::npos) << r.reason;
+  r = d.decide(t0 + 2900ms, nodes, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  r = d.decide(t0 + 3000ms, nodes, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Promote);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-2"});
+  EXPECT_EQ(r.old_primary, "db-1");
+  EXPECT_NE(r.reason.find("db-1 unreachable (Can't connect)"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("app web-2 sees db-1 unreachable"), std::string::npos) << r.reason;
+  d.promoted("db-2");
+  EXPECT_EQ(d.primary(), "db-2");
+  EXPECT_FALSE(d.down_since().has_value());
+}
+
+TEST_F(DeciderTest, AnAppThatStillWritesToThePrimaryHoldsThePromotionBack) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"),
+                                       replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")};
+  const std::vector<AppView> split = {app("web-1", true, true), app("web-2", false, false)};
+  d.decide(t0, nodes, split, false);
+  const auto r = d.decide(t0 + 10s, nodes, split, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("an app still reaches a writable primary"), std::string::npos)
+      << r.reason;
+}
+
+TEST_F(DeciderTest, NoAppAnsweringMeansNoConfirmationAndNoPromotion) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"),
+                                       replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")};
+  AppView silent;
+  silent.name = "web-1";
+  silent.error = "timed out";
+  d.decide(t0, nodes, {silent}, false);
+  const auto r = d.decide(t0 + 10s, nodes, {silent}, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("no app answers"), std::string::npos) << r.reason;
+}
+
+TEST_F(DeciderTest, PausedItWaitsAndTheClockKeepsRunning) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"),
+                                       replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")};
+  d.decide(t0, nodes, apps_lost, true);
+  auto r = d.decide(t0 + 5s, nodes, apps_lost, true);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("paused"), std::string::npos);
+  r = d.decide(t0 + 5100ms, nodes, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Promote);
+}
+
+TEST_F(DeciderTest, ACrashedPrimaryBackReadOnlyIsReplacedByTheReplica) {
+  NodeView back = replica("db-1", "10.0.0.1", "", "0-1-5");
+  back.io_running = back.sql_running = false;
+  const std::vector<NodeView> nodes = {back, replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5")};
+  const std::vector<AppView> ro = {app("web-1", true, false)};
+  d.decide(t0, nodes, ro, false);
+  const auto r = d.decide(t0 + 3s, nodes, ro, false);
+  EXPECT_EQ(r.action, Action::Promote);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-2"});
+}
+
+TEST_F(DeciderTest, TheOldPrimaryStaysWhenTheReplicaLacksItsDataAndCannotFetchIt) {
+  NodeView back = replica("db-1", "10.0.0.1", "", "0-1-9");
+  NodeView behind = replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5");
+  behind.io_running = false;
+  d.decide(t0, {back, behind}, apps_lost, false);
+  const auto r = d.decide(t0 + 3s, {back, behind}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Restore);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-1"});
+}
+
+TEST_F(DeciderTest, TheMostAdvancedReplicaIsPromoted) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"),
+                                       replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5"),
+                                       replica("db-3", "10.0.0.3", "10.0.0.1", "0-1-7")};
+  d.decide(t0, nodes, apps_lost, false);
+  const auto r = d.decide(t0 + 3s, nodes, apps_lost, false);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-3"});
+}
+
+TEST_F(DeciderTest, NothingReachableNothingDone) {
+  const std::vector<NodeView> nodes = {gone("db-1", "10.0.0.1"), gone("db-2", "10.0.0.2")};
+  d.decide(t0, nodes, apps_lost, false);
+  const auto r = d.decide(t0 + 10s, nodes, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("no node reachable"), std::string::npos) << r.reason;
+}
+
+TEST_F(DeciderTest, TwoWritableNodesTheOneThatIsNotThePrimaryIsFenced) {
+  const auto r =
+      d.decide(t0, {primary("db-1", "10.0.0.1", "0-1-5"), primary("db-2", "10.0.0.2", "0-2-6")},
+               apps_lost, false);
+  EXPECT_EQ(r.action, Action::Fence);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-2"});
+}
+
+TEST_F(DeciderTest, APromotionByHandIsAdoptedAndTheFormerPrimaryRejoins) {
+  NodeView old = replica("db-1", "10.0.0.1", "", "0-1-5");
+  old.io_running = old.sql_running = false;
+  const auto r = d.decide(t0, {old, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
+  EXPECT_EQ(d.primary(), "db-2");
+  EXPECT_EQ(r.action, Action::Rejoin);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-1"});
+  // Paused: it adopts the primary but changes no role.
+  Decider paused{"db-1", 3000ms};
+  EXPECT_EQ(paused.decide(t0, {old, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, true).action,
+            Action::None);
+}
+
+TEST_F(DeciderTest, AReplicaOfThePrimaryWithStoppedThreadsIsLeftAlone) {
+  NodeView stopped = replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5");
+  stopped.sql_running = false;
+  const auto r = d.decide(t0, {primary("db-1", "10.0.0.1", "0-1-5"), stopped}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+}
+
+TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
+  NodeView ahead = replica("db-1", "10.0.0.1", "", "0-1-9");
+  const auto r = d.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("not rejoined automatically"), std::string::npos) << r.reason;
+}
+
+}  // namespace
+}  // namespace webstack::failover
