@@ -10,7 +10,7 @@ tests=build/$preset/webstack/webstack_system_tests
 [ -x "$tests" ] || { echo "faults: $tests not built (scripts/setup.sh $preset)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "faults: needs root (network namespaces)" >&2; exit 2; }
 
-filter='LoadBalancerPairTest.*:RunningSiteTest.AnAppStoppedUnderLoad*:MonitoringTest.*'
+filter='LoadBalancerPairTest.*:RunningSiteTest.An*UnderLoad*:RunningSiteTest.AWebHost*:MonitoringTest.*'
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
@@ -18,7 +18,7 @@ status=0
 
 echo "| fault | figures |"
 echo "|---|---|"
-grep -E '^(kill -9|lb-01.s link down|rolling deploy|db promote under|app stopped under load|[A-Za-z0-9]+: fired)' "$log" |
+grep -E '^(kill -9|SIGSTOP of|lb-01.s link down|web-02.s link down|the primary.s link down|rolling deploy|db promote under|app stopped under load|[A-Za-z0-9]+: fired)' "$log" |
   sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/'
 echo
 grep -E '^\[  (PASSED|FAILED) ' "$log" || true

@@ -448,4 +448,74 @@ TEST_F(LoadBalancerPairTest, PrimarysLinkDownTheManagerPromotesTheReplica) {
   primary_back_to_web01();
 }
 
+// Active-active on a lab of its own: lb-01 holds 10.x.x.5, lb-02 10.x.x.6, the client
+// resolves the site's name to both, and both balancers carry requests. lb-01's link goes
+// down: lb-02 takes its address too, and the site answers on both; the link back, lb-01
+// takes its address back (after its preempt delay).
+TEST(ActiveActiveTest, BothBalancersCarryTrafficAndEachCoversTheOther) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root";
+  TestLab lab("wsa", "", true);
+  const auto up = lab.cli({"up"}, 180s);
+  ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
+  const auto topology = webstack::topo::load_topology_file(lab.topology());
+  const std::string a = lab.address(5), b = lab.address(6);
+  const auto holders = [&](const std::string& vip) {
+    return webstack::lab::address_holders(topology, vip);
+  };
+  EXPECT_EQ(holders(a), std::vector<std::string>{"lb-01"});
+  EXPECT_EQ(holders(b), std::vector<std::string>{"lb-02"});
+  const auto hosts = lab.cli({"exec", "client", "--", "getent", "ahosts", "www.foobar.test"}, 20s);
+  EXPECT_NE(hosts.out.find(a), std::string::npos) << hosts.out;
+  EXPECT_NE(hosts.out.find(b), std::string::npos) << hosts.out;
+
+  // Requests each balancer's HAProxy has taken so far (show info: CumReq).
+  const auto served = [&](const std::string& lb) {
+    const auto info =
+        webstack::lab::haproxy_command(lab.state() + "/run/" + lb + "/haproxy.sock", "show info\n");
+    const auto at = info.find("\nCumReq: ");
+    return at == std::string::npos ? -1L : std::stol(info.substr(at + 9));
+  };
+  // `n` GETs to each address from the client; how many failed.
+  const auto load = [&](int n) {
+    int failed = 0;
+    auto t = in_namespace(lab.client_namespace(), [&] {
+      for (const auto& vip : {a, b}) {
+        HttpClient c(443, 5s, vip);
+        c.use_tls({lab.ca_file(), "www.foobar.test"});
+        for (int i = 0; i < n; ++i) {
+          try {
+            if (c.get("/json").status != 200) ++failed;
+          } catch (const std::exception&) {
+            ++failed;
+            c.close();
+          }
+        }
+      }
+    });
+    t.join();
+    return failed;
+  };
+  const long before1 = served("lb-01"), before2 = served("lb-02");
+  EXPECT_EQ(load(200), 0);
+  const long by1 = served("lb-01") - before1, by2 = served("lb-02") - before2;
+  EXPECT_GE(by1, 200) << "lb-01 carried " << by1;
+  EXPECT_GE(by2, 200) << "lb-02 carried " << by2;
+
+  // lb-01 drops off: its address moves to lb-02, and both addresses answer.
+  const auto t0 = Clock::now();
+  ASSERT_EQ(lab.cli({"link", "lb-01", "down"}, 30s).exit_code, 0);
+  EXPECT_TRUE(wait_for([&] { return holders(a) == std::vector<std::string>{"lb-02"}; }, 10s))
+      << fmt::format("{}", fmt::join(holders(a), ", "));
+  const double moved = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_EQ(holders(b), std::vector<std::string>{"lb-02"});
+  EXPECT_EQ(load(50), 0) << "the site through both addresses with lb-01 gone";
+  ASSERT_EQ(lab.cli({"link", "lb-01", "up"}, 30s).exit_code, 0);
+  EXPECT_TRUE(wait_for([&] { return holders(a) == std::vector<std::string>{"lb-01"}; }, 30s));
+  EXPECT_EQ(holders(b), std::vector<std::string>{"lb-02"});
+  std::printf(
+      "active-active: of 200 GETs to each address lb-01 carried %ld, lb-02 %ld; lb-01's link "
+      "down: its address on lb-02 after %.2f s, then 100 of 100 GETs answered\n",
+      by1, by2, moved);
+}
+
 }  // namespace

@@ -712,7 +712,7 @@ TEST_F(RenderTest, RunScriptsAreExecutableShellScripts) {
             std::string::npos);
   EXPECT_NE(file(files, "", "s6/edge/log/run").content.find("/log/edge/edge\""), std::string::npos);
   EXPECT_NE(file(files, "lb-01", "s6/haproxy/run")
-                .content.find("exec ip netns exec webstack-lb-01 haproxy -db -f"),
+                .content.find("exec ip netns exec webstack-lb-01 haproxy -W -db -f"),
             std::string::npos);
   EXPECT_NE(file(files, "web-02", "s6/webstack-app/run")
                 .content.find("exec ip netns exec webstack-web-02 s6-setuidgid www-data "

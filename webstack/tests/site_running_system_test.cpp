@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -243,8 +244,14 @@ std::vector<int> group_members(int pgid) {
 
 TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
   const std::map<std::string, std::string> expected = {
-      {"haproxy", "haproxy"},
+      // The master-worker master binds the ports and re-reads the config on a reload;
+      // its worker is checked below.
+      {"haproxy", "root"},
       {"keepalived", "root"},  // it adds and removes the virtual address
+      // Automatic failover: the manager reads 0600 secrets and keeps the lab's primary
+      // file; the agent logs in to MariaDB as root over its socket and may SIGKILL it.
+      {"failover-manager", "root"},
+      {"failover-agent", "root"},
       {"mariadb", "mysql"},
       {"webstack-app", "www-data"},
       {"nginx", "root"},  // the master binds the port; its workers are checked below
@@ -265,18 +272,22 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
       ASSERT_TRUE(expected.count(name)) << name;
       EXPECT_EQ(s.at("user").as_string(), expected.at(name)) << h.at("name") << "/" << name;
       EXPECT_EQ(user_of(pid), expected.at(name)) << h.at("name") << "/" << name;
-      if (name == "nginx") {
+      if (name == "nginx" || name == "haproxy") {
         const auto workers = children_of(pid);
         EXPECT_FALSE(workers.empty());
-        for (int w : workers) EXPECT_EQ(user_of(w), "www-data") << "nginx worker " << w;
+        for (int w : workers) {
+          EXPECT_EQ(user_of(w), name == "nginx" ? "www-data" : "haproxy")
+              << name << " worker " << w;
+        }
       }
       ++checked;
     }
   }
   // haproxy and keepalived on each load balancer; nginx, app, mariadb on each web host; a
   // node exporter on each of the five site hosts, the Nginx and MariaDB exporters on the
-  // web hosts; Prometheus, Alertmanager and the blackbox exporter on mon-01.
-  EXPECT_EQ(checked, 4 + 6 + 5 + 2 + 2 + 3);
+  // web hosts; Prometheus, Alertmanager and the blackbox exporter on mon-01; the failover
+  // manager on mon-01 and an agent on each database host.
+  EXPECT_EQ(checked, 4 + 6 + 5 + 2 + 2 + 3 + 3);
 
   // MariaDB's root is the machine's root only (unix_socket authentication): another local
   // user reaching the socket is refused.
@@ -359,46 +370,74 @@ TEST_F(RunningSiteTest, ServicesStopStartKillPauseAndLog) {
   // Bad names are refused with what exists.
   const auto bad = cli({"stop", "web-01/haproxy"});
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.err.find("it runs: mariadb, mysqld-exporter, nginx, nginx-exporter, node-exporter, "
+  EXPECT_NE(bad.err.find("it runs: failover-agent, mariadb, mysqld-exporter, nginx, "
+                         "nginx-exporter, node-exporter, "
                          "webstack-app"),
             std::string::npos)
       << bad.err;
 }
 
-TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
-  // Steady load from the client host: GET workers on keep-alive connections, and one
-  // worker posting guestbook messages, each with a text of its own.
-  std::atomic<bool> stop{false};
-  std::atomic<long> gets{0}, from_web01{0};
-  std::mutex mu;
+// Steady load from the client host while `fault` takes web host `host` out of service
+// and `cure` brings it back: GET workers on keep-alive connections, and one worker
+// posting guestbook messages, each with a text of its own. What HAProxy on lb-01 did
+// (marked the host DOWN, how long after the fault; UP after the cure) and what the client
+// saw.
+struct WebFault {
+  bool loaded = false, marked_down = false, back_up = false, serving_again = false;
+  double down_after_s = 0, up_after_s = 0;
+  long gets = 0;
   std::vector<std::string> get_failures;
   std::map<std::string, int> post_status;  // text -> HTTP status (0: no answer)
-  const std::string author = "failover-" + std::to_string(::getpid());
+  int created = 0, post_failed = 0;
+  long stored = 0;
+  std::vector<std::string> lost;  // answered 201, not stored
+  std::string dupes;              // stored twice
+};
 
+WebFault under_load(const std::string& host, const std::function<void()>& fault,
+                    const std::function<void()>& cure) {
+  auto* lab = webstack::test::SharedLabTest::lab();
+  const auto status_of = [&](const std::string& server) {
+    try {
+      for (const auto& s : webstack::lab::lb_servers(lab->state(), "lb-01"))
+        if (s.name == server) return s.status;
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("absent");
+  };
+  WebFault f;
+  std::atomic<bool> stop{false};
+  std::atomic<long> gets{0}, from_host{0};
+  std::mutex mu;
+  static int run = 0;  // each call posts under an author of its own
+  const std::string author = fmt::format("fault-{}-{}-{}", host, ::getpid(), ++run);
   std::vector<std::thread> workers;
   for (int w = 0; w < 3; ++w) {
-    workers.push_back(in_namespace(lab_->client_namespace(), [&, w] {
-      HttpClient c(443, 10s, lab_->lb_address());
-      c.use_tls({lab_->ca_file(), "www.foobar.test"});
+    workers.push_back(in_namespace(lab->client_namespace(), [&, w] {
+      HttpClient c(443, 20s, lab->lb_address());
+      c.use_tls({lab->ca_file(), "www.foobar.test"});
       const char* path = w == 0 ? "/db" : "/json";
-      while (!stop) {
+      const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+      while (!stop && Clock::now() < deadline) {
         try {
           const auto r = c.get(path);
           if (r.status != 200) throw std::runtime_error("status " + std::to_string(r.status));
           ++gets;
-          if (r.header("x-served-by") == "web-01") ++from_web01;
+          if (r.header("x-served-by") == host) ++from_host;
         } catch (const std::exception& e) {
           std::lock_guard lock(mu);
-          get_failures.push_back(std::string(path) + ": " + e.what());
+          f.get_failures.push_back(std::string(path) + ": " + e.what());
           c.close();
         }
       }
     }));
   }
-  workers.push_back(in_namespace(lab_->client_namespace(), [&] {
-    HttpClient c(443, 10s, lab_->lb_address());
-    c.use_tls({lab_->ca_file(), "www.foobar.test"});
-    for (int i = 0; !stop; ++i) {
+  workers.push_back(in_namespace(lab->client_namespace(), [&] {
+    HttpClient c(443, 20s, lab->lb_address());
+    c.use_tls({lab->ca_file(), "www.foobar.test"});
+    const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+    for (int i = 0; !stop && Clock::now() < deadline; ++i) {
       const std::string text = fmt::format("m{}", i);
       int status = 0;
       try {
@@ -410,7 +449,7 @@ TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
         c.close();
       }
       std::lock_guard lock(mu);
-      post_status[text] = status;
+      f.post_status[text] = status;
     }
   }));
   const auto stop_load = [&] {
@@ -419,73 +458,127 @@ TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
     workers.clear();
   };
 
-  // Load flowing to both hosts, then the app on web-01 stopped.
-  if (!wait_for([&] { return gets > 300 && from_web01 > 100; }, 20s)) {
+  // Load flowing to both hosts, then the fault; HAProxy is watched meanwhile.
+  f.loaded = wait_for([&] { return gets > 300 && from_host > 100; }, 20s);
+  if (!f.loaded) {
     stop_load();
-    FAIL() << "load did not reach both web hosts";
+    return f;
   }
-  // `stop` returns when the app has exited (after its lame duck); HAProxy is watched
-  // meanwhile.
-  const auto t_stop = Clock::now();
-  auto stopping = std::async(std::launch::async, [] {
-    return cli({"stop", "web-01/webstack-app"});
-  });
-  const bool marked_down =
-      wait_for([] { return server_status("web-01").starts_with("DOWN"); }, 5s, 10ms);
-  const double down_after_s = std::chrono::duration<double>(Clock::now() - t_stop).count();
-  const auto stopped = stopping.get();
+  const auto t_fault = Clock::now();
+  auto faulting = std::async(std::launch::async, fault);
+  f.marked_down = wait_for([&] { return status_of(host).starts_with("DOWN"); }, 10s, 10ms);
+  f.down_after_s = std::chrono::duration<double>(Clock::now() - t_fault).count();
+  faulting.get();
 
-  // Served by web-02 alone for a while, then web-01's app started again.
+  // Served by the other host alone for a while, then the cure.
   const long gets_at_down = gets;
   wait_for([&] { return gets > gets_at_down + 300; }, 10s);
-  const auto started = cli({"start", "web-01/webstack-app"});
-  const auto t_start = Clock::now();
-  const bool back_up = wait_for([] { return server_status("web-01") == "UP"; }, 10s, 10ms);
-  const double up_after_s = std::chrono::duration<double>(Clock::now() - t_start).count();
-  const long web01_at_up = from_web01;
-  const bool serving_again = wait_for([&] { return from_web01 > web01_at_up + 50; }, 10s);
+  cure();
+  const auto t_cure = Clock::now();
+  f.back_up = wait_for([&] { return status_of(host) == "UP"; }, 20s, 10ms);
+  f.up_after_s = std::chrono::duration<double>(Clock::now() - t_cure).count();
+  const long at_up = from_host;
+  f.serving_again = wait_for([&] { return from_host > at_up + 50; }, 10s);
   stop_load();
+  f.gets = gets;
 
+  // Every POST answered 201 is stored once (on the primary); none is stored twice.
+  std::string primary = "web-01";
+  if (lab->try_sql("web-02", "SELECT @@GLOBAL.read_only") == "0\n") primary = "web-02";
+  for (const auto& [text, status] : f.post_status) (status == 201 ? f.created : f.post_failed)++;
+  f.dupes = lab->sql(primary, "SELECT body, COUNT(*) FROM webstack.messages WHERE author = '" +
+                                  author + "' GROUP BY body HAVING COUNT(*) > 1");
+  std::set<std::string> stored_texts;
+  std::istringstream rows(
+      lab->sql(primary, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+  for (std::string row; std::getline(rows, row);) stored_texts.insert(row);
+  f.stored = static_cast<long>(stored_texts.size());
+  for (const auto& [text, status] : f.post_status) {
+    if (status == 201 && stored_texts.count(text) == 0) f.lost.push_back(text);
+  }
+  return f;
+}
+
+void expect_no_failed_get_and_no_lost_post(const WebFault& f, const std::string& host) {
+  ASSERT_TRUE(f.loaded) << "load did not reach both web hosts";
+  EXPECT_TRUE(f.marked_down) << "HAProxy never marked " << host << " down";
+  EXPECT_TRUE(f.back_up) << host << " not UP again after the cure";
+  EXPECT_TRUE(f.serving_again) << host << " back UP but not serving";
+  EXPECT_TRUE(f.get_failures.empty())
+      << f.get_failures.size() << " GETs failed, first: " << f.get_failures.front();
+  EXPECT_TRUE(f.lost.empty()) << f.lost.size() << " POSTs answered 201 and not stored";
+  EXPECT_EQ(f.dupes, "") << "POSTs stored twice";
+}
+
+std::string figures(const WebFault& f, const std::string& host) {
+  return fmt::format(
+      "HAProxy marked {} DOWN {:.2f} s after the fault, UP {:.2f} s after the cure; {} GETs, {} "
+      "failed; {} POSTs: {} created, {} failed, {} stored",
+      host, f.down_after_s, f.up_after_s, f.gets, f.get_failures.size(), f.post_status.size(),
+      f.created, f.post_failed, f.stored);
+}
+
+// A planned stop (`webstack stop`): the app's lame duck (/readyz 503 while still serving,
+// templates/app) lets HAProxy take the host out before it stops accepting: no request of
+// any kind is refused.
+TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
+  ProcessResult stopped, started;
+  const auto f = under_load(
+      "web-01",
+      [&] {
+        stopped = cli({"stop", "web-01/webstack-app"});
+      },
+      [&] {
+        started = cli({"start", "web-01/webstack-app"});
+      });
   EXPECT_EQ(stopped.exit_code, 0) << stopped.out << stopped.err;
   EXPECT_EQ(started.exit_code, 0) << started.out << started.err;
-  EXPECT_TRUE(marked_down) << server_status("web-01");
-  EXPECT_LE(down_after_s, 2.0) << "HAProxy marked web-01 down " << down_after_s << " s after stop";
-  EXPECT_TRUE(back_up) << server_status("web-01");
-  EXPECT_TRUE(serving_again) << "web-01 back UP but not serving";
-  EXPECT_TRUE(get_failures.empty())
-      << get_failures.size() << " GETs failed, first: " << get_failures.front();
+  expect_no_failed_get_and_no_lost_post(f, "web-01");
+  EXPECT_LE(f.down_after_s, 2.0) << "HAProxy marked web-01 down " << f.down_after_s
+                                 << " s after stop";
+  EXPECT_EQ(f.post_failed, 0) << f.post_failed << " POSTs were not answered 201";
+  std::printf("app stopped under load: %s\n", figures(f, "web-01").c_str());
+}
 
-  // Every POST that was answered 201 is stored once; none is stored twice.
-  int created = 0, failed = 0;
-  for (const auto& [text, status] : post_status) (status == 201 ? created : failed)++;
-  const auto dupes = lab_->sql("web-01",
-                               "SELECT body, COUNT(*) FROM webstack.messages WHERE "
-                               "author = '" +
-                                   author + "' GROUP BY body HAVING COUNT(*) > 1");
-  EXPECT_EQ(dupes, "") << "POSTs stored twice";
-  const auto stored = std::stol(lab_->sql(
-      "web-01", "SELECT COUNT(*) FROM webstack.messages WHERE author = '" + author + "'"));
-  std::set<std::string> stored_texts;
-  {
-    std::istringstream rows(
-        lab_->sql("web-01", "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
-    for (std::string row; std::getline(rows, row);) stored_texts.insert(row);
-  }
-  for (const auto& [text, status] : post_status) {
-    if (status == 201) {
-      EXPECT_TRUE(stored_texts.count(text)) << text << " answered 201, not stored";
-    }
-  }
-  // The app's lame duck (/readyz 503 while still serving, templates/app) lets HAProxy take
-  // web-01 out before it stops accepting: a planned stop refuses no request at all.
-  EXPECT_EQ(failed, 0) << failed << " POSTs were not answered 201";
-  EXPECT_GE(stored, created);
-  EXPECT_LE(stored, static_cast<long>(post_status.size()));
-  std::printf(
-      "app stopped under load: HAProxy marked web-01 DOWN %.2f s after `stop`, UP %.2f s after "
-      "`start`; %ld GETs, %zu failed; %zu POSTs: %d created, %d failed, %ld stored\n",
-      down_after_s, up_after_s, gets.load(), get_failures.size(), post_status.size(), created,
-      failed, stored);
+// The faults nobody planned, on web-02 (the replica's host: the primary stays put). A
+// GET in flight on the host is retried on the other one by HAProxy (an error, or no
+// answer within the GET timeout); a POST there may fail (never replayed: it is not
+// idempotent), but one answered 201 is stored, once.
+TEST_F(RunningSiteTest, AnAppKilledUnderLoadFailsNoGet) {
+  const auto f = under_load(
+      "web-02",
+      [] {
+        ASSERT_EQ(cli({"kill", "web-02/webstack-app"}).exit_code, 0);
+      },
+      [] {});
+  expect_no_failed_get_and_no_lost_post(f, "web-02");
+  std::printf("kill -9 of web-02's app under load: %s\n", figures(f, "web-02").c_str());
+}
+
+TEST_F(RunningSiteTest, AnAppHungUnderLoadFailsNoGet) {
+  const auto f = under_load(
+      "web-02",
+      [] {
+        ASSERT_EQ(cli({"pause", "web-02/webstack-app"}).exit_code, 0);
+      },
+      [] {
+        ASSERT_EQ(cli({"resume", "web-02/webstack-app"}).exit_code, 0);
+      });
+  expect_no_failed_get_and_no_lost_post(f, "web-02");
+  std::printf("SIGSTOP of web-02's app under load: %s\n", figures(f, "web-02").c_str());
+}
+
+TEST_F(RunningSiteTest, AWebHostsLinkDownUnderLoadFailsNoGet) {
+  const auto f = under_load(
+      "web-02",
+      [] {
+        ASSERT_EQ(cli({"link", "web-02", "down"}).exit_code, 0);
+      },
+      [] {
+        ASSERT_EQ(cli({"link", "web-02", "up"}).exit_code, 0);
+      });
+  expect_no_failed_get_and_no_lost_post(f, "web-02");
+  std::printf("web-02's link down under load: %s\n", figures(f, "web-02").c_str());
 }
 
 }  // namespace

@@ -111,7 +111,7 @@ SharedLab& shared_lab() {
   return g_shared;
 }
 
-TestLab::TestLab(const std::string& prefix, const std::string& web01_extra) {
+TestLab::TestLab(const std::string& prefix, const std::string& web01_extra, bool active_active) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%.3s%05x", prefix.c_str(),
                 static_cast<unsigned>(::getpid()) & 0xfffffu);
@@ -136,7 +136,10 @@ TestLab::TestLab(const std::string& prefix, const std::string& web01_extra) {
   out << "[lab]\nname = \"" << name_ << "\"\nsubnet = \"" << net_
       << "0/24\"\nedge_port = " << edge_port_ << "\nprometheus_port = " << prometheus_port_
       << "\nalertmanager_port = " << alertmanager_port_ << "\n"
-      << "[lb]\nmode = \"active-passive\"\nvirtual_addresses = [\"" << net_ << "5\"]\n"
+      << (active_active
+              ? "[lb]\nmode = \"active-active\"\nvirtual_addresses = [\"" + net_ + "5\", \"" +
+                    net_ + "6\"]\n"
+              : "[lb]\nmode = \"active-passive\"\nvirtual_addresses = [\"" + net_ + "5\"]\n")
       << "[[host]]\nname = \"lb-01\"\naddress = \"" << net_ << "10\"\nroles = [\"lb\"]\n"
       << "[[host]]\nname = \"lb-02\"\naddress = \"" << net_ << "14\"\nroles = [\"lb\"]\n"
       << "[[host]]\nname = \"web-01\"\naddress = \"" << net_ << "11\"\n"

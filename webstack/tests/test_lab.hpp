@@ -28,7 +28,9 @@ class TestLab {
   // with free edge ports for the site, Prometheus and Alertmanager; starts
   // nothing. `prefix`: 3 letters that keep labs of one test binary apart.
   // `web01_extra`: more keys for web-01's [[host]] table (e.g. "app = \"php\"\n").
-  explicit TestLab(const std::string& prefix, const std::string& web01_extra = "");
+  // `active_active`: [lb] mode "active-active", addresses .5 (lb-01's) and .6 (lb-02's).
+  explicit TestLab(const std::string& prefix, const std::string& web01_extra = "",
+                   bool active_active = false);
   ~TestLab();
   TestLab(const TestLab&) = delete;
   TestLab& operator=(const TestLab&) = delete;

@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   exec->add_option("host", exec_host, "Host name")->required();
   exec->add_option("command", exec_argv, "Command and its arguments (after --)")->required();
 
-  // stop|start|restart|kill|pause|resume HOST/SERVICE
+  // stop|start|restart|kill|pause|resume|reload HOST/SERVICE
   std::string service_spec;
   std::vector<std::pair<CLI::App*, webstack::lab::ServiceAction>> service_commands;
   for (const auto& [name, action, help] :
@@ -168,7 +168,10 @@ int main(int argc, char** argv) {
         std::tuple{"pause", webstack::lab::ServiceAction::Pause,
                    "SIGSTOP a service's process group (a hung service)"},
         std::tuple{"resume", webstack::lab::ServiceAction::Resume,
-                   "SIGCONT a paused service's process group"}}) {
+                   "SIGCONT a paused service's process group"},
+        std::tuple{"reload", webstack::lab::ServiceAction::Reload,
+                   "Reload a service's config without dropping a connection (haproxy: "
+                   "master-worker SIGUSR2; nginx, keepalived, prometheus: SIGHUP)"}}) {
     auto* sub = cli.add_subcommand(name, help);
     sub->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
     sub->add_option("--state-dir", up_state_dir,

@@ -31,6 +31,7 @@ constexpr Named kActions[] = {
     {ServiceAction::Stop, "stop"},       {ServiceAction::Start, "start"},
     {ServiceAction::Restart, "restart"}, {ServiceAction::Kill, "kill"},
     {ServiceAction::Pause, "pause"},     {ServiceAction::Resume, "resume"},
+    {ServiceAction::Reload, "reload"},
 };
 
 std::string services_of_host(const std::vector<ServiceRef>& refs, const std::string& host) {
@@ -186,6 +187,52 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
                  [&](const ServiceState& x) { return x.paused == pause; });
       std::fprintf(out, "%s pid %d %s\n", s.label().c_str(), before.pid,
                    pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
+      break;
+    }
+    case ServiceAction::Reload: {
+      if (!before.up || before.pid <= 0) {
+        throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
+      }
+      if (s.service == "haproxy") {
+        // The worker answering on the stats socket changes once the new config is live.
+        const std::string sock = state_dir + "/run/" + s.host + "/haproxy.sock";
+        const auto worker = [&] {
+          try {
+            const auto info = haproxy_command(sock, "show info\n");
+            const auto at = info.find("\nPid: ");
+            return at == std::string::npos ? std::string()
+                                           : info.substr(at + 6, info.find('\n', at + 1) - at - 6);
+          } catch (const std::exception&) {
+            return std::string();
+          }
+        };
+        const std::string old_worker = worker();
+        s6_svc(s, "-2");  // SIGUSR2 to the master
+        const auto deadline = Clock::now() + timeout;
+        std::string now = worker();
+        while (now.empty() || now == old_worker) {
+          if (Clock::now() > deadline) {
+            throw std::runtime_error(fmt::format(
+                "{}: no new worker within {} ms of SIGUSR2 (a config error? `webstack logs {}`)",
+                s.label(), timeout.count(), s.label()));
+          }
+          std::this_thread::sleep_for(50ms);  // poll interval
+          now = worker();
+        }
+        std::fprintf(out,
+                     "%s reloaded (SIGUSR2 to the master, pid %d): worker %s replaced %s in "
+                     "%.0f ms; the old one finishes its connections\n",
+                     s.label().c_str(), before.pid, now.c_str(), old_worker.c_str(), ms_since(t0));
+      } else if (s.service == "nginx" || s.service == "keepalived" || s.service == "prometheus" ||
+                 s.service == "alertmanager") {
+        s6_svc(s, "-h");
+        std::fprintf(out, "%s reloaded (SIGHUP to pid %d)\n", s.label().c_str(), before.pid);
+      } else {
+        throw std::invalid_argument(fmt::format(
+            "{} has no reload (haproxy, nginx, keepalived, prometheus and alertmanager do): "
+            "`webstack restart {}`",
+            s.label(), s.label()));
+      }
       break;
     }
   }

@@ -1,4 +1,4 @@
-// One service of a running lab, by name: `webstack stop|start|restart|kill|pause|resume
+// One service of a running lab, by name: `webstack stop|start|restart|reload|kill|pause|resume
 // HOST/SERVICE` and `webstack logs HOST/SERVICE`. Services are s6 services (lab/site.hpp);
 // every command acts through s6 or on the process group s6 started, then waits (with a
 // deadline) until the service is in the state asked for.
@@ -35,6 +35,11 @@ enum class ServiceAction {
   Kill,     // SIGKILL to the service's process group (a crash); waits for s6's new pid
   Pause,    // SIGSTOP to the process group (a hung service)
   Resume,   // SIGCONT to the process group
+  // A new config without a restart and without dropping a connection: HAProxy (master-
+  // worker: SIGUSR2, a new worker takes the listeners, the old one finishes its
+  // connections; waits until the new worker answers on the stats socket), Nginx,
+  // keepalived, Prometheus, Alertmanager (SIGHUP). Others: std::invalid_argument.
+  Reload,
 };
 
 // Parses "stop", "start", ...; throws std::invalid_argument otherwise.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <functional>
 #include <stdexcept>
 #include <thread>
@@ -136,6 +137,32 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
           },
           o.ready_timeout, h + " UP again");
     });
+  }
+  // The balancers last, one at a time: HAProxy takes its config as it is on disk now (a
+  // new backend list, new timeouts) without closing a connection.
+  for (const auto* lb : t.with_role(Role::LoadBalancer)) {
+    const auto s0 = Clock::now();
+    std::string line;
+    {
+      char* buf = nullptr;
+      std::size_t len = 0;
+      std::FILE* capture = ::open_memstream(&buf, &len);
+      if (capture == nullptr) throw std::runtime_error("open_memstream failed");
+      try {
+        control_service(t, o.state_dir, lb->name + "/haproxy", ServiceAction::Reload, capture);
+      } catch (...) {
+        std::fclose(capture);
+        std::free(buf);
+        throw;
+      }
+      std::fclose(capture);
+      line = trim(std::string(buf, len));
+      std::free(buf);
+    }
+    const auto worker = line.find("worker");
+    std::fprintf(out, "  %-52s %6.0f ms  %s\n", (lb->name + ": reload HAProxy").c_str(),
+                 ms_since(s0), worker == std::string::npos ? "" : line.substr(worker).c_str());
+    std::fflush(out);
   }
   std::fprintf(out, "deployed %zu web host%s in %.1f s\n", webs.size(), webs.size() == 1 ? "" : "s",
                ms_since(t0) / 1000.0);

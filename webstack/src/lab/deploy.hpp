@@ -3,7 +3,9 @@
 // runtime API (no new requests; those in flight finish), its webstack-app restarted (the
 // binary the lab runs: a new build, or the same) and its Nginx reloaded (SIGHUP: new
 // workers, the old ones finish their connections), then, once the app answers /readyz,
-// put back on every balancer; the next host only after every balancer sees it UP.
+// put back on every balancer; the next host only after every balancer sees it UP. Last,
+// each balancer's HAProxy is reloaded, one at a time (master-worker: the config on disk,
+// no connection closed).
 #pragma once
 
 #include <chrono>

@@ -199,7 +199,8 @@ mstch::data site_context(const Topology& t, const Options& o) {
   std::vector<std::string> site_addresses = t.virtual_addresses;
   for (const Host* h : hosts_with(t, Role::LoadBalancer)) site_addresses.push_back(h->address);
   d.set("site_addresses", fmt::format("{}", fmt::join(site_addresses, ", ")));
-  d.set("advert_int", std::string(o.lab ? "0.2" : "1"));  // VRRP advertisements, seconds
+  d.set("get_timeout", std::string(o.lab ? "3s" : "10s"));  // HAProxy: a GET's wait for an answer
+  d.set("advert_int", std::string(o.lab ? "0.2" : "1"));    // VRRP advertisements, seconds
   d.set("prometheus_port", std::string("9090"));
   d.set("alertmanager_port", std::string("9093"));
   d.set("node_exporter_port", std::string("9100"));
