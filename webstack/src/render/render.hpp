@@ -30,11 +30,11 @@ struct Options {
   // Short health-check, scrape and alert intervals for the lab (each alert fires within
   // 30 s of its cause); false: the production intervals, for real servers.
   bool lab = true;
-  std::string templates_dir;  // the repository's templates/
-  std::string state_dir;      // absolute; where the lab keeps data, sockets, logs, pids
-  std::string app_binary;     // absolute path of webstack-app
+  std::string templates_dir;    // the repository's templates/
+  std::string state_dir;        // absolute; where the lab keeps data, sockets, logs, pids
+  std::string app_binary;       // absolute path of webstack-app
   std::string failover_binary;  // absolute path of webstack-failover
-  std::string www_dir;        // absolute path of the static files Nginx serves
+  std::string www_dir;          // absolute path of the static files Nginx serves
 };
 
 struct File {
