@@ -9,6 +9,7 @@
 #                           source noticing and the scrape itself)
 #   - alerts_vip_test.yml   when the rules have LoadBalancerFailover (the topology has a
 #                           virtual address): its address is put in for @VIP@
+#   - alerts_failover_test.yml  when the rules have the failover manager's alerts
 # promtool resolves a test's rule_files relative to the test file, so the rules and the
 # tests are copied into one temporary directory.
 #
@@ -57,6 +58,12 @@ elif grep -q 'alert: LoadBalancerFailover' "$tmp/alerts.yml"; then
   exit 1
 else
   echo "no LoadBalancerFailover (no virtual address): alerts_vip_test.yml skipped"
+fi
+
+if grep -q 'alert: NoWritablePrimary' "$tmp/alerts.yml"; then
+  tests="$tests alerts_failover_test.yml"
+else
+  echo "no failover alerts (no failover manager): alerts_failover_test.yml skipped"
 fi
 
 set --

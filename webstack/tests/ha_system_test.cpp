@@ -423,6 +423,11 @@ TEST_F(LoadBalancerPairTest, PrimaryKilledTheManagerPromotesTheReplica) {
             std::string::npos)
       << st.out;
   EXPECT_NE(st.out.find("last action: rejoin " + old), std::string::npos) << st.out;
+  // Monitoring says so too (the manager's promotions counter, scraped every 2 s).
+  EXPECT_TRUE(wait_for(
+      [] { return lab_->cli({"alerts"}, 30s).out.find("DatabaseFailedOver") != std::string::npos; },
+      30s, 500ms))
+      << lab_->cli({"alerts"}, 30s).out;
   primary_back_to_web01();
 }
 

@@ -205,6 +205,8 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
   EXPECT_EQ(jobs["site"], Hosts({"vip"}));  // the probe goes to the virtual address
   EXPECT_EQ(jobs["prometheus"], Hosts({"mon-01"}));
   EXPECT_EQ(jobs["alertmanager"], Hosts({"mon-01"}));
+  EXPECT_EQ(jobs["failover-manager"], Hosts({"mon-01"}));
+  EXPECT_EQ(scalar(R"(webstack_failover_writable_primary{job="failover-manager"})"), 1);
   // The blackbox probe really fetched the site over HTTPS, verified with the lab CA.
   EXPECT_EQ(scalar(R"(probe_success{job="site"})"), 1);
   EXPECT_EQ(scalar(R"(probe_http_ssl{job="site"})"), 1);

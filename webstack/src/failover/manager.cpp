@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include <mysql.h>
@@ -230,18 +231,23 @@ class Manager {
           break;
         case Action::Fence:
           for (const auto& t : d.targets) fence(t);
+          ++fences_;
           break;
         case Action::Promote:
           promote(d.targets.front(), d.old_primary);
+          ++promotions_;
           break;
         case Action::Restore:
           restore(d.targets.front());
+          ++restores_;
           break;
         case Action::Rejoin:
           rejoin(d.targets.front());
+          ++rejoins_;
           break;
       }
     } catch (const std::exception& e) {
+      ++failures_;
       say("{} {} failed: {}", action_name(d.action), fmt::join(d.targets, ","), e.what());
       quiet_until_ = Clock::now() + 1s;  // not a retry storm: the next try in a second
     }
@@ -419,24 +425,71 @@ class Manager {
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
-      const auto since = decider_.down_since();
-      const std::string body = json::serialize(
-          json::object{{"primary", decider_.primary()},
-                       {"writable_primary", !since.has_value()},
-                       {"without_primary_ms",
-                        since ? static_cast<std::int64_t>(ms_between(*since, Clock::now())) : 0},
-                       {"failover_after_ms", c_.failover_after.count()},
-                       {"paused", paused_},
-                       {"last_action", last_action_},
-                       {"last_reason", last_reason_}});
+      // The request line, if the client sends one within 200 ms (an agent sends none).
+      char request[512] = {};
+      pollfd in{fd, POLLIN, 0};
+      if (::poll(&in, 1, 200) > 0) {
+        const ssize_t n = ::recv(fd, request, sizeof request - 1, MSG_DONTWAIT);
+        if (n <= 0) request[0] = '\0';
+      }
+      const bool metrics = std::string_view(request).starts_with("GET /metrics");
+      const std::string body = metrics ? metrics_text() : state_json();
       const std::string reply = fmt::format(
-          "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-          "Connection: close\r\n\r\n{}\n",
-          body.size() + 1, body);
+          "HTTP/1.0 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+          "Connection: close\r\n\r\n{}",
+          metrics ? "text/plain; version=0.0.4" : "application/json", body.size(), body);
       // Best effort, never blocking the loop: a client that does not read gets cut.
       ::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       ::close(fd);
     }
+  }
+
+  std::string state_json() const {
+    const auto since = decider_.down_since();
+    return json::serialize(json::object{
+               {"primary", decider_.primary()},
+               {"writable_primary", !since.has_value()},
+               {"without_primary_ms",
+                since ? static_cast<std::int64_t>(ms_between(*since, Clock::now())) : 0},
+               {"failover_after_ms", c_.failover_after.count()},
+               {"paused", paused_},
+               {"last_action", last_action_},
+               {"last_reason", last_reason_}}) +
+           "\n";
+  }
+
+  // Prometheus text format: what the alerts need (docs/monitoring.md).
+  std::string metrics_text() const {
+    const auto since = decider_.down_since();
+    std::string out;
+    const auto metric = [&](const char* name, const char* type, const char* help,
+                            const std::string& value) {
+      out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+    };
+    metric("webstack_failover_writable_primary", "gauge",
+           "1 when exactly one database node is writable, as the manager sees it",
+           since ? "0" : "1");
+    metric("webstack_failover_seconds_without_primary", "gauge",
+           "How long no database node has been writable",
+           fmt::format("{:.3f}", since ? ms_between(*since, Clock::now()) / 1000.0 : 0.0));
+    metric("webstack_failover_paused", "gauge", "1 while promotions are paused",
+           paused_ ? "1" : "0");
+    metric("webstack_failover_promotions_total", "counter", "Replicas promoted",
+           std::to_string(promotions_));
+    metric("webstack_failover_fences_total", "counter", "Rounds that fenced a second writable node",
+           std::to_string(fences_));
+    metric("webstack_failover_rejoins_total", "counter",
+           "Former primaries made replicas of the primary", std::to_string(rejoins_));
+    metric("webstack_failover_restores_total", "counter",
+           "Old primaries made writable again (no other node to promote)",
+           std::to_string(restores_));
+    metric("webstack_failover_action_failures_total", "counter",
+           "Actions that failed (retried a second later)", std::to_string(failures_));
+    out +=
+        "# HELP webstack_failover_primary_info The primary the manager follows\n"
+        "# TYPE webstack_failover_primary_info gauge\n";
+    out += fmt::format("webstack_failover_primary_info{{primary=\"{}\"}} 1\n", decider_.primary());
+    return out;
   }
 
   const ManagerConfig& c_;
@@ -446,6 +499,7 @@ class Manager {
   std::vector<NodeView> nodes_;
   std::string last_reason_, last_action_;
   bool paused_ = false;
+  unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
   int listen_fd_ = -1;
 };
