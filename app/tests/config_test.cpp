@@ -97,7 +97,7 @@ TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
 
 TEST(ConfigTest, ConfigKeysListsEveryKey) {
   const std::vector<std::string> keys = config_keys();
-  EXPECT_EQ(keys.size(), 29u);
+  EXPECT_EQ(keys.size(), 30u);
   for (const char* k : {"server.listen", "server.port", "server.access_log", "db.nodes",
                         "db.password_file", "db.probe_user", "db.probe_password",
                         "db.probe_password_file", "db.gtid_wait_ms", "log.level"}) {

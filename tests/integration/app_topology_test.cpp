@@ -4,6 +4,7 @@
 
 #include <regex>
 #include <string>
+#include <thread>
 
 #include "app_process.hpp"
 #include "eventually.hpp"
@@ -252,6 +253,54 @@ TEST(Promotion, TheAppFollowsANewPrimaryWithin2s) {
   // Nothing was written to the demoted node.
   EXPECT_EQ(pair.root_sql(MariaDbPair::kPrimary,
                           "SELECT COUNT(*) FROM webstack.messages WHERE body = 'after promotion'"),
+            "0\n");
+}
+
+// A write arriving while no node is writable (the old primary fenced, the new one not yet
+// promoted) waits for the prober to find the new primary instead of failing: it lands
+// there, once. With no primary at all it fails after db.writer_wait_ms, with the reason.
+TEST(Promotion, AWriteDuringTheSwitchWaitsForTheNewPrimary) {
+  MariaDbPair pair;  // private: this test rewires replication
+  auto opts = app_options_for(pair);
+  opts.settings.push_back("db.writer_wait_ms=3000");
+  AppProcess app(std::move(opts));
+  HttpClient client(app.port());
+  const std::string new_primary = pair.address(MariaDbPair::kReplica);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return client.get("/updates").header("X-DB-Node") == pair.address(MariaDbPair::kPrimary);
+      },
+      10s));
+
+  // No writable node: the app sees it (its /api/info names no primary).
+  pair.wait_replica_caught_up();
+  pair.root_sql(MariaDbPair::kPrimary, "SET GLOBAL read_only = ON");
+  ASSERT_TRUE(
+      eventually([&] { return info(client).find(R"("primary":null)") != std::string::npos; }, 5s))
+      << info(client);
+  const auto t0 = Clock::now();
+  const auto refused = client.post("/api/messages", R"({"author":"switch","text":"nowhere"})");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("no writable node within 3000 ms"), std::string::npos)
+      << refused.body;
+  EXPECT_GE(Clock::now() - t0, 3s) << "answered before db.writer_wait_ms";
+
+  // A write sent now waits; the replica is promoted meanwhile.
+  HttpResponse during;
+  std::thread writer([&] {
+    HttpClient c(app.port());
+    during = c.post("/api/messages", R"({"author":"switch","text":"during the switch"})");
+  });
+  pair.root_sql(MariaDbPair::kReplica, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+  writer.join();
+  EXPECT_EQ(during.status, 201) << during.body;
+  EXPECT_EQ(during.header("X-DB-Node"), new_primary);
+  EXPECT_EQ(
+      pair.root_sql(MariaDbPair::kReplica,
+                    "SELECT COUNT(*) FROM webstack.messages WHERE body = 'during the switch'"),
+      "1\n");
+  EXPECT_EQ(pair.root_sql(MariaDbPair::kReplica,
+                          "SELECT COUNT(*) FROM webstack.messages WHERE body = 'nowhere'"),
             "0\n");
 }
 

@@ -388,6 +388,7 @@ struct WebFault {
   long gets = 0;
   std::vector<std::string> get_failures;
   std::map<std::string, int> post_status;  // text -> HTTP status (0: no answer)
+  std::string post_failures;               // how the failed POSTs failed, and when
   int created = 0, post_failed = 0;
   long stored = 0;
   std::vector<std::string> lost;  // answered 201, not stored
@@ -410,6 +411,8 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   std::atomic<bool> stop{false};
   std::atomic<long> gets{0}, from_host{0};
   std::mutex mu;
+  const auto t_start = Clock::now();
+  std::vector<std::pair<int, Clock::time_point>> failed_posts;  // status, when answered
   static int run = 0;  // each call posts under an author of its own
   const std::string author = fmt::format("fault-{}-{}-{}", host, ::getpid(), ++run);
   std::vector<std::thread> workers;
@@ -450,6 +453,7 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
       }
       std::lock_guard lock(mu);
       f.post_status[text] = status;
+      if (status != 201) failed_posts.emplace_back(status, Clock::now());
     }
   }));
   const auto stop_load = [&] {
@@ -481,6 +485,20 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   f.serving_again = wait_for([&] { return from_host > at_up + 50; }, 10s);
   stop_load();
   f.gets = gets;
+  std::map<int, int> by_status;
+  for (const auto& [status, at] : failed_posts) ++by_status[status];
+  for (const auto& [status, count] : by_status)
+    f.post_failures +=
+        fmt::format("{}status {} x{}", f.post_failures.empty() ? "" : ", ", status, count);
+  if (!failed_posts.empty()) {
+    const auto since_fault = [&](Clock::time_point at) {
+      return std::chrono::duration<double>(at - t_fault).count();
+    };
+    f.post_failures += fmt::format(
+        " ({:+.2f} s to {:+.2f} s from the fault; the cure at {:+.2f} s; load from {:+.2f} s)",
+        since_fault(failed_posts.front().second), since_fault(failed_posts.back().second),
+        since_fault(t_cure), since_fault(t_start));
+  }
 
   // Every POST answered 201 is stored once (on the primary); none is stored twice.
   std::string primary = "web-01";
@@ -513,9 +531,10 @@ void expect_no_failed_get_and_no_lost_post(const WebFault& f, const std::string&
 std::string figures(const WebFault& f, const std::string& host) {
   return fmt::format(
       "HAProxy marked {} DOWN {:.2f} s after the fault, UP {:.2f} s after the cure; {} GETs, {} "
-      "failed; {} POSTs: {} created, {} failed, {} stored",
+      "failed; {} POSTs: {} created, {} failed{}, {} stored",
       host, f.down_after_s, f.up_after_s, f.gets, f.get_failures.size(), f.post_status.size(),
-      f.created, f.post_failed, f.stored);
+      f.created, f.post_failed, f.post_failures.empty() ? "" : " (" + f.post_failures + ")",
+      f.stored);
 }
 
 // A planned stop (`webstack stop`): the app's lame duck (/readyz 503 while still serving,
@@ -536,7 +555,8 @@ TEST_F(RunningSiteTest, AnAppStoppedUnderLoadFailsNoGetAndDuplicatesNoPost) {
   expect_no_failed_get_and_no_lost_post(f, "web-01");
   EXPECT_LE(f.down_after_s, 2.0) << "HAProxy marked web-01 down " << f.down_after_s
                                  << " s after stop";
-  EXPECT_EQ(f.post_failed, 0) << f.post_failed << " POSTs were not answered 201";
+  EXPECT_EQ(f.post_failed, 0) << f.post_failed
+                              << " POSTs were not answered 201: " << f.post_failures;
   std::printf("app stopped under load: %s\n", figures(f, "web-01").c_str());
 }
 

@@ -422,6 +422,9 @@ const std::vector<KeyDef>& key_table() {
       {"db.gtid_wait_ms", Kind::Integer, 1, kMaxMs, "ms",
        [](Config& c, const Value& v) { c.db.gtid_wait = std::chrono::milliseconds(as_int(v)); },
        [](const Config& c) { return render_ms(c.db.gtid_wait); }},
+      {"db.writer_wait_ms", Kind::Integer, 0, kMaxMs, "ms",
+       [](Config& c, const Value& v) { c.db.writer_wait = std::chrono::milliseconds(as_int(v)); },
+       [](const Config& c) { return render_ms(c.db.writer_wait); }},
       // [log]
       {"log.level",
        Kind::String,

@@ -53,6 +53,9 @@ struct DatabaseConfig {
   std::chrono::milliseconds probe_interval{1'000};   // topology re-check period
   std::chrono::milliseconds max_replica_lag{1'000};  // replicas lagging more are not read from
   std::chrono::milliseconds gtid_wait{250};          // read-your-writes wait on a replica
+  // A write finding no writable node (a promotion under way) waits this long for the
+  // prober to find one, then 503.
+  std::chrono::milliseconds writer_wait{2'000};
 };
 
 struct Config {

@@ -28,6 +28,8 @@ namespace {
 constexpr std::size_t kMaxWaiters = 4096;
 // Pokes (after connection errors) re-probe at once, but no more often than this.
 constexpr auto kMinProbeGap = std::chrono::milliseconds(100);
+// A write waiting for a writable node looks again this often (the probers are poked).
+constexpr auto kWriterPoll = std::chrono::milliseconds(20);
 
 // Every prober of every thread meets the same account problem: one warning per process.
 std::atomic<bool> probe_login_refused_logged{false};
@@ -662,23 +664,58 @@ void Cluster::stop() {
   }
 }
 
+Clock::time_point Cluster::writer_deadline() const {
+  return Clock::now() + impl_->cfg->writer_wait;
+}
+
 asio::awaitable<Lease> Cluster::acquire_write() {
+  co_return co_await acquire_write(writer_deadline());
+}
+
+asio::awaitable<Lease> Cluster::acquire_write(Clock::time_point deadline) {
   auto impl = impl_;  // this Cluster may go away while we wait; the Impl may not
-  if (impl->stopped) {
-    throw Unavailable("db: shutting down");
+  for (;;) {
+    if (impl->stopped) {
+      throw Unavailable("db: shutting down");
+    }
+    const auto writer = choose_writer(impl->nodes);
+    if (!writer) {
+      // A promotion may be under way: the prober (poked) finds the new primary, or the
+      // deadline passes. Nothing was sent anywhere, so waiting is safe for any write.
+      if (Clock::now() >= deadline) {
+        throw Unavailable(
+            fmt::format("db: no writable node within {} ms", impl->cfg->writer_wait.count()));
+      }
+      impl->poke();
+      asio::steady_timer pause(impl->io, std::min(deadline, Clock::now() + kWriterPoll));
+      error_code ec;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    std::string lost;
+    try {
+      co_return co_await impl->pools[*writer]->lease(ReadPath::Primary);
+    } catch (const ConnectionLost& e) {
+      lost = e.what();
+    }
+    // No connection could be opened (nothing was sent): route around the node and wait
+    // for a writer, as above.
+    impl->mark_lost(*writer, lost);
+    if (Clock::now() >= deadline) {
+      throw ConnectionLost(lost);
+    }
   }
-  const auto writer = choose_writer(impl->nodes);
-  if (!writer) {
-    throw Unavailable("db: no writable node");
+}
+
+void Cluster::demoted(const Lease& lease) {
+  const auto& name = lease.node_name();
+  for (std::size_t i = 0; i < impl_->nodes.size(); ++i) {
+    if (impl_->nodes[i].name != name || !impl_->nodes[i].writable) continue;
+    NodeStatus next = impl_->nodes[i];
+    next.writable = false;
+    impl_->apply(i, std::move(next));
   }
-  std::string lost;
-  try {
-    co_return co_await impl->pools[*writer]->lease(ReadPath::Primary);
-  } catch (const ConnectionLost& e) {
-    lost = e.what();
-  }
-  impl->mark_lost(*writer, lost);
-  throw ConnectionLost(lost);
+  impl_->poke();
 }
 
 asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {

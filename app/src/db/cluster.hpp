@@ -37,6 +37,11 @@ class Unavailable : public std::runtime_error {
 class ConnectionLost : public Unavailable {
   using Unavailable::Unavailable;
 };
+// A write reached a node that is read-only now (demoted since the last probe): the
+// statement did not run, so Cluster::write may run it again on the new primary.
+class RefusedReadOnly : public Unavailable {
+  using Unavailable::Unavailable;
+};
 // The server refused a statement (syntax, constraint, deadlock...). Handlers answer 500.
 class QueryError : public std::runtime_error {
  public:
@@ -150,8 +155,18 @@ class Cluster {
   // Stops the prober and closes idle connections; loans in progress finish.
   void stop();
 
-  // A connection to the writable node. Throws Unavailable.
+  // A connection to the writable node. With none known (a promotion under way), or the
+  // known one not accepting connections, waits for the prober to find one until
+  // `deadline` (default: now + writer_wait). Throws Unavailable.
   boost::asio::awaitable<Lease> acquire_write();
+  boost::asio::awaitable<Lease> acquire_write(std::chrono::steady_clock::time_point deadline);
+
+  // Runs `body(Lease&)` (returning awaitable<void>) on a write connection. A statement
+  // refused because the node turned read-only did not run: `body` runs again on the new
+  // primary once the prober finds it, within writer_wait (so it must reset whatever it
+  // fills). Throws Unavailable or QueryError.
+  template <class Body>
+  boost::asio::awaitable<void> write(Body body);
   // A connection for reading: a healthy replica within the lag bound, else the primary.
   // With `ryw_gtid` (read-your-writes), a replica is used only after
   // MASTER_GTID_WAIT(gtid, gtid_wait) succeeds on it; otherwise the primary. Throws
@@ -173,9 +188,27 @@ class Cluster {
 
  private:
   struct Impl;
+  // The lease's node refused a write as read-only: not the writer any more, re-probe.
+  void demoted(const Lease& lease);
+  std::chrono::steady_clock::time_point writer_deadline() const;
   // Shared with the prober coroutines, which keep it alive until they have finished.
   std::shared_ptr<Impl> impl_;
 };
+
+template <class Body>
+boost::asio::awaitable<void> Cluster::write(Body body) {
+  const auto deadline = writer_deadline();
+  for (;;) {
+    Lease lease = co_await acquire_write(deadline);
+    try {
+      co_await body(lease);
+      co_return;
+    } catch (const RefusedReadOnly&) {
+      if (std::chrono::steady_clock::now() >= deadline) throw;
+      demoted(lease);
+    }
+  }
+}
 
 template <class Body>
 boost::asio::awaitable<void> Cluster::read(Body body, std::string_view ryw_gtid) {

@@ -337,10 +337,11 @@ void Connection::fail_code(unsigned code, const char* what, const char* message)
     broken_ = true;
     throw ConnectionLost(msg);
   }
-  // A write reached a node that was demoted since the last probe: 503, and re-probe.
+  // A write reached a node that was demoted since the last probe: re-probe; the write
+  // did not run (Cluster::write runs it again on the new primary, else 503).
   if (code == ER_OPTION_PREVENTS_STATEMENT) {
     saw_read_only_ = true;
-    throw Unavailable(msg);
+    throw RefusedReadOnly(msg);
   }
   throw QueryError(msg, code);
 }

@@ -268,55 +268,60 @@ asio::awaitable<Response> App::fortunes() {
 
 asio::awaitable<Response> App::updates(std::string_view query) {
   const int n = text::queries_count(query);
-  db::Lease lease = co_await cluster_.acquire_write();
   std::vector<std::pair<std::int64_t, std::int64_t>> worlds;  // id, new randomNumber
-  worlds.reserve(static_cast<std::size_t>(n));
-  std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
-  for (auto& id : ids) id = random_id();
-  const std::vector<db::Result> selected = co_await lease.query_multi(select_worlds_sql(ids));
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i >= selected.size() || selected[i].rows.empty()) {
-      throw db::QueryError(fmt::format("World row {} missing", ids[i]));
+  std::string node;
+  co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
+    worlds.clear();  // run again after a refused (read-only) write: start afresh
+    worlds.reserve(static_cast<std::size_t>(n));
+    std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
+    for (auto& id : ids) id = random_id();
+    const std::vector<db::Result> selected = co_await lease.query_multi(select_worlds_sql(ids));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (i >= selected.size() || selected[i].rows.empty()) {
+        throw db::QueryError(fmt::format("World row {} missing", ids[i]));
+      }
+      worlds.emplace_back(as_int(selected[i].rows[0][0]), random_id());
     }
-    worlds.emplace_back(as_int(selected[i].rows[0][0]), random_id());
-  }
-  // One statement for the batch, rows in id order (fewer lock waits between concurrent
-  // batches). A row drawn twice keeps the value of its first draw, in the answer too.
-  std::vector<std::pair<std::int64_t, std::int64_t>> batch = worlds;
-  std::stable_sort(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  batch.erase(
-      std::unique(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.first == b.first; }),
-      batch.end());
-  for (auto& w : worlds) {
-    w.second = std::lower_bound(batch.begin(), batch.end(), w, [](auto& a, auto& b) {
-                 return a.first < b.first;
-               })->second;
-  }
-  std::string sql = "UPDATE World SET randomNumber = CASE id";
-  std::vector<db::Param> values;
-  values.reserve(batch.size() * 3);
-  for (auto& w : batch) {
-    sql += " WHEN ? THEN ?";
-    values.emplace_back(w.first);
-    values.emplace_back(w.second);
-  }
-  sql += " END WHERE id IN (";
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    sql += i ? ",?" : "?";
-    values.emplace_back(batch[i].first);
-  }
-  sql += ")";
-  bool conflicted = false;
-  try {
-    co_await lease.execute(sql, values);
-  } catch (const db::QueryError& e) {
-    if (!e.retryable()) throw;
-    conflicted = true;
-  }
-  if (conflicted) {
-    // A deadlock between concurrent batches rolled the statement back: run it once more.
-    co_await lease.execute(sql, values);
-  }
+    // One statement for the batch, rows in id order (fewer lock waits between concurrent
+    // batches). A row drawn twice keeps the value of its first draw, in the answer too.
+    std::vector<std::pair<std::int64_t, std::int64_t>> batch = worlds;
+    std::stable_sort(batch.begin(), batch.end(),
+                     [](auto& a, auto& b) { return a.first < b.first; });
+    batch.erase(std::unique(batch.begin(), batch.end(),
+                            [](auto& a, auto& b) { return a.first == b.first; }),
+                batch.end());
+    for (auto& w : worlds) {
+      w.second = std::lower_bound(batch.begin(), batch.end(), w, [](auto& a, auto& b) {
+                   return a.first < b.first;
+                 })->second;
+    }
+    std::string sql = "UPDATE World SET randomNumber = CASE id";
+    std::vector<db::Param> values;
+    values.reserve(batch.size() * 3);
+    for (auto& w : batch) {
+      sql += " WHEN ? THEN ?";
+      values.emplace_back(w.first);
+      values.emplace_back(w.second);
+    }
+    sql += " END WHERE id IN (";
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      sql += i ? ",?" : "?";
+      values.emplace_back(batch[i].first);
+    }
+    sql += ")";
+    bool conflicted = false;
+    try {
+      co_await lease.execute(sql, values);
+    } catch (const db::QueryError& e) {
+      if (!e.retryable()) throw;
+      conflicted = true;
+    }
+    if (conflicted) {
+      // A deadlock between concurrent batches rolled the statement back: run it once more.
+      co_await lease.execute(sql, values);
+    }
+    node = lease.node_name();
+  });
   Response r;
   r.content_type = kJson;
   r.body.reserve(worlds.size() * 32 + 2);
@@ -326,7 +331,7 @@ asio::awaitable<Response> App::updates(std::string_view query) {
     append_world(r.body, worlds[i].first, worlds[i].second);
   }
   r.body += ']';
-  tag_node(r, lease.node_name());
+  tag_node(r, node);
   co_return r;
 }
 
@@ -443,12 +448,14 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
         422, json::object{{"error", fmt::format("{} {}", e.field, e.reason)}, {"field", e.field}});
   }
 
-  db::Lease lease = co_await cluster_.acquire_write();
-  db::Result res =
-      co_await lease.execute("INSERT INTO messages (author, body) VALUES (?, ?)",
-                             db::params(std::string_view(author), std::string_view(body_text)));
-  std::string gtid = co_await db::Cluster::last_gtid(lease);
-  const std::string node = lease.node_name();
+  db::Result res;
+  std::string gtid, node;
+  co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
+    res = co_await lease.execute("INSERT INTO messages (author, body) VALUES (?, ?)",
+                                 db::params(std::string_view(author), std::string_view(body_text)));
+    gtid = co_await db::Cluster::last_gtid(lease);
+    node = lease.node_name();
+  });
 
   Response r;
   tag_node(r, node);
