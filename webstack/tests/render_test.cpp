@@ -872,4 +872,223 @@ TEST_F(RenderTest, AppKindsAndBenchmarkPeers) {
   EXPECT_NE(fpm.find("env[WS_DB_REPLICA] = 10.77.0.12:3306"), std::string::npos) << fpm;
 }
 
+// ---------------------------------------------------------------------------------------
+// --target hosts: real servers.
+
+// The default site as real servers: the balancer pair, the monitor host, automatic
+// failover, and the administrators' address that SSH is opened to.
+topo::Topology real_topology() {
+  auto t = monitored_topology();
+  t.hosts.insert(t.hosts.begin() + 1, make_host("lb-02", "10.77.0.14", {Role::LoadBalancer}));
+  t.virtual_addresses = {"10.77.0.5"};
+  t.admin_addresses = {"10.77.0.2", "192.0.2.0/24"};
+  t.hosts[1].interface = "ens3";  // lb-02's address is on another interface name
+  return t;
+}
+
+class RenderHostsTest : public RenderTest {
+ protected:
+  void SetUp() override {
+    RenderTest::SetUp();
+    options_.target = Target::Hosts;
+    options_.failover_binary = "/opt/lab/webstack-failover";  // the lab's; not on a server
+    options_.app_binary = "/opt/lab/webstack-app";
+  }
+  std::set<std::string> paths_of(const std::vector<File>& files, const std::string& host) {
+    std::set<std::string> out;
+    for (const auto& f : files) {
+      if (f.host == host) out.insert(f.path);
+    }
+    return out;
+  }
+};
+
+// One bundle per server with every file at its path there: the packaged services' configs
+// where Debian's units read them, our own services' units, production intervals; nothing
+// of the lab (no s6, no namespace, no state directory, no client host, no edge).
+TEST_F(RenderHostsTest, EveryFileAtItsPathOnTheServer) {
+  const auto files = render_site(real_topology(), options_);
+  const std::set<std::string> hosts = [&] {
+    std::set<std::string> out;
+    for (const auto& f : files) out.insert(f.host);
+    return out;
+  }();
+  EXPECT_EQ(hosts, (std::set<std::string>{"lb-01", "lb-02", "web-01", "web-02", "mon-01"}));
+  EXPECT_EQ(paths_of(files, "lb-01"),
+            (std::set<std::string>{"etc/haproxy/haproxy.cfg",
+                                   "etc/systemd/system/haproxy.service.d/webstack.conf",
+                                   "etc/keepalived/keepalived.conf",
+                                   "etc/default/prometheus-node-exporter", "etc/nftables.conf"}));
+  EXPECT_EQ(
+      paths_of(files, "web-01"),
+      (std::set<std::string>{
+          "etc/nginx/nginx.conf", "etc/webstack/webstack-app.toml",
+          "etc/systemd/system/webstack-app.service", "etc/mysql/mariadb.conf.d/99-webstack.cnf",
+          "etc/webstack/failover-agent.toml", "etc/systemd/system/webstack-failover-agent.service",
+          "etc/default/prometheus-node-exporter", "etc/default/prometheus-nginx-exporter",
+          "etc/default/prometheus-mysqld-exporter", "etc/nftables.conf"}));
+  EXPECT_EQ(paths_of(files, "mon-01"),
+            (std::set<std::string>{"etc/webstack/failover-manager.toml",
+                                   "etc/systemd/system/webstack-failover-manager.service",
+                                   "etc/prometheus/prometheus.yml", "etc/prometheus/alerts.yml",
+                                   "etc/prometheus/blackbox.yml", "etc/prometheus/alertmanager.yml",
+                                   "etc/default/prometheus", "etc/default/prometheus-alertmanager",
+                                   "etc/default/prometheus-blackbox-exporter",
+                                   "etc/default/prometheus-node-exporter", "etc/nftables.conf"}));
+  for (const auto& f : files) {
+    EXPECT_EQ(f.content.find(options_.state_dir), std::string::npos)
+        << f.host << ":" << f.path << " names the lab's state directory";
+    EXPECT_EQ(f.content.find("/opt/lab/"), std::string::npos)
+        << f.host << ":" << f.path << " names the lab's binaries";
+    EXPECT_EQ(f.content.find("netns"), std::string::npos) << f.host << ":" << f.path;
+    // (Alert rules hold Prometheus's own {{ $value }} templates.)
+    if (!f.path.ends_with("alerts.yml")) {
+      EXPECT_EQ(f.content.find("{{"), std::string::npos) << f.host << ":" << f.path;
+    }
+  }
+  // Production intervals, Debian's paths, our binaries where the deploy installs them.
+  EXPECT_NE(
+      file(files, "mon-01", "etc/prometheus/prometheus.yml").content.find("scrape_interval: 15s"),
+      std::string::npos);
+  EXPECT_NE(file(files, "web-01", "etc/systemd/system/webstack-app.service")
+                .content.find("ExecStart=/usr/local/bin/webstack-app --config "
+                              "/etc/webstack/webstack-app.toml"),
+            std::string::npos);
+  const auto& cnf = file(files, "web-01", "etc/mysql/mariadb.conf.d/99-webstack.cnf").content;
+  EXPECT_NE(cnf.find("socket = /run/mysqld/mysqld.sock"), std::string::npos) << cnf;
+  EXPECT_NE(cnf.find("datadir = /var/lib/mysql"), std::string::npos) << cnf;
+  EXPECT_NE(cnf.find("ssl_ca = /etc/webstack/tls/ca.crt"), std::string::npos) << cnf;
+  const auto& haproxy = file(files, "lb-01", "etc/haproxy/haproxy.cfg").content;
+  EXPECT_NE(haproxy.find("stats socket /run/haproxy/admin.sock"), std::string::npos);
+  EXPECT_NE(haproxy.find("ssl crt /etc/webstack/tls/site.pem"), std::string::npos);
+  EXPECT_NE(file(files, "lb-02", "etc/keepalived/keepalived.conf").content.find("interface ens3"),
+            std::string::npos);
+  EXPECT_NE(file(files, "lb-01", "etc/keepalived/keepalived.conf").content.find("interface eth0"),
+            std::string::npos);
+  // The exporters' flags are the lab's (one partial for both).
+  EXPECT_NE(file(files, "web-02", "etc/default/prometheus-node-exporter")
+                .content.find("--web.listen-address=10.77.0.12:9100 --collector.disable-defaults"),
+            std::string::npos);
+  EXPECT_NE(file(files, "web-02", "etc/default/prometheus-mysqld-exporter")
+                .content.find("DATA_SOURCE_NAME='prometheus@unix(/run/mysqld/mysqld.sock)/'"),
+            std::string::npos);
+  const auto m_path = tmp_ / "out";
+  write_files(files, m_path.string());
+  const auto m = failover::load_manager_config(
+      (m_path / "mon-01/etc/webstack/failover-manager.toml").string());
+  EXPECT_EQ(m.failover_after, std::chrono::milliseconds(30000));
+  EXPECT_EQ(m.password_file, "/etc/webstack/secrets/db-failover-password");
+  const auto a =
+      failover::load_agent_config((m_path / "web-01/etc/webstack/failover-agent.toml").string());
+  EXPECT_EQ(a.pid_file, "/run/mysqld/mysqld.pid");
+}
+
+// What the real tools say of the real servers' files: HAProxy, Nginx, MariaDB, nftables,
+// Prometheus, and systemd of the units (systemd-analyze verify).
+TEST_F(RenderHostsTest, ConfigsAndUnitsPassTheirTools) {
+  for (const char* tool : {"haproxy", "nginx", "mariadbd", "nft", "promtool", "systemd-analyze"}) {
+    if (!tool_exists(tool)) GTEST_FAIL() << tool << " not installed (scripts/setup.sh)";
+  }
+  if (::geteuid() != 0) GTEST_FAIL() << "nginx -t with `user www-data` needs root";
+  const auto out = tmp_ / "out";
+  const auto files = render_site(real_topology(), options_);
+  write_files(files, out.string());
+
+  // HAProxy, with a certificate where the bundle expects the site's.
+  const auto pem = tmp_ / "site.pem";
+  const auto made =
+      run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+          "-subj /CN=www.foobar.test -days 1 -keyout " +
+          (tmp_ / "key").string() + " -out " + (tmp_ / "crt").string() + " && cat " +
+          (tmp_ / "crt").string() + " " + (tmp_ / "key").string() + " > " + pem.string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  std::string haproxy = file(files, "lb-01", "etc/haproxy/haproxy.cfg").content;
+  replace_all(haproxy, "/etc/webstack/tls/site.pem", pem.string());
+  write_text(tmp_ / "haproxy.cfg", haproxy);
+  const auto h = run("HAPROXY_STATS_PASSWORD=x haproxy -c -f " + (tmp_ / "haproxy.cfg").string());
+  EXPECT_EQ(h.exit_code, 0) << h.output;
+
+  // Nginx as Debian's unit starts it (daemon on), logs moved to the test's directory.
+  std::string nginx = file(files, "web-01", "etc/nginx/nginx.conf").content;
+  EXPECT_EQ(nginx.find("daemon off;"), std::string::npos);
+  replace_all(nginx, "listen 10.77.0.11:80 ",
+              "listen 127.0.0.1:" + std::to_string(free_tcp_port()) + " ");
+  replace_all(nginx, "listen 127.0.0.1:8081;",
+              "listen 127.0.0.1:" + std::to_string(free_tcp_port()) + ";");
+  replace_all(nginx, "/var/log/nginx/", (tmp_ / "").string());
+  replace_all(nginx, "/var/lib/nginx", (tmp_ / "nginx-lib").string());
+  fs::create_directories(tmp_ / "nginx-lib");
+  write_text(tmp_ / "nginx.conf", nginx);
+  const auto n = run("nginx -t -p " + (tmp_ / "prefix/").string() + " -c " +
+                     (tmp_ / "nginx.conf").string() + " -g 'daemon on; master_process on;'");
+  EXPECT_EQ(n.exit_code, 0) << n.output;
+
+  // MariaDB reads the drop-in.
+  const auto cnf = out / "web-02/etc/mysql/mariadb.conf.d/99-webstack.cnf";
+  const auto d = run("mariadbd --defaults-file=" + cnf.string() + " --help --verbose");
+  EXPECT_EQ(d.exit_code, 0) << d.output.substr(0, 4000);
+
+  // nftables, SSH open to the administrators only.
+  for (const std::string host : {"lb-01", "web-01", "mon-01"}) {
+    const auto nft = out / host / "etc/nftables.conf";
+    const auto r = run("nft -c -f " + nft.string());
+    EXPECT_EQ(r.exit_code, 0) << host << ": " << r.output;
+    EXPECT_NE(read_text(nft).find("ip saddr { 10.77.0.2, 192.0.2.0/24 } tcp dport 22 accept"),
+              std::string::npos)
+        << host;
+  }
+
+  // Prometheus (rule_files relative to the config's directory, as on the server).
+  const auto p =
+      run("promtool check config " + (out / "mon-01/etc/prometheus/prometheus.yml").string());
+  EXPECT_EQ(p.exit_code, 0) << p.output;
+
+  // Our units, as systemd reads them: with their binaries at the paths they name (here
+  // /bin/true: systemd-analyze checks the path exists and is executable).
+  for (const auto& [host, unit] : std::vector<std::pair<std::string, std::string>>{
+           {"web-01", "webstack-app.service"},
+           {"web-01", "webstack-failover-agent.service"},
+           {"mon-01", "webstack-failover-manager.service"}}) {
+    std::string text = file(files, host, "etc/systemd/system/" + unit).content;
+    replace_all(text, "/usr/local/bin/webstack-app", "/bin/true");
+    replace_all(text, "/usr/local/bin/webstack-failover", "/bin/true");
+    const auto path = tmp_ / "units" / unit;
+    write_text(path, text);
+    const auto v =
+        run("SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no " + path.string());
+    // Only this unit's own problems: the machine's other units are not ours to judge.
+    std::string own;
+    std::istringstream lines(v.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(unit) != std::string::npos) own += line + "\n";
+    }
+    EXPECT_EQ(own, "") << unit << ":\n" << v.output;
+  }
+}
+
+// What real servers need, or cannot have, is refused before anything is written.
+TEST_F(RenderHostsTest, RefusesWhatRealServersCannotHave) {
+  auto t = real_topology();
+  t.admin_addresses.clear();
+  try {
+    render_site(t, options_);
+    ADD_FAILURE() << "rendered without deploy.admin_addresses";
+  } catch (const topo::TopologyError& e) {
+    EXPECT_EQ(e.key(), "deploy.admin_addresses");
+    EXPECT_NE(std::string(e.what()).find("SSH"), std::string::npos) << e.what();
+  }
+  t = real_topology();
+  t.hosts[2].app = "php";  // web-01
+  try {
+    render_site(t, options_);
+    ADD_FAILURE() << "rendered a benchmark peer for a real server";
+  } catch (const topo::TopologyError& e) {
+    EXPECT_NE(std::string(e.what()).find("web-01"), std::string::npos) << e.what();
+  }
+  options_.peers = {"php"};
+  EXPECT_THROW(render_site(real_topology(), options_), std::runtime_error);
+  EXPECT_EQ(parse_target("hosts"), Target::Hosts);
+  EXPECT_THROW(parse_target("servers"), std::invalid_argument);
+}
+
 }  // namespace webstack::render

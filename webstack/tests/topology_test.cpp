@@ -260,7 +260,7 @@ TEST(Topology, DatabaseFailoverIsAutomaticWithAMonitorHost) {
 
 TEST(TopologyErrors, UnknownTopLevelTableAndKey) {
   auto e = error_of(kValid + "[network]\nmtu = 1500\n", 14, "network");
-  EXPECT_TRUE(mentions(e, "[lab], [site], [lb], [db], [[host]]")) << e.what();
+  EXPECT_TRUE(mentions(e, "[lab], [site], [lb], [db], [deploy], [[host]]")) << e.what();
   error_of("title = \"x\"\n" + kValid, 1, "title");
   error_of(kValid + "[[hosts]]\nname = \"x\"\n", 14, "hosts");
 }
@@ -563,6 +563,31 @@ TEST(TopologyReserved, EdgeS6AndNetAreNotHostNames) {
       EXPECT_EQ(e.file(), "site.toml");
     }
   }
+}
+
+// Real servers: who administers them ([deploy]), how SSH reaches each host and which
+// interface carries its address.
+TEST(TopologyDeploy, AdminAddressesSshAndInterface) {
+  const Topology t = parse_topology(
+      kLb + "ssh = \"lb-01.example.com\"\ninterface = \"ens3\"\n" + kPrimary + kClient +
+          "[deploy]\nadmin_addresses = [\"192.0.2.10\", \"198.51.100.0/24\"]\nssh_user = \"ops\"\n",
+      "site.toml");
+  EXPECT_EQ(t.admin_addresses, (std::vector<std::string>{"192.0.2.10", "198.51.100.0/24"}));
+  EXPECT_EQ(t.ssh_user, "ops");
+  EXPECT_EQ(t.find("lb-01")->ssh, "lb-01.example.com");
+  EXPECT_EQ(t.find("lb-01")->interface, "ens3");
+  EXPECT_EQ(t.find("web-01")->ssh, "");
+  EXPECT_EQ(t.find("web-01")->interface, "eth0");
+  EXPECT_TRUE(default_topology().admin_addresses.empty());
+
+  auto e = error_of(kValid + "[deploy]\nadmin_addresses = [\"everyone\"]\n", 15,
+                    "deploy.admin_addresses");
+  EXPECT_TRUE(mentions(e, "\"everyone\"")) << e.what();
+  error_of(kValid + "[deploy]\nadmin_addresses = []\n", 15, "deploy.admin_addresses");
+  error_of(kValid + "[deploy]\nport = 22\n", 15, "deploy.port");
+  e = error_of(kLb + "interface = \"eth0; rm\"\n" + kPrimary + kClient, 5, "host[1].interface");
+  EXPECT_TRUE(mentions(e, "interface name")) << e.what();
+  error_of(kLb + "ssh = \"a b\"\n" + kPrimary + kClient, 5, "host[1].ssh");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <systemd/sd-daemon.h>
+
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -471,12 +473,15 @@ int Server::run() {
   asio::io_context signals_io(1);
   asio::signal_set signals(signals_io, SIGTERM, SIGINT);
   start();
+  // Under systemd (Type=notify): listening, the unit is up. A no-op elsewhere.
+  sd_notify(0, "READY=1");
   std::thread waiter;  // wait()s once draining, then ends the signal loop
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
                                                                       int sig) {
     if (ec) return;
     log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     const bool first = !impl_->drain_started.load();
+    if (first) sd_notify(0, "STOPPING=1");
     drain();
     if (sig == SIGINT || !first) end_lameduck();
     if (first) {

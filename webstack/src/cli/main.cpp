@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -115,6 +116,13 @@ int main(int argc, char** argv) {
   render->add_flag("--production", production,
                    "Production intervals (scrapes, rule evaluation, alert delays) instead of "
                    "the lab's short ones");
+  std::string target = "lab";
+  render
+      ->add_option("--target", target,
+                   "lab (the lab's layout, for review) or hosts (real servers: one bundle per "
+                   "host, files at their paths on the server, systemd units, production "
+                   "intervals)")
+      ->capture_default_str();
 
   std::string up_state_dir;
   auto* up =
@@ -305,9 +313,14 @@ int main(int argc, char** argv) {
       opts.peers = checked_peers(peers);
       opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
       opts.lab = !production;
+      opts.target = webstack::render::parse_target(target);
       const auto files = webstack::render::render_site(topology, opts);
       webstack::render::write_files(files, out_dir);
-      std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), topology.hosts.size(),
+      std::set<std::string> hosts;
+      for (const auto& f : files) {
+        if (!f.host.empty()) hosts.insert(f.host);
+      }
+      std::printf("rendered %zu files for %zu hosts into %s\n", files.size(), hosts.size(),
                   absolute(out_dir).c_str());
       return 0;
     }

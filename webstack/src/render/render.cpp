@@ -58,18 +58,24 @@ class Renderer {
  public:
   explicit Renderer(std::string templates_dir) : dir_(std::move(templates_dir)) {}
 
+  // The text of template `name`, unrendered.
+  std::string text(const std::string& name) const {
+    const std::string path = (fs::path(dir_) / name).string();
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      throw std::runtime_error("template " + path + ": cannot read: " + std::strerror(errno));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) throw std::runtime_error("template " + path + ": read error");
+    return text.str();
+  }
+
   std::string render(const std::string& name, const mstch::data& context) {
     const std::string path = (fs::path(dir_) / name).string();
     auto it = cache_.find(name);
     if (it == cache_.end()) {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) {
-        throw std::runtime_error("template " + path + ": cannot read: " + std::strerror(errno));
-      }
-      std::ostringstream text;
-      text << in.rdbuf();
-      if (in.bad()) throw std::runtime_error("template " + path + ": read error");
-      it = cache_.emplace(name, mstch::mustache(text.str())).first;
+      it = cache_.emplace(name, mstch::mustache(text(name))).first;
       if (!it->second.is_valid()) {
         const std::string why = it->second.error_message();
         cache_.erase(it);
@@ -139,6 +145,10 @@ constexpr std::uint16_t kFailoverPort = 9096;
 mstch::data site_context(const Topology& t, const Options& o) {
   mstch::data d;
   const bool hardened = o.profile == Profile::Hardened;
+  const bool real = o.target == Target::Hosts;
+  d.set("real_hosts", real);  // for real servers (SSH, systemd, Debian's paths)
+  d.set("target", std::string(target_name(o.target)));
+  d.set("admin_addresses", fmt::format("{}", fmt::join(t.admin_addresses, ", ")));
   d.set("profile", std::string(profile_name(o.profile)));
   d.set("tls", hardened);
   d.set("firewall", hardened);
@@ -221,8 +231,8 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("db_port", std::to_string(t.db_port));
   d.set("edge_port", std::to_string(t.edge_port));
   d.set("state_dir", o.state_dir);
-  d.set("www_dir", o.www_dir);
-  d.set("app_binary", o.app_binary);
+  d.set("www_dir", real ? std::string("/var/www/webstack") : o.www_dir);
+  d.set("app_binary", real ? std::string(kHostAppBinary) : o.app_binary);
   // Automatic failover (hardened only: it relies on semi-sync): the manager on the monitor
   // host, a fencing agent on each database host. The agent fences well before the manager
   // may promote: fence_after + an agent round + a manager round < failover_after.
@@ -231,7 +241,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
                                 : o.lab              ? 3000
                                                      : 30000;
   d.set("failover", failover);
-  d.set("failover_binary", o.failover_binary);
+  d.set("failover_binary", real ? std::string(kHostFailoverBinary) : o.failover_binary);
   d.set("failover_port", std::to_string(kFailoverPort));
   d.set("failover_after_ms", std::to_string(failover_after_ms));
   d.set("fence_after_ms", std::to_string(failover_after_ms / 3));
@@ -286,11 +296,39 @@ mstch::data vrrp_instances(const Topology& t, const Host& h, const Options& o) {
   return list;
 }
 
+// Where the services keep their files: under the lab's state directory, or where the
+// Debian packages keep them on a real server (our own files under /etc/webstack).
+void set_paths(mstch::data& d, const Host& h, const Options& o) {
+  const bool lab = o.target == Target::Lab;
+  const std::string run = o.state_dir + "/run/" + h.name;
+  const std::string data = o.state_dir + "/data/" + h.name;
+  const auto path = [&](const char* key, const std::string& in_lab, const char* on_host) {
+    d.set(key, lab ? in_lab : std::string(on_host));
+  };
+  path("secrets_dir", o.state_dir + "/secrets", "/etc/webstack/secrets");
+  path("ca_file", o.state_dir + "/tls/ca.crt", "/etc/webstack/tls/ca.crt");
+  path("site_pem", o.state_dir + "/secrets/tls/site.pem", "/etc/webstack/tls/site.pem");
+  path("haproxy_pidfile", run + "/haproxy.pid", "/run/haproxy.pid");
+  path("haproxy_socket", run + "/haproxy.sock", "/run/haproxy/admin.sock");
+  path("nginx_pidfile", run + "/nginx.pid", "/run/nginx.pid");
+  path("nginx_temp", run + "/nginx-tmp", "/var/lib/nginx");
+  path("mysql_datadir", data + "/mysql", "/var/lib/mysql");
+  path("mysql_tmpdir", run + "/mysql-tmp", "/tmp");
+  path("mysql_socket", run + "/mysqld.sock", "/run/mysqld/mysqld.sock");
+  path("mysql_pidfile", run + "/mysqld.pid", "/run/mysqld/mysqld.pid");
+  path("mysql_tls", data + "/tls", "/etc/mysql/tls");
+  path("failover_state", o.state_dir, "/var/lib/webstack-failover");
+  path("failover_pause_file", o.state_dir + "/failover-paused",
+       "/var/lib/webstack-failover/paused");
+}
+
 mstch::data host_context(const mstch::data& site, const Topology& t, const Host& h,
                          const Options& o) {
   mstch::data d = site;
   d.set("host", h.name);
   d.set("address", h.address);
+  d.set("interface", h.interface);
+  set_paths(d, h, o);
   // A database host's fencing agent's witnesses: the other database hosts (MariaDB's
   // port) and the failover manager (its state port).
   mstch::data witnesses{mstch::data::type::list};
@@ -334,85 +372,121 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   return d;
 }
 
+// One rendered file: its template, where it goes in the lab (relative to the host's
+// directory under the state directory) and on a real server (its absolute path without
+// the leading '/'); nullptr: not rendered for that target.
 struct Output {
   const char* template_name;
-  const char* path;
+  const char* lab_path;
+  const char* host_path;
   unsigned mode;
 };
 
 // What each role needs, in the order files are listed.
 constexpr Output kLbFiles[] = {
-    {"haproxy/haproxy.cfg.mustache", "haproxy/haproxy.cfg", 0644},
-    {"s6/haproxy/run.mustache", "s6/haproxy/run", 0755},
+    {"haproxy/haproxy.cfg.mustache", "haproxy/haproxy.cfg", "etc/haproxy/haproxy.cfg", 0644},
+    {"s6/haproxy/run.mustache", "s6/haproxy/run", nullptr, 0755},
+    {"systemd/haproxy.conf.mustache", nullptr, "etc/systemd/system/haproxy.service.d/webstack.conf",
+     0644},
 };
 constexpr Output kKeepalivedFiles[] = {
-    {"keepalived/keepalived.conf.mustache", "keepalived/keepalived.conf", 0644},
-    {"s6/keepalived/run.mustache", "s6/keepalived/run", 0755},
+    {"keepalived/keepalived.conf.mustache", "keepalived/keepalived.conf",
+     "etc/keepalived/keepalived.conf", 0644},
+    {"s6/keepalived/run.mustache", "s6/keepalived/run", nullptr, 0755},
 };
 constexpr Output kWebFiles[] = {
-    {"nginx/nginx.conf.mustache", "nginx/nginx.conf", 0644},
-    {"s6/nginx/run.mustache", "s6/nginx/run", 0755},
+    {"nginx/nginx.conf.mustache", "nginx/nginx.conf", "etc/nginx/nginx.conf", 0644},
+    {"s6/nginx/run.mustache", "s6/nginx/run", nullptr, 0755},
 };
 // Each application server a web host runs (its own, and the benchmark peers).
 constexpr Output kWebstackAppFiles[] = {
-    {"app/webstack-app.toml.mustache", "app/webstack-app.toml", 0644},
-    {"s6/webstack-app/run.mustache", "s6/webstack-app/run", 0755},
+    {"app/webstack-app.toml.mustache", "app/webstack-app.toml", "etc/webstack/webstack-app.toml",
+     0644},
+    {"s6/webstack-app/run.mustache", "s6/webstack-app/run", nullptr, 0755},
+    {"systemd/webstack-app.service.mustache", nullptr, "etc/systemd/system/webstack-app.service",
+     0644},
 };
 constexpr Output kPhpFiles[] = {
-    {"php/php-fpm.conf.mustache", "php/php-fpm.conf", 0644},
-    {"s6/php-fpm/run.mustache", "s6/php-fpm/run", 0755},
+    {"php/php-fpm.conf.mustache", "php/php-fpm.conf", nullptr, 0644},
+    {"s6/php-fpm/run.mustache", "s6/php-fpm/run", nullptr, 0755},
 };
 constexpr Output kNodeFiles[] = {
-    {"s6/node/run.mustache", "s6/node/run", 0755},
+    {"s6/node/run.mustache", "s6/node/run", nullptr, 0755},
 };
+// On a real server, a drop-in beside Debian's own MariaDB settings (read last).
 constexpr Output kDbFiles[] = {
-    {"mariadb/my.cnf.mustache", "mariadb/my.cnf", 0644},
-    {"s6/mariadb/run.mustache", "s6/mariadb/run", 0755},
+    {"mariadb/my.cnf.mustache", "mariadb/my.cnf", "etc/mysql/mariadb.conf.d/99-webstack.cnf", 0644},
+    {"s6/mariadb/run.mustache", "s6/mariadb/run", nullptr, 0755},
 };
-// Monitoring (only when the site has a monitor host).
+// Monitoring (only when the site has a monitor host). On a real server the packages'
+// units read their flags from /etc/default (ARGS).
 constexpr Output kMonitorFiles[] = {
-    {"prometheus/prometheus.yml.mustache", "prometheus/prometheus.yml", 0644},
-    {"prometheus/alerts.yml.mustache", "prometheus/alerts.yml", 0644},
-    {"prometheus/blackbox.yml.mustache", "prometheus/blackbox.yml", 0644},
-    {"alertmanager/alertmanager.yml.mustache", "alertmanager/alertmanager.yml", 0644},
-    {"s6/prometheus/run.mustache", "s6/prometheus/run", 0755},
-    {"s6/alertmanager/run.mustache", "s6/alertmanager/run", 0755},
-    {"s6/blackbox-exporter/run.mustache", "s6/blackbox-exporter/run", 0755},
+    {"prometheus/prometheus.yml.mustache", "prometheus/prometheus.yml",
+     "etc/prometheus/prometheus.yml", 0644},
+    {"prometheus/alerts.yml.mustache", "prometheus/alerts.yml", "etc/prometheus/alerts.yml", 0644},
+    {"prometheus/blackbox.yml.mustache", "prometheus/blackbox.yml", "etc/prometheus/blackbox.yml",
+     0644},
+    {"alertmanager/alertmanager.yml.mustache", "alertmanager/alertmanager.yml",
+     "etc/prometheus/alertmanager.yml", 0644},
+    {"s6/prometheus/run.mustache", "s6/prometheus/run", nullptr, 0755},
+    {"s6/alertmanager/run.mustache", "s6/alertmanager/run", nullptr, 0755},
+    {"s6/blackbox-exporter/run.mustache", "s6/blackbox-exporter/run", nullptr, 0755},
+    {"systemd/default/prometheus.mustache", nullptr, "etc/default/prometheus", 0644},
+    {"systemd/default/prometheus-alertmanager.mustache", nullptr,
+     "etc/default/prometheus-alertmanager", 0644},
+    {"systemd/default/prometheus-blackbox-exporter.mustache", nullptr,
+     "etc/default/prometheus-blackbox-exporter", 0644},
 };
 constexpr Output kNodeExporterFiles[] = {
-    {"s6/node-exporter/run.mustache", "s6/node-exporter/run", 0755},
+    {"s6/node-exporter/run.mustache", "s6/node-exporter/run", nullptr, 0755},
+    {"systemd/default/prometheus-node-exporter.mustache", nullptr,
+     "etc/default/prometheus-node-exporter", 0644},
 };
 constexpr Output kNginxExporterFiles[] = {
-    {"s6/nginx-exporter/run.mustache", "s6/nginx-exporter/run", 0755},
+    {"s6/nginx-exporter/run.mustache", "s6/nginx-exporter/run", nullptr, 0755},
+    {"systemd/default/prometheus-nginx-exporter.mustache", nullptr,
+     "etc/default/prometheus-nginx-exporter", 0644},
 };
 constexpr Output kMysqldExporterFiles[] = {
-    {"s6/mysqld-exporter/run.mustache", "s6/mysqld-exporter/run", 0755},
+    {"s6/mysqld-exporter/run.mustache", "s6/mysqld-exporter/run", nullptr, 0755},
+    {"systemd/default/prometheus-mysqld-exporter.mustache", nullptr,
+     "etc/default/prometheus-mysqld-exporter", 0644},
 };
 // Automatic failover: the manager (monitor host), the fencing agent (database hosts).
 constexpr Output kFailoverManagerFiles[] = {
-    {"failover/manager.toml.mustache", "failover/manager.toml", 0644},
-    {"s6/failover-manager/run.mustache", "s6/failover-manager/run", 0755},
+    {"failover/manager.toml.mustache", "failover/manager.toml",
+     "etc/webstack/failover-manager.toml", 0644},
+    {"s6/failover-manager/run.mustache", "s6/failover-manager/run", nullptr, 0755},
+    {"systemd/webstack-failover-manager.service.mustache", nullptr,
+     "etc/systemd/system/webstack-failover-manager.service", 0644},
 };
 constexpr Output kFailoverAgentFiles[] = {
-    {"failover/agent.toml.mustache", "failover/agent.toml", 0644},
-    {"s6/failover-agent/run.mustache", "s6/failover-agent/run", 0755},
+    {"failover/agent.toml.mustache", "failover/agent.toml", "etc/webstack/failover-agent.toml",
+     0644},
+    {"s6/failover-agent/run.mustache", "s6/failover-agent/run", nullptr, 0755},
+    {"systemd/webstack-failover-agent.service.mustache", nullptr,
+     "etc/systemd/system/webstack-failover-agent.service", 0644},
 };
+// On a real server, nftables.service loads /etc/nftables.conf at boot.
 constexpr Output kFirewallFiles[] = {
-    {"nftables/ruleset.nft.mustache", "nftables/ruleset.nft", 0644},
+    {"nftables/ruleset.nft.mustache", "nftables/ruleset.nft", "etc/nftables.conf", 0644},
 };
 constexpr Output kEdgeFiles[] = {
-    {"edge/haproxy.cfg.mustache", "edge/haproxy.cfg", 0644},
-    {"s6/edge/run.mustache", "s6/edge/run", 0755},
+    {"edge/haproxy.cfg.mustache", "edge/haproxy.cfg", nullptr, 0644},
+    {"s6/edge/run.mustache", "s6/edge/run", nullptr, 0755},
 };
 
-// Every service (an s6/<name>/run file) gets a logger: s6/<name>/log/run (s6-log into
-// <state>/log/<host>/<name>/, read by `webstack logs`).
+// In the lab every service (an s6/<name>/run file) gets a logger: s6/<name>/log/run
+// (s6-log into <state>/log/<host>/<name>/, read by `webstack logs`). On a real server
+// journald keeps the logs.
 template <std::size_t N>
 void emit(std::vector<File>& files, Renderer& r, const std::string& host,
-          const Output (&outputs)[N], const mstch::data& context) {
+          const Output (&outputs)[N], const mstch::data& context, Target target) {
   for (const auto& o : outputs) {
-    files.push_back(File{host, o.path, r.render(o.template_name, context), o.mode});
-    const std::string_view path = o.path;
+    const char* path_or_null = target == Target::Lab ? o.lab_path : o.host_path;
+    if (path_or_null == nullptr) continue;
+    const std::string_view path = path_or_null;
+    files.push_back(File{host, std::string(path), r.render(o.template_name, context), o.mode});
     if (path.starts_with("s6/") && path.ends_with("/run")) {
       const std::string service(path.substr(3, path.size() - 3 - 4));
       mstch::data log_context = context;
@@ -493,40 +567,92 @@ Profile parse_profile(std::string_view name) {
                               "\" (known: hardened, seed)");
 }
 
-std::vector<File> render_site(const topo::Topology& topology, const Options& options) {
+std::string_view target_name(Target t) {
+  return t == Target::Hosts ? "hosts" : "lab";
+}
+
+Target parse_target(std::string_view name) {
+  if (name == "lab") return Target::Lab;
+  if (name == "hosts") return Target::Hosts;
+  throw std::invalid_argument("unknown target \"" + std::string(name) + "\" (known: lab, hosts)");
+}
+
+std::vector<File> render_site(const topo::Topology& topology, const Options& given) {
+  Options options = given;
+  const Target target = options.target;
+  if (target == Target::Hosts) {
+    if (topology.admin_addresses.empty()) {
+      throw topo::TopologyError(
+          topology.source, 0, "deploy.admin_addresses",
+          "missing; real servers need it (their firewalls open SSH to these addresses only), "
+          "e.g. [deploy] admin_addresses = [\"192.0.2.10\"]");
+    }
+    if (!options.peers.empty()) {
+      throw std::runtime_error("the benchmark peers (--peers) run in the lab only");
+    }
+    for (const auto& h : topology.hosts) {
+      if (has_role(h, Role::Web) && h.app != "webstack") {
+        throw topo::TopologyError(
+            topology.source, h.line, "app",
+            fmt::format("host {} runs \"{}\", a benchmark peer, for the lab only; real "
+                        "servers run webstack-app",
+                        h.name, h.app));
+      }
+    }
+    options.lab = false;  // production intervals
+  }
   Renderer r(options.templates_dir);
-  const mstch::data site = site_context(topology, options);
+  mstch::data site = site_context(topology, options);
+  // Partials ({{>name}}): command-line flags shared by the lab's s6 run scripts and the
+  // real servers' /etc/default files (one line each), and our units' sandbox.
+  const auto partial = [&](const std::string& key, const std::string& name) {
+    std::string text = r.text(name);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    site.set(key, text);
+  };
+  for (const char* name : {"node-exporter", "nginx-exporter", "mysqld-exporter", "prometheus",
+                           "alertmanager", "blackbox-exporter"}) {
+    std::string key = std::string(name) + "_flags";
+    std::replace(key.begin(), key.end(), '-', '_');
+    partial(key, fmt::format("exporters/{}.flags.mustache", name));
+  }
+  partial("systemd_sandbox", "systemd/sandbox.mustache");
   std::vector<File> files;
   for (const auto& h : topology.hosts) {
+    // The client stands for the internet: no real server of the site.
+    if (target == Target::Hosts && has_role(h, Role::Client)) continue;
     const mstch::data context = host_context(site, topology, h, options);
+    const auto out = [&](const auto& outputs) { emit(files, r, h.name, outputs, context, target); };
     // Roles in a fixed order, whatever their order in the file.
     if (has_role(h, Role::LoadBalancer)) {
-      emit(files, r, h.name, kLbFiles, context);
-      if (!topology.virtual_addresses.empty()) emit(files, r, h.name, kKeepalivedFiles, context);
+      out(kLbFiles);
+      if (!topology.virtual_addresses.empty()) out(kKeepalivedFiles);
     }
     if (has_role(h, Role::Web)) {
-      emit(files, r, h.name, kWebFiles, context);
-      if (runs(options, h, "webstack")) emit(files, r, h.name, kWebstackAppFiles, context);
-      if (runs(options, h, "php")) emit(files, r, h.name, kPhpFiles, context);
-      if (runs(options, h, "node")) emit(files, r, h.name, kNodeFiles, context);
+      out(kWebFiles);
+      if (runs(options, h, "webstack")) out(kWebstackAppFiles);
+      if (runs(options, h, "php")) out(kPhpFiles);
+      if (runs(options, h, "node")) out(kNodeFiles);
     }
-    if (has_role(h, Role::Database)) emit(files, r, h.name, kDbFiles, context);
+    if (has_role(h, Role::Database)) out(kDbFiles);
     if (options.profile == Profile::Hardened && topology.automatic_failover()) {
-      if (has_role(h, Role::Monitor)) emit(files, r, h.name, kFailoverManagerFiles, context);
-      if (has_role(h, Role::Database)) emit(files, r, h.name, kFailoverAgentFiles, context);
+      if (has_role(h, Role::Monitor)) out(kFailoverManagerFiles);
+      if (has_role(h, Role::Database)) out(kFailoverAgentFiles);
     }
     if (topology.monitor() != nullptr && !has_role(h, Role::Client)) {
-      if (has_role(h, Role::Monitor)) emit(files, r, h.name, kMonitorFiles, context);
-      emit(files, r, h.name, kNodeExporterFiles, context);
-      if (has_role(h, Role::Web)) emit(files, r, h.name, kNginxExporterFiles, context);
-      if (has_role(h, Role::Database)) emit(files, r, h.name, kMysqldExporterFiles, context);
+      if (has_role(h, Role::Monitor)) out(kMonitorFiles);
+      out(kNodeExporterFiles);
+      if (has_role(h, Role::Web)) out(kNginxExporterFiles);
+      if (has_role(h, Role::Database)) out(kMysqldExporterFiles);
     }
     // A client host runs nothing of the site, but gets its firewall like every host.
-    if (options.profile == Profile::Hardened) emit(files, r, h.name, kFirewallFiles, context);
+    if (options.profile == Profile::Hardened) out(kFirewallFiles);
   }
-  mstch::data edge = site;
-  edge.set("host", std::string("edge"));
-  emit(files, r, "", kEdgeFiles, edge);
+  if (target == Target::Lab) {
+    mstch::data edge = site;
+    edge.set("host", std::string("edge"));
+    emit(files, r, "", kEdgeFiles, edge, target);
+  }
   return files;
 }
 

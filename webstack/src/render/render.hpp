@@ -20,7 +20,21 @@ std::string_view profile_name(Profile p);  // "hardened", "seed"
 // Throws std::invalid_argument naming the known profiles.
 Profile parse_profile(std::string_view name);
 
+// Where the files go. Lab: the lab's state directory (s6 run scripts, paths under the
+// state directory, network namespaces). Hosts: real servers, one bundle per host with
+// every file at its path on the server (/etc/haproxy/haproxy.cfg ...), systemd units for
+// our own services, the packaged services' own units kept; production intervals.
+enum class Target { Lab, Hosts };
+std::string_view target_name(Target t);  // "lab", "hosts"
+// Throws std::invalid_argument naming the known targets.
+Target parse_target(std::string_view name);
+
+// Where our binaries live on a real server (the deploy installs them there).
+inline constexpr std::string_view kHostAppBinary = "/usr/local/bin/webstack-app";
+inline constexpr std::string_view kHostFailoverBinary = "/usr/local/bin/webstack-failover";
+
 struct Options {
+  Target target = Target::Lab;
   Profile profile = Profile::Hardened;
   // Application servers every web host runs beside its own (topology `app`), each served
   // by Nginx under the name "<kind>.bench" (and "nginx.bench": `return 200`, the HTTP
@@ -39,13 +53,17 @@ struct Options {
 
 struct File {
   std::string host;  // "lb-01"; "" for files of the lab itself (e.g. the edge)
-  std::string path;  // relative to the host's directory, e.g. "haproxy/haproxy.cfg"
+  // Relative to the host's directory: "haproxy/haproxy.cfg" in the lab; for real hosts
+  // the path on the server without its leading '/', "etc/haproxy/haproxy.cfg".
+  std::string path;
   std::string content;
   unsigned mode = 0644;  // 0755 for s6 run scripts
 };
 
 // Every file of every host, in a stable order. Throws std::runtime_error naming the
-// template on a missing template or a mustache error.
+// template on a missing template or a mustache error; for Target::Hosts, also when the
+// topology lacks what real servers need (deploy.admin_addresses) or asks for what only
+// the lab has (benchmark peers).
 std::vector<File> render_site(const topo::Topology& topology, const Options& options);
 
 // Writes `files` under `out_dir` as out_dir/<host>/<path> (out_dir/<path> for host "").

@@ -75,6 +75,14 @@ failover = "automatic"
 mode = "active-passive"
 virtual_addresses = ["10.77.0.5"]   # one per active balancer; inside the subnet
 
+# Real servers (`webstack render --target hosts`): who may reach the servers' SSH (the
+# firewall opens port 22 to them only) and the account Ansible logs in as. A [[host]]
+# may also set ssh = "web-01.example.com" (default: its address) and interface = "ens3"
+# (default "eth0": the interface with its address, where keepalived runs VRRP).
+# [deploy]
+# admin_addresses = ["192.0.2.10"]
+# ssh_user = "root"
+
 [[host]]
 name = "lb-01"
 address = "10.77.0.10"
@@ -331,6 +339,7 @@ struct HostSource {
   int roles = 0;
   int db = 0;
   int app = 0;
+  int interface = 0;
 };
 
 class Parser {
@@ -343,6 +352,7 @@ class Parser {
     const toml::node* hosts = nullptr;
     const toml::node* lb = nullptr;
     const toml::node* db = nullptr;
+    const toml::node* deploy = nullptr;
     for (const auto& [key, node] : in_file_order(root)) {
       const std::string_view name = key->str();
       if (name == "lab"sv) {
@@ -351,6 +361,8 @@ class Parser {
         lb = node;
       } else if (name == "db"sv) {
         db = node;
+      } else if (name == "deploy"sv) {
+        deploy = node;
       } else if (name == "site"sv) {
         site = node;
       } else if (name == "host"sv) {
@@ -358,8 +370,9 @@ class Parser {
       } else {
         fail(line_of(*node), std::string(name),
              node->is_table() || node->is_array_of_tables()
-                 ? "unknown table (known: [lab], [site], [lb], [db], [[host]])"
-                 : "unknown key; keys belong in [lab], [site], [lb], [db] and [[host]]");
+                 ? "unknown table (known: [lab], [site], [lb], [db], [deploy], [[host]])"
+                 : "unknown key; keys belong in [lab], [site], [lb], [db], [deploy] and "
+                   "[[host]]");
       }
     }
     if (lab != nullptr) {
@@ -375,7 +388,44 @@ class Parser {
     if (db != nullptr) {
       parse_db(*db);
     }
+    if (deploy != nullptr) {
+      parse_deploy(*deploy);
+    }
     check_site();
+  }
+
+  // [deploy]: what real servers need beyond the lab (who administers them, as whom).
+  void parse_deploy(const toml::node& node) {
+    for (const auto& [key, value] : in_file_order(section(node, "deploy"))) {
+      const std::string name(key->str());
+      const std::string full = "deploy." + name;
+      if (name == "admin_addresses") {
+        const auto* array = value->as_array();
+        if (array == nullptr || array->empty()) {
+          fail(line_of(*value), full,
+               fmt::format("must be a non-empty array of IPv4 addresses or CIDR blocks, got {}",
+                           describe(*value)));
+        }
+        for (const toml::node& element : *array) {
+          const auto* text = element.as_string();
+          const std::string item = text == nullptr ? std::string() : text->get();
+          if (text == nullptr || (!parse_ipv4(item) && !parse_cidr(item))) {
+            fail(line_of(element), full,
+                 fmt::format("must be an IPv4 address or CIDR block like \"192.0.2.10\" or "
+                             "\"192.0.2.0/24\", got {}",
+                             describe(element)));
+          }
+          t_.admin_addresses.push_back(item);
+        }
+      } else if (name == "ssh_user") {
+        t_.ssh_user = string_value(*value, full);
+        if (const std::string why = name_problem(t_.ssh_user, 32); !why.empty()) {
+          fail(line_of(*value), full, why);
+        }
+      } else {
+        unknown_key(*key, full, "admin_addresses, ssh_user");
+      }
+    }
   }
 
   // [db]: automatic or manual failover of the primary.
@@ -697,8 +747,34 @@ class Parser {
                fmt::format("must be one of webstack, php, node, got {}", in_quotes(host.app)));
         }
         src.app = line_of(*value);
+      } else if (name == "ssh") {
+        host.ssh = string_value(*value, full);
+        const bool fine = !host.ssh.empty() && host.ssh.size() <= 253 &&
+                          std::all_of(host.ssh.begin(), host.ssh.end(), [](char c) {
+                            return is_lower_alnum(c) || (c >= 'A' && c <= 'Z') || c == '.' ||
+                                   c == '-' || c == '_' || c == ':';
+                          });
+        if (!fine) {
+          fail(line_of(*value), full,
+               fmt::format("must be a host name or address SSH reaches (letters, digits, "
+                           "'.', '-', '_', ':'), got {}",
+                           in_quotes(host.ssh)));
+        }
+      } else if (name == "interface") {
+        host.interface = string_value(*value, full);
+        const bool fine = !host.interface.empty() && host.interface.size() <= 15 &&
+                          std::all_of(host.interface.begin(), host.interface.end(), [](char c) {
+                            return is_lower_alnum(c) || (c >= 'A' && c <= 'Z') || c == '.' ||
+                                   c == '-' || c == '_';
+                          });
+        if (!fine) {
+          fail(line_of(*value), full,
+               fmt::format("must be a network interface name (at most 15 letters, digits, "
+                           "'.', '-', '_'), got {}",
+                           in_quotes(host.interface)));
+        }
       } else {
-        unknown_key(*key, full, "name, address, roles, db, app");
+        unknown_key(*key, full, "name, address, roles, db, app, ssh, interface");
       }
     }
     const auto missing = [&](bool present, std::string_view key) {

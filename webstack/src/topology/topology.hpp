@@ -29,6 +29,11 @@ struct Host {
   // A web host's application server behind its Nginx: "webstack" (webstack-app), or a
   // benchmark peer from bench/peers/: "php" (PHP-FPM) or "node" (Node.js).
   std::string app = "webstack";
+  // For real servers (`render --target hosts`, `deploy`): where SSH reaches the host
+  // ("" means its address), and the network interface that carries its address
+  // (keepalived's VRRP runs on it).
+  std::string ssh;
+  std::string interface = "eth0";
   int line = 0;  // where the host's table starts in its file (0: embedded)
 
   bool has(Role r) const;
@@ -70,6 +75,12 @@ struct Topology {
   std::string failover = "automatic";
   int failover_after = 0;
   bool automatic_failover() const;  // "automatic", with a monitor host and a replica
+
+  // [deploy]: real servers. admin_addresses: who may reach the servers' SSH (IPv4
+  // addresses or CIDR blocks; the firewall opens port 22 to them only); ssh_user: the
+  // account Ansible logs in as (root, or one with sudo).
+  std::vector<std::string> admin_addresses;
+  std::string ssh_user = "root";
 
   std::vector<Host> hosts;  // in file order
 
