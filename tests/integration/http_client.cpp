@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <openssl/err.h>
@@ -93,6 +95,11 @@ std::string openssl_errors() {
 }  // namespace
 
 void HttpClient::use_tls(TlsOptions tls) {
+  // SSL_write() writes with write(2): a server that closed the connection (a killed
+  // HAProxy) would raise SIGPIPE and end the whole test binary. With it ignored the write
+  // fails with EPIPE, which the caller sees as an error. (Plain sockets use MSG_NOSIGNAL.)
+  static std::once_flag sigpipe_ignored;
+  std::call_once(sigpipe_ignored, [] { ::signal(SIGPIPE, SIG_IGN); });
   close();
   if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
   ssl_ctx_ = SSL_CTX_new(TLS_client_method());
