@@ -207,9 +207,16 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
   EXPECT_EQ(jobs["alertmanager"], Hosts({"mon-01"}));
   EXPECT_EQ(jobs["failover-manager"], Hosts({"mon-01"}));
   EXPECT_EQ(scalar(R"(webstack_failover_writable_primary{job="failover-manager"})"), 1);
-  // The blackbox probe really fetched the site over HTTPS, verified with the lab CA.
-  EXPECT_EQ(scalar(R"(probe_success{job="site"})"), 1);
-  EXPECT_EQ(scalar(R"(probe_http_ssl{job="site"})"), 1);
+  // The blackbox probe really fetched the site over HTTPS, verified with the lab CA (its
+  // latest probe: one that an earlier test's fault failed is followed by a good one).
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return scalar(R"(probe_success{job="site"})") == 1 &&
+               scalar(R"(probe_http_ssl{job="site"})") == 1;
+      },
+      20s, 500ms))
+      << "probe_success " << scalar(R"(probe_success{job="site"})") << ", probe_http_ssl "
+      << scalar(R"(probe_http_ssl{job="site"})");
   // Alertmanager answers through the edge too.
   const auto am =
       webstack::lab::run({"curl", "-sS", "--fail", "--max-time", "5",
