@@ -21,6 +21,8 @@ PACKAGES=(
   wrk sysbench curl procps iproute2
   # the benchmarks' peers (bench/peers) and charts
   php8.2-fpm php8.2-mysql nodejs gnuplot-nox
+  # emulated real servers (deploy/machines) and pushing to them (deploy/ansible)
+  debootstrap systemd-container openssh-client ansible
 )
 
 missing=()

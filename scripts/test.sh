@@ -11,9 +11,16 @@ cd "$(dirname "$0")/.."
 cleanup_test_labs() {
   local cli=$1 dir
   for dir in /tmp/*-site; do
-    [ -f "$dir/site.toml" ] && [ -f "$dir/state/.webstack-lab" ] || continue
+    [ -f "$dir/site.toml" ] || continue
     [ -x "$cli" ] || continue
-    "$cli" down --purge -f "$dir/site.toml" --state-dir "$dir/state" >/dev/null 2>&1 || true
+    # A deploy test's emulated servers (webstack machines) first, then the lab.
+    if [ -f "$dir/machines/.webstack-machines" ]; then
+      "$cli" machines down --purge -f "$dir/site.toml" --state-dir "$dir/machines" \
+        >/dev/null 2>&1 || true
+    fi
+    if [ -f "$dir/state/.webstack-lab" ]; then
+      "$cli" down --purge -f "$dir/site.toml" --state-dir "$dir/state" >/dev/null 2>&1 || true
+    fi
     rm -rf "$dir"
   done
 }

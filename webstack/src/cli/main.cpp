@@ -23,7 +23,9 @@
 #include "lab/control.hpp"
 #include "lab/database.hpp"
 #include "lab/deploy.hpp"
+#include "lab/machines.hpp"
 #include "lab/monitoring.hpp"
+#include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -218,6 +220,29 @@ int main(int argc, char** argv) {
                     "State directory (default: /var/lib/webstack/<lab>)");
   }
 
+  // Emulated real servers (deploy/machines): up|down|ssh.
+  std::string machines_state_dir, machines_host;
+  std::vector<std::string> machines_argv;
+  bool machines_purge = false;
+  auto* machines = cli.add_subcommand(
+      "machines",
+      "Emulated real servers: every host but the client a Debian 12 machine booting systemd "
+      "in its namespace (systemd-nspawn), for proving a deploy; SSH from the client host");
+  machines->require_subcommand(1);
+  auto* machines_up = machines->add_subcommand("up", "Boot every machine (root)");
+  auto* machines_down = machines->add_subcommand("down", "Stop every machine, remove the network");
+  machines_down->add_flag("--purge", machines_purge, "Also remove the machines' disks and key");
+  auto* machines_ssh =
+      machines->add_subcommand("ssh", "Run a command on a machine over SSH: ssh HOST -- CMD...");
+  machines_ssh->add_option("host", machines_host, "Host name")->required();
+  machines_ssh->add_option("command", machines_argv, "Command and its arguments (after --)")
+      ->required();
+  for (auto* sub : {machines_up, machines_down, machines_ssh}) {
+    sub->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+    sub->add_option("--state-dir", machines_state_dir,
+                    "State directory (default: /var/lib/webstack/<lab>-machines)");
+  }
+
   std::string failover_action;
   auto* failover = cli.add_subcommand(
       "failover", "Automatic database failover: pause|resume the manager, or its status");
@@ -392,6 +417,25 @@ int main(int argc, char** argv) {
       if (const auto made = webstack::lab::recorded_profile(lab_dir)) opts.profile = *made;
       opts.peers = webstack::lab::recorded_peers(lab_dir);
       webstack::lab::promote(topology, opts, db_host, stdout);
+      return 0;
+    }
+    if (machines->parsed()) {
+      webstack::lab::MachinesOptions m;
+      m.state_dir = machines_state_dir.empty() ? "/var/lib/webstack/" + topology.name + "-machines"
+                                               : absolute(machines_state_dir);
+      m.script = resource("", "WEBSTACK_MACHINES",
+                          std::string(WEBSTACK_SOURCE_DIR) + "/deploy/machines/machines.sh");
+      m.cache_dir = resource("", "WEBSTACK_MACHINES_CACHE", "/var/cache/webstack-machines");
+      if (machines_up->parsed()) webstack::lab::machines_up(topology, m);
+      if (machines_down->parsed()) webstack::lab::machines_down(topology, m, machines_purge);
+      if (machines_ssh->parsed()) {
+        const auto r = webstack::lab::run(
+            webstack::lab::ssh_command(topology, m, machines_host, machines_argv),
+            std::chrono::minutes(10));
+        std::fputs(r.out.c_str(), stdout);
+        std::fputs(r.err.c_str(), stderr);
+        return r.exit_code;
+      }
       return 0;
     }
     if (failover->parsed()) {
