@@ -883,6 +883,7 @@ topo::Topology real_topology() {
   t.virtual_addresses = {"10.77.0.5"};
   t.admin_addresses = {"10.77.0.2", "192.0.2.0/24"};
   t.hosts[1].interface = "ens3";  // lb-02's address is on another interface name
+  t.hosts[0].ssh = "lb-01.example.com";
   return t;
 }
 
@@ -913,7 +914,20 @@ TEST_F(RenderHostsTest, EveryFileAtItsPathOnTheServer) {
     for (const auto& f : files) out.insert(f.host);
     return out;
   }();
-  EXPECT_EQ(hosts, (std::set<std::string>{"lb-01", "lb-02", "web-01", "web-02", "mon-01"}));
+  // "": beside the servers' bundles, Ansible's inventory of them.
+  EXPECT_EQ(hosts, (std::set<std::string>{"", "lb-01", "lb-02", "web-01", "web-02", "mon-01"}));
+  EXPECT_EQ(paths_of(files, ""), (std::set<std::string>{"inventory.yml"}));
+  const auto& inventory = file(files, "", "inventory.yml").content;
+  for (const char* line :
+       {"    ansible_user: root\n",
+        "    webstack_admin_addresses: [\"10.77.0.2\", \"192.0.2.0/24\"]\n",
+        "    lb-01:\n      ansible_host: lb-01.example.com\n      address: 10.77.0.10\n",
+        "    web-02:\n      ansible_host: 10.77.0.12\n      address: 10.77.0.12\n      db_role: "
+        "replica\n",
+        "    monitor:\n      hosts:\n        mon-01:\n"}) {
+    EXPECT_NE(inventory.find(line), std::string::npos) << line << "\nin:\n" << inventory;
+  }
+  EXPECT_EQ(inventory.find("client"), std::string::npos) << inventory;
   EXPECT_EQ(paths_of(files, "lb-01"),
             (std::set<std::string>{"etc/haproxy/haproxy.cfg",
                                    "etc/systemd/system/haproxy.service.d/webstack.conf",

@@ -102,6 +102,7 @@ mstch::data host_item(const Topology& t, const Host& h, bool first) {
   d.set("address", h.address);
   d.set("ns", ns_of(t, h));
   d.set("first", first);
+  d.set("ssh_target", h.ssh.empty() ? h.address : h.ssh);  // real servers: where SSH goes
   return d;
 }
 
@@ -149,6 +150,15 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("real_hosts", real);  // for real servers (SSH, systemd, Debian's paths)
   d.set("target", std::string(target_name(o.target)));
   d.set("admin_addresses", fmt::format("{}", fmt::join(t.admin_addresses, ", ")));
+  mstch::data admin_list{mstch::data::type::list};
+  for (std::size_t i = 0; i < t.admin_addresses.size(); ++i) {
+    mstch::data item;
+    item.set("address", t.admin_addresses[i]);
+    item.set("first", i == 0);
+    admin_list.push_back(item);
+  }
+  d.set("admin_list", admin_list);
+  d.set("ssh_user", t.ssh_user);
   d.set("profile", std::string(profile_name(o.profile)));
   d.set("tls", hardened);
   d.set("firewall", hardened);
@@ -647,6 +657,10 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& giv
     }
     // A client host runs nothing of the site, but gets its firewall like every host.
     if (options.profile == Profile::Hardened) out(kFirewallFiles);
+  }
+  if (target == Target::Hosts) {
+    // Ansible's inventory of these servers, beside their bundles.
+    files.push_back(File{"", "inventory.yml", r.render("ansible/inventory.yml.mustache", site)});
   }
   if (target == Target::Lab) {
     mstch::data edge = site;
