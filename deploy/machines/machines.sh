@@ -34,7 +34,7 @@ readonly MACHINE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 # What a server has before any role is deployed (debootstrap --include).
 readonly BASE_PACKAGES=(systemd systemd-sysv dbus openssh-server python3 sudo iproute2
-    nftables curl ca-certificates)
+    nftables curl ca-certificates netbase)
 # What the roles need, installed from the host because the lab's network has no route
 # out. python3-apt: Ansible's apt module needs it and would otherwise try to install it
 # (from the network) on first use. libtomlplusplus3, libboost-json1.81.0: ldd of
@@ -180,7 +180,10 @@ cmd_rootfs() {
     local cache root build marker t0 mirror security p
     cache=$(abspath "$1")
     root=$cache/rootfs build=$cache/rootfs.building marker=$cache/rootfs.complete
-    if [[ -f $marker && -d $root/usr ]]; then
+    # The marker holds the package lists the tree was built from: another list (this
+    # script changed) builds it again.
+    local want="${BASE_PACKAGES[*]} / ${ROLE_PACKAGES[*]}"
+    if [[ -f $marker && -d $root/usr && $(cat "$marker") == "$want" ]]; then
         info "rootfs: $root is complete ($(du -sh --one-file-system "$root" | cut -f1)); remove $marker to rebuild"
         return 0
     fi
@@ -192,7 +195,7 @@ cmd_rootfs() {
         [[ -e $p ]] || continue
         ! grep -qF "lowerdir=$p," /proc/self/mountinfo ||
             die "rootfs: $p is incomplete but a machine's overlay still uses it; stop the machines first"
-        info "rootfs: removing the incomplete tree $p"
+        info "rootfs: removing $p (incomplete, or built from other package lists)"
         umount_below "$p"
         rm -rf --one-file-system "$p"
     done
@@ -277,7 +280,7 @@ EOF
 
     mv "$build" "$root"
     ROOTFS_BUILD=""
-    touch "$marker"
+    printf '%s\n' "$want" >"$marker"
     info "rootfs: $root complete: $(du -sh --one-file-system "$root" | cut -f1), built in $(since "$t0") s"
 }
 
@@ -385,12 +388,15 @@ EOF
     # /dev/console (systemd needs one), its output copied to nspawn's stdout, no input.
     # --private-users=no: the container's root is the host's root; user namespaces would
     # need the overlay id-mapped or chowned (copying the whole tree up).
+    # CAP_NET_ADMIN and a writable /proc/sys/net (SYSTEMD_NSPAWN_API_VFS_WRITABLE=network):
+    # a server manages its own network (nftables, keepalived's addresses, net.* sysctls
+    # such as ip_nonlocal_bind); here that network is the machine's own namespace.
     (
         for cg in $(machine_cgroups "$name"); do echo "$BASHPID" >"$cg/cgroup.procs"; done
-        exec setsid systemd-nspawn --boot --register=no --keep-unit \
+        SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --register=no --keep-unit \
             --network-namespace-path="/run/netns/$netns" -D "$r" --machine="$name" \
             --private-users=no --console=read-only --resolv-conf=off --timezone=off \
-            --link-journal=no
+            --link-journal=no --capability=CAP_NET_ADMIN
     ) </dev/null >>"$dir/console.log" 2>&1 &
     pid=$!
     disown "$pid" # it outlives this script; no job notice if it dies early

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -129,6 +130,127 @@ TEST_F(MachinesTest, AFailedUpStartsNothing) {
   EXPECT_FALSE(fs::exists(state_));
   const auto namespaces = webstack::lab::run({"ip", "netns", "list"});
   EXPECT_EQ(namespaces.out.find(lab_.name() + "-"), std::string::npos) << namespaces.out;
+}
+
+// The whole path to real servers: `render --target hosts` (bundles and inventory), the
+// secrets (deploy/ansible/make-vault.py), and deploy/ansible/site.yml from the client
+// host over SSH, as an operator would run it; then the same checks as the lab's.
+TEST_F(MachinesTest, ThePlaybookDeploysTheSiteAndASecondRunChangesNothing) {
+  const auto up = machines({"up"}, 20min);
+  ASSERT_EQ(up.exit_code, 0) << up.out << up.err;
+  const std::string bundle = lab_.dir() + "/bundle";
+  const auto rendered = webstack::lab::run({webstack::test::cli_path(), "render", "--target",
+                                            "hosts", "-f", lab_.topology(), "-o", bundle});
+  ASSERT_EQ(rendered.exit_code, 0) << rendered.out << rendered.err;
+  // The secrets, as the vault's plain text (kept in the test's directory, 0600).
+  const std::string vault = lab_.dir() + "/vault.yml";
+  const auto made = webstack::lab::run(
+      {"sh", "-c",
+       fmt::format("umask 077 && {}/deploy/ansible/make-vault.py -i {}/inventory.yml --ca-dir "
+                   "{}/ca > {}",
+                   WEBSTACK_SOURCE_DIR, bundle, lab_.dir(), vault)},
+      2min);
+  ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
+
+  const auto playbook = [&] {
+    return lab_.cli({"exec", "client", "--", "env", "ANSIBLE_HOST_KEY_CHECKING=False",
+                     "ANSIBLE_CONFIG=" WEBSTACK_SOURCE_DIR "/deploy/ansible/ansible.cfg",
+                     "ANSIBLE_FORCE_COLOR=0", "ansible-playbook", "-i", bundle + "/inventory.yml",
+                     WEBSTACK_SOURCE_DIR "/deploy/ansible/site.yml", "-e", "bundle_dir=" + bundle,
+                     "-e", "@" + vault, "--private-key", state_ + "/ssh/id_ed25519"},
+                    30min);
+  };
+  const auto first = playbook();
+  ASSERT_EQ(first.exit_code, 0) << first.out.substr(
+                                       first.out.size() > 20000 ? first.out.size() - 20000 : 0)
+                                << first.err;
+  const auto recap = [](const std::string& out) {
+    const auto at = out.rfind("PLAY RECAP");
+    return at == std::string::npos ? out : out.substr(at);
+  };
+  std::printf("first deploy:\n%s\n", recap(first.out).c_str());
+
+  // Every server runs what its roles need, and nothing failed.
+  for (const auto& host : kMachines) {
+    EXPECT_EQ(on(host, "systemctl is-system-running"), "running")
+        << host << ": " << on(host, "systemctl --failed --no-legend");
+  }
+  EXPECT_EQ(on("lb-01", "systemctl is-active haproxy keepalived nftables"),
+            "active\nactive\nactive");
+  EXPECT_EQ(on("web-01", "systemctl is-active nginx webstack-app mariadb webstack-failover-agent"),
+            "active\nactive\nactive\nactive");
+  EXPECT_EQ(on("mon-01",
+               "systemctl is-active prometheus prometheus-alertmanager "
+               "webstack-failover-manager"),
+            "active\nactive\nactive");
+  // Replication runs, over TLS.
+  const auto replica = on("web-02", "mariadb -e 'SHOW SLAVE STATUS\\G'");
+  EXPECT_NE(replica.find("Slave_IO_Running: Yes"), std::string::npos) << replica;
+  EXPECT_NE(replica.find("Slave_SQL_Running: Yes"), std::string::npos) << replica;
+  EXPECT_NE(replica.find("Master_SSL_Allowed: Yes"), std::string::npos) << replica;
+
+  // The site from the client, through the virtual address, HTTPS verified with the CA.
+  const std::string ca = lab_.dir() + "/ca/ca.crt";
+  const auto curl = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"exec",
+                                     "client",
+                                     "--",
+                                     "curl",
+                                     "-sS",
+                                     "--max-time",
+                                     "10",
+                                     "--resolve",
+                                     "www.foobar.test:443:" + lab_.address(5),
+                                     "--resolve",
+                                     "www.foobar.test:80:" + lab_.address(5),
+                                     "--cacert",
+                                     ca};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return lab_.cli(argv, 60s);
+  };
+  std::map<std::string, int> served_by;
+  for (int i = 0; i < 20; ++i) {
+    const auto r = curl({"-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}",
+                         "https://www.foobar.test/json"});
+    ++served_by[webstack::lab::trim(r.out)];
+  }
+  EXPECT_EQ(served_by, (std::map<std::string, int>{{"200 web-01", 10}, {"200 web-02", 10}}));
+  const auto posted =
+      curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-d",
+            R"({"author":"deploy-test","text":"on real servers"})",
+            "https://www.foobar.test/api/messages"});
+  EXPECT_EQ(webstack::lab::trim(posted.out), "201") << posted.err;
+  // The firewall: from the client only the site; MariaDB is not reachable.
+  const auto db = curl({"--connect-timeout", "2", "telnet://" + lab_.address(11) + ":3306"});
+  EXPECT_NE(db.exit_code, 0) << db.out;
+
+  // A second run with the same inputs changes nothing.
+  const auto second = playbook();
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  const auto again = recap(second.out);
+  std::printf("second deploy:\n%s\n", again.c_str());
+  std::size_t hosts_unchanged = 0;
+  for (auto p = again.find("changed=0 "); p != std::string::npos;
+       p = again.find("changed=0 ", p + 1)) {
+    ++hosts_unchanged;
+  }
+  EXPECT_EQ(hosts_unchanged, kMachines.size()) << again;
+}
+
+// The playbook is lint-clean (ansible-lint, production profile: .ansible-lint) and its
+// syntax checks with the inventory `render --target hosts` writes.
+TEST(AnsiblePlaybook, PassesAnsibleLintAndTheSyntaxCheck) {
+  const std::string dir = WEBSTACK_SOURCE_DIR "/deploy/ansible";
+  const auto lint =
+      webstack::lab::run({"sh", "-c", "cd " + dir + " && ansible-lint --offline -q"}, 10min);
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
+  const auto syntax = webstack::lab::run(
+      {"sh", "-c",
+       "cd " + dir +
+           " && ansible-playbook --syntax-check -i inventory.example.yml site.yml -e "
+           "bundle_dir=/nonexistent -e @vault.example.yml"},
+      5min);
+  EXPECT_EQ(syntax.exit_code, 0) << syntax.out << syntax.err;
 }
 
 }  // namespace

@@ -496,7 +496,7 @@ TEST_F(RenderTest, LoadBalancerPairSharesTheVirtualAddress) {
   EXPECT_NE(haproxy.find("bind 10.77.0.5:443 ssl crt"), std::string::npos) << haproxy;
   EXPECT_NE(haproxy.find("bind 10.77.0.14:443 ssl crt"), std::string::npos);
   const auto& nft = file(files, "lb-01", "nftables/ruleset.nft").content;
-  EXPECT_NE(nft.find("ip saddr @load_balancers ip protocol vrrp accept"), std::string::npos);
+  EXPECT_NE(nft.find("ip saddr @load_balancers ip protocol 112 accept"), std::string::npos);
   EXPECT_EQ(file(files, "web-01", "nftables/ruleset.nft").content.find("vrrp"), std::string::npos);
   EXPECT_NE(file(files, "", "edge/haproxy.cfg")
                 .content.find("server vip-1 10.77.0.5:443 namespace webstack-client check"),

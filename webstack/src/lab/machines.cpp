@@ -37,6 +37,23 @@ const topo::Host& client_of(const topo::Topology& t) {
   return *clients.front();
 }
 
+// The packaged services of each role. Every machine's root file system holds every
+// role's packages (one shared tree); a real server has only its own roles'.
+struct RoleUnits {
+  topo::Role role;
+  std::vector<std::string> units;
+};
+const std::vector<RoleUnits>& role_units() {
+  static const std::vector<RoleUnits> units = {
+      {topo::Role::LoadBalancer, {"haproxy.service", "keepalived.service"}},
+      {topo::Role::Web, {"nginx.service", "prometheus-nginx-exporter.service"}},
+      {topo::Role::Database, {"mariadb.service", "prometheus-mysqld-exporter.service"}},
+      {topo::Role::Monitor,
+       {"prometheus.service", "prometheus-alertmanager.service",
+        "prometheus-blackbox-exporter.service"}}};
+  return units;
+}
+
 // Stops every machine of the topology that has state; collects what failed.
 std::string stop_all(const topo::Topology& t, const MachinesOptions& o) {
   std::string failed;
@@ -143,6 +160,13 @@ void machines_up(const topo::Topology& t, const MachinesOptions& o) {
         const auto failed = run(ssh_command(t, o, host, {"systemctl", "--failed", "--no-legend"}));
         std::printf("machines: %s is degraded: %s\n", host.c_str(), trim(failed.out).c_str());
       }
+      // As a server with its own roles' packages only: the other roles' services are
+      // disabled (an Nginx on a load balancer would hold its port 80).
+      std::vector<std::string> disable = {"systemctl", "disable", "--now", "--quiet"};
+      for (const auto& [role, units] : role_units()) {
+        if (!t.find(host)->has(role)) disable.insert(disable.end(), units.begin(), units.end());
+      }
+      run_checked(ssh_command(t, o, host, disable), 60s);
     }
   } catch (...) {
     stop_all(t, o);
