@@ -39,7 +39,7 @@ readonly BASE_PACKAGES=(systemd systemd-sysv dbus openssh-server python3 sudo ip
 # out. python3-apt: Ansible's apt module needs it and would otherwise try to install it
 # (from the network) on first use. libtomlplusplus3, libboost-json1.81.0: ldd of
 # webstack-app and webstack-failover (with libfmt9, libmariadb3, libsystemd0).
-readonly ROLE_PACKAGES=(haproxy keepalived nginx-light mariadb-server mariadb-client
+readonly ROLE_PACKAGES=(haproxy keepalived socat nginx-light mariadb-server mariadb-client
     prometheus prometheus-alertmanager prometheus-blackbox-exporter
     prometheus-node-exporter prometheus-nginx-exporter prometheus-mysqld-exporter
     libsystemd0 libmariadb3 libfmt9 libtomlplusplus3 libboost-json1.81.0 python3-apt)
