@@ -148,7 +148,6 @@ mstch::data site_context(const Topology& t, const Options& o) {
   const bool hardened = o.profile == Profile::Hardened;
   const bool real = o.target == Target::Hosts;
   d.set("real_hosts", real);  // for real servers (SSH, systemd, Debian's paths)
-  d.set("target", std::string(target_name(o.target)));
   d.set("admin_addresses", fmt::format("{}", fmt::join(t.admin_addresses, ", ")));
   mstch::data admin_list{mstch::data::type::list};
   for (std::size_t i = 0; i < t.admin_addresses.size(); ++i) {
