@@ -91,4 +91,57 @@ TEST(Cli, NoSubcommandIsAnError) {
   EXPECT_NE(r.status, 0);
 }
 
+// `deploy --target hosts` refuses wrong inputs before anything is rendered or reaches a
+// server: each message names what is wrong, and no bundle or vault is left behind.
+TEST(Cli, DeployToHostsRefusesWrongInputsAndLeavesNothing) {
+  TempDir dir;
+  const std::string site = dir.path() + "/site.toml";
+  {
+    std::string text = webstack("init").output;
+    std::ofstream(site) << text << "\n[deploy]\nadmin_addresses = [\"10.0.0.100\"]\n";
+  }
+  const std::string bundle = dir.path() + "/bundle";
+  const std::string vault = dir.path() + "/vault.yml";
+
+  CliRun r = webstack("deploy --target hosts -f " + site);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--vault FILE is required"), std::string::npos) << r.output;
+
+  // No vault yet and nothing to encrypt a new one with.
+  r = webstack("deploy --target hosts -f " + site + " --vault " + vault + " --bundle " + bundle);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("give --vault-password-file"), std::string::npos) << r.output;
+  r = webstack("deploy --target hosts -f " + site + " --vault " + vault + " --check");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--check changes nothing"), std::string::npos) << r.output;
+  r = webstack("deploy --target hosts -f " + site + " --vault " + vault +
+               " --vault-password-file " + dir.path() + "/nonexistent");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find(dir.path() + "/nonexistent: no such file"), std::string::npos)
+      << r.output;
+
+  // A topology real servers cannot take (no admin addresses): the topology error, exit 2.
+  std::ofstream(vault) << "vault_db_app_password: x\n";
+  r = webstack("deploy --target hosts --vault " + vault + " --bundle " + bundle);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("deploy.admin_addresses: missing"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(bundle));
+
+  // A --bundle directory that holds something else is not ours to replace.
+  fs::create_directories(bundle);
+  std::ofstream(bundle + "/notes.txt") << "mine\n";
+  r = webstack("deploy --target hosts -f " + site + " --vault " + vault + " --bundle " + bundle);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("holds files but no bundle"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(bundle + "/notes.txt"));
+
+  // Options of the hosts target are refused for the lab's rolling deploy.
+  r = webstack("deploy --check");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--check is for --target hosts"), std::string::npos) << r.output;
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++entries;
+  EXPECT_EQ(entries, 3u) << "site.toml, vault.yml and bundle only";
+}
+
 }  // namespace

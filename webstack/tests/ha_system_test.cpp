@@ -180,50 +180,20 @@ TEST_F(LoadBalancerPairTest, RollingDeployUnderLoadFailsNoRequest) {
     return r.out.substr(pid + 6, r.out.find_first_of(",}", pid) - pid - 6);
   };
   const std::string before01 = status_pid("web-01"), before02 = status_pid("web-02");
-  std::atomic<bool> stop{false};
-  std::atomic<int> gets{0}, posts{0}, failed{0};
-  std::mutex m;
-  std::string first_failure;
-  const auto worker = [&](bool post) {
-    return in_namespace(lab_->client_namespace(), [&, post] {
-      HttpClient c(443, 10s, lab_->lb_address());
-      c.use_tls({lab_->ca_file(), "www.foobar.test"});
-      const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
-      while (!stop && Clock::now() < deadline) {
-        try {
-          const auto r =
-              post ? c.post("/api/messages", R"({"author":"deploy-test","text":"rolling"})",
-                            "application/json")
-                   : c.get("/db");
-          if (r.status != (post ? 201 : 200)) {
-            throw std::runtime_error(fmt::format("status {}", r.status));
-          }
-          ++(post ? posts : gets);
-        } catch (const std::exception& e) {
-          std::lock_guard lock(m);
-          if (failed++ == 0) first_failure = e.what();
-          c.close();
-        }
-      }
-    });
-  };
-  std::vector<std::thread> load;
-  load.push_back(worker(false));
-  load.push_back(worker(false));
-  load.push_back(worker(true));
+  webstack::test::SiteLoad load(lab_->client_namespace(), lab_->lb_address(), lab_->ca_file(),
+                                120s);
   const auto t0 = Clock::now();
   const auto deploy = lab_->cli({"deploy"}, 120s);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  stop = true;
-  for (auto& th : load) th.join();
+  load.stop();
   EXPECT_EQ(deploy.exit_code, 0) << deploy.out << deploy.err;
-  EXPECT_EQ(failed.load(), 0) << first_failure;
-  EXPECT_GT(gets.load(), 0);
-  EXPECT_GT(posts.load(), 0);
+  EXPECT_EQ(load.failed(), 0) << load.first_failure();
+  EXPECT_GT(load.gets(), 0);
+  EXPECT_GT(load.posts(), 0);
   EXPECT_NE(status_pid("web-01"), before01) << "web-01's app was not restarted";
   EXPECT_NE(status_pid("web-02"), before02) << "web-02's app was not restarted";
   std::printf("rolling deploy of 2 web hosts in %.1f s under load: %d GETs, %d POSTs, %d failed\n",
-              seconds, gets.load(), posts.load(), failed.load());
+              seconds, load.gets(), load.posts(), load.failed());
 }
 
 // The database pair under guestbook POSTs from the client, each acknowledgement
@@ -397,6 +367,46 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
   const auto st = lab_->cli({"status"}, 30s);
   EXPECT_NE(st.out.find("semi-sync=on"), std::string::npos) << st.out;
   EXPECT_TRUE(wait_for([&] { return rejoined(old); }, 30s));
+  primary_back_to_web01();
+}
+
+// `webstack db promote` by hand while the primary's MariaDB is down (automatic failover
+// paused, as an operator would first): nothing to fence, the replica applies what its
+// relay log holds (read from SHOW SLAVE STATUS's named fields), becomes writable, and the
+// site takes writes again; the old primary, started again, rejoins as a replica.
+TEST_F(LoadBalancerPairTest, PromotionWithThePrimaryDownAppliesTheRelayLogAndTakesWrites) {
+  const std::string old = writable_node();
+  ASSERT_FALSE(old.empty());
+  const std::string next = old == "web-01" ? "web-02" : "web-01";
+  cli_ok({"failover", "pause"});
+  cli_ok({"stop", old + "/mariadb"});
+  // Whatever happens below: the old primary's MariaDB runs again and failover resumes.
+  struct Restore {
+    std::string host;
+    ~Restore() {
+      const auto* lab = webstack::test::SharedLabTest::lab();
+      lab->cli({"start", host + "/mariadb"}, 60s);
+      lab->cli({"failover", "resume"}, 30s);
+    }
+  } restore{old};
+  const auto t0 = Clock::now();
+  const auto promote = lab_->cli({"db", "promote", next}, 90s);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  ASSERT_EQ(promote.exit_code, 0) << promote.out << promote.err;
+  std::printf("%s", promote.out.c_str());
+  EXPECT_NE(promote.out.find("nothing to fence"), std::string::npos) << promote.out;
+  EXPECT_NE(promote.out.find("applied "), std::string::npos) << promote.out;
+  EXPECT_LT(seconds, 20.0) << "the relay-log step waited for its deadline\n" << promote.out;
+  EXPECT_EQ(writable_node(), next);
+  const auto posted = lab_->client_curl(
+      {"-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-d",
+       R"({"author":"promote-down","text":"after a promotion with the primary down"})",
+       lab_->site_url("/api/messages")});
+  EXPECT_EQ(posted, "201");
+  cli_ok({"start", old + "/mariadb"});
+  cli_ok({"db", "rejoin", old});
+  EXPECT_TRUE(wait_for([&] { return rejoined(old); }, 30s)) << old << " did not rejoin";
+  cli_ok({"failover", "resume"});
   primary_back_to_web01();
 }
 

@@ -1,5 +1,7 @@
 #include "test_lab.hpp"
 
+#include "http_client.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -72,6 +74,51 @@ std::thread in_namespace(const std::string& ns, std::function<void()> f) {
     ::close(fd);
     f();
   });
+}
+
+SiteLoad::SiteLoad(const std::string& ns, const std::string& address, const std::string& ca_file,
+                   std::chrono::seconds bound, std::chrono::milliseconds pace) {
+  const auto worker = [&, this](bool post) {
+    return in_namespace(ns, [this, post, address, ca_file, bound, pace] {
+      it::HttpClient c(443, std::chrono::seconds(10), address);
+      c.use_tls({ca_file, "www.foobar.test"});
+      const auto deadline = std::chrono::steady_clock::now() + bound;
+      auto next = std::chrono::steady_clock::now();
+      while (!stop_ && std::chrono::steady_clock::now() < deadline) {
+        next += pace;
+        std::this_thread::sleep_until(next);  // the traffic's rate, not a synchronisation
+        try {
+          const auto r =
+              post ? c.post("/api/messages", R"({"author":"load","text":"steady traffic"})",
+                            "application/json")
+                   : c.get("/db");
+          if (r.status != (post ? 201 : 200)) {
+            throw std::runtime_error("status " + std::to_string(r.status));
+          }
+          ++(post ? posts_ : gets_);
+        } catch (const std::exception& e) {
+          std::lock_guard lock(m_);
+          if (failed_++ == 0) first_failure_ = e.what();
+          c.close();
+        }
+      }
+    });
+  };
+  workers_.push_back(worker(false));
+  workers_.push_back(worker(false));
+  workers_.push_back(worker(true));
+}
+
+void SiteLoad::stop() {
+  stop_ = true;
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+}
+
+std::string SiteLoad::first_failure() const {
+  std::lock_guard lock(m_);
+  return first_failure_;
 }
 
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,

@@ -10,9 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,6 +114,33 @@ std::vector<std::string> processes_naming(const std::string& text);
 // calling thread only: the rest of the test stays in the root namespace). If the thread
 // cannot join, it reports a test failure and does not run `f`.
 std::thread in_namespace(const std::string& ns, std::function<void()> f);
+
+// Steady traffic through the site as its visitors send it, from a client namespace: two
+// workers GET /db and one POSTs to the guestbook, back to back over HTTPS (verified with
+// `ca_file`) to `address`:443, until stop() or, whatever happens, `bound` has passed;
+// each worker starts a request at most every `pace` (0: back to back). A request fails on
+// an error or a status other than 200 (GET) / 201 (POST).
+class SiteLoad {
+ public:
+  SiteLoad(const std::string& ns, const std::string& address, const std::string& ca_file,
+           std::chrono::seconds bound = std::chrono::seconds(180),
+           std::chrono::milliseconds pace = std::chrono::milliseconds(0));
+  ~SiteLoad() { stop(); }
+  SiteLoad(const SiteLoad&) = delete;
+  SiteLoad& operator=(const SiteLoad&) = delete;
+  void stop();  // joins the workers (idempotent)
+  int gets() const { return gets_; }
+  int posts() const { return posts_; }
+  int failed() const { return failed_; }
+  std::string first_failure() const;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> gets_{0}, posts_{0}, failed_{0};
+  mutable std::mutex m_;
+  std::string first_failure_;
+  std::vector<std::thread> workers_;
+};
 
 // Checks `pred` every `interval` until it holds or `timeout` passes (one last check after
 // the deadline). For conditions whose check is cheap (a stats socket read), where a busy

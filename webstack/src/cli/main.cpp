@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench/bench.hpp"
+#include "hosts/deploy.hpp"
 #include "lab/control.hpp"
 #include "lab/database.hpp"
 #include "lab/deploy.hpp"
@@ -194,14 +195,34 @@ int main(int argc, char** argv) {
   }
 
   bool deploy_rolling = true;
+  std::string deploy_target = "lab";
+  webstack::hosts::DeployOptions hosts_deploy;
   auto* deploy = cli.add_subcommand(
       "deploy",
-      "Restart every web host's app with no failed request: one host at a time, drained on "
-      "every load balancer, restarted, ready, back in rotation");
+      "Lab: restart every web host's app with no failed request (one host at a time, drained "
+      "on every load balancer, restarted, ready, back in rotation). --target hosts: put the "
+      "topology on real servers (render, secrets, deploy/ansible/site.yml over SSH)");
   deploy->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
   deploy->add_option("--state-dir", up_state_dir,
                      "State directory (default: /var/lib/webstack/<lab>)");
   deploy->add_flag("--rolling", deploy_rolling, "One host at a time (the only way it deploys)");
+  deploy->add_option("--target", deploy_target, "lab (the running lab) or hosts (real servers)")
+      ->check(CLI::IsMember({"lab", "hosts"}))
+      ->capture_default_str();
+  std::vector<CLI::Option*> hosts_only = {
+      deploy->add_option("--vault", hosts_deploy.vault,
+                         "hosts: the secrets (ansible-vault file); made when missing"),
+      deploy->add_option("--vault-password-file", hosts_deploy.vault_password_file,
+                         "hosts: the vault's password (default: asked when it is encrypted)"),
+      deploy->add_option("--ca-dir", hosts_deploy.ca_dir,
+                         "hosts: where a new vault's CA is kept (default: <vault>-ca)"),
+      deploy->add_option("--bundle", hosts_deploy.bundle_dir,
+                         "hosts: keep the rendered bundle here (default: a temporary directory)"),
+      deploy->add_flag("--check", hosts_deploy.check,
+                       "hosts: show what would change (ansible --check --diff), change nothing"),
+      deploy->add_option("ansible_args", hosts_deploy.ansible_args,
+                         "hosts: more ansible-playbook arguments, after -- (--limit, "
+                         "--private-key, -e webstack_app_restart=true ...)")};
 
   std::string db_host;
   auto* db = cli.add_subcommand("db", "The database pair: promote a replica, rejoin a node");
@@ -446,7 +467,32 @@ int main(int argc, char** argv) {
       webstack::lab::rejoin(topology, lab_dir, db_host, stdout);
       return 0;
     }
+    if (deploy->parsed() && deploy_target == "hosts") {
+      if (hosts_deploy.vault.empty()) {
+        throw std::invalid_argument(
+            "deploy --target hosts: --vault FILE is required (the site's secrets; made when "
+            "the file does not exist)");
+      }
+      const std::string source = WEBSTACK_SOURCE_DIR;
+      auto& h = hosts_deploy;
+      h.render.templates_dir = resource(templates_dir, "WEBSTACK_TEMPLATES", source + "/templates");
+      h.render.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
+      h.ansible_dir = resource("", "WEBSTACK_ANSIBLE", source + "/deploy/ansible");
+      h.vault = absolute(h.vault);
+      if (h.ca_dir.empty()) h.ca_dir = fs::path(h.vault).replace_extension().string() + "-ca";
+      h.ca_dir = absolute(h.ca_dir);
+      if (!h.vault_password_file.empty()) h.vault_password_file = absolute(h.vault_password_file);
+      if (!h.bundle_dir.empty()) h.bundle_dir = absolute(h.bundle_dir);
+      return webstack::hosts::deploy(topology, h);
+    }
     if (deploy->parsed()) {
+      for (const auto* opt : hosts_only) {
+        if (opt->count() > 0) {
+          throw std::invalid_argument(fmt::format(
+              "deploy: {} is for --target hosts (the lab's deploy is a rolling restart)",
+              opt->get_name()));
+        }
+      }
       webstack::lab::DeployOptions d;
       d.state_dir = lab_dir;
       webstack::lab::rolling_deploy(topology, d, stdout);

@@ -40,19 +40,24 @@ struct SqlResult {
 };
 
 // As root over the host's socket (no network: works while the host's link is down).
+// Values only, unless `named`: a statement ending in \G then gives "Name: value" lines
+// (--skip-column-names would drop the names from vertical output too).
 SqlResult sql(const std::string& state_dir, const std::string& host, const std::string& statement,
-              std::chrono::milliseconds timeout = 30s) {
-  const auto r =
-      run({"mariadb", "--no-defaults", "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
-           "-uroot", "--protocol=SOCKET", "--connect-timeout=3", "--batch", "--skip-column-names",
-           "-e", statement},
-          timeout);
+              std::chrono::milliseconds timeout = 30s, bool named = false) {
+  std::vector<std::string> argv = {
+      "mariadb", "--no-defaults",     "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
+      "-uroot",  "--protocol=SOCKET", "--connect-timeout=3",
+      "--batch"};
+  if (!named) argv.emplace_back("--skip-column-names");
+  argv.insert(argv.end(), {"-e", statement});
+  const auto r = run(argv, timeout);
   return {r.exit_code == 0, trim(r.out), trim(r.err)};
 }
 
 std::string sql_checked(const std::string& state_dir, const std::string& host,
-                        const std::string& statement, std::chrono::milliseconds timeout = 30s) {
-  const auto r = sql(state_dir, host, statement, timeout);
+                        const std::string& statement, std::chrono::milliseconds timeout = 30s,
+                        bool named = false) {
+  const auto r = sql(state_dir, host, statement, timeout, named);
   if (!r.ok) {
     throw std::runtime_error(fmt::format("{}: {}: {}", host, statement.substr(0, 80), r.err));
   }
@@ -174,7 +179,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     // The old primary is gone: apply what the relay log holds.
     const auto deadline = Clock::now() + 30s;
     for (;;) {
-      const auto st = sql_checked(state_dir, next->name, "SHOW SLAVE STATUS\\G");
+      const auto st = sql_checked(state_dir, next->name, "SHOW SLAVE STATUS\\G", 30s, true);
       const auto field = [&](const std::string& name) {
         const auto at = st.find(name + ": ");
         if (at == std::string::npos) return std::string();
@@ -251,6 +256,18 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
   const std::string ca =
       profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
   const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+  // A node just started (`webstack start HOST/mariadb`, then rejoin) answers once it has
+  // recovered: wait for that rather than fail on its socket.
+  const auto deadline = Clock::now() + 60s;
+  for (SqlResult r; !(r = sql(state_dir, h->name, "SELECT 1", 5s)).ok;) {
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(
+          fmt::format("{}: MariaDB does not answer within 60 s ({}): start "
+                      "it first (webstack start {}/mariadb)",
+                      h->name, r.err.substr(0, 120), h->name));
+    }
+    std::this_thread::sleep_for(200ms);  // poll interval
+  }
   sql_secret(state_dir, h->name,
              "SET GLOBAL read_only = ON; STOP SLAVE; " +
                  change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +

@@ -7,16 +7,21 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+extern char** environ;  // NOLINT: POSIX declares it nowhere
 
 namespace webstack::lab {
 
@@ -210,6 +215,61 @@ bool port_free(std::uint16_t port) {
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   ::close(fd);
   return ok;
+}
+
+int run_attached(const std::vector<std::string>& argv) {
+  if (argv.empty()) throw std::runtime_error("run_attached: empty argv");
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  // As system(3): while the child runs, a ^C at the terminal is the child's to handle
+  // (Ansible stops cleanly); this process waits and then cleans up its own files.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction old_int {};
+  struct sigaction old_quit {};
+  ::sigaction(SIGINT, &ignore, &old_int);
+  ::sigaction(SIGQUIT, &ignore, &old_quit);
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  ::sigemptyset(&defaults);
+  ::sigaddset(&defaults, SIGINT);
+  ::sigaddset(&defaults, SIGQUIT);
+  ::sigaddset(&defaults, SIGPIPE);
+  ::posix_spawnattr_setsigdefault(&attr, &defaults);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = -1;
+  const int err = ::posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), environ);
+  ::posix_spawnattr_destroy(&attr);
+  int status = 0;
+  if (err == 0) {
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGQUIT, &old_quit, nullptr);
+  if (err != 0) {
+    throw std::runtime_error(fmt::format("cannot run {}: {}", argv[0], std::strerror(err)));
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+bool program_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  const std::string dirs = path != nullptr && *path != '\0'
+                               ? path
+                               : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::stringstream ss(dirs);
+  for (std::string d; std::getline(ss, d, ':');) {
+    if (d.empty()) continue;
+    if (::access((d + "/" + name).c_str(), X_OK) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace webstack::lab

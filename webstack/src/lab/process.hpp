@@ -27,6 +27,16 @@ ProcessResult run(const std::vector<std::string>& argv,
 std::string run_checked(const std::vector<std::string>& argv,
                         std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// Runs argv[0] (looked up in PATH) attached to this process's stdin, stdout and stderr
+// (an operator watches it, and may answer its prompts), and waits for it: the exit
+// status, 128 + signal when killed. Throws std::runtime_error when it cannot be started
+// (not found: "cannot run X: No such file or directory").
+int run_attached(const std::vector<std::string>& argv);
+
+// An executable `name` in one of PATH's directories, as execvp would find it (the run
+// scripts find programs the same way, through the PATH s6-svscan inherits from us).
+bool program_in_path(const std::string& name);
+
 // "ip netns add x": argv joined by spaces, for messages only (never executed).
 std::string describe(const std::vector<std::string>& argv);
 

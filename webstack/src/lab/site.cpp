@@ -156,21 +156,6 @@ std::string random_token(std::size_t n) {
   return s;
 }
 
-// As execvp looks programs up (the run scripts find them the same way, through the PATH
-// s6-svscan inherits from us).
-bool program_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  const std::string dirs = path != nullptr && *path != '\0'
-                               ? path
-                               : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  std::stringstream ss(dirs);
-  for (std::string d; std::getline(ss, d, ':');) {
-    if (d.empty()) continue;
-    if (::access((d + "/" + name).c_str(), X_OK) == 0) return true;
-  }
-  return false;
-}
-
 int proc_ppid(int pid) {
   const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
   const auto close = stat.rfind(')');
