@@ -372,6 +372,13 @@ EOF
         install -d -m 700 "$r/root/.ssh"
         install -m 600 "$key" "$r/root/.ssh/authorized_keys"
     fi
+    # The lab network has no route out, and the packages came from this machine's
+    # mirror when the root file system was built: its apt lists are as fresh as they can
+    # be. Say so on every boot, or an `apt update_cache` with a cache_valid_time (the
+    # playbook's) tries the network and waits out apt's timeouts once the tree is an
+    # hour old.
+    install -d -m 755 "$r/var/lib/apt/periodic"
+    touch "$r/var/lib/apt/periodic/update-success-stamp"
 
     # nspawn keeps a per-machine directory here for propagating mounts into the running
     # container. A host systemd would have made it; nspawn alone makes it mode 0600.

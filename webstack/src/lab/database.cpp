@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -77,14 +78,22 @@ void sql_secret(const std::string& state_dir, const std::string& host,
     ::close(fd);
     if (!ok) throw std::runtime_error("cannot write " + path);
   }
-  const auto r = run({"sh", "-c",
-                      "exec mariadb --no-defaults --socket=\"$1\" -uroot --protocol=SOCKET "
-                      "--connect-timeout=3 --batch < \"$2\"",
-                      "sh", state_dir + "/run/" + host + "/mysqld.sock", path},
-                     30s);
+  ProcessResult r;
+  // ERROR 1198 "running slave": someone (the failover manager, rejoining the same node to
+  // the same primary) started replication between our STOP SLAVE and CHANGE MASTER; the
+  // statement begins with STOP SLAVE, so running it again settles it.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    r = run({"sh", "-c",
+             "exec mariadb --no-defaults --socket=\"$1\" -uroot --protocol=SOCKET "
+             "--connect-timeout=3 --batch < \"$2\"",
+             "sh", state_dir + "/run/" + host + "/mysqld.sock", path},
+            30s);
+    if (r.exit_code == 0 || r.err.find("ERROR 1198") == std::string::npos) break;
+  }
   ::unlink(path.c_str());
   if (r.exit_code != 0) {
-    throw std::runtime_error(fmt::format("{}: CHANGE MASTER failed: {}", host, trim(r.err)));
+    throw std::runtime_error(
+        fmt::format("{}: CHANGE MASTER failed: {}", host, mariadb_errors(r.err)));
   }
 }
 
@@ -101,6 +110,23 @@ topo::Topology with_current_primary(const topo::Topology& t, const std::string& 
     }
   }
   return out;
+}
+
+std::string mariadb_errors(const std::string& err) {
+  std::string out;
+  std::istringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("ERROR", 0) != 0) continue;
+    if (!out.empty()) out += "; ";
+    out += line;
+  }
+  if (!out.empty()) return out;
+  // No client error (the shell's, say): its first line, unless it is a statement.
+  const std::string first = trim(err.substr(0, err.find('\n')));
+  const bool statement = first.find("PASSWORD") != std::string::npos ||
+                         first.find("IDENTIFIED") != std::string::npos ||
+                         first.rfind("---", 0) == 0;
+  return first.empty() || statement ? "(no error message)" : first;
 }
 
 std::string change_master_sql(const std::string& primary_address, int port,
