@@ -23,6 +23,8 @@ PACKAGES=(
   php8.2-fpm php8.2-mysql nodejs gnuplot-nox
   # emulated real servers (deploy/machines) and pushing to them (deploy/ansible)
   debootstrap systemd-container openssh-client ansible ansible-lint
+  # the dashboard's browser test (Playwright drives Debian's Chromium)
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -51,6 +53,12 @@ fi
 # The Node.js peer's packages (fastify, mysql2) from the npm registry, once.
 if [ ! -d bench/peers/node/node_modules ]; then
   (cd bench/peers/node && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+fi
+
+# The dashboard's browser test: playwright-core (no browser download: it drives
+# /usr/bin/chromium).
+if [ ! -d dashboard/test/node_modules ]; then
+  (cd dashboard/test && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 preset=${1:-release}

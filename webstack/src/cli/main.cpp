@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench/bench.hpp"
+#include "dashboard/dashboard.hpp"
 #include "hosts/deploy.hpp"
 #include "lab/control.hpp"
 #include "lab/database.hpp"
@@ -223,6 +224,19 @@ int main(int argc, char** argv) {
       deploy->add_option("ansible_args", hosts_deploy.ansible_args,
                          "hosts: more ansible-playbook arguments, after -- (--limit, "
                          "--private-key, -e webstack_app_restart=true ...)")};
+
+  webstack::dashboard::DashboardOptions dash;
+  auto* dashboard = cli.add_subcommand(
+      "dashboard",
+      "Serve the lab live in a browser on loopback (topology, traffic, alerts, requests) with "
+      "buttons for its faults; prints the URL with its token (env WEBSTACK_DASHBOARD_TOKEN "
+      "sets the token)");
+  dashboard->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
+  dashboard->add_option("--state-dir", up_state_dir,
+                        "State directory (default: /var/lib/webstack/<lab>)");
+  dashboard->add_option("--port", dash.port, "Port (0: any free one)")->capture_default_str();
+  dashboard->add_option("--bind", dash.bind, "Loopback address to listen on")
+      ->capture_default_str();
 
   std::string db_host;
   auto* db = cli.add_subcommand("db", "The database pair: promote a replica, rejoin a node");
@@ -457,6 +471,18 @@ int main(int argc, char** argv) {
         std::fputs(r.err.c_str(), stderr);
         return r.exit_code;
       }
+      return 0;
+    }
+    if (dashboard->parsed()) {
+      dash.state_dir = lab_dir;
+      dash.topology_file = file.empty() ? "" : absolute(file);
+      dash.cli_path = fs::read_symlink("/proc/self/exe").string();
+      dash.www_dir =
+          resource("", "WEBSTACK_DASHBOARD", std::string(WEBSTACK_SOURCE_DIR) + "/dashboard");
+      if (const char* token = std::getenv("WEBSTACK_DASHBOARD_TOKEN"); token != nullptr) {
+        dash.token = token;
+      }
+      webstack::dashboard::run_dashboard(topology, dash);
       return 0;
     }
     if (failover->parsed()) {

@@ -36,6 +36,7 @@ struct HostFigures {
   double requests_per_s = -1;  // web: webstack-app; lb: HAProxy's site frontend
   double errors_5xx_per_s = -1;
   double p99_s = -1;              // web: webstack-app's 99th percentile latency
+  double p50_s = -1;              // web: its median
   double replication_lag_s = -1;  // replica: Seconds_Behind_Master
   int alerts = 0;                 // firing alerts with this host's label
 };

@@ -521,6 +521,17 @@ std::vector<HostStatus> status(const topo::Topology& t) {
     if (s.ns_exists) {
       const ProcessResult r = run(ip_in(s.ns, {"-o", "-4", "addr", "show", "dev", "eth0"}));
       s.address_ok = r.exit_code == 0 && has_addr(parse_addrs(r.out), kHostInterface, s.address);
+      // "2: eth0@if9: <BROADCAST,MULTICAST,UP,LOWER_UP> ...": UP among the flags.
+      const ProcessResult l = run(ip_in(s.ns, {"-o", "link", "show", "dev", "eth0"}));
+      const auto open = l.out.find('<'), close = l.out.find('>');
+      if (l.exit_code == 0 && open < close && close != std::string::npos) {
+        std::string_view flags = std::string_view(l.out).substr(open + 1, close - open - 1);
+        for (std::size_t at = 0; at <= flags.size();) {
+          const auto comma = std::min(flags.find(',', at), flags.size());
+          if (flags.substr(at, comma - at) == "UP") s.link_up = true;
+          at = comma + 1;
+        }
+      }
     }
     out.push_back(std::move(s));
   }

@@ -37,6 +37,7 @@ struct HostStatus {
   std::string address;  // "10.77.0.11/24", as expected
   bool ns_exists = false;
   bool address_ok = false;  // eth0 in the namespace holds `address`
+  bool link_up = false;     // eth0 is administratively up (`webstack link HOST down` not)
 };
 
 // Brings the lab's network up. Idempotent: what already exists as expected is left

@@ -240,7 +240,7 @@ void root_sql_file(const Paths& p, const std::string& host, const std::string& p
                      120s);
   if (r.exit_code != 0) {
     throw std::runtime_error(
-        fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code, trim(r.err)));
+        fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code, mariadb_errors(r.err)));
   }
 }
 
@@ -349,6 +349,12 @@ void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Se
         "http://127.0.0.1:%u/ (`webstack alerts`)\n",
         mon->name.c_str(), t.prometheus_port, t.alertmanager_port);
   }
+  std::string dashboard = "webstack dashboard";
+  if (t.source != "<embedded default>") dashboard += fmt::format(" -f {}", t.source);
+  if (o.state_dir != "/var/lib/webstack/" + t.name) {
+    dashboard += fmt::format(" --state-dir {}", o.state_dir);
+  }
+  std::printf("dashboard: `%s` serves the lab live on http://127.0.0.1:8090/\n", dashboard.c_str());
   std::vector<ServiceRef> refs;
   for (const auto& s : services) refs.push_back({s.host, s.name, s.link});
   print_services(t, refs, stdout);

@@ -361,8 +361,11 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
     HostReport hr;
     hr.name = h.name;
     hr.address = h.address;
-    for (const auto& n : net)
-      if (n.host == h.name) hr.namespace_ok = n.ns_exists && n.address_ok;
+    for (const auto& n : net) {
+      if (n.host != h.name) continue;
+      hr.namespace_ok = n.ns_exists && n.address_ok;
+      hr.link_up = n.link_up;
+    }
     for (const auto& sv : services)
       if (sv.host == h.name) hr.services.push_back(service_state(sv.name, sv.dir));
     if (hr.namespace_ok) {
@@ -433,6 +436,7 @@ std::string to_json(const LabStatus& s) {
     o["name"] = h.name;
     o["address"] = h.address;
     o["namespace_ok"] = h.namespace_ok;
+    o["link_up"] = h.link_up;
     boost::json::array svcs;
     for (const auto& sv : h.services) svcs.push_back(service_json(sv));
     o["services"] = std::move(svcs);
@@ -502,6 +506,7 @@ std::string to_json(const LabStatus& s) {
       o["requests_per_s"] = num(f.requests_per_s);
       o["errors_5xx_per_s"] = num(f.errors_5xx_per_s);
       o["p99_s"] = num(f.p99_s);
+      o["p50_s"] = num(f.p50_s);
       o["replication_lag_s"] = num(f.replication_lag_s);
       o["alerts"] = f.alerts;
       figures[host] = std::move(o);
@@ -634,7 +639,7 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                  sv.user.empty() ? "-" : sv.user.c_str());
   };
   for (const auto& h : s.hosts) {
-    const char* ns = h.namespace_ok ? "ok" : "BAD";
+    const char* ns = !h.namespace_ok ? "BAD" : h.link_up ? "ok" : "down";
     if (h.services.empty()) {
       std::fprintf(out, "%-12s %-18s %-4s -\n", h.name.c_str(), h.address.c_str(), ns);
     }

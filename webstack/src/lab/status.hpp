@@ -40,6 +40,7 @@ struct HostReport {
   std::string name;
   std::string address;
   bool namespace_ok = false;  // the namespace exists and eth0 holds the address
+  bool link_up = false;       // eth0 up (`webstack link HOST down` takes it down)
   std::vector<ServiceState> services;
   std::string firewall;        // `nft list ruleset` in the host's namespace ("": none)
   std::string firewall_error;  // nft could not be asked
