@@ -7,7 +7,7 @@
 // data-health on host boxes, data-vip + data-held-by, #requests rows with data-served-by,
 // data-rate-host, data-action/data-target/data-state on buttons, #load-rate, #events.
 
-const POLL_MS = 1000;
+const POLL_MS = 500;   // the server samples the lab every second: half that, to show a change soon
 const HISTORY_MS = 120_000;   // the charts' window
 const MAX_REQUEST_ROWS = 50;
 const FETCH_TIMEOUT_MS = 4000;

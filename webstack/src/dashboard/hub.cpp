@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 
+#include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
@@ -32,7 +34,8 @@ std::int64_t now_ms() {
 
 LoadTarget load_target(const topo::Topology& t, const std::string& state_dir) {
   LoadTarget target;
-  target.netns = t.name + "-client";
+  const auto clients = t.with_role(topo::Role::Client);
+  if (!clients.empty()) target.netns = lab::host_namespace(t, clients.front()->name);
   if (!t.virtual_addresses.empty()) {
     target.address = t.virtual_addresses.front();
   } else if (const auto lbs = t.with_role(topo::Role::LoadBalancer); !lbs.empty()) {
@@ -75,10 +78,14 @@ std::string text_field(const json::object& o, const char* key) {
 }
 
 Reply error(unsigned status, const std::string& why) {
-  return {status, json::serialize(json::object{{"error", why}})};
+  return {status, error_json(why)};
 }
 
 }  // namespace
+
+std::string error_json(const std::string& why) {
+  return json::serialize(json::object{{"error", why}});
+}
 
 Hub::Hub(topo::Topology topology, HubOptions options)
     : topology_(std::move(topology)),
@@ -100,11 +107,15 @@ Hub::~Hub() {
 
 void Hub::sample_loop() {
   std::unique_lock lock(m_);
-  while (!stopping_) {
+  // A sample every second, from start to start (one takes about 0.2 s).
+  for (auto next = std::chrono::steady_clock::now(); !stopping_;) {
+    next = std::max(next + kSampleEvery, std::chrono::steady_clock::now());
     lock.unlock();
     std::string status, err;
     try {
-      status = lab::to_json(lab::lab_status(topology_, options_.state_dir));
+      // Without the firewalls' full rulesets: the page does not show them, and they
+      // would be most of every answer.
+      status = lab::to_json(lab::lab_status(topology_, options_.state_dir), false);
     } catch (const std::exception& e) {
       err = e.what();
     }
@@ -115,7 +126,7 @@ void Hub::sample_loop() {
     } else {
       status_error_ = std::move(err);
     }
-    wake_.wait_for(lock, kSampleEvery, [this] { return stopping_; });
+    wake_.wait_until(lock, next, [this] { return stopping_; });
   }
 }
 
@@ -184,6 +195,7 @@ std::string Hub::requests_json(std::uint64_t after) const {
 }
 
 Reply Hub::act(const std::string& body) {
+  std::lock_guard serial(act_m_);
   json::object req;
   std::string action, target, state;
   try {
@@ -262,7 +274,10 @@ Reply Hub::act(const std::string& body) {
 }
 
 Reply Hub::start_action(std::vector<std::string> args, std::string label) {
-  std::vector<std::string> argv = {options_.cli_path};
+  // In a session of its own (setsid): a ^C at the dashboard's terminal stops the
+  // dashboard, which then waits for the action, rather than cutting a deploy or a
+  // promotion in the middle.
+  std::vector<std::string> argv = {"setsid", options_.cli_path};
   argv.insert(argv.end(), args.begin(), args.end());
   if (!options_.topology_file.empty()) argv.insert(argv.end(), {"-f", options_.topology_file});
   argv.insert(argv.end(), {"--state-dir", options_.state_dir});
@@ -275,6 +290,17 @@ Reply Hub::start_action(std::vector<std::string> args, std::string label) {
   }
   if (action_.joinable()) action_.join();  // the previous one has finished
   event("info", label + ": started");
+  try {
+    start_thread(std::move(argv), label);
+  } catch (const std::exception& e) {
+    std::lock_guard lock(m_);
+    action_label_.clear();
+    return error(500, fmt::format("{}: cannot start: {}", label, e.what()));
+  }
+  return {202, json::serialize(json::object{{"accepted", true}, {"label", label}})};
+}
+
+void Hub::start_thread(std::vector<std::string> argv, const std::string& label) {
   action_ = std::thread([this, argv = std::move(argv), label] {
     lab::ProcessResult r;
     try {
@@ -293,7 +319,6 @@ Reply Hub::start_action(std::vector<std::string> args, std::string label) {
     std::lock_guard lock(m_);
     action_label_.clear();
   });
-  return {202, json::serialize(json::object{{"accepted", true}, {"label", label}})};
 }
 
 }  // namespace webstack::dashboard

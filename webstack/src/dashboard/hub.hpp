@@ -3,11 +3,12 @@
 // state-changing action at a time (each runs this webstack binary as a child process:
 // the same code paths, output and checks as the CLI, and a failing action cannot take
 // the dashboard down), and the client host's load generator with the requests it sent.
-// Every public method is thread-safe and returns at once: sampling, actions and load
-// run on threads of their own, never on the HTTP server's I/O thread.
+// state_json and requests_json only read under a mutex (the HTTP server's I/O thread
+// calls them); act may wait for the load generator's thread to stop (a few seconds at
+// worst), so the server calls it from a worker. Sampling, actions and load run on
+// threads of their own.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -27,6 +28,9 @@ struct HubOptions {
   std::string topology_file;  // passed to the CLI with -f ("" : the embedded default)
   std::string cli_path;       // the webstack binary actions run
 };
+
+// {"error": why}, as JSON.
+std::string error_json(const std::string& why);
 
 // An answer to the HTTP layer: status code and a JSON body.
 struct Reply {
@@ -56,11 +60,13 @@ class Hub {
   void sample_loop();
   void event(const std::string& level, const std::string& text);
   Reply start_action(std::vector<std::string> argv, std::string label);
+  void start_thread(std::vector<std::string> argv, const std::string& label);
 
   const topo::Topology topology_;
   const HubOptions options_;
   LoadGenerator load_;
 
+  std::mutex act_m_;  // one act() at a time (it starts and joins threads)
   mutable std::mutex m_;
   std::condition_variable wake_;
   bool stopping_ = false;

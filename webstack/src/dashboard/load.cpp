@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -146,12 +147,19 @@ void LoadGenerator::start(int rate) {
     stats_.running = true;
     stats_.rate = rate;
   }
-  stop_ = false;
+  {
+    std::lock_guard lock(m_);
+    stop_ = false;
+  }
   thread_ = std::thread([this, rate] { run(rate); });
 }
 
 void LoadGenerator::stop() {
-  stop_ = true;
+  {
+    std::lock_guard lock(m_);
+    stop_ = true;
+  }
+  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(m_);
   stats_.running = false;
@@ -165,10 +173,14 @@ LoadStats LoadGenerator::stats() const {
 std::vector<RequestRecord> LoadGenerator::after(std::uint64_t after, std::size_t max,
                                                 std::uint64_t* next) const {
   std::lock_guard lock(m_);
+  // The newest `max` after `after`: a page that polls slower than the rate skips the
+  // older ones rather than falling further behind.
   std::vector<RequestRecord> out;
-  for (const auto& r : records_) {
-    if (r.seq > after && out.size() < max) out.push_back(r);
+  for (auto it = records_.rbegin(); it != records_.rend() && it->seq > after && out.size() < max;
+       ++it) {
+    out.push_back(*it);
   }
+  std::reverse(out.begin(), out.end());
   // Nothing newer: the newest there is (a page that knew a restarted dashboard's seqs
   // starts over from here).
   *next = out.empty() ? next_seq_ - 1 : out.back().seq;
@@ -211,7 +223,11 @@ void LoadGenerator::run(int rate) {
   auto next = Clock::now();
   for (std::uint64_t i = 0; !stop_ && Clock::now() < end; ++i) {
     next += period;
-    std::this_thread::sleep_until(next);  // the rate asked for
+    {
+      // The rate asked for; stop() wakes it.
+      std::unique_lock lock(m_);
+      if (wake_.wait_until(lock, next, [this] { return stop_.load(); })) break;
+    }
     if (Clock::now() > next + std::chrono::seconds(1))
       next = Clock::now();  // no burst after a stall
     const Step& step = kSteps[i % std::size(kSteps)];

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -54,7 +55,8 @@ class LoadGenerator {
   LoadGenerator(const LoadGenerator&) = delete;
   LoadGenerator& operator=(const LoadGenerator&) = delete;
 
-  // Starts (or restarts at the new rate); counters and records start afresh. Throws
+  // Starts (or restarts at the new rate); the counters start afresh, the records go on
+  // (their sequence numbers keep growing). Throws
   // std::invalid_argument when rate is not 1..kMaxRate.
   void start(int rate);
   void stop();  // joins the thread; idempotent
@@ -70,6 +72,7 @@ class LoadGenerator {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   mutable std::mutex m_;
+  std::condition_variable wake_;  // stop() ends the pacing wait
   LoadStats stats_;
   std::deque<RequestRecord> records_;  // the last kKeep
   std::uint64_t next_seq_ = 1;

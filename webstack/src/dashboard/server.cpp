@@ -15,7 +15,6 @@
 
 #include <cstdio>
 #include <map>
-#include <random>
 #include <stdexcept>
 
 #include "dashboard/dashboard.hpp"
@@ -73,12 +72,7 @@ Response json_reply(const Request& req, unsigned status, std::string body) {
 }
 
 Response json_error(const Request& req, unsigned status, const std::string& why) {
-  std::string escaped;
-  for (char c : why) {
-    if (c == '"' || c == '\\') escaped += '\\';
-    escaped += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
-  }
-  return json_reply(req, status, fmt::format("{{\"error\":\"{}\"}}", escaped));
+  return json_reply(req, status, error_json(why));
 }
 
 // Compares without stopping at the first difference (the token is a secret).
@@ -174,6 +168,8 @@ asio::awaitable<void> session(Server& s, tcp::socket socket) {
       const Request req = parser.release();
       res = co_await handle(s, req);
       close = !req.keep_alive();
+      // HEAD: the headers (Content-Length as for GET), no body.
+      if (req.method() == bhttp::verb::head) res.body().clear();
     }
     res.keep_alive(!close);
     stream.expires_after(30s);
@@ -201,13 +197,6 @@ asio::awaitable<void> accept_loop(Server& s, tcp::acceptor& acceptor) {
                      }
                    });
   }
-}
-
-std::string random_token() {
-  std::random_device rd;  // /dev/urandom
-  std::string t;
-  for (int i = 0; i < 4; ++i) t += fmt::format("{:08x}", rd());
-  return t;
 }
 
 std::map<std::string, Page> read_pages(const std::string& dir) {
@@ -263,7 +252,7 @@ void run_dashboard(const topo::Topology& t, const DashboardOptions& o) {
   const std::string host = bind.is_v6() ? fmt::format("[{}]", o.bind) : o.bind;
   Server s{hub,
            std::move(pages),
-           o.token.empty() ? random_token() : o.token,
+           o.token.empty() ? lab::random_token(32) : o.token,
            {fmt::format("{}:{}", host, port), fmt::format("localhost:{}", port)},
            {fmt::format("http://{}:{}", host, port), fmt::format("http://localhost:{}", port)},
            workers};

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <stdexcept>
 #include <system_error>
@@ -21,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::string_view kVaultHeader = "$ANSIBLE_VAULT;";
+constexpr const char* kBundleMarker = ".webstack-bundle";  // a directory this command made
 
 // The directory the bundle is rendered into, and removed again when it was temporary.
 class BundleDir {
@@ -40,14 +42,17 @@ class BundleDir {
     // must not keep its directory); anything else is not ours to remove.
     std::error_code ec;
     if (fs::exists(path_, ec) && !fs::is_empty(path_, ec)) {
-      if (!fs::exists(fs::path(path_) / "inventory.yml")) {
+      if (!fs::exists(fs::path(path_) / kBundleMarker)) {
         throw std::runtime_error(
-            fmt::format("--bundle {}: the directory holds files but no bundle (no "
-                        "inventory.yml): name an empty or new directory",
-                        path_));
+            fmt::format("--bundle {}: the directory holds files but no bundle of an earlier "
+                        "deploy (no {}): name an empty or new directory",
+                        path_, kBundleMarker));
       }
       fs::remove_all(path_);
     }
+    fs::create_directories(path_);
+    std::ofstream(fs::path(path_) / kBundleMarker)
+        << "written by webstack deploy --target hosts; replaced whole by the next one\n";
   }
   ~BundleDir() {
     if (!temporary_) return;
@@ -82,8 +87,6 @@ void require_programs(const DeployOptions& o) {
   }
 }
 
-// A new vault: make-vault.py's plain text piped into ansible-vault, which writes it
-// encrypted next to the final path; renamed into place only when both succeeded.
 // What a run needs of the vault, checked before anything is rendered.
 void check_vault_inputs(const DeployOptions& o) {
   if (!o.vault_password_file.empty() && !fs::is_regular_file(o.vault_password_file)) {
@@ -115,11 +118,13 @@ void check_vault_inputs(const DeployOptions& o) {
   }
 }
 
+// A new vault: make-vault.py's plain text piped into ansible-vault, which writes it
+// encrypted next to the final path; renamed into place only when both succeeded.
 void make_vault(const topo::Topology& t, const DeployOptions& o, const std::string& inventory) {
   const std::string partial = o.vault + ".partial";
   // Positional parameters, never spliced into the script: no path is shell-parsed.
   std::string script =
-      "umask 077 && \"$1\" -i \"$2\" --ca-dir \"$3\" \"${@:6}\" | ansible-vault encrypt "
+      "umask 077 && python3 \"$1\" -i \"$2\" --ca-dir \"$3\" \"${@:6}\" | ansible-vault encrypt "
       "--vault-password-file \"$4\" --output \"$5\"";
   std::vector<std::string> argv = {"bash",
                                    "-o",
@@ -155,8 +160,8 @@ bool encrypted(const std::string& vault) {
 
 int deploy(const topo::Topology& t, const DeployOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  require_programs(o);
   check_vault_inputs(o);
+  require_programs(o);
   auto ropts = o.render;
   ropts.target = render::Target::Hosts;
   ropts.lab = false;  // production intervals

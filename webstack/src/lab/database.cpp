@@ -117,6 +117,8 @@ std::string mariadb_errors(const std::string& err) {
   std::istringstream lines(err);
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("ERROR", 0) != 0) continue;
+    // A syntax error quotes the statement from where it failed on ("... near '...'").
+    if (const auto near = line.find(" near '"); near != std::string::npos) line.erase(near);
     if (!out.empty()) out += "; ";
     out += line;
   }

@@ -134,9 +134,10 @@ std::map<std::string, HostFigures> host_figures(const topo::Topology& t) {
                    routes),
        &HostFigures::errors_5xx_per_s);
   fill("host:webstack_http_request_duration_seconds:p99", &HostFigures::p99_s);
-  fill(fmt::format("histogram_quantile(0.5, sum by (host, le) "
-                   "(rate(webstack_http_request_duration_seconds_bucket{{{}}}[10s])))",
-                   routes),
+  fill(fmt::format(
+           "histogram_quantile(0.5, sum by (host, le) "
+           "(rate(webstack_http_request_duration_seconds_bucket{{job=\"webstack-app\",{}}}[10s])))",
+           routes),
        &HostFigures::p50_s);
   fill(R"(sum by (host) (rate(haproxy_frontend_http_requests_total{proxy="site"}[10s])))",
        &HostFigures::requests_per_s);

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -93,6 +94,9 @@ ProcessResult run(const std::vector<std::string>& argv, std::chrono::millisecond
     }
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);
+    // Nothing else of ours: Asio's sockets (a server's listener, its connections) are not
+    // close-on-exec, and a child that outlives them would keep them open.
+    ::close_range(3, ~0U, 0);
     ::execvp(args[0], args.data());
     const char msg[] = "exec failed: ";
     (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -270,6 +274,16 @@ bool program_in_path(const std::string& name) {
     if (::access((d + "/" + name).c_str(), X_OK) == 0) return true;
   }
   return false;
+}
+
+std::string random_token(std::size_t n) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;  // /dev/urandom
+  std::uniform_int_distribution<std::size_t> pick(0, sizeof kAlphabet - 2);
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) s += kAlphabet[pick(rd)];
+  return s;
 }
 
 }  // namespace webstack::lab

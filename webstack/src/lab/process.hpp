@@ -37,6 +37,9 @@ int run_attached(const std::vector<std::string>& argv);
 // scripts find programs the same way, through the PATH s6-svscan inherits from us).
 bool program_in_path(const std::string& name);
 
+// `n` characters of [A-Za-z0-9] from /dev/urandom: passwords, tokens.
+std::string random_token(std::size_t n);
+
 // "ip netns add x": argv joined by spaces, for messages only (never executed).
 std::string describe(const std::vector<std::string>& argv);
 

@@ -146,16 +146,6 @@ void write_secret(const std::string& path, const std::string& content, uid_t uid
   }
 }
 
-std::string random_token(std::size_t n) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device rd;  // /dev/urandom
-  std::uniform_int_distribution<std::size_t> pick(0, sizeof kAlphabet - 2);
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) s += kAlphabet[pick(rd)];
-  return s;
-}
-
 int proc_ppid(int pid) {
   const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
   const auto close = stat.rfind(')');

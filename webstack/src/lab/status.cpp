@@ -423,7 +423,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   return s;
 }
 
-std::string to_json(const LabStatus& s) {
+std::string to_json(const LabStatus& s, bool rulesets) {
   boost::json::object root;
   root["lab"] = s.lab;
   root["up"] = s.up;
@@ -440,7 +440,7 @@ std::string to_json(const LabStatus& s) {
     boost::json::array svcs;
     for (const auto& sv : h.services) svcs.push_back(service_json(sv));
     o["services"] = std::move(svcs);
-    o["firewall"] = h.firewall;
+    if (rulesets) o["firewall"] = h.firewall;
     if (!h.firewall_error.empty()) o["firewall_error"] = h.firewall_error;
     hosts.push_back(std::move(o));
   }

@@ -132,7 +132,8 @@ LabStatus lab_status(const topo::Topology& t, const std::string& state_dir);
 // "pid","uptime_s","user","paused"}],"firewall"}],"edge":{"services":[...]},"load_balancers":[{"host","servers":[{"name",
 // "status","check","sessions"}]}],"primary":{...},"replication":[{"host","io_running",
 // "sql_running","lag_s","last_error"}]}
-std::string to_json(const LabStatus& s);
+// With `rulesets` false, each host's "firewall" (its full nft ruleset) is left out.
+std::string to_json(const LabStatus& s, bool rulesets = true);
 
 // A compact table; with `rulesets`, each host's firewall in full after it.
 void print_status(const LabStatus& s, std::FILE* out, bool rulesets = false);
