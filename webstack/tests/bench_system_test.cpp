@@ -4,6 +4,7 @@
 // a short `webstack bench` writes its report. Needs root; traffic from the client host.
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -50,14 +51,17 @@ TEST(BenchSystemTest, PeersServeTheSameTestsAndBenchWritesItsReport) {
   }
 
   // The site itself: web-01's app is the PHP peer (no guestbook API: 404), web-02's is
-  // webstack-app (200); round robin alternates them.
+  // webstack-app (200), and the site is served by both. (Strict alternation is the round
+  // robin test's: here a GET that got a 502 from a peer is retried on the other host.)
   std::multiset<std::string> answers;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 6; ++i) {
     answers.insert(lab.client_curl({"-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}",
                                     lab.site_url("/api/messages")}));
   }
-  EXPECT_EQ(answers.count("404 web-01"), 2u);
-  EXPECT_EQ(answers.count("200 web-02"), 2u);
+  EXPECT_GE(answers.count("404 web-01"), 1u) << fmt::format("{}", fmt::join(answers, ", "));
+  EXPECT_GE(answers.count("200 web-02"), 1u) << fmt::format("{}", fmt::join(answers, ", "));
+  EXPECT_EQ(answers.count("404 web-01") + answers.count("200 web-02"), answers.size())
+      << fmt::format("{}", fmt::join(answers, ", "));
 
   // A short benchmark: every app and the ceilings, one round, a report.
   const std::string out = lab.dir() + "/bench-report";
