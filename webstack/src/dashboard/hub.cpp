@@ -26,12 +26,6 @@ constexpr std::size_t kEvents = 100;
 constexpr auto kSampleEvery = 1s;
 constexpr auto kActionTimeout = std::chrono::minutes(5);
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 LoadTarget load_target(const topo::Topology& t, const std::string& state_dir) {
   LoadTarget target;
   const auto clients = t.with_role(topo::Role::Client);
@@ -132,7 +126,7 @@ void Hub::sample_loop() {
 
 void Hub::event(const std::string& level, const std::string& text) {
   std::lock_guard lock(m_);
-  events_.push_back({next_event_++, now_ms(), level, text});
+  events_.push_back({next_event_++, wall_ms(), level, text});
   while (events_.size() > kEvents) events_.pop_front();
 }
 
@@ -142,7 +136,7 @@ std::string Hub::state_json() const {
   for (const auto& [host, n] : load.by_host) by_host[host] = n;
   json::object o{{"lab", topology_.name},
                  {"site", topology_.site_name},
-                 {"time_ms", now_ms()},
+                 {"time_ms", wall_ms()},
                  {"topology", topology_json(topology_)},
                  {"load", json::object{{"running", load.running},
                                        {"rate", load.rate},

@@ -32,12 +32,6 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kKeep = 500;  // records kept for the request stream
 constexpr auto kTimeout = std::chrono::seconds(3);
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // One keep-alive connection to the site, plain or TLS; every operation bounded by
 // kTimeout (tcp_stream's timer cancels it). Runs on the load thread's own io_context.
 class Connection {
@@ -129,6 +123,12 @@ constexpr Step kSteps[] = {{bhttp::verb::get, "/db"},
 
 }  // namespace
 
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 LoadGenerator::LoadGenerator(LoadTarget target) : target_(std::move(target)) {}
 
 LoadGenerator::~LoadGenerator() {
@@ -207,7 +207,7 @@ void LoadGenerator::run(int rate) {
   const int fd = ::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
     RequestRecord r;
-    r.time_ms = now_ms();
+    r.time_ms = wall_ms();
     r.error = fmt::format("cannot join {}: {}", ns_path, std::strerror(errno));
     if (fd >= 0) ::close(fd);
     record(std::move(r));
@@ -232,7 +232,7 @@ void LoadGenerator::run(int rate) {
       next = Clock::now();  // no burst after a stall
     const Step& step = kSteps[i % std::size(kSteps)];
     RequestRecord r;
-    r.time_ms = now_ms();
+    r.time_ms = wall_ms();
     r.method = std::string(bhttp::to_string(step.verb));
     r.path = step.path;
     bhttp::request<bhttp::string_body> req{step.verb, step.path, 11};

@@ -19,6 +19,9 @@
 
 namespace webstack::dashboard {
 
+// Milliseconds since the epoch (the page's time axis; records and events carry it).
+std::int64_t wall_ms();
+
 struct LoadTarget {
   std::string netns;    // "<lab>-client"
   std::string address;  // the site's (first) virtual address, else the first balancer's
