@@ -375,8 +375,18 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
 // relay log holds (read from SHOW SLAVE STATUS's named fields), becomes writable, and the
 // site takes writes again; the old primary, started again, rejoins as a replica.
 TEST_F(LoadBalancerPairTest, PromotionWithThePrimaryDownAppliesTheRelayLogAndTakesWrites) {
-  const std::string old = writable_node();
-  ASSERT_FALSE(old.empty());
+  // A settled lab first: right after another test's promotion, the failover manager's
+  // record of the primary (state/primary, which `db promote` reads) may lag the
+  // databases for a moment. Nothing is touched until both agree.
+  std::string old, recorded;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        old = writable_node();
+        recorded = webstack::lab::trim(webstack::test::read_file(lab_->state() + "/primary"));
+        return !old.empty() && recorded == old;
+      },
+      30s, 100ms))
+      << "writable: " << old << ", recorded primary: " << recorded;
   const std::string next = old == "web-01" ? "web-02" : "web-01";
   cli_ok({"failover", "pause"});
   cli_ok({"stop", old + "/mariadb"});
