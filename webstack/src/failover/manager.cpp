@@ -22,6 +22,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -173,15 +174,22 @@ class Manager {
 
   int run() {
     listen_socket();
+    publish();
     say("failover manager: watching {} database nodes and {} apps every {} ms; promotes after "
         "{} ms without a writable primary; primary: {}",
         c_.db.size(), c_.apps.size(), c_.interval.count(), c_.failover_after.count(),
         decider_.primary());
+    // The state port is the fencing agents' witness: it must answer while a round waits
+    // out a cut-off node's timeouts (a round can outlast the agents' fence_after), so it
+    // has a thread of its own and never waits on a round.
+    std::thread server([this] { serve(); });
     while (g_stop == 0) {
       const auto start = Clock::now();
       round(start);
-      serve_until(start + c_.interval);
+      publish();
+      while (g_stop == 0 && Clock::now() < start + c_.interval) std::this_thread::sleep_for(10ms);
     }
+    server.join();
     say("failover manager: stopping");
     if (listen_fd_ >= 0) ::close(listen_fd_);
     return 0;
@@ -409,58 +417,121 @@ class Manager {
       throw std::runtime_error("manager.listen: not an IPv4 address: " + c_.listen);
     }
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(listen_fd_, 16) != 0) {
+        ::listen(listen_fd_, 128) != 0) {
       throw std::runtime_error(
           fmt::format("cannot listen on {}:{}: {}", c_.listen, c_.port, std::strerror(errno)));
     }
   }
 
-  // Until `until`: answer whoever connects with the state as JSON (HTTP/1.0). An agent
-  // only connects (that is its test of the way here) and closes.
-  void serve_until(Clock::time_point until) {
-    while (g_stop == 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-      if (left.count() <= 0) return;
-      pollfd p{listen_fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      // The request line, if the client sends one within 200 ms (an agent sends none).
-      char request[512] = {};
-      pollfd in{fd, POLLIN, 0};
-      if (::poll(&in, 1, 200) > 0) {
-        const ssize_t n = ::recv(fd, request, sizeof request - 1, MSG_DONTWAIT);
-        if (n <= 0) request[0] = '\0';
-      }
-      const bool metrics = std::string_view(request).starts_with("GET /metrics");
-      const std::string body = metrics ? metrics_text() : state_json();
+  // Until the manager stops: answer whoever connects with the state as JSON (HTTP/1.0),
+  // or the metrics for `GET /metrics`. An agent only connects (that is its test of the way
+  // here) and closes. Never blocks on one client: each gets 200 ms to send its request
+  // line, and every connection waiting in the backlog is accepted at once.
+  void serve() {
+    struct Client {
+      int fd;
+      Clock::time_point deadline;
+      std::string request;
+    };
+    std::vector<Client> clients;
+    const auto answer = [this](Client& cl) {
+      const bool metrics = cl.request.starts_with("GET /metrics");
+      const Published p = published();
+      const std::string body = metrics ? metrics_text(p) : state_json(p);
       const std::string reply = fmt::format(
           "HTTP/1.0 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
           "Connection: close\r\n\r\n{}",
           metrics ? "text/plain; version=0.0.4" : "application/json", body.size(), body);
-      // Best effort, never blocking the loop: a client that does not read gets cut.
-      ::send(fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      ::close(fd);
+      // Best effort, never blocking: a client that does not read gets cut.
+      ::send(cl.fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(cl.fd);
+    };
+    while (g_stop == 0) {
+      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+      auto wait = std::chrono::milliseconds(100);  // g_stop is looked at this often
+      const auto now = Clock::now();
+      for (const auto& cl : clients) {
+        fds.push_back({cl.fd, POLLIN, 0});
+        wait = std::min(
+            wait, std::chrono::duration_cast<std::chrono::milliseconds>(cl.deadline - now + 1ms));
+      }
+      if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, wait.count()))) < 0)
+        continue;  // EINTR: look at g_stop
+      for (std::size_t i = clients.size(); i-- > 0;) {
+        auto& cl = clients[i];
+        bool complete = Clock::now() >= cl.deadline;
+        if (fds[i + 1].revents != 0) {
+          char buf[512];
+          const ssize_t n = ::recv(cl.fd, buf, sizeof buf, MSG_DONTWAIT);
+          if (n > 0) cl.request.append(buf, static_cast<std::size_t>(n));
+          // End of stream (an agent), an error, or the request line is here.
+          complete = complete || n <= 0 || cl.request.find('\n') != std::string::npos ||
+                     cl.request.size() >= 512;
+        }
+        if (complete) {
+          answer(cl);
+          clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+      }
+      if ((fds[0].revents & POLLIN) != 0) {
+        for (;;) {
+          const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (fd < 0) break;
+          if (clients.size() >= 256) {  // a flood: the oldest is answered now
+            answer(clients.front());
+            clients.erase(clients.begin());
+          }
+          clients.push_back({fd, Clock::now() + 200ms, {}});
+        }
+      }
     }
+    for (auto& cl : clients) ::close(cl.fd);
   }
 
-  std::string state_json() const {
-    const auto since = decider_.down_since();
+  // What the state port shows, as of the last round.
+  struct Published {
+    std::string primary;
+    std::optional<Clock::time_point> down_since;
+    bool paused = false;
+    std::string last_action, last_reason;
+    unsigned long promotions = 0, fences = 0, rejoins = 0, restores = 0, failures = 0;
+  };
+  void publish() {
+    Published p{decider_.primary(),
+                decider_.down_since(),
+                paused_,
+                last_action_,
+                last_reason_,
+                promotions_,
+                fences_,
+                rejoins_,
+                restores_,
+                failures_};
+    std::lock_guard lock(published_mutex_);
+    published_ = std::move(p);
+  }
+  Published published() const {
+    std::lock_guard lock(published_mutex_);
+    return published_;
+  }
+
+  std::string state_json(const Published& p) const {
+    const auto since = p.down_since;
     return json::serialize(json::object{
-               {"primary", decider_.primary()},
+               {"primary", p.primary},
                {"writable_primary", !since.has_value()},
                {"without_primary_ms",
                 since ? static_cast<std::int64_t>(ms_between(*since, Clock::now())) : 0},
                {"failover_after_ms", c_.failover_after.count()},
-               {"paused", paused_},
-               {"last_action", last_action_},
-               {"last_reason", last_reason_}}) +
+               {"paused", p.paused},
+               {"last_action", p.last_action},
+               {"last_reason", p.last_reason}}) +
            "\n";
   }
 
   // Prometheus text format: what the alerts need (docs/monitoring.md).
-  std::string metrics_text() const {
-    const auto since = decider_.down_since();
+  std::string metrics_text(const Published& p) const {
+    const auto since = p.down_since;
     std::string out;
     const auto metric = [&](const char* name, const char* type, const char* help,
                             const std::string& value) {
@@ -473,22 +544,22 @@ class Manager {
            "How long no database node has been writable",
            fmt::format("{:.3f}", since ? ms_between(*since, Clock::now()) / 1000.0 : 0.0));
     metric("webstack_failover_paused", "gauge", "1 while promotions are paused",
-           paused_ ? "1" : "0");
+           p.paused ? "1" : "0");
     metric("webstack_failover_promotions_total", "counter", "Replicas promoted",
-           std::to_string(promotions_));
+           std::to_string(p.promotions));
     metric("webstack_failover_fences_total", "counter", "Rounds that fenced a second writable node",
-           std::to_string(fences_));
+           std::to_string(p.fences));
     metric("webstack_failover_rejoins_total", "counter",
-           "Former primaries made replicas of the primary", std::to_string(rejoins_));
+           "Former primaries made replicas of the primary", std::to_string(p.rejoins));
     metric("webstack_failover_restores_total", "counter",
            "Old primaries made writable again (no other node to promote)",
-           std::to_string(restores_));
+           std::to_string(p.restores));
     metric("webstack_failover_action_failures_total", "counter",
-           "Actions that failed (retried a second later)", std::to_string(failures_));
+           "Actions that failed (retried a second later)", std::to_string(p.failures));
     out +=
         "# HELP webstack_failover_primary_info The primary the manager follows\n"
         "# TYPE webstack_failover_primary_info gauge\n";
-    out += fmt::format("webstack_failover_primary_info{{primary=\"{}\"}} 1\n", decider_.primary());
+    out += fmt::format("webstack_failover_primary_info{{primary=\"{}\"}} 1\n", p.primary);
     return out;
   }
 
@@ -502,6 +573,8 @@ class Manager {
   unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
   int listen_fd_ = -1;
+  mutable std::mutex published_mutex_;
+  Published published_;  // guarded by published_mutex_: the server thread reads it
 };
 
 // A TCP connection to each witness at once; how many completed within `timeout`.
