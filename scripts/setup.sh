@@ -2,6 +2,7 @@
 # Installs every Debian 12 package webstack needs, then builds the given preset.
 # Idempotent: packages already present are skipped by apt, the build is incremental.
 # Usage: scripts/setup.sh [preset]   (default preset: release)
+#        scripts/setup.sh --no-build  (the packages only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +62,7 @@ if [ ! -d dashboard/test/node_modules ]; then
   (cd dashboard/test && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+[ "${1:-}" = --no-build ] && exit 0
 preset=${1:-release}
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset"

@@ -115,9 +115,11 @@ async function main() {
     });
 
     let downSeconds = null;
-    await step(`3. stop ${victim}/webstack-app: ${victim} shown down within 5 s`, async () => {
+    // The bound is correctness (the page follows the lab) with room for a sanitizer build
+    // on a busy machine; the figure printed is what it took.
+    await step(`3. stop ${victim}/webstack-app: ${victim} shown down within 15 s`, async () => {
       const said = await clickAndConfirm(page, `[data-action=stop][data-target="${victim}/webstack-app"]`, dialogs);
-      const r = await healthOf(page, victim, 'down', 5000);
+      const r = await healthOf(page, victim, 'down', 15_000);
       downSeconds = r.seconds;
       return `down ${r.seconds.toFixed(1)} s after the click (it asked: "${said.split('\n')[0]}")`;
     });

@@ -180,6 +180,14 @@ cmd_rootfs() {
     local cache root build marker t0 mirror security p
     cache=$(abspath "$1")
     root=$cache/rootfs build=$cache/rootfs.building marker=$cache/rootfs.complete
+    # One build at a time (scripts/test.sh starts one early, in the background, and a
+    # deploy test may ask while it runs): a second caller waits, then finds it complete.
+    mkdir -p "$cache"
+    exec 9>"$cache/rootfs.lock"
+    if ! flock -n 9; then
+        info "rootfs: another build of $root is running; waiting for it"
+        flock 9
+    fi
     # The marker holds the package lists the tree was built from: another list (this
     # script changed) builds it again.
     local want="${BASE_PACKAGES[*]} / ${ROLE_PACKAGES[*]}"
@@ -188,7 +196,6 @@ cmd_rootfs() {
         return 0
     fi
     ensure_host_packages debootstrap systemd-container
-    mkdir -p "$cache"
     # A tree without the marker was interrupted mid-build (missing packages, half-
     # configured dpkg state): start over. Never under a running machine's overlay.
     for p in "$root" "$build"; do

@@ -46,7 +46,9 @@ TEST_F(HttpLimits, SlowHeadersGet408) {
   auto r = bad_.read_response();
   EXPECT_EQ(r.status, 408);
   EXPECT_EQ(r.header("Connection"), "close");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  // The server's header timeout (500 ms) answered, not the client's (5 s): a bound with
+  // room for a slow (sanitizer) build on a busy machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
   EXPECT_TRUE(bad_.wait_closed(2s));
   expect_bystander_served();
 }

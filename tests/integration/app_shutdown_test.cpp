@@ -125,7 +125,7 @@ TEST(Shutdown, SigintOrASecondSignalCutsTheLameDuckShort) {
 TEST(Shutdown, IdleConnectionsCloseAfterTheGraceAndTheDeadlineEndsTheRest) {
   auto opts = app_options_for(MariaDbPair::shared());
   opts.settings.push_back("server.shutdown_idle_grace_ms=500");
-  opts.settings.push_back("server.shutdown_deadline_ms=2500");
+  opts.settings.push_back("server.shutdown_deadline_ms=4000");
   opts.settings.push_back("server.header_timeout_ms=60000");
   AppProcess app(std::move(opts));
 
@@ -146,9 +146,10 @@ TEST(Shutdown, IdleConnectionsCloseAfterTheGraceAndTheDeadlineEndsTheRest) {
   auto status = app.wait_exit(10s);
   ASSERT_TRUE(status);
   EXPECT_TRUE(WIFEXITED(*status)) << describe_wait_status(*status);
-  // The idle one went at the grace, the stuck one held on until the hard deadline.
-  EXPECT_LT(idle_closed, 2s);
-  EXPECT_GE(stuck_closed, 2s);
+  // The idle one went at the grace (500 ms), the stuck one held on until the hard deadline
+  // (4 s); the gap between them leaves room for a slow build on a busy machine.
+  EXPECT_LT(idle_closed, 3s);
+  EXPECT_GE(stuck_closed, 3500ms);
 }
 
 }  // namespace

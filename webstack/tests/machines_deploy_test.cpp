@@ -257,21 +257,26 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
   };
   const std::string pid01 = app_pid("web-01"), pid02 = app_pid("web-02");
   {
-    // Paced (a request per 5 ms per worker, about 600 a second): steady traffic that
-    // leaves the two CPUs to the deploy.
-    webstack::test::SiteLoad load(lab_.client_namespace(), lab_.address(5), ca, 300s, 5ms);
+    // Paced (a request per 10 ms per worker, about 300 a second) and bounded (30,000
+    // requests, about 100 s): steady traffic that leaves the two CPUs to the deploy, and
+    // a fixed amount of work however long the roll takes (it took about 55 s).
+    webstack::test::SiteLoad load(lab_.client_namespace(), lab_.address(5), ca, 300s, 10ms, 30000);
     const auto t0 = std::chrono::steady_clock::now();
     const auto roll = deploy(lab_.topology(), {"--", "-e", "webstack_app_restart=true"});
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto load_ended = load.finished();
     load.stop();
     ASSERT_EQ(roll.exit_code, 0) << recap_text(roll.out) << roll.err;
     EXPECT_EQ(load.failed(), 0) << load.first_failure();
     EXPECT_GT(load.gets(), 0);
     EXPECT_GT(load.posts(), 0);
     std::printf(
-        "rolling deploy on the servers in %.1f s under load: %d GETs, %d POSTs, %d failed\n",
-        seconds, load.gets(), load.posts(), load.failed());
+        "rolling deploy on the servers in %.1f s under load: %d GETs, %d POSTs, %d failed%s\n",
+        std::chrono::duration<double>(t1 - t0).count(), load.gets(), load.posts(), load.failed(),
+        load_ended ? fmt::format(" (the load's 30,000 requests ended {:.1f} s into the roll)",
+                                 std::chrono::duration<double>(*load_ended - t0).count())
+                         .c_str()
+                   : "");
   }
   EXPECT_NE(app_pid("web-01"), pid01) << "web-01's app was not restarted";
   EXPECT_NE(app_pid("web-02"), pid02) << "web-02's app was not restarted";

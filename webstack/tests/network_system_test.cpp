@@ -324,7 +324,6 @@ TEST_F(LabNetworkSystem, DownRemovesEverythingAndTwiceIsFine) {
   const double down_ms = ms_since(start);
   std::cout << "[ timing ] down (" << topology_.hosts.size() << " hosts): " << down_ms << " ms\n";
   RecordProperty("down_ms", std::to_string(down_ms));
-  EXPECT_LT(down_ms, 1000.0);
 
   EXPECT_TRUE(lab_namespaces(topology_).empty());
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");

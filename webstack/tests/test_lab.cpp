@@ -1,6 +1,7 @@
 #include "test_lab.hpp"
 
 #include "http_client.hpp"
+#include "lab/status.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -77,14 +78,16 @@ std::thread in_namespace(const std::string& ns, std::function<void()> f) {
 }
 
 SiteLoad::SiteLoad(const std::string& ns, const std::string& address, const std::string& ca_file,
-                   std::chrono::seconds bound, std::chrono::milliseconds pace) {
+                   std::chrono::seconds bound, std::chrono::milliseconds pace, int max_requests) {
+  running_ = 3;
   const auto worker = [&, this](bool post) {
-    return in_namespace(ns, [this, post, address, ca_file, bound, pace] {
+    return in_namespace(ns, [this, post, address, ca_file, bound, pace, max_requests] {
       it::HttpClient c(443, std::chrono::seconds(10), address);
       c.use_tls({ca_file, "www.foobar.test"});
       const auto deadline = std::chrono::steady_clock::now() + bound;
       auto next = std::chrono::steady_clock::now();
-      while (!stop_ && std::chrono::steady_clock::now() < deadline) {
+      while (!stop_ && std::chrono::steady_clock::now() < deadline &&
+             (max_requests == 0 || started_++ < max_requests)) {
         next += pace;
         std::this_thread::sleep_until(next);  // the traffic's rate, not a synchronisation
         try {
@@ -102,11 +105,20 @@ SiteLoad::SiteLoad(const std::string& ns, const std::string& address, const std:
           c.close();
         }
       }
+      if (--running_ == 0 && !stop_) {
+        std::lock_guard lock(m_);
+        finished_ = std::chrono::steady_clock::now();
+      }
     });
   };
   workers_.push_back(worker(false));
   workers_.push_back(worker(false));
   workers_.push_back(worker(true));
+}
+
+std::optional<std::chrono::steady_clock::time_point> SiteLoad::finished() const {
+  std::lock_guard lock(m_);
+  return finished_;
 }
 
 void SiteLoad::stop() {
@@ -119,6 +131,13 @@ void SiteLoad::stop() {
 std::string SiteLoad::first_failure() const {
   std::lock_guard lock(m_);
   return first_failure_;
+}
+
+long long balanced_requests(const TestLab& lab) {
+  long long n = 0;
+  for (const char* lb : {"lb-01", "lb-02"})
+    for (const auto& s : lab::lb_servers(lab.state(), lb)) n += s.sessions_total;
+  return n;
 }
 
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,

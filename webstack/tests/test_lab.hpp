@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,17 +119,21 @@ std::thread in_namespace(const std::string& ns, std::function<void()> f);
 // Steady traffic through the site as its visitors send it, from a client namespace: two
 // workers GET /db and one POSTs to the guestbook, back to back over HTTPS (verified with
 // `ca_file`) to `address`:443, until stop() or, whatever happens, `bound` has passed;
-// each worker starts a request at most every `pace` (0: back to back). A request fails on
-// an error or a status other than 200 (GET) / 201 (POST).
+// each worker starts a request at most every `pace` (0: back to back); with `max_requests`
+// (0: no limit) the workers stop after that many requests in all. A request fails on an
+// error or a status other than 200 (GET) / 201 (POST).
 class SiteLoad {
  public:
   SiteLoad(const std::string& ns, const std::string& address, const std::string& ca_file,
            std::chrono::seconds bound = std::chrono::seconds(180),
-           std::chrono::milliseconds pace = std::chrono::milliseconds(0));
+           std::chrono::milliseconds pace = std::chrono::milliseconds(0), int max_requests = 0);
   ~SiteLoad() { stop(); }
   SiteLoad(const SiteLoad&) = delete;
   SiteLoad& operator=(const SiteLoad&) = delete;
   void stop();  // joins the workers (idempotent)
+  // When the last worker stopped by itself (`max_requests` or `bound` reached); unset
+  // while one still runs or after stop().
+  std::optional<std::chrono::steady_clock::time_point> finished() const;
   int gets() const { return gets_; }
   int posts() const { return posts_; }
   int failed() const { return failed_; }
@@ -136,11 +141,18 @@ class SiteLoad {
 
  private:
   std::atomic<bool> stop_{false};
-  std::atomic<int> gets_{0}, posts_{0}, failed_{0};
+  std::atomic<int> gets_{0}, posts_{0}, failed_{0}, started_{0}, running_{0};
+  std::optional<std::chrono::steady_clock::time_point> finished_;  // guarded by m_
   mutable std::mutex m_;
   std::string first_failure_;
   std::vector<std::thread> workers_;
 };
+
+// Requests the site's balancers (lb-01 and lb-02) have sent to the web hosts so far.
+// Round robin is exact at the balancer; a test that counts its own requests' split sees
+// it shifted by at most one per request somebody else (the monitor's probes) sent
+// meanwhile, so the difference between the hosts' counts is at most 1 + those.
+long long balanced_requests(const TestLab& lab);
 
 // Checks `pred` every `interval` until it holds or `timeout` passes (one last check after
 // the deadline). For conditions whose check is cheap (a stats socket read), where a busy

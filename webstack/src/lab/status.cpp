@@ -83,7 +83,8 @@ std::vector<LbServer> parse_show_stat(const std::string& csv, const std::string&
     if (field("pxname") != backend) continue;
     const auto sv = field("svname");
     if (sv == "BACKEND" || sv == "FRONTEND") continue;
-    out.push_back({sv, field("status"), field("check_status"), to_ll(field("scur"), 0)});
+    out.push_back({sv, field("status"), field("check_status"), to_ll(field("scur"), 0),
+                   to_ll(field("stot"), 0)});
   }
   if (col.empty()) throw std::runtime_error("no CSV header in the answer to show stat");
   return out;

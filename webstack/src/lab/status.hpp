@@ -50,10 +50,11 @@ struct HostReport {
 std::string firewall_summary(const std::string& ruleset);
 
 struct LbServer {
-  std::string name;        // svname
-  std::string status;      // "UP", "DOWN", "MAINT", "UP 1/3", ...
-  std::string check;       // check_status: "L7OK", "L4CON", ...
-  long long sessions = 0;  // scur
+  std::string name;              // svname
+  std::string status;            // "UP", "DOWN", "MAINT", "UP 1/3", ...
+  std::string check;             // check_status: "L7OK", "L4CON", ...
+  long long sessions = 0;        // scur
+  long long sessions_total = 0;  // stot: requests sent to it so far
 };
 
 struct LbReport {
