@@ -2,14 +2,21 @@
 # Sets everything up (Debian packages, builds) and runs the whole test suite:
 #   release: unit, integration, system, deploy
 #   asan (AddressSanitizer + UndefinedBehaviorSanitizer): unit, integration, system
-# The deploy label (emulated servers driven by Ansible) runs once, in release: the
-# servers run the release binaries, and what ASan would check there (webstack-app and
-# the failover daemons under faults) the system label already checks under ASan.
-# While the code compiles, the emulated servers' root file system is built in the
-# background (a first run's download, kept in /var/cache/webstack-machines).
-# Prints the time of each preset's build and label at the end.
+# Run once, in release only:
+#   - the deploy label (emulated servers driven by Ansible): the servers run the release
+#     binaries, and what ASan would check there (our programs under faults) the system
+#     label checks under ASan;
+#   - BenchSystemTest (`webstack bench` with the PHP and Node.js peers): it checks the
+#     benchmark's tooling and report, and figures from a sanitizer build mean nothing.
+# Work that does not clash runs side by side, on 2 cores:
+#   - the emulated servers' root file system (a first run's download, then cached in
+#     /var/cache/webstack-machines) is built while the release build compiles;
+#   - the deploy label (mostly waiting on Ansible, SSH and an alert's `for: 1m`) runs
+#     while the asan build compiles and the unit and integration labels run; the system
+#     labels (fault tests under load) run alone.
+# Prints the time of each step at the end, and one closing line for every test run.
 # Usage: scripts/test.sh                 everything, as above
-#        scripts/test.sh [ctest args...] ctest with these args under both presets
+#        scripts/test.sh [ctest args...] ctest with these args under both presets, in turn
 #                                        (e.g. scripts/test.sh -L unit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,79 +42,125 @@ cleanup_test_labs() {
 
 timings=()
 failed=0
-# Runs "$@" as step <name>, recording its time and outcome; a failed step fails the run
-# at the end, after the other steps had their turn.
+# Records step <name>, started at <t0> (date +%s), with exit status <rc>.
+record() {
+  local name=$1 t0=$2 rc=$3
+  timings+=("$(printf '%-44s %5d s  %s' "$name" $(($(date +%s) - t0)) \
+    "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+  [ "$rc" = 0 ] || failed=1
+}
+# Runs "$@" as step <name>; returns its exit status (callers decide what a failure skips).
 timed() {
   local name=$1 t0 rc=0
   shift
   t0=$(date +%s)
   "$@" || rc=$?
-  timings+=("$(printf '%-26s %5d s  %s' "$name" $(($(date +%s) - t0)) \
-    "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")")
-  [ "$rc" = 0 ] || failed=1
-  return 0
+  record "$name" "$t0" "$rc"
+  return "$rc"
 }
-report() {
-  echo "== times"
-  printf '%s\n' "${timings[@]}"
+# ctest for one label of one preset, with a JUnit report for the closing line.
+label() {
+  local preset=$1 name=$2
+  shift 2
+  ctest --preset "$preset" -L "^$name\$" --output-junit "$PWD/build/$preset/junit-$name.xml" "$@"
 }
+
+asan_system() { GTEST_FILTER='-BenchSystemTest.*' label asan system; }
 
 t_start=$(date +%s)
 rm -f build/release/junit-*.xml build/asan/junit-*.xml
 echo "== packages"
 scripts/setup.sh --no-build
 
+if [ $# -gt 0 ]; then
+  for preset in release asan; do
+    echo "== $preset: build"
+    timed "$preset build" scripts/setup.sh "$preset" || continue
+    echo "== $preset: ctest $*"
+    timed "$preset ctest $*" ctest --preset "$preset" "$@" || true
+    cleanup_test_labs "build/$preset/webstack/webstack"
+  done
+  printf '%s\n' "== times" "${timings[@]}"
+  exit "$failed"
+fi
+
 cache=${WEBSTACK_MACHINES_CACHE:-/var/cache/webstack-machines}
-rootfs_pid=""
-if [ $# -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+rootfs_pid="" deploy_pid=""
+# ^C or a failure: the background work ends (its whole process group), then the labs go.
+stop_background() {
+  local p
+  for p in $rootfs_pid $deploy_pid; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  for p in $rootfs_pid $deploy_pid; do wait "$p" 2>/dev/null || true; done
+  for p in release asan; do cleanup_test_labs "build/$p/webstack/webstack"; done
+}
+trap stop_background EXIT
+if [ "$(id -u)" -eq 0 ]; then
   mkdir -p "$cache"
-  echo "== deploy: building the emulated servers' root file system in the background"
-  deploy/machines/machines.sh rootfs "$cache" >"$cache/rootfs-background.log" 2>&1 &
+  echo "== deploy: the emulated servers' root file system, in the background"
+  setsid deploy/machines/machines.sh rootfs "$cache" >"$cache/rootfs-background.log" 2>&1 &
   rootfs_pid=$!
 fi
-trap 'for p in release asan; do cleanup_test_labs "build/$p/webstack/webstack"; done
-      [ -n "$rootfs_pid" ] && kill "$rootfs_pid" 2>/dev/null; true' EXIT
 
-for preset in release asan; do
-  echo "== $preset: build"
-  timed "$preset build" scripts/setup.sh "$preset"
-done
+echo "== release: build"
+release_built=1 asan_built=1
+timed "release build" scripts/setup.sh release || release_built=0
 
-for preset in release asan; do
-  if [ $# -gt 0 ]; then
-    echo "== $preset: ctest $*"
-    timed "$preset ctest $*" ctest --preset "$preset" "$@"
-  else
-    labels=(unit integration system)
-    [ "$preset" = release ] && labels+=(deploy)
-    for label in "${labels[@]}"; do
-      echo "== $preset: $label"
-      if [ "$label" = deploy ] && [ -n "$rootfs_pid" ]; then
-        # The build started above; the deploy test would wait for it anyway (a lock).
-        wait "$rootfs_pid" || echo "(the background root file system build failed:" \
-          "$cache/rootfs-background.log; the deploy test builds it again)"
-        rootfs_pid=""
-      fi
-      jobs=()
-      [ "$label" = unit ] && jobs=(-j 2)  # in-process tests: no lab, no clash
-      timed "$preset $label" ctest --preset "$preset" -L "^$label\$" "${jobs[@]}" \
-        --output-junit "$PWD/build/$preset/junit-$label.xml"
-    done
+if [ "$release_built" = 1 ]; then
+  if [ -n "$rootfs_pid" ]; then
+    # The deploy test would wait for it anyway (machines.sh takes a lock).
+    wait "$rootfs_pid" || echo "(the background root file system build failed, see" \
+      "$cache/rootfs-background.log; the deploy test builds it again)"
+    rootfs_pid=""
   fi
-  cleanup_test_labs "build/$preset/webstack/webstack"
+  echo "== release: deploy, in the background (its output follows when it ends)"
+  deploy_log=build/release/deploy-label.log
+  deploy_t0=$(date +%s)
+  setsid bash -c "$(declare -f label); label release deploy" >"$deploy_log" 2>&1 &
+  deploy_pid=$!
+fi
+
+echo "== asan: build"
+timed "asan build (beside the deploy label)" scripts/setup.sh asan || asan_built=0
+for preset in release asan; do
+  [ "$preset" = release ] && [ "$release_built" = 0 ] && continue
+  [ "$preset" = asan ] && [ "$asan_built" = 0 ] && continue
+  echo "== $preset: unit"
+  timed "$preset unit" label "$preset" unit -j 2 || true  # in-process: no lab, no clash
+  echo "== $preset: integration"
+  timed "$preset integration" label "$preset" integration || true
 done
 
-timings+=("$(printf '%-26s %5d s' total $(($(date +%s) - t_start)))")
-report
-if [ $# -eq 0 ]; then
-  # One closing line for every ctest run above (each wrote a JUnit report).
-  passed=0 failures=0
-  for f in build/release/junit-*.xml build/asan/junit-*.xml; do
-    [ -f "$f" ] || continue
-    read -r n bad < <(sed -n 's/.*<testsuite [^>]*tests="\([0-9]*\)"[^>]*failures="\([0-9]*\)".*/\1 \2/p' "$f" | head -n 1)
-    passed=$((passed + ${n:-0} - ${bad:-0}))
-    failures=$((failures + ${bad:-0}))
-  done
-  echo "ctest: $passed passed, $failures failed"
+if [ -n "$deploy_pid" ]; then
+  rc=0
+  wait "$deploy_pid" || rc=$?
+  deploy_pid=""
+  echo "== release: deploy (ran in the background)"
+  cat "$deploy_log"
+  record "release deploy (beside the steps above)" "$deploy_t0" "$rc"
 fi
+
+if [ "$release_built" = 1 ]; then
+  echo "== release: system"
+  timed "release system" label release system || true
+  cleanup_test_labs build/release/webstack/webstack
+fi
+if [ "$asan_built" = 1 ]; then
+  echo "== asan: system (BenchSystemTest in release only)"
+  timed "asan system" asan_system || true
+  cleanup_test_labs build/asan/webstack/webstack
+fi
+
+timings+=("$(printf '%-44s %5d s' total $(($(date +%s) - t_start)))")
+printf '%s\n' "== times" "${timings[@]}"
+# One closing line for every ctest run above: each wrote a JUnit report, one <testcase>
+# element per test, status="fail" on each that failed.
+passed=0 failures=0
+for f in build/release/junit-*.xml build/asan/junit-*.xml; do
+  [ -f "$f" ] || continue
+  n=$(grep -c '<testcase ' "$f" || true)
+  bad=$(grep -c 'status="fail"' "$f" || true)
+  passed=$((passed + n - bad))
+  failures=$((failures + bad))
+done
+echo "ctest: $passed passed, $failures failed"
 exit "$failed"

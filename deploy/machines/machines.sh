@@ -185,8 +185,8 @@ cmd_rootfs() {
     mkdir -p "$cache"
     exec 9>"$cache/rootfs.lock"
     if ! flock -n 9; then
-        info "rootfs: another build of $root is running; waiting for it"
-        flock 9
+        info "rootfs: another build of $root is running; waiting for it (at most 20 minutes)"
+        flock -w 1200 9 || die "rootfs: the build holding $cache/rootfs.lock did not end in 20 minutes"
     fi
     # The marker holds the package lists the tree was built from: another list (this
     # script changed) builds it again.

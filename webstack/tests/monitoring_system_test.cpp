@@ -172,7 +172,8 @@ class MonitoringTest : public webstack::test::SharedLabTest {
 
 TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
   json::value targets;
-  std::string down;
+  std::string down, first_down;
+  const auto t0 = std::chrono::steady_clock::now();
   const bool all_up = wait_for(
       [&] {
         targets = prometheus("/api/v1/targets", "");
@@ -185,10 +186,14 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
                                 std::string(t.at("lastError").as_string()));
           }
         }
+        if (first_down.empty()) first_down = down;
         return down.empty();
       },
       30s);
   EXPECT_TRUE(all_up) << "targets down:" << down;
+  std::printf("every target up after %.1f s (down at first:%s)\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+              first_down.empty() ? " none" : first_down.c_str());
   ASSERT_TRUE(targets.is_object());
   std::map<std::string, std::set<std::string>> jobs;  // job -> hosts
   for (const auto& t : targets.at("data").at("activeTargets").as_array()) {

@@ -132,7 +132,7 @@ class SiteLoad {
   SiteLoad& operator=(const SiteLoad&) = delete;
   void stop();  // joins the workers (idempotent)
   // When the last worker stopped by itself (`max_requests` or `bound` reached); unset
-  // while one still runs or after stop().
+  // while one still runs, or when stop() ended them.
   std::optional<std::chrono::steady_clock::time_point> finished() const;
   int gets() const { return gets_; }
   int posts() const { return posts_; }

@@ -63,22 +63,45 @@ class Pool : public std::enable_shared_from_this<Pool> {
         metrics_(metrics),
         on_trouble_(std::move(on_trouble)) {
     idle_.reserve(cfg_->pool_size);  // release() must not allocate
+    reading_.reserve(cfg_->pool_size);
   }
 
   const std::string& name() const { return name_; }
 
-  asio::awaitable<Lease> lease(ReadPath path) {
+  // `read`: the lease serves a read, which abandon_reads() may cut short.
+  asio::awaitable<Lease> lease(ReadPath path, bool read) {
     auto self = shared_from_this();
     Lease lease;
     lease.pool_ = self;
     lease.path_ = path;
+    const auto epoch = abandoned_epoch_;
     lease.conn_.reset((co_await acquire()).release());
+    if (read) {
+      reading_.push_back(lease.conn_.get());
+      if (abandoned_epoch_ != epoch) {
+        // The node was found unreachable while this read waited for a connection (one
+        // handed over by release(), or just opened): it would wait there in vain too.
+        lease.conn_->abandon();
+      }
+    }
     co_return lease;
+  }
+
+  // The node is unreachable: reads on loan stop waiting for it (ConnectionLost, so
+  // Cluster::read runs them again elsewhere). Writes run on: whether one ran is unknown
+  // either way, and the query timeout ends it. Returns how many reads were cut short.
+  std::size_t abandon_reads() {
+    ++abandoned_epoch_;
+    for (Connection* conn : reading_) {
+      conn->abandon();
+    }
+    return reading_.size();
   }
 
   // Back from a Lease. A broken connection is closed (its slot freed for a waiter) and the
   // prober is poked; a healthy one goes to the first waiter, else to the idle stack.
   void release(std::unique_ptr<Connection> conn) noexcept {
+    std::erase(reading_, conn.get());
     const bool lost = conn->broken();
     if (lost || conn->saw_read_only()) {
       on_trouble_();
@@ -241,6 +264,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   MetricsShard& metrics_;
   std::function<void()> on_trouble_;
   std::vector<std::unique_ptr<Connection>> idle_;  // LIFO: the warmest first
+  std::vector<Connection*> reading_;               // on loan to reads (not owned)
+  std::uint64_t abandoned_epoch_ = 0;              // abandon_reads() calls so far
   std::deque<Waiter*> waiters_;                    // FIFO
   unsigned open_ = 0;                              // idle + in use + connecting
   unsigned in_use_ = 0;
@@ -565,6 +590,12 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
       }
       if (cur.reachable) {
         pools[i]->close_idle();
+        // The prober's verdict, or a connection that could not be opened: reads waiting
+        // on the node wait in vain (a path that is gone, a server that does not answer).
+        if (const auto n = pools[i]->abandon_reads(); n > 0) {
+          log::warn("db reads abandoned on an unreachable node, run again elsewhere",
+                    {{"node", name}, {"reads", std::to_string(n)}});
+        }
       }
     } else if (!was_reachable) {
       log::info("db node reachable", {{"node", name}, {"role", role}, {"lag_ms", lag}});
@@ -694,7 +725,7 @@ asio::awaitable<Lease> Cluster::acquire_write(Clock::time_point deadline) {
     }
     std::string lost;
     try {
-      co_return co_await impl->pools[*writer]->lease(ReadPath::Primary);
+      co_return co_await impl->pools[*writer]->lease(ReadPath::Primary, false);
     } catch (const ConnectionLost& e) {
       lost = e.what();
     }
@@ -733,7 +764,7 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
     Lease lease;
     std::string lost;
     try {
-      lease = co_await impl->pools[node]->lease(choice.path);
+      lease = co_await impl->pools[node]->lease(choice.path, true);
     } catch (const ConnectionLost& e) {
       if (attempt > 0) {
         throw;
@@ -763,7 +794,7 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
           throw Unavailable("db: replica behind and no primary for read-your-writes");
         }
         try {
-          lease = co_await impl->pools[*writer]->lease(ReadPath::Primary);
+          lease = co_await impl->pools[*writer]->lease(ReadPath::Primary, true);
         } catch (const ConnectionLost& e) {
           lost = e.what();
         }

@@ -157,6 +157,12 @@ void Connection::cancel() {
   }
 }
 
+void Connection::abandon() {
+  abandoned_ = true;
+  broken_ = true;  // back from its lease it is closed, never handed to a waiting write
+  cancel();
+}
+
 bool Connection::idle_alive() const {
   if (broken_ || cancelled_ || fd_ < 0) {
     return false;
@@ -307,6 +313,9 @@ asio::awaitable<void> Connection::drive(Start start, Cont cont, Clock::time_poin
         track_socket();
       }
       suspended_ = status != 0;
+      if (ready == kAborted && abandoned_) {
+        throw ConnectionLost(fmt::format("db: {} abandoned: the node is unreachable", what));
+      }
       if (ready == kAborted) {
         throw Unavailable(fmt::format("db: {} cancelled", what));
       }

@@ -54,6 +54,10 @@ class Connection {
   bool idle_alive() const;
   // Aborts the operation in flight (shutdown); the connection becomes broken.
   void cancel();
+  // The node was found unreachable while this connection is on loan: the operation in
+  // flight, or the next one, ends at once with ConnectionLost instead of waiting out the
+  // query timeout on a dead path (a read is then retried on another node). Broken after.
+  void abandon();
 
  private:
   struct Stmt {
@@ -103,6 +107,7 @@ class Connection {
   bool busy_ = false;       // an operation is running (one at a time)
   bool suspended_ = false;  // Connector/C is suspended mid-operation
   bool cancelled_ = false;
+  bool abandoned_ = false;  // cancelled by abandon(): ConnectionLost, not Unavailable
   bool saw_read_only_ = false;
   std::unordered_map<std::string, Stmt, StringHash, std::equal_to<>> stmts_;
 };

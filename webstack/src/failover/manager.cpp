@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -41,7 +42,9 @@ namespace {
 using namespace std::chrono_literals;
 namespace json = boost::json;
 
-volatile std::sig_atomic_t g_stop = 0;
+// Set by SIGTERM/SIGINT, read by the manager's two threads (lock-free: safe in a handler).
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 void on_signal(int) {
   g_stop = 1;
@@ -183,13 +186,21 @@ class Manager {
     // out a cut-off node's timeouts (a round can outlast the agents' fence_after), so it
     // has a thread of its own and never waits on a round.
     std::thread server([this] { serve(); });
+    // However the loop ends (a signal, or an error that reaches main), the server stops.
+    struct StopServer {
+      Manager& m;
+      std::thread& t;
+      ~StopServer() {
+        m.serving_ = false;
+        t.join();
+      }
+    } stop_server{*this, server};
     while (g_stop == 0) {
       const auto start = Clock::now();
       round(start);
       publish();
       while (g_stop == 0 && Clock::now() < start + c_.interval) std::this_thread::sleep_for(10ms);
     }
-    server.join();
     say("failover manager: stopping");
     if (listen_fd_ >= 0) ::close(listen_fd_);
     return 0;
@@ -428,64 +439,85 @@ class Manager {
   // here) and closes. Never blocks on one client: each gets 200 ms to send its request
   // line, and every connection waiting in the backlog is accepted at once.
   void serve() {
-    struct Client {
-      int fd;
-      Clock::time_point deadline;
-      std::string request;
-    };
     std::vector<Client> clients;
-    const auto answer = [this](Client& cl) {
-      const bool metrics = cl.request.starts_with("GET /metrics");
-      const Published p = published();
-      const std::string body = metrics ? metrics_text(p) : state_json(p);
-      const std::string reply = fmt::format(
-          "HTTP/1.0 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
-          "Connection: close\r\n\r\n{}",
-          metrics ? "text/plain; version=0.0.4" : "application/json", body.size(), body);
-      // Best effort, never blocking: a client that does not read gets cut.
-      ::send(cl.fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      ::close(cl.fd);
-    };
-    while (g_stop == 0) {
-      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
-      auto wait = std::chrono::milliseconds(100);  // g_stop is looked at this often
-      const auto now = Clock::now();
-      for (const auto& cl : clients) {
-        fds.push_back({cl.fd, POLLIN, 0});
-        wait = std::min(
-            wait, std::chrono::duration_cast<std::chrono::milliseconds>(cl.deadline - now + 1ms));
-      }
-      if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, wait.count()))) < 0)
-        continue;  // EINTR: look at g_stop
-      for (std::size_t i = clients.size(); i-- > 0;) {
-        auto& cl = clients[i];
-        bool complete = Clock::now() >= cl.deadline;
-        if (fds[i + 1].revents != 0) {
-          char buf[512];
-          const ssize_t n = ::recv(cl.fd, buf, sizeof buf, MSG_DONTWAIT);
-          if (n > 0) cl.request.append(buf, static_cast<std::size_t>(n));
-          // End of stream (an agent), an error, or the request line is here.
-          complete = complete || n <= 0 || cl.request.find('\n') != std::string::npos ||
-                     cl.request.size() >= 512;
-        }
-        if (complete) {
-          answer(cl);
-          clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
-        }
-      }
-      if ((fds[0].revents & POLLIN) != 0) {
-        for (;;) {
-          const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-          if (fd < 0) break;
-          if (clients.size() >= 256) {  // a flood: the oldest is answered now
-            answer(clients.front());
-            clients.erase(clients.begin());
-          }
-          clients.push_back({fd, Clock::now() + 200ms, {}});
-        }
+    while (g_stop == 0 && serving_) {
+      try {
+        serve_step(clients);
+      } catch (const std::exception& e) {
+        // (Memory.) One answer lost, not the witness: the loop goes on.
+        say("state port: {}", e.what());
       }
     }
     for (auto& cl : clients) ::close(cl.fd);
+  }
+
+  struct Client {
+    int fd;
+    Clock::time_point deadline;
+    std::string request;
+  };
+
+  // Waits up to 100 ms (g_stop is looked at this often) for a new connection or a
+  // client's bytes, and answers every client whose request is complete or whose time is up.
+  void serve_step(std::vector<Client>& clients) {
+    std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+    auto wait = std::chrono::milliseconds(100);
+    const auto now = Clock::now();
+    for (const auto& cl : clients) {
+      fds.push_back({cl.fd, POLLIN, 0});
+      wait = std::min(
+          wait, std::chrono::duration_cast<std::chrono::milliseconds>(cl.deadline - now + 1ms));
+    }
+    if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, wait.count()))) < 0) {
+      return;  // EINTR: the caller looks at g_stop
+    }
+    for (std::size_t i = clients.size(); i-- > 0;) {  // backwards: erasing keeps fds[i + 1]
+      auto& cl = clients[i];
+      bool complete = Clock::now() >= cl.deadline;
+      if (fds[i + 1].revents != 0) {
+        char buf[512];
+        const ssize_t n = ::recv(cl.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) cl.request.append(buf, static_cast<std::size_t>(n));
+        // End of stream (an agent), an error, or the request's head is here.
+        complete = complete || n <= 0 || cl.request.find("\r\n\r\n") != std::string::npos ||
+                   cl.request.find("\n\n") != std::string::npos || cl.request.size() >= 8192;
+      }
+      if (complete) {
+        answer(cl);
+        clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    if ((fds[0].revents & POLLIN) != 0) {
+      for (;;) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;
+        if (clients.size() >= 256) {  // a flood: the oldest is answered now
+          answer(clients.front());
+          clients.erase(clients.begin());
+        }
+        clients.push_back({fd, Clock::now() + 200ms, {}});
+      }
+    }
+  }
+
+  // The state as JSON, or the metrics for `GET /metrics`; then the connection is closed.
+  void answer(const Client& cl) const {
+    const bool metrics = cl.request.starts_with("GET /metrics");
+    const Published p = published();
+    const std::string body = metrics ? metrics_text(p) : state_json(p);
+    const std::string reply = fmt::format(
+        "HTTP/1.0 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+        "Connection: close\r\n\r\n{}",
+        metrics ? "text/plain; version=0.0.4" : "application/json", body.size(), body);
+    // Best effort, never blocking: a client that does not read gets cut. Whatever it sent
+    // unread is drained first: closing with unread bytes resets the connection, and the
+    // reset can discard the reply.
+    ::send(cl.fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    ::shutdown(cl.fd, SHUT_WR);
+    char sink[1024];
+    for (int i = 0; i < 64 && ::recv(cl.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+    }
+    ::close(cl.fd);
   }
 
   // What the state port shows, as of the last round.
@@ -573,6 +605,7 @@ class Manager {
   unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
   int listen_fd_ = -1;
+  std::atomic<bool> serving_{true};  // false: serve() returns
   mutable std::mutex published_mutex_;
   Published published_;  // guarded by published_mutex_: the server thread reads it
 };
