@@ -437,7 +437,7 @@ class Manager {
   // Until the manager stops: answer whoever connects with the state as JSON (HTTP/1.0),
   // or the metrics for `GET /metrics`. An agent only connects (that is its test of the way
   // here) and closes. Never blocks on one client: each gets 200 ms to send its request
-  // line, and every connection waiting in the backlog is accepted at once.
+  // head, and every connection waiting in the backlog is accepted at once.
   void serve() {
     std::vector<Client> clients;
     while (g_stop == 0 && serving_) {
