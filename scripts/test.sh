@@ -73,6 +73,7 @@ echo "== packages"
 scripts/setup.sh --no-build
 
 if [ $# -gt 0 ]; then
+  trap 'for p in release asan; do cleanup_test_labs "build/$p/webstack/webstack"; done' EXIT
   for preset in release asan; do
     echo "== $preset: build"
     timed "$preset build" scripts/setup.sh "$preset" || continue
@@ -137,6 +138,7 @@ if [ -n "$deploy_pid" ]; then
   echo "== release: deploy (ran in the background)"
   cat "$deploy_log"
   record "release deploy (beside the steps above)" "$deploy_t0" "$rc"
+  cleanup_test_labs build/release/webstack/webstack  # a deploy test killed by its timeout
 fi
 
 if [ "$release_built" = 1 ]; then
@@ -153,14 +155,16 @@ fi
 timings+=("$(printf '%-44s %5d s' total $(($(date +%s) - t_start)))")
 printf '%s\n' "== times" "${timings[@]}"
 # One closing line for every ctest run above: each wrote a JUnit report, one <testcase>
-# element per test, status="fail" on each that failed.
-passed=0 failures=0
+# element per test with status "run" (passed), "fail", or another (not run, disabled).
+passed=0 failures=0 skipped=0
 for f in build/release/junit-*.xml build/asan/junit-*.xml; do
   [ -f "$f" ] || continue
   n=$(grep -c '<testcase ' "$f" || true)
+  ok=$(grep -c 'status="run"' "$f" || true)
   bad=$(grep -c 'status="fail"' "$f" || true)
-  passed=$((passed + n - bad))
+  passed=$((passed + ok))
   failures=$((failures + bad))
+  skipped=$((skipped + n - ok - bad))
 done
-echo "ctest: $passed passed, $failures failed"
+echo "ctest: $passed passed, $failures failed, $skipped skipped"
 exit "$failed"

@@ -164,7 +164,8 @@ step() {
     local what=$1
     shift
     echo "== $what" >>"$ROOTFS_LOG"
-    if ! "$@" >>"$ROOTFS_LOG" 2>&1; then
+    # 9>&-: the build's lock stays with this script, not with what it starts.
+    if ! "$@" >>"$ROOTFS_LOG" 2>&1 9>&-; then
         tail -n 25 "$ROOTFS_LOG" >&2
         die "rootfs: $what failed (full log: $ROOTFS_LOG)"
     fi
@@ -185,8 +186,9 @@ cmd_rootfs() {
     mkdir -p "$cache"
     exec 9>"$cache/rootfs.lock"
     if ! flock -n 9; then
-        info "rootfs: another build of $root is running; waiting for it (at most 20 minutes)"
-        flock -w 1200 9 || die "rootfs: the build holding $cache/rootfs.lock did not end in 20 minutes"
+        # (Below `webstack machines up`'s own 15-minute bound on this command.)
+        info "rootfs: another build of $root is running; waiting for it (at most 14 minutes)"
+        flock -w 840 9 || die "rootfs: the build holding $cache/rootfs.lock did not end in 14 minutes"
     fi
     # The marker holds the package lists the tree was built from: another list (this
     # script changed) builds it again.

@@ -258,10 +258,10 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
   const std::string pid01 = app_pid("web-01"), pid02 = app_pid("web-02");
   {
     // Paced (a request per 20 ms per worker, about 150 a second: hundreds in each host's
-    // drain and restart) and bounded (45,000 requests, about 300 s, several times what
-    // the roll takes): steady traffic that leaves the two CPUs to the deploy, and a fixed
-    // amount of work. The load must still run when the roll ends: checked below.
-    webstack::test::SiteLoad load(lab_.client_namespace(), lab_.address(5), ca, 600s, 20ms, 45000);
+    // drain and restart) and bounded (90,000 requests, about 600 s, far more than the roll
+    // takes even beside a build): steady traffic that leaves the two CPUs to the deploy,
+    // and a fixed amount of work. The load must still run when the roll ends: checked below.
+    webstack::test::SiteLoad load(lab_.client_namespace(), lab_.address(5), ca, 900s, 20ms, 90000);
     const auto t0 = std::chrono::steady_clock::now();
     const auto roll = deploy(lab_.topology(), {"--", "-e", "webstack_app_restart=true"});
     const auto t1 = std::chrono::steady_clock::now();
@@ -269,7 +269,7 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
     load.stop();
     ASSERT_EQ(roll.exit_code, 0) << recap_text(roll.out) << roll.err;
     EXPECT_FALSE(load_ended.has_value())
-        << "the load's 45,000 requests ran out "
+        << "the load's 90,000 requests ran out "
         << std::chrono::duration<double>(load_ended.value_or(t1) - t0).count()
         << " s into the roll: its end went without traffic";
     EXPECT_EQ(load.failed(), 0) << load.first_failure();

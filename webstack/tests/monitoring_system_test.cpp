@@ -214,7 +214,13 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
   EXPECT_EQ(jobs["prometheus"], Hosts({"mon-01"}));
   EXPECT_EQ(jobs["alertmanager"], Hosts({"mon-01"}));
   EXPECT_EQ(jobs["failover-manager"], Hosts({"mon-01"}));
-  EXPECT_EQ(scalar(R"(webstack_failover_writable_primary{job="failover-manager"})"), 1);
+  // The manager reports one writable primary (its latest scrape: right after a test that
+  // promoted, the one before may still say 0).
+  EXPECT_TRUE(wait_for(
+      [&] { return scalar(R"(webstack_failover_writable_primary{job="failover-manager"})") == 1; },
+      30s, 500ms))
+      << "webstack_failover_writable_primary "
+      << scalar(R"(webstack_failover_writable_primary{job="failover-manager"})");
   // The blackbox probe really fetched the site over HTTPS, verified with the lab CA (its
   // latest probe: one that an earlier test's fault failed is followed by a good one).
   EXPECT_TRUE(wait_for(

@@ -186,13 +186,16 @@ class Manager {
     // out a cut-off node's timeouts (a round can outlast the agents' fence_after), so it
     // has a thread of its own and never waits on a round.
     std::thread server([this] { serve(); });
-    // However the loop ends (a signal, or an error that reaches main), the server stops.
+    // However the loop ends (a signal, or an error that reaches main), the server stops,
+    // and only then its socket is closed.
     struct StopServer {
       Manager& m;
       std::thread& t;
       ~StopServer() {
         m.serving_ = false;
         t.join();
+        if (m.listen_fd_ >= 0) ::close(m.listen_fd_);
+        m.listen_fd_ = -1;
       }
     } stop_server{*this, server};
     while (g_stop == 0) {
@@ -202,7 +205,6 @@ class Manager {
       while (g_stop == 0 && Clock::now() < start + c_.interval) std::this_thread::sleep_for(10ms);
     }
     say("failover manager: stopping");
-    if (listen_fd_ >= 0) ::close(listen_fd_);
     return 0;
   }
 
