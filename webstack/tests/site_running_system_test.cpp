@@ -432,10 +432,10 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
         try {
           const auto r = c.get(path);
           if (r.status != 200)
-            throw std::runtime_error(
-                fmt::format("status {} from {} at {:+.2f} s: {}", r.status, r.header("x-served-by"),
-                            std::chrono::duration<double>(Clock::now() - t_start).count(),
-                            r.body.substr(0, 200)));
+            throw std::runtime_error(fmt::format(
+                "status {} from {} {:.2f} s into the load: {}", r.status, r.header("x-served-by"),
+                std::chrono::duration<double>(Clock::now() - t_start).count(),
+                r.body.substr(0, 200)));
           ++gets;
           if (r.header("x-served-by") == host) ++from_host;
         } catch (const std::exception& e) {
