@@ -185,5 +185,46 @@ TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
   EXPECT_NE(r.reason.find("not rejoined automatically"), std::string::npos) << r.reason;
 }
 
+// Semi-sync fell back (the primary committed without a replica's acknowledgement, the
+// replica stopped): a replica lacking those commits is not promoted; once it has caught
+// up and semi-sync is back, it is.
+TEST_F(DeciderTest, RefusesAReplicaThatMayLackWritesAcknowledgedWithoutSemiSync) {
+  NodeView p = primary("db-1", "10.0.0.1", "0-1-5");
+  p.semi_sync_known = p.semi_sync_on = true;
+  p.semi_sync_no_tx = 0;
+  NodeView r = replica("db-2", "10.0.0.2", "10.0.0.1", "0-1-5");
+  d.decide(t0, {p, r}, {app("web-1", true, true)}, false);
+  // The replica stops; two commits go asynchronous.
+  p.semi_sync_on = false;
+  p.semi_sync_no_tx = 2;
+  p.gtid_current_pos = p.gtid_binlog_pos = "0-1-7";
+  r.io_running = false;
+  d.decide(t0 + 1s, {p, r}, {app("web-1", true, true)}, false);
+  // The primary dies.
+  const std::vector<NodeView> lost = {gone("db-1", "10.0.0.1"), r};
+  d.decide(t0 + 2s, lost, apps_lost, false);
+  auto out = d.decide(t0 + 6s, lost, apps_lost, false);
+  EXPECT_EQ(out.action, Action::None);
+  EXPECT_NE(out.reason.find("refused: db-1 ran without semi-sync (asynchronous commits up to GTID "
+                            "0-1-7) and db-2 has only 0-1-5"),
+            std::string::npos)
+      << out.reason;
+  EXPECT_FALSE(d.refused().empty());
+
+  // Had the replica caught up with semi-sync back on before the crash, it is promoted.
+  Decider d2{"db-1", 3000ms};
+  p.semi_sync_on = false;
+  d2.decide(t0, {p, r}, {app("web-1", true, true)}, false);
+  p.semi_sync_on = true;
+  r.io_running = true;
+  r.gtid_current_pos = r.gtid_binlog_pos = "0-1-7";
+  d2.decide(t0 + 1s, {p, r}, {app("web-1", true, true)}, false);
+  const std::vector<NodeView> lost2 = {gone("db-1", "10.0.0.1"), r};
+  d2.decide(t0 + 2s, lost2, apps_lost, false);
+  out = d2.decide(t0 + 6s, lost2, apps_lost, false);
+  EXPECT_EQ(out.action, Action::Promote) << out.reason;
+  EXPECT_TRUE(d2.refused().empty());
+}
+
 }  // namespace
 }  // namespace webstack::failover

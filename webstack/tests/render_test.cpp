@@ -597,6 +597,27 @@ TEST_F(RenderTest, MariadbAcceptsTheServerOptions) {
 // Automatic failover (a monitor host and a replica, hardened): the manager on the monitor
 // host, a fencing agent on each database host, every node starting read-only, and the
 // firewall holes they need; configs the program itself accepts.
+// How the failover timings must relate (docs/high-availability.md, "Timings"), from the
+// rendered files of one target.
+void expect_failover_timings(const failover::ManagerConfig& m, const failover::AgentConfig& a,
+                             const std::string& my_cnf, const std::string& target) {
+  using std::chrono::milliseconds;
+  // One lease for both sides: the manager waits out the one the agents hold.
+  EXPECT_EQ(m.lease, a.lease) << target;
+  EXPECT_EQ(m.agent_port, a.port) << target;
+  // Renewed at least twice per lease, each question bounded.
+  EXPECT_GE(a.lease, 2 * a.interval + a.timeout) << target;
+  // A primary cut off from the voters is killed (its lease lapsed, seen within an agent
+  // round) before a commit waiting for a replica's acknowledgement times out into an
+  // asynchronous, acknowledged one.
+  const auto semi = lines_starting(my_cnf, "rpl_semi_sync_master_timeout");
+  ASSERT_EQ(semi.size(), 1u) << target;
+  const milliseconds semi_sync_timeout(std::stoi(semi[0].substr(semi[0].find('=') + 1)));
+  EXPECT_LT(a.lease + a.interval + a.timeout, semi_sync_timeout) << target;
+  // A primary is deposed only after several rounds without one.
+  EXPECT_GE(m.failover_after, 4 * m.interval) << target;
+}
+
 TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
   const auto t = monitored_topology();
   ASSERT_TRUE(t.automatic_failover());
@@ -620,7 +641,7 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
       failover::load_manager_config((tmp_ / "out/mon-01/failover/manager.toml").string());
   EXPECT_EQ(m.listen, "10.77.0.20");
   EXPECT_EQ(m.primary, "web-01");
-  EXPECT_EQ(m.failover_after, std::chrono::milliseconds(3000));
+  EXPECT_EQ(m.failover_after, std::chrono::milliseconds(2000));
   ASSERT_EQ(m.db.size(), 2u);
   EXPECT_EQ(m.db[1].address, "10.77.0.12");
   ASSERT_EQ(m.apps.size(), 2u);
@@ -628,11 +649,17 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
   EXPECT_EQ(m.password_file, options_.state_dir + "/secrets/db-failover-password");
   const auto a = failover::load_agent_config((tmp_ / "out/web-01/failover/agent.toml").string());
   EXPECT_EQ(a.socket, options_.state_dir + "/run/web-01/mysqld.sock");
-  ASSERT_EQ(a.witnesses.size(), 2u);
-  EXPECT_EQ(a.witnesses[0].name, "web-02");
-  EXPECT_EQ(a.witnesses[1].name, "mon-01");
-  EXPECT_EQ(a.witnesses[1].port, 9096);
-  EXPECT_LT(a.fence_after + 2 * a.interval, m.failover_after);
+  EXPECT_EQ(a.listen, "10.77.0.11");
+  EXPECT_EQ(a.port, 9097);
+  EXPECT_TRUE(a.gate);
+  ASSERT_EQ(a.peers.size(), 1u);
+  EXPECT_EQ(a.peers[0].name, "web-02");
+  EXPECT_EQ(a.peers[0].port, 9097);
+  EXPECT_EQ(a.manager.name, "mon-01");
+  EXPECT_EQ(a.manager.port, 9096);
+  expect_failover_timings(m, a, file(files, "web-01", "mariadb/my.cnf").content, "lab");
+  const auto& lab_cnf = file(files, "web-01", "mariadb/my.cnf").content;
+  EXPECT_EQ(lines_starting(lab_cnf, "sync_binlog"), std::vector<std::string>{"sync_binlog = 0"});
 
   for (const std::string host : {"web-01", "web-02"}) {
     const auto& cnf = file(files, host, "mariadb/my.cnf").content;
@@ -647,11 +674,14 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
     }
   }
   const auto& web = file(files, "web-01", "nftables/ruleset.nft").content;
-  EXPECT_NE(web.find("ip saddr @monitors tcp dport 3306 accept"), std::string::npos) << web;
+  EXPECT_NE(web.find("ip saddr @monitors tcp dport { 3306, 9097 } accept"), std::string::npos)
+      << web;
+  EXPECT_NE(web.find("ip saddr @db_hosts tcp dport 9097 accept"), std::string::npos);
   EXPECT_NE(web.find("ip daddr @monitors tcp dport 9096 accept"), std::string::npos);
+  EXPECT_NE(web.find("ip daddr @db_hosts tcp dport 9097 accept"), std::string::npos);
   const auto& mon = file(files, "mon-01", "nftables/ruleset.nft").content;
   EXPECT_NE(mon.find("ip saddr @db_hosts tcp dport 9096 accept"), std::string::npos) << mon;
-  EXPECT_NE(mon.find("ip daddr @db_hosts tcp dport 3306 accept"), std::string::npos);
+  EXPECT_NE(mon.find("ip daddr @db_hosts tcp dport { 3306, 9097 } accept"), std::string::npos);
   if (tool_exists("nft")) {
     for (const std::string host : {"web-01", "mon-01"}) {
       const auto r = run("nft -c -f " + (tmp_ / "out" / host / "nftables/ruleset.nft").string());
@@ -663,15 +693,21 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
   ASSERT_NE(info, std::string::npos);
   EXPECT_NE(nginx.substr(info, 200).find("allow 10.77.0.20;"), std::string::npos);
 
-  // Real servers: 30 s before a promotion, a third of it before a cut-off primary fences.
+  // Real servers: 30 s before a primary is deposed, a 2 s lease.
   options_.lab = false;
-  write_files(render_site(t, options_), (tmp_ / "prod").string());
-  EXPECT_EQ(failover::load_manager_config((tmp_ / "prod/mon-01/failover/manager.toml").string())
-                .failover_after,
-            std::chrono::milliseconds(30000));
-  EXPECT_EQ(
-      failover::load_agent_config((tmp_ / "prod/web-01/failover/agent.toml").string()).fence_after,
-      std::chrono::milliseconds(10000));
+  const auto prod = render_site(t, options_);
+  write_files(prod, (tmp_ / "prod").string());
+  const auto pm =
+      failover::load_manager_config((tmp_ / "prod/mon-01/failover/manager.toml").string());
+  EXPECT_EQ(pm.failover_after, std::chrono::milliseconds(30000));
+  const auto pa = failover::load_agent_config((tmp_ / "prod/web-01/failover/agent.toml").string());
+  EXPECT_EQ(pa.lease, std::chrono::milliseconds(2000));
+  expect_failover_timings(pm, pa, file(prod, "web-01", "mariadb/my.cnf").content, "servers");
+  // Crash-safe commits on real servers (the lab keeps its fast settings, above).
+  const auto& prod_cnf = file(prod, "web-01", "mariadb/my.cnf").content;
+  EXPECT_EQ(lines_starting(prod_cnf, "sync_binlog"), std::vector<std::string>{"sync_binlog = 1"});
+  EXPECT_EQ(lines_starting(prod_cnf, "innodb_flush_log_at_trx_commit"),
+            std::vector<std::string>{"innodb_flush_log_at_trx_commit = 1"});
   options_.lab = true;
 
   // Manual failover, or the seed profile: no manager, no agent, the primary writable.

@@ -83,6 +83,8 @@ ManagerConfig load_manager_config(const std::string& path) {
   c.primary = r.text(m, "primary", "manager.primary");
   c.primary_file = r.text(m, "primary_file", "manager.primary_file", false);
   c.pause_file = r.text(m, "pause_file", "manager.pause_file", false);
+  c.lease = ms(r.number(m, "lease_ms", "manager.lease_ms", 100, 600000, 1000));
+  c.agent_port = static_cast<int>(r.number(m, "agent_port", "manager.agent_port", 1, 65535, 9097));
   c.db = r.nodes("db");
   if (c.db.size() < 2) r.fail("db", "needs at least two [[db]] nodes (a primary and a replica)");
   bool known = false;
@@ -107,13 +109,28 @@ AgentConfig load_agent_config(const std::string& path) {
   const auto& a = r.table("agent");
   AgentConfig c;
   c.host = r.text(a, "host", "agent.host");
+  c.listen = r.text(a, "listen", "agent.listen");
+  c.port = static_cast<int>(r.number(a, "port", "agent.port", 1, 65535, 9097));
   c.socket = r.text(a, "socket", "agent.socket");
   c.pid_file = r.text(a, "pid_file", "agent.pid_file");
+  c.db_port = static_cast<int>(r.number(a, "db_port", "agent.db_port", 1, 65535, 3306));
+  if (a.contains("gate")) {
+    const auto v = a["gate"].value<bool>();
+    if (!v) r.fail("agent.gate", "must be true or false");
+    c.gate = *v;
+  }
   c.interval = ms(r.number(a, "interval_ms", "agent.interval_ms", 50, 60000, 250));
-  c.fence_after = ms(r.number(a, "fence_after_ms", "agent.fence_after_ms", 100, 3600000, 1000));
-  c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 300));
-  c.witnesses = r.nodes("witness");
-  if (c.witnesses.empty()) r.fail("witness", "needs at least one [[witness]]");
+  c.lease = ms(r.number(a, "lease_ms", "agent.lease_ms", 100, 600000, 1000));
+  c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 250));
+  // Renewed several times per lease: a question lost or late does not lapse it.
+  if (c.lease < 2 * c.interval + c.timeout) {
+    r.fail("agent.lease_ms", "must be at least 2 x agent.interval_ms + agent.timeout_ms");
+  }
+  const auto managers = r.nodes("manager");
+  if (managers.size() != 1) r.fail("manager", "needs exactly one [[manager]]");
+  c.manager = managers.front();
+  c.peers = r.nodes("peer");
+  if (c.peers.empty()) r.fail("peer", "needs at least one [[peer]] (another database host)");
   return c;
 }
 

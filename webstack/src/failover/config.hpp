@@ -28,17 +28,26 @@ struct ManagerConfig {
   std::string primary;       // the site's primary when the config was rendered
   std::string primary_file;  // where the current primary's name is kept ("": nowhere)
   std::string pause_file;    // while it exists, no promotion
+  // The primary's lease (failover/lease.hpp): after deposing a primary, the manager waits
+  // this long plus one interval before it promotes another node.
+  std::chrono::milliseconds lease{1000};
+  int agent_port = 9097;  // each database host's fencing agent, on the node's address
   std::vector<DbNode> db;
   std::vector<AppEndpoint> apps;
 };
 
 struct AgentConfig {
   std::string host;
+  std::string listen;  // this host's address: the other agents and the manager ask here
+  int port = 9097;
   std::string socket, pid_file;  // the local MariaDB
+  int db_port = 3306;            // the port the gate opens and closes
+  bool gate = true;              // false: no nftables gate (the lease is then advisory)
   std::chrono::milliseconds interval{250};
-  std::chrono::milliseconds fence_after{1000};
-  std::chrono::milliseconds timeout{300};  // per witness connection
-  std::vector<DbNode> witnesses;           // TCP endpoints; majority with self or fence
+  std::chrono::milliseconds lease{1000};
+  std::chrono::milliseconds timeout{250};  // per question to a voter
+  DbNode manager;                          // the failover manager's state port
+  std::vector<DbNode> peers;               // the other database hosts' agents
 };
 
 // Throw std::runtime_error "FILE: KEY: WHY" on a missing or malformed key.

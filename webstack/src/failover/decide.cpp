@@ -83,6 +83,25 @@ Decider::Decider(std::string primary, std::chrono::milliseconds failover_after)
 void Decider::promoted(const std::string& name) {
   primary_ = name;
   down_since_.reset();
+  last_no_tx_.reset();
+  refused_.clear();
+}
+
+void Decider::watch_semi_sync(const NodeView& w, const std::vector<NodeView>& nodes) {
+  if (!w.semi_sync_known) return;
+  const bool grew = last_no_tx_ && w.semi_sync_no_tx > *last_no_tx_;
+  last_no_tx_ = w.semi_sync_no_tx;
+  if (!w.semi_sync_on || grew) {
+    async_gtid_ = w.gtid_binlog_pos;
+    return;
+  }
+  if (!async_gtid_) return;
+  for (const auto& n : nodes) {
+    if (&n != &w && n.reachable && gtid_covers(n.gtid_current_pos, *async_gtid_)) {
+      async_gtid_.reset();
+      return;
+    }
+  }
 }
 
 Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nodes,
@@ -112,8 +131,11 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
       d.reason = fmt::format("{} is writable: it is the primary now{}", w.name,
                              primary_.empty() ? "" : " (was " + primary_ + ")");
       primary_ = w.name;
+      last_no_tx_.reset();
     }
     down_since_.reset();
+    refused_.clear();
+    watch_semi_sync(w, nodes);
     // A reachable read-only node that replicates from nobody, or from another address
     // than the primary's (a former primary), becomes the primary's replica, if it holds
     // nothing the primary lacks. A replica of the primary whose threads stopped is left
@@ -199,6 +221,16 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
                                    "{} made writable again",
                                    best->name, old->name, best->gtid_current_pos,
                                    old->gtid_binlog_pos, old->name)};
+  }
+  // Every acknowledged write is on a replica only while semi-sync held: after the primary
+  // committed without an acknowledgement, the candidate must hold what it had then.
+  if (best != nullptr && async_gtid_ && !gtid_covers(best->gtid_current_pos, *async_gtid_)) {
+    refused_ = fmt::format(
+        "{} ran without semi-sync (asynchronous commits up to GTID {}) and {} has only {}: "
+        "promoting it could lose acknowledged writes; start {} again, or `webstack db promote "
+        "{}` by hand, accepting the loss",
+        primary_, *async_gtid_, best->name, best->gtid_current_pos, primary_, best->name);
+    return {Action::None, {}, primary_, evidence + "refused: " + refused_};
   }
   if (best != nullptr) {
     return {Action::Promote,

@@ -25,7 +25,11 @@ struct NodeView {
   bool relay_applied = false;  // the SQL thread has applied everything the IO thread received
   std::string gtid_current_pos;
   std::string gtid_binlog_pos;
-  std::string error;  // why it is unreachable
+  // Its primary side of semi-sync (read on every node; it matters on the primary).
+  bool semi_sync_known = false;
+  bool semi_sync_on = false;               // Rpl_semi_sync_master_status
+  unsigned long long semi_sync_no_tx = 0;  // Rpl_semi_sync_master_no_tx: commits not acknowledged
+  std::string error;                       // why it is unreachable
 };
 
 // One web host's app: whether it answered, and how it sees each node (by node name).
@@ -76,11 +80,22 @@ class Decider {
   const std::string& primary() const { return primary_; }
   // Since when the site has had no writable primary (unset while it has one).
   std::optional<Clock::time_point> down_since() const { return down_since_; }
+  // Why the last round refused to promote ("" when it did not).
+  const std::string& refused() const { return refused_; }
 
  private:
+  // The primary's semi-sync this round: remembers the GTID a candidate must hold.
+  void watch_semi_sync(const NodeView& primary, const std::vector<NodeView>& nodes);
+
   std::string primary_;
   std::chrono::milliseconds failover_after_;
   std::optional<Clock::time_point> down_since_;
+  // The primary's binlog position when it last committed without a replica's
+  // acknowledgement (or was seen with semi-sync off): a replica lacking it may lack
+  // acknowledged writes. Cleared once a replica holds it and semi-sync is back.
+  std::optional<std::string> async_gtid_;
+  std::optional<unsigned long long> last_no_tx_;
+  std::string refused_;
 };
 
 const char* action_name(Action a);

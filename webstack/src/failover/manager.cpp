@@ -31,8 +31,11 @@
 
 #include <mysql.h>
 
+#include "failover/daemon.hpp"
 #include "failover/decide.hpp"
+#include "failover/lease.hpp"
 #include "failover/sql_session.hpp"
+#include "failover/wire.hpp"
 #include "lab/process.hpp"
 
 namespace webstack::failover {
@@ -41,30 +44,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace json = boost::json;
-
-// Set by SIGTERM/SIGINT, read by the manager's two threads (lock-free: safe in a handler).
-std::atomic<int> g_stop{0};
-static_assert(std::atomic<int>::is_always_lock_free);
-
-void on_signal(int) {
-  g_stop = 1;
-}
-
-void install_signal_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: poll() and sleeps return early
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
-}
-
-// One line on stdout (s6-log adds the timestamp).
-template <typename... Args>
-void say(fmt::format_string<Args...> f, Args&&... args) {
-  std::fputs((fmt::format(f, std::forward<Args>(args)...) + "\n").c_str(), stdout);
-  std::fflush(stdout);
-}
 
 std::string read_secret(const std::string& path) {
   std::string s = lab::trim(lab::read_text_or_empty(path));
@@ -116,11 +95,21 @@ NodeView probe_node(SqlSession& s, const DbNode& n) {
   try {
     const auto rows = s.query(
         "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS cur, "
-        "@@GLOBAL.gtid_binlog_pos AS bin");
+        "@@GLOBAL.gtid_binlog_pos AS bin, "
+        "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+        "'RPL_SEMI_SYNC_MASTER_STATUS') AS ss, "
+        "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+        "'RPL_SEMI_SYNC_MASTER_NO_TX') AS notx");
     if (rows.empty()) throw std::runtime_error("no answer to SELECT @@read_only");
-    v.writable = rows.front().at("ro") == "0";
-    v.gtid_current_pos = rows.front().at("cur");
-    v.gtid_binlog_pos = rows.front().at("bin");
+    const Row& r = rows.front();
+    v.writable = r.at("ro") == "0";
+    v.gtid_current_pos = r.at("cur");
+    v.gtid_binlog_pos = r.at("bin");
+    if (!r.at("ss").empty() && !r.at("notx").empty()) {
+      v.semi_sync_known = true;
+      v.semi_sync_on = r.at("ss") == "ON";
+      v.semi_sync_no_tx = std::stoull(r.at("notx"));
+    }
     read_replication(s, v);
     v.reachable = true;
   } catch (const std::exception& e) {
@@ -176,28 +165,29 @@ class Manager {
   }
 
   int run() {
-    listen_socket();
+    StateServer server(c_.listen, c_.port);
     publish();
-    say("failover manager: watching {} database nodes and {} apps every {} ms; promotes after "
-        "{} ms without a writable primary; primary: {}",
+    say("failover manager: watching {} database nodes and {} apps every {} ms; deposes the "
+        "primary after {} ms without a writable one, promotes {} ms after the agents stopped "
+        "vouching for it; primary: {}",
         c_.db.size(), c_.apps.size(), c_.interval.count(), c_.failover_after.count(),
-        decider_.primary());
-    // The state port is the fencing agents' witness: it must answer while a round waits
-    // out a cut-off node's timeouts (a round can outlast the agents' fence_after), so it
-    // has a thread of its own and never waits on a round.
-    std::thread server([this] { serve(); });
-    // However the loop ends (a signal, or an error that reaches main), the server stops,
-    // and only then its socket is closed.
+        (c_.lease + c_.interval).count(), decider_.primary());
+    // The state port is the agents' voter: it must answer while a round waits out a
+    // cut-off node's timeouts (a round can outlast a lease), so it has a thread of its own
+    // and never waits on a round.
+    std::atomic<bool> serving{true};
+    std::thread serve(
+        [&] { server.run([this](const std::string& r) { return answer(r); }, g_stop, serving); });
+    // However the loop ends (a signal, or an error that reaches main), the server stops
+    // before its socket is closed.
     struct StopServer {
-      Manager& m;
+      std::atomic<bool>& serving;
       std::thread& t;
       ~StopServer() {
-        m.serving_ = false;
+        serving = false;
         t.join();
-        if (m.listen_fd_ >= 0) ::close(m.listen_fd_);
-        m.listen_fd_ = -1;
       }
-    } stop_server{*this, server};
+    } stop_server{serving, serve};
     while (g_stop == 0) {
       const auto start = Clock::now();
       round(start);
@@ -219,6 +209,7 @@ class Manager {
   }
 
   void round(Clock::time_point now) {
+    designate_if_asked();
     std::vector<std::future<NodeView>> node_jobs;
     for (std::size_t i = 0; i < c_.db.size(); ++i) {
       node_jobs.push_back(std::async(std::launch::async,
@@ -283,73 +274,159 @@ class Manager {
   SqlSession& session(const std::string& name) { return *action_sessions_[index_of(name)]; }
   const NodeView& view(const std::string& name) const { return nodes_[index_of(name)]; }
 
+  // `webstack db promote` (a planned promotion, by hand) asks the manager to name its node
+  // the primary once it has detached it from replication: the old primary is deposed and
+  // its lease waited out as in an automatic promotion; the command then waits for the new
+  // primary's agent to hold the lease and makes the node writable.
+  void designate_if_asked() {
+    std::string next;
+    {
+      std::lock_guard lock(published_mutex_);
+      next.swap(designate_request_);
+    }
+    if (next.empty() || next == decider_.primary()) return;
+    const std::string old = decider_.primary();
+    say("designate {} (asked by `webstack db promote`; primary was {})", next, old);
+    try {
+      if (!old.empty()) depose(old);
+    } catch (const std::exception& e) {
+      deposed_.clear();
+      publish();
+      say("designate {} failed: {}", next, e.what());
+      ++failures_;
+      return;
+    }
+    deposed_.clear();
+    decider_.promoted(next);
+    record_primary();
+    publish();
+    last_action_ = "designate " + next;
+    say("designate {}: it is the primary the voters vouch for", next);
+  }
+
+  // Several writable nodes: only the lease holder is reachable (the others' gates are
+  // closed, their agents kill them). SET GLOBAL read_only would not do: commits waiting for
+  // a replica's acknowledgement would finish asynchronously, and be acknowledged.
   void fence(const std::string& name) {
-    session(name).query("SET GLOBAL read_only = ON");
-    say("fence {}: read_only set", name);
+    say("fence {}: left to its agent (a writable node without the lease is cut off and killed)",
+        name);
+  }
+
+  // The agent of `name` as it answers on its port (std::nullopt: it does not).
+  std::optional<json::object> agent_state(const std::string& name) const {
+    const auto& n = c_.db[index_of(name)];
+    std::string error;
+    const auto body = http_get(n.address, c_.agent_port, "/", c_.timeout, error);
+    if (!body) return std::nullopt;
+    try {
+      return json::parse(*body).as_object();
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+  // Makes `name` writable once its agent holds the lease (the gate is open for it then).
+  void make_writable(const std::string& name) {
+    const auto deadline = Clock::now() + c_.lease * 3;
+    for (;;) {
+      const auto st = agent_state(name);
+      if (st && st->contains("holder") && st->at("holder").as_bool()) break;
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(fmt::format("the agent of {} did not take the lease within {} ms",
+                                             name, (c_.lease * 3).count()));
+      }
+      std::this_thread::sleep_for(20ms);  // poll interval
+    }
+    session(name).query("SET GLOBAL read_only = OFF");
+  }
+
+  // Deposes `old`: no voter vouches for it from now on. Returns once no majority is left
+  // to vouch for it and a whole lease has passed since: it holds no lease, and its gate is
+  // closed by the kernel whatever state its host is in.
+  void depose(const std::string& old) {
+    const auto t0 = Clock::now();
+    deposed_ = old;
+    publish();  // the manager's own vote ends now
+    const std::size_t voters = c_.db.size() + 1;
+    const auto deadline = t0 + c_.lease * 4 + c_.timeout * 4;
+    for (;;) {
+      std::size_t silent = 1;  // the manager
+      std::string who = "the manager";
+      for (const auto& n : c_.db) {
+        if (n.name == old) continue;
+        const auto st = agent_state(n.name);
+        if (st && st->contains("deposed") && st->contains("primary") &&
+            (st->at("deposed").as_string() == old || st->at("primary").as_string() != old)) {
+          ++silent;
+          who += ", " + n.name;
+        }
+      }
+      if (lease_unreachable(silent, voters)) {
+        say("  depose {}: no longer vouched for by {} ({:.0f} ms); waiting out its lease ({} ms)",
+            old, who, ms_between(t0, Clock::now()), (c_.lease + c_.interval).count());
+        break;
+      }
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(fmt::format(
+            "depose {}: only {} stopped vouching for it within {} ms (a majority of {} still "
+            "may): not promoting",
+            old, who, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - t0).count(),
+            voters));
+      }
+      std::this_thread::sleep_for(20ms);  // poll interval
+    }
+    // A vouch given just before is good for one lease from the holder's question; one
+    // interval more for clocks that run at slightly different rates.
+    const auto until = Clock::now() + c_.lease + c_.interval;
+    while (g_stop == 0 && Clock::now() < until) std::this_thread::sleep_for(10ms);
+    if (g_stop != 0) throw std::runtime_error("stopping");
   }
 
   void restore(const std::string& name) {
-    session(name).query("SET GLOBAL read_only = OFF");
+    deposed_.clear();
     decider_.promoted(name);
+    record_primary();
+    publish();
+    make_writable(name);
     say("restore {}: writable again, still the primary", name);
   }
 
-  // The promotion, step by step; any failure before the candidate is writable leaves
-  // every node read-only (the next rounds try again).
+  // The promotion, step by step: the old primary deposed and its lease waited out; the
+  // candidate caught up and detached; named the primary (recorded first: a restarted
+  // manager follows it); writable once its agent holds the lease. A failure before the
+  // naming leaves every node read-only (the next rounds decide again).
   void promote(const std::string& next, const std::string& old) {
     const auto t0 = Clock::now();
     say("promote {} (primary was {}): begin", next, old);
-    std::string old_pos;
-    if (!old.empty() && view(old).reachable) {
-      try {
-        old_pos = session(old).scalar("SET GLOBAL read_only = ON; SELECT @@GLOBAL.gtid_binlog_pos");
-        say("  fence {}: read_only; its last GTID {}", old, old_pos.empty() ? "(none)" : old_pos);
-      } catch (const std::exception& e) {
-        say("  fence {}: no answer ({}); its agent fences it if it is cut off", old, e.what());
-      }
-    } else {
-      say("  fence {}: unreachable; its agent fenced it if it is alive but cut off", old);
-    }
+    if (!old.empty()) depose(old);
     SqlSession& s = session(next);
-    const auto deadline = Clock::now() + 5s;
+    // Whatever it received is applied first, even where someone stopped its SQL thread.
+    if (!view(next).sql_running && !view(next).master_host.empty()) {
+      s.query("START SLAVE SQL_THREAD");
+      say("  {}: its SQL thread was stopped: started, to apply its relay log", next);
+    }
+    const auto deadline = Clock::now() + 10s;
     for (;;) {
       NodeView v = probe_node(s, c_.db[index_of(next)]);
       if (!v.reachable) throw std::runtime_error(next + " stopped answering: " + v.error);
-      const bool caught_up = old_pos.empty() ? (v.relay_applied || v.master_host.empty())
-                                             : gtid_covers(v.gtid_current_pos, old_pos);
-      if (caught_up) {
+      if (v.relay_applied || v.master_host.empty()) {
         say("  {} applied what it received: GTID {} ({:.0f} ms)", next, v.gtid_current_pos,
             ms_between(t0, Clock::now()));
         break;
       }
       if (Clock::now() > deadline) {
-        throw std::runtime_error(fmt::format("{} did not catch up within 5 s (has {}, wants {})",
-                                             next, v.gtid_current_pos,
-                                             old_pos.empty() ? "its relay log" : old_pos));
+        throw std::runtime_error(fmt::format("{} did not apply its relay log within 10 s (has {})",
+                                             next, v.gtid_current_pos));
       }
       std::this_thread::sleep_for(20ms);  // poll interval
     }
-    // The last look before two nodes could be writable: none may be now.
-    for (std::size_t i = 0; i < c_.db.size(); ++i) {
-      if (c_.db[i].name == next) continue;
-      const NodeView v = probe_node(*sessions_[i], c_.db[i]);
-      if (v.reachable && v.writable) {
-        throw std::runtime_error(c_.db[i].name + " is writable: not promoting " + next);
-      }
-    }
     s.query("STOP SLAVE");
-    try {
-      s.query("RESET SLAVE ALL; SET GLOBAL read_only = OFF");
-    } catch (const std::exception&) {
-      // Back to a replica as it was; the next rounds decide again.
-      try {
-        s.query("START SLAVE");
-      } catch (const std::exception& e) {
-        say("  {}: START SLAVE after the failure failed too: {}", next, e.what());
-      }
-      throw;
-    }
+    s.query("RESET SLAVE ALL");
+    deposed_.clear();
     decider_.promoted(next);
+    record_primary();
+    publish();
+    make_writable(next);
     say("promote {}: done, it is writable ({:.0f} ms); the apps find it by themselves", next,
         ms_between(t0, Clock::now()));
   }
@@ -367,8 +444,10 @@ class Manager {
         "MASTER_CONNECT_RETRY=1{}; START SLAVE",
         p.address, p.port, repl_password_, tls));
     // A node holding a transaction the primary never had (its binlog diverged) is refused
-    // by the primary (error 1236): it stays fenced, for an operator.
-    const auto check_until = Clock::now() + 2s;
+    // by the primary (error 1236), which can come after the IO thread first said Yes: a
+    // rejoin counts once the node has caught up with the primary's position of now.
+    const std::string target = session(p.name).scalar("SELECT @@GLOBAL.gtid_binlog_pos");
+    const auto check_until = Clock::now() + 5s;
     for (;;) {
       const auto rows = session(name).query("SHOW SLAVE STATUS");
       const Row& r = rows.empty() ? Row{} : rows.front();
@@ -383,7 +462,16 @@ class Manager {
             "rejoin {}` once its extra transactions are dealt with",
             name, p.name, get("Last_IO_Error"), name));
       }
-      if (get("Slave_IO_Running") == "Yes" || Clock::now() > check_until) break;
+      if (get("Slave_IO_Running") == "Yes" && get("Slave_SQL_Running") == "Yes" &&
+          gtid_covers(session(name).scalar("SELECT @@GLOBAL.gtid_current_pos"), target)) {
+        break;
+      }
+      if (Clock::now() > check_until) {
+        throw std::runtime_error(
+            fmt::format("{} did not catch up with {} ({}) within 5 s: IO {}, SQL {}, last error {}",
+                        name, p.name, target, get("Slave_IO_Running"), get("Slave_SQL_Running"),
+                        get("Last_IO_Error") + get("Last_SQL_Error")));
+      }
       std::this_thread::sleep_for(50ms);  // poll interval
     }
     say("rejoin {}: replicates from {} with GTID", name, p.name);
@@ -418,113 +506,36 @@ class Manager {
     }
   }
 
-  void listen_socket() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    const int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(c_.port));
-    if (::inet_pton(AF_INET, c_.listen.c_str(), &a.sin_addr) != 1) {
-      throw std::runtime_error("manager.listen: not an IPv4 address: " + c_.listen);
-    }
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(listen_fd_, 128) != 0) {
-      throw std::runtime_error(
-          fmt::format("cannot listen on {}:{}: {}", c_.listen, c_.port, std::strerror(errno)));
-    }
-  }
-
-  // Until the manager stops: answer whoever connects with the state as JSON (HTTP/1.0),
-  // or the metrics for `GET /metrics`. An agent only connects (that is its test of the way
-  // here) and closes. Never blocks on one client: each gets 200 ms to send its request
-  // head, and every connection waiting in the backlog is accepted at once.
-  void serve() {
-    std::vector<Client> clients;
-    while (g_stop == 0 && serving_) {
-      try {
-        serve_step(clients);
-      } catch (const std::exception& e) {
-        // (Memory.) One answer lost, not the witness: the loop goes on.
-        say("state port: {}", e.what());
-      }
-    }
-    for (auto& cl : clients) ::close(cl.fd);
-  }
-
-  struct Client {
-    int fd;
-    Clock::time_point deadline;
-    std::string request;
-  };
-
-  // Waits up to 100 ms (g_stop is looked at this often) for a new connection or a
-  // client's bytes, and answers every client whose request is complete or whose time is up.
-  void serve_step(std::vector<Client>& clients) {
-    std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
-    auto wait = std::chrono::milliseconds(100);
-    const auto now = Clock::now();
-    for (const auto& cl : clients) {
-      fds.push_back({cl.fd, POLLIN, 0});
-      wait = std::min(
-          wait, std::chrono::duration_cast<std::chrono::milliseconds>(cl.deadline - now + 1ms));
-    }
-    if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, wait.count()))) < 0) {
-      return;  // EINTR: the caller looks at g_stop
-    }
-    for (std::size_t i = clients.size(); i-- > 0;) {  // backwards: erasing keeps fds[i + 1]
-      auto& cl = clients[i];
-      bool complete = Clock::now() >= cl.deadline;
-      if (fds[i + 1].revents != 0) {
-        char buf[512];
-        const ssize_t n = ::recv(cl.fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n > 0) cl.request.append(buf, static_cast<std::size_t>(n));
-        // End of stream (an agent), an error, or the request's head is here.
-        complete = complete || n <= 0 || cl.request.find("\r\n\r\n") != std::string::npos ||
-                   cl.request.find("\n\n") != std::string::npos || cl.request.size() >= 8192;
-      }
-      if (complete) {
-        answer(cl);
-        clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
-      }
-    }
-    if ((fds[0].revents & POLLIN) != 0) {
-      for (;;) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) break;
-        if (clients.size() >= 256) {  // a flood: the oldest is answered now
-          answer(clients.front());
-          clients.erase(clients.begin());
-        }
-        clients.push_back({fd, Clock::now() + 200ms, {}});
-      }
-    }
-  }
-
-  // The state as JSON, or the metrics for `GET /metrics`; then the connection is closed.
-  void answer(const Client& cl) const {
-    const bool metrics = cl.request.starts_with("GET /metrics");
+  // The state port's answers: the vote for `GET /vouch?for=NODE` (the agents ask for
+  // theirs), the metrics for `GET /metrics`, the state as JSON otherwise.
+  Reply answer(const std::string& request) const {
     const Published p = published();
-    const std::string body = metrics ? metrics_text(p) : state_json(p);
-    const std::string reply = fmt::format(
-        "HTTP/1.0 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
-        "Connection: close\r\n\r\n{}",
-        metrics ? "text/plain; version=0.0.4" : "application/json", body.size(), body);
-    // Best effort, never blocking: a client that does not read gets cut. Whatever it sent
-    // unread is drained first: closing with unread bytes resets the connection, and the
-    // reset can discard the reply.
-    ::send(cl.fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    ::shutdown(cl.fd, SHUT_WR);
-    char sink[1024];
-    for (int i = 0; i < 64 && ::recv(cl.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+    if (request.starts_with("GET /vouch")) {
+      const ManagerWord word{true, p.primary, p.deposed};
+      return {"application/json", json::serialize(json::object{
+                                      {"vouch", vouches_for(word, query_value(request, "for"))},
+                                      {"primary", p.primary},
+                                      {"deposed", p.deposed}}) +
+                                      "\n"};
     }
-    ::close(cl.fd);
+    if (request.starts_with("GET /designate")) {
+      const std::string node = query_value(request, "node");
+      bool known = false;
+      for (const auto& n : c_.db) known = known || n.name == node;
+      if (!known) throw std::runtime_error("designate: not a database node: \"" + node + "\"");
+      std::lock_guard lock(published_mutex_);
+      designate_request_ = node;
+      return {"application/json", json::serialize(json::object{{"designating", node}}) + "\n"};
+    }
+    if (request.starts_with("GET /metrics")) return {"text/plain; version=0.0.4", metrics_text(p)};
+    return {"application/json", state_json(p)};
   }
 
   // What the state port shows, as of the last round.
   struct Published {
     std::string primary;
+    std::string deposed;  // a primary being replaced: no vote for it
+    std::string refused;  // why the last round refused to promote
     std::optional<Clock::time_point> down_since;
     bool paused = false;
     std::string last_action, last_reason;
@@ -532,6 +543,8 @@ class Manager {
   };
   void publish() {
     Published p{decider_.primary(),
+                deposed_,
+                decider_.refused(),
                 decider_.down_since(),
                 paused_,
                 last_action_,
@@ -553,6 +566,8 @@ class Manager {
     const auto since = p.down_since;
     return json::serialize(json::object{
                {"primary", p.primary},
+               {"deposed", p.deposed},
+               {"refused", p.refused},
                {"writable_primary", !since.has_value()},
                {"without_primary_ms",
                 since ? static_cast<std::int64_t>(ms_between(*since, Clock::now())) : 0},
@@ -579,6 +594,10 @@ class Manager {
            fmt::format("{:.3f}", since ? ms_between(*since, Clock::now()) / 1000.0 : 0.0));
     metric("webstack_failover_paused", "gauge", "1 while promotions are paused",
            p.paused ? "1" : "0");
+    metric("webstack_failover_refused", "gauge",
+           "1 while a promotion is refused: the candidate may lack writes the primary "
+           "acknowledged without semi-sync",
+           p.refused.empty() ? "0" : "1");
     metric("webstack_failover_promotions_total", "counter", "Replicas promoted",
            std::to_string(p.promotions));
     metric("webstack_failover_fences_total", "counter", "Rounds that fenced a second writable node",
@@ -606,58 +625,11 @@ class Manager {
   bool paused_ = false;
   unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
-  int listen_fd_ = -1;
-  std::atomic<bool> serving_{true};  // false: serve() returns
+  std::string deposed_;  // set by depose(), cleared once another node is named
   mutable std::mutex published_mutex_;
+  mutable std::string designate_request_;  // guarded by published_mutex_: GET /designate
   Published published_;  // guarded by published_mutex_: the server thread reads it
 };
-
-// A TCP connection to each witness at once; how many completed within `timeout`.
-std::size_t reachable_witnesses(const std::vector<DbNode>& witnesses,
-                                std::chrono::milliseconds timeout, std::string& evidence) {
-  std::vector<pollfd> fds;
-  for (const auto& w : witnesses) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(w.port));
-    ::inet_pton(AF_INET, w.address.c_str(), &a.sin_addr);
-    const int rc = fd < 0 ? -1 : ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    fds.push_back({fd, static_cast<short>(rc == 0 || errno == EINPROGRESS ? POLLOUT : 0), 0});
-  }
-  const auto deadline = Clock::now() + timeout;
-  std::vector<bool> done(fds.size(), false);
-  for (;;) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    bool waiting = false;
-    for (std::size_t i = 0; i < fds.size(); ++i) waiting = waiting || (!done[i] && fds[i].events);
-    if (!waiting || left <= 0) break;
-    if (::poll(fds.data(), fds.size(), static_cast<int>(left)) < 0 && errno != EINTR) break;
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) {
-        done[i] = true;
-        fds[i].events = 0;
-      }
-    }
-  }
-  std::size_t ok = 0;
-  evidence.clear();
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    int err = -1;
-    socklen_t len = sizeof err;
-    if (done[i]) ::getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    const bool reached = done[i] && err == 0;
-    ok += reached ? 1 : 0;
-    evidence += fmt::format("{}{} {}:{} {}", evidence.empty() ? "" : ", ", witnesses[i].name,
-                            witnesses[i].address, witnesses[i].port,
-                            reached   ? "reached"
-                            : done[i] ? std::string("refused: ") + std::strerror(err)
-                                      : "no answer");
-    if (fds[i].fd >= 0) ::close(fds[i].fd);
-  }
-  return ok;
-}
 
 }  // namespace
 
@@ -668,74 +640,6 @@ int run_manager(const ManagerConfig& c) {
   const int rc = m.run();
   mysql_library_end();
   return rc;
-}
-
-int run_agent(const AgentConfig& c) {
-  install_signal_handlers();
-  if (mysql_library_init(0, nullptr, nullptr) != 0) throw std::runtime_error("mysql_library_init");
-  SqlSession local(Endpoint{"", 0, c.socket, "root", "", "", 2s});
-  // A strict majority of the voters (the witnesses and this node) must be reachable.
-  const std::size_t voters = c.witnesses.size() + 1;
-  say("fencing agent of {}: {} witnesses; fences this node when it is writable and reaches "
-      "fewer than {} of them for {} ms",
-      c.host, c.witnesses.size(), voters / 2, c.fence_after.count());
-  // Since when this writable node has been cut off (false: it is not).
-  bool cut_off = false;
-  Clock::time_point cut_off_since{};
-  while (g_stop == 0) {
-    const auto start = Clock::now();
-    bool writable = false;
-    try {
-      writable = local.scalar("SELECT @@GLOBAL.read_only") == "0";
-    } catch (const std::exception&) {
-      writable = false;  // down or starting: nothing to fence
-    }
-    if (writable) {
-      std::string evidence;
-      const std::size_t reached = reachable_witnesses(c.witnesses, c.timeout, evidence);
-      if ((reached + 1) * 2 > voters) {
-        if (cut_off) say("{} reaches its witnesses again: {}", c.host, evidence);
-        cut_off = false;
-      } else {
-        if (!cut_off) {
-          cut_off = true;
-          cut_off_since = start;
-          say("{} is writable and reaches {} of {} witnesses: {}", c.host, reached,
-              c.witnesses.size(), evidence);
-        }
-        if (start - cut_off_since >= c.fence_after) {
-          // SIGKILL, not read_only first: SET GLOBAL read_only waits for the commits in
-          // flight, and those wait for a replica's acknowledgement until the semi-sync
-          // timeout, then commit unacknowledged. Killed, they stay prepared, and crash
-          // recovery (init_rpl_role = SLAVE) drops them from the binlog.
-          say("fence {}: cut off for {:.0f} ms ({}): SIGKILL of mariadbd (s6 restarts it "
-              "read-only; crash recovery drops what no replica acknowledged)",
-              c.host, ms_between(cut_off_since, start), evidence);
-          const std::string pid_text = lab::trim(lab::read_text_or_empty(c.pid_file));
-          const int pid = pid_text.empty() ? 0 : std::atoi(pid_text.c_str());
-          if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
-            say("  mariadbd (pid {}) killed", pid);
-          } else {
-            say("  no mariadbd to kill (pid file {}: \"{}\"): read_only instead", c.pid_file,
-                pid_text);
-            try {
-              local.query("SET GLOBAL read_only = ON");
-            } catch (const std::exception& e) {
-              say("  read_only failed: {}", e.what());
-            }
-          }
-          cut_off = false;
-        }
-      }
-    } else {
-      cut_off = false;
-    }
-    const auto next = start + c.interval;
-    while (g_stop == 0 && Clock::now() < next) std::this_thread::sleep_for(10ms);  // tick
-  }
-  say("fencing agent of {}: stopping", c.host);
-  mysql_library_end();
-  return 0;
 }
 
 }  // namespace webstack::failover

@@ -3,15 +3,14 @@
 //
 // The manager watches the database nodes itself and asks every web host's app how it sees
 // them. When the site has had no writable primary for failover_after, by its own view and
-// by every app that answers, it promotes the most advanced reachable replica; it fences a
-// second writable node at once, and makes a former primary the new one's replica. Each
-// decision goes to its log (stdout, kept by s6-log) with its evidence.
+// by every app that answers, it deposes the primary, waits until it can hold no lease
+// (failover/lease.hpp), and promotes the most advanced reachable replica; a former primary
+// becomes the new one's replica. Each decision goes to its log (stdout) with its evidence.
 //
-// The agent is the other half of "no split brain": a primary that cannot reach a majority
-// of its witnesses (the manager, the other database nodes) for fence_after fences itself
-// (SIGKILL of mariadbd: s6 restarts it read-only, and crash recovery as a replica drops
-// what no replica acknowledged). fence_after < failover_after, so a
-// primary cut off from the manager is fenced before the manager promotes another.
+// The agent holds its node's lease and keeps the database port's nftables gate: only the
+// lease holder may be writable and reachable; a writable node replaced by another primary
+// is killed (s6 or systemd restarts it read-only, and crash recovery as a replica drops
+// what no replica acknowledged).
 #pragma once
 
 #include "failover/config.hpp"

@@ -225,14 +225,64 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
       std::this_thread::sleep_for(100ms);  // poll interval
     }
   });
-  step(next->name + ": stop replicating, writable", [&] {
-    sql_checked(state_dir, next->name, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
-    return std::string();
-  });
+  const auto profile = recorded_profile(state_dir);
+  if (t.automatic_failover() && profile && *profile == render::Profile::Hardened) {
+    // Only the lease holder may be writable (docs/high-availability.md): the manager
+    // names the new primary (deposing the old one and waiting out its lease), the voters
+    // vouch for it, and once its agent holds the lease it is made writable.
+    step(next->name + ": stop replicating", [&] {
+      sql_checked(state_dir, next->name, "STOP SLAVE; RESET SLAVE ALL");
+      return std::string();
+    });
+    step("the failover manager names " + next->name + " the primary (" + old.name +
+             "'s lease waited out)",
+         [&] {
+           const auto* mon = t.monitor();
+           const auto url = [&](const std::string& address, int port, const std::string& path) {
+             return fmt::format("http://{}:{}{}", address, port, path);
+           };
+           run_checked(in_host(t, mon->name,
+                               {"curl", "-sS", "--fail", "--max-time", "5",
+                                url(mon->address, 9096, "/designate?node=" + next->name)}),
+                       10s);
+           const auto deadline = Clock::now() + 30s;
+           while (failover_state(t).find("\"primary\":\"" + next->name + "\"") ==
+                  std::string::npos) {
+             if (Clock::now() > deadline) {
+               throw std::runtime_error("the failover manager did not name " + next->name +
+                                        " the primary within 30 s: " + failover_state(t));
+             }
+             std::this_thread::sleep_for(50ms);  // poll interval
+           }
+           return std::string();
+         });
+    step(next->name + ": its agent holds the lease; writable", [&] {
+      const auto* mon = t.monitor();
+      const auto deadline = Clock::now() + 30s;
+      for (;;) {
+        const auto r = run(in_host(t, mon->name,
+                                   {"curl", "-sS", "--max-time", "2",
+                                    fmt::format("http://{}:9097/", next->address)}),
+                           10s);
+        if (r.exit_code == 0 && r.out.find("\"holder\":true") != std::string::npos) break;
+        if (Clock::now() > deadline) {
+          throw std::runtime_error("the agent of " + next->name +
+                                   " did not take the lease within 30 s: " + trim(r.out + r.err));
+        }
+        std::this_thread::sleep_for(50ms);  // poll interval
+      }
+      sql_checked(state_dir, next->name, "SET GLOBAL read_only = OFF");
+      return std::string();
+    });
+  } else {
+    step(next->name + ": stop replicating, writable", [&] {
+      sql_checked(state_dir, next->name, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+      return std::string();
+    });
+  }
   { std::ofstream(primary_file(state_dir)) << next->name << "\n"; }
   step(old.name + ": replica of " + next->name, [&] {
     if (!old_answers) return std::string("later: `webstack db rejoin " + old.name + "`");
-    const auto profile = recorded_profile(state_dir);
     const std::string ca =
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));

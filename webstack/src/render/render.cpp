@@ -141,6 +141,8 @@ std::string addresses(const std::vector<const Host*>& hosts) {
 
 // The failover manager's state port on the monitor host (the agents' witness).
 constexpr std::uint16_t kFailoverPort = 9096;
+// Each database host's fencing agent: its vote and its state.
+constexpr std::uint16_t kFailoverAgentPort = 9097;
 
 // Everything every template may use; the per-host keys are set by host_context().
 mstch::data site_context(const Topology& t, const Options& o) {
@@ -243,20 +245,21 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("www_dir", real ? std::string("/var/www/webstack") : o.www_dir);
   d.set("app_binary", real ? std::string(kHostAppBinary) : o.app_binary);
   // Automatic failover (hardened only: it relies on semi-sync): the manager on the monitor
-  // host, a fencing agent on each database host. The agent fences well before the manager
-  // may promote: fence_after + an agent round + a manager round < failover_after.
+  // host, a fencing agent on each database host. The timings come from these few values;
+  // render_test asserts how they must relate (docs/high-availability.md, "Timings").
   const bool failover = hardened && t.automatic_failover();
   const int failover_after_ms = t.failover_after > 0 ? t.failover_after * 1000
-                                : o.lab              ? 3000
+                                : o.lab              ? 2000
                                                      : 30000;
   d.set("failover", failover);
   d.set("failover_binary", real ? std::string(kHostFailoverBinary) : o.failover_binary);
   d.set("failover_port", std::to_string(kFailoverPort));
+  d.set("failover_agent_port", std::to_string(kFailoverAgentPort));
   d.set("failover_after_ms", std::to_string(failover_after_ms));
-  d.set("fence_after_ms", std::to_string(failover_after_ms / 3));
-  d.set("failover_interval_ms", std::string(o.lab ? "250" : "1000"));
+  d.set("failover_interval_ms", std::string(o.lab ? "250" : "500"));
+  d.set("failover_lease_ms", std::string(o.lab ? "1000" : "2000"));
   d.set("failover_timeout_ms", std::string(o.lab ? "1000" : "2000"));
-  d.set("witness_timeout_ms", std::string(o.lab ? "300" : "1000"));
+  d.set("witness_timeout_ms", std::string(o.lab ? "250" : "500"));
   d.set("templates_dir", o.templates_dir);
 
   const auto dbs = hosts_with(t, Role::Database);
@@ -338,21 +341,19 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("address", h.address);
   d.set("interface", h.interface);
   set_paths(d, h, o);
-  // A database host's fencing agent's witnesses: the other database hosts (MariaDB's
-  // port) and the failover manager (its state port).
-  mstch::data witnesses{mstch::data::type::list};
-  const auto witness = [&](const Host& w, std::uint16_t port) {
-    mstch::data item;
-    item.set("name", w.name);
-    item.set("address", w.address);
-    item.set("port", std::to_string(port));
-    witnesses.push_back(item);
-  };
+  // A database host's fencing agent's fellow voters: the other database hosts' agents,
+  // and the failover manager on the monitor host.
+  mstch::data peers{mstch::data::type::list};
   for (const Host* other : hosts_with(t, Role::Database)) {
-    if (other != &h) witness(*other, t.db_port);
+    if (other == &h) continue;
+    mstch::data item;
+    item.set("name", other->name);
+    item.set("address", other->address);
+    peers.push_back(item);
   }
-  if (t.monitor() != nullptr) witness(*t.monitor(), kFailoverPort);
-  d.set("witnesses", witnesses);
+  d.set("db_peers", peers);
+  d.set("monitor_name", t.monitor() != nullptr ? t.monitor()->name : std::string());
+  d.set("monitor_address", t.monitor() != nullptr ? t.monitor()->address : std::string());
   d.set("ns", ns_of(t, h));
   d.set("is_lb", has_role(h, Role::LoadBalancer));
   d.set("is_web", has_role(h, Role::Web));

@@ -1,0 +1,316 @@
+// The fencing agent (webstack-failover agent): one per database host. It holds the
+// primary's lease for its node, vouches for the manager's primary to the other agents,
+// and keeps the nftables gate of the local database port (failover/lease.hpp).
+#include <signal.h>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include <future>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include <mysql.h>
+
+#include "failover/config.hpp"
+#include "failover/daemon.hpp"
+#include "failover/lease.hpp"
+#include "failover/manager.hpp"
+#include "failover/sql_session.hpp"
+#include "failover/wire.hpp"
+#include "lab/process.hpp"
+
+namespace webstack::failover {
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+using Clock = LeaseClock;
+
+const char* gate_name(Gate g) {
+  switch (g) {
+    case Gate::Closed:
+      return "closed";
+    case Gate::Open:
+      return "open";
+    case Gate::UntilLeaseEnds:
+      return "open until the lease ends";
+  }
+  return "?";
+}
+
+// One nftables transaction: the table, its chain and the set declared (idempotent, so a
+// ruleset flushed by someone else comes back), the set's single element replaced.
+std::string gate_script(int port, Gate g, std::chrono::milliseconds open_for) {
+  std::string s = fmt::format(
+      "add table inet webstack_fence; "
+      "add set inet webstack_fence open {{ type inet_service; flags timeout; }}; "
+      "add chain inet webstack_fence input {{ type filter hook input priority -10; policy "
+      "accept; }}; "
+      "flush chain inet webstack_fence input; "
+      "add rule inet webstack_fence input tcp dport {0} tcp dport @open accept; "
+      "add rule inet webstack_fence input tcp dport {0} reject with tcp reset; "
+      "flush set inet webstack_fence open",
+      port);
+  if (g == Gate::Open) s += fmt::format("; add element inet webstack_fence open {{ {} }}", port);
+  if (g == Gate::UntilLeaseEnds) {
+    s += fmt::format("; add element inet webstack_fence open {{ {} timeout {}ms }}", port,
+                     std::max<long long>(1, open_for.count()));
+  }
+  return s;
+}
+
+// The local server's last answer, kept by a thread of its own: a stalled server holds up
+// that thread, never the lease's renewals.
+class LocalProbe {
+ public:
+  LocalProbe(const AgentConfig& c, std::chrono::milliseconds stall_after)
+      : c_(c), stall_after_(stall_after) {}
+
+  void run() {
+    SqlSession local(Endpoint{"", 0, c_.socket, "root", "", "", 2s});
+    while (g_stop == 0) {
+      const auto start = Clock::now();
+      try {
+        const bool writable = local.scalar("SELECT @@GLOBAL.read_only") == "0";
+        std::lock_guard lock(m_);
+        answered_at_ = Clock::now();
+        writable_ = writable;
+        last_writable_ = writable;
+      } catch (const std::exception&) {
+        // Down, restarting or stalled: the view ages out below.
+      }
+      while (g_stop == 0 && Clock::now() < start + c_.interval) std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  // The view now: answered within stall_after, or not.
+  LocalView view(bool& last_writable) const {
+    std::lock_guard lock(m_);
+    last_writable = last_writable_;
+    return {answered_at_ && Clock::now() - *answered_at_ < stall_after_, writable_};
+  }
+  // After a kill: the restarting server was not seen writable.
+  void forget() {
+    std::lock_guard lock(m_);
+    answered_at_.reset();
+    writable_ = last_writable_ = false;
+  }
+
+ private:
+  const AgentConfig& c_;
+  std::chrono::milliseconds stall_after_;
+  mutable std::mutex m_;
+  std::optional<Clock::time_point> answered_at_;
+  bool writable_ = false, last_writable_ = false;
+};
+
+class Agent {
+ public:
+  explicit Agent(const AgentConfig& c)
+      : c_(c), server_(c.listen, c.port), probe_(c, c.interval * 4) {}
+
+  int run() {
+    const std::size_t voters = c_.peers.size() + 2;
+    say("fencing agent of {}: lease {} ms from {} of {} voters (this agent, {} other agent{}, "
+        "the manager on {}); database port {} gated: {}",
+        c_.host, c_.lease.count(), majority(voters), voters, c_.peers.size(),
+        c_.peers.size() == 1 ? "" : "s", c_.manager.address, c_.db_port, c_.gate ? "yes" : "no");
+    std::thread probe([this] { probe_.run(); });
+    std::atomic<bool> serving{true};
+    std::thread server(
+        [&] { server_.run([this](const std::string& r) { return answer(r); }, g_stop, serving); });
+    struct Join {
+      std::thread& a;
+      std::thread& b;
+      std::atomic<bool>& serving;
+      ~Join() {
+        serving = false;
+        g_stop = 1;
+        a.join();
+        b.join();
+      }
+    } join{probe, server, serving};
+
+    while (g_stop == 0) {
+      const auto start = Clock::now();
+      round(start, voters);
+      while (g_stop == 0 && Clock::now() < start + c_.interval) std::this_thread::sleep_for(10ms);
+    }
+    say("fencing agent of {}: stopping (the gate stays as it is; a lease ends by itself)", c_.host);
+    return 0;
+  }
+
+ private:
+  struct Vote {
+    bool answered = false, vouch = false;
+    ManagerWord word;
+    std::string error;
+  };
+
+  Vote ask(const DbNode& voter, bool manager) const {
+    Vote v;
+    const auto body =
+        http_get(voter.address, voter.port, "/vouch?for=" + c_.host, c_.timeout, v.error);
+    if (!body) return v;
+    try {
+      const auto j = json::parse(*body).as_object();
+      v.vouch = j.at("vouch").as_bool();
+      if (manager) {
+        v.word = {true, std::string(j.at("primary").as_string()),
+                  std::string(j.at("deposed").as_string())};
+      }
+      v.answered = true;
+    } catch (const std::exception& e) {
+      v.error = std::string("not a vouch: ") + e.what();
+    }
+    return v;
+  }
+
+  void round(Clock::time_point start, std::size_t voters) {
+    auto from_manager = std::async(std::launch::async, [this] { return ask(c_.manager, true); });
+    std::vector<std::future<Vote>> from_peers;
+    for (const auto& p : c_.peers) {
+      from_peers.push_back(std::async(std::launch::async, [this, &p] { return ask(p, false); }));
+    }
+    const Vote m = from_manager.get();
+    std::size_t votes = 0;
+    std::string evidence;
+    if (m.answered) {
+      std::lock_guard lock(m_);
+      word_ = m.word;
+    }
+    const ManagerWord word = this->word();
+    if (vouches_for(word, c_.host)) ++votes;  // this agent's own vote
+    votes += m.vouch ? 1 : 0;
+    evidence = fmt::format("manager {}", m.answered ? (m.vouch ? "vouched" : "refused") : m.error);
+    for (std::size_t i = 0; i < from_peers.size(); ++i) {
+      const Vote p = from_peers[i].get();
+      votes += p.vouch ? 1 : 0;
+      evidence += fmt::format(", {} {}", c_.peers[i].name,
+                              p.answered ? (p.vouch ? "vouched" : "refused") : p.error);
+    }
+    const bool held = holding(start);
+    {
+      std::lock_guard lock(m_);
+      lease_until_ = renewed_lease(lease_until_, start, votes, voters, c_.lease);
+    }
+    const auto now = Clock::now();
+    const bool holds = holding(now);
+    if (held != holds || (holds && !was_holder_logged_)) {
+      say("{} {} the lease ({} of {} votes: {})", c_.host, holds ? "holds" : "lost", votes, voters,
+          evidence);
+      was_holder_logged_ = holds;
+    }
+
+    bool last_writable = false;
+    const LocalView local = probe_.view(last_writable);
+    std::optional<Clock::time_point> until;
+    {
+      std::lock_guard lock(m_);
+      until = lease_until_;
+      local_ = local;
+    }
+    const AgentStep s = agent_step(now, until, local, last_writable, word, c_.host);
+    apply_gate(s);
+    if (s.kill) {
+      kill_mariadbd(s.reason);
+      // Killed: the lapsed lease is done with (the node restarts read-only).
+      std::lock_guard lock(m_);
+      lease_until_.reset();
+    }
+  }
+
+  void apply_gate(const AgentStep& s) {
+    if (s.gate != gate_) {
+      say("gate of {}:{}: {}", c_.host, c_.db_port, gate_name(s.gate));
+      gate_ = s.gate;
+    }
+    if (!c_.gate) return;
+    const auto r = lab::run({"nft", gate_script(c_.db_port, s.gate, s.open_for)}, 2s);
+    if (r.exit_code != 0 && !gate_failing_) {
+      say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, lab::trim(r.err));
+    }
+    gate_failing_ = r.exit_code != 0;
+  }
+
+  void kill_mariadbd(const std::string& reason) {
+    say("fence {}: {}", c_.host, reason);
+    const std::string pid_text = lab::trim(lab::read_text_or_empty(c_.pid_file));
+    const int pid = pid_text.empty() ? 0 : std::atoi(pid_text.c_str());
+    if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
+      say("  mariadbd (pid {}) killed", pid);
+      probe_.forget();
+    } else {
+      say("  no mariadbd to kill (pid file {}: \"{}\")", c_.pid_file, pid_text);
+    }
+  }
+
+  bool holding(Clock::time_point now) const {
+    std::lock_guard lock(m_);
+    return lease_until_ && now < *lease_until_;
+  }
+  ManagerWord word() const {
+    std::lock_guard lock(m_);
+    return word_;
+  }
+
+  // GET /vouch?for=NODE: this agent's vote. GET /: its state (the manager reads whether
+  // it still vouches for a deposed primary, and whether it holds the lease).
+  Reply answer(const std::string& request) const {
+    std::lock_guard lock(m_);
+    if (request.starts_with("GET /vouch")) {
+      const std::string node = query_value(request, "for");
+      return {"application/json", json::serialize(json::object{{"vouch", vouches_for(word_, node)},
+                                                               {"primary", word_.primary},
+                                                               {"deposed", word_.deposed}}) +
+                                      "\n"};
+    }
+    const auto now = Clock::now();
+    const bool holds = lease_until_ && now < *lease_until_;
+    return {"application/json",
+            json::serialize(json::object{
+                {"host", c_.host},
+                {"holder", holds},
+                {"lease_ms",
+                 holds ? std::chrono::duration_cast<std::chrono::milliseconds>(*lease_until_ - now)
+                             .count()
+                       : 0},
+                {"knows_manager", word_.known},
+                {"primary", word_.primary},
+                {"deposed", word_.deposed},
+                {"answered", local_.answered},
+                {"writable", local_.writable},
+                {"gate", gate_name(gate_)}}) +
+                "\n"};
+  }
+
+  const AgentConfig& c_;
+  StateServer server_;
+  LocalProbe probe_;
+  mutable std::mutex m_;  // guards word_, lease_until_, local_ (the server thread reads them)
+  ManagerWord word_;
+  std::optional<Clock::time_point> lease_until_;
+  LocalView local_;
+  std::atomic<Gate> gate_{Gate::Closed};
+  bool gate_failing_ = false, was_holder_logged_ = false;
+};
+
+}  // namespace
+
+int run_agent(const AgentConfig& c) {
+  install_signal_handlers();
+  if (mysql_library_init(0, nullptr, nullptr) != 0) throw std::runtime_error("mysql_library_init");
+  int rc = 0;
+  {
+    Agent a(c);
+    rc = a.run();
+  }
+  mysql_library_end();
+  return rc;
+}
+
+}  // namespace webstack::failover
