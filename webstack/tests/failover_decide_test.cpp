@@ -158,15 +158,30 @@ TEST_F(DeciderTest, TwoWritableNodesTheOneThatIsNotThePrimaryIsFenced) {
   EXPECT_EQ(r.targets, std::vector<std::string>{"db-2"});
 }
 
-TEST_F(DeciderTest, APromotionByHandIsAdoptedAndTheFormerPrimaryRejoins) {
+// Only a promotion (the lease's deposition first) makes a node the primary: a node made
+// writable behind the manager's back is not adopted, and counts as no primary at all.
+TEST_F(DeciderTest, AWritableNodeThatIsNotThePrimaryIsNotAdopted) {
   NodeView old = replica("db-1", "10.0.0.1", "", "0-1-5");
   old.io_running = old.sql_running = false;
   const auto r = d.decide(t0, {old, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
-  EXPECT_EQ(d.primary(), "db-2");
+  EXPECT_EQ(d.primary(), "db-1");
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("db-2 is writable but the primary is db-1: not adopted"),
+            std::string::npos)
+      << r.reason;
+  EXPECT_TRUE(d.down_since().has_value());
+}
+
+// The primary the manager named, found writable, gets its former primary back as a replica.
+TEST_F(DeciderTest, TheFormerPrimaryRejoinsTheNamedPrimary) {
+  NodeView old = replica("db-1", "10.0.0.1", "", "0-1-5");
+  old.io_running = old.sql_running = false;
+  Decider named{"db-2", 3000ms};
+  const auto r = named.decide(t0, {old, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
   EXPECT_EQ(r.action, Action::Rejoin);
   EXPECT_EQ(r.targets, std::vector<std::string>{"db-1"});
-  // Paused: it adopts the primary but changes no role.
-  Decider paused{"db-1", 3000ms};
+  // Paused: no role changes.
+  Decider paused{"db-2", 3000ms};
   EXPECT_EQ(paused.decide(t0, {old, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, true).action,
             Action::None);
 }
@@ -180,7 +195,8 @@ TEST_F(DeciderTest, AReplicaOfThePrimaryWithStoppedThreadsIsLeftAlone) {
 
 TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
   NodeView ahead = replica("db-1", "10.0.0.1", "", "0-1-9");
-  const auto r = d.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
+  Decider named{"db-2", 3000ms};
+  const auto r = named.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
   EXPECT_EQ(r.action, Action::None);
   EXPECT_NE(r.reason.find("not rejoined automatically"), std::string::npos) << r.reason;
 }

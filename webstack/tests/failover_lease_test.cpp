@@ -64,10 +64,16 @@ TEST(Lease, TheGateFollowsTheLeaseAndTheServersRole) {
   EXPECT_EQ(s.gate, Gate::Closed);
   EXPECT_TRUE(s.kill);
   EXPECT_NE(s.reason.find("not answering, last seen writable"), std::string::npos) << s.reason;
-  // A lapsed lease on a read-only node: open for reads, nothing killed.
-  s = agent_step(now, now - 1ms, {true, false}, true, kWeb02, "web-01");
+  // A lapsed lease on a read-only node: open for reads once an answer to a question sent
+  // after the lease ended says so (an older one may predate the manager's SET).
+  s = agent_step(now, now - 10ms, {true, false, now - 5ms}, false, kWeb02, "web-01");
   EXPECT_EQ(s.gate, Gate::Open);
   EXPECT_FALSE(s.kill);
+  s = agent_step(now, now - 10ms, {true, false, now - 20ms}, false, kWeb02, "web-01");
+  EXPECT_EQ(s.gate, Gate::Closed) << "a read-only answer from before the lease ended";
+  EXPECT_FALSE(s.kill);
+  s = agent_step(now, now - 10ms, {true, true, now - 5ms}, false, kWeb02, "web-01");
+  EXPECT_TRUE(s.kill) << "writable since";
   // Writable, and this agent never held the lease (it restarted): cut off, and killed once
   // the manager names another primary or deposes it, not before.
   s = agent_step(now, std::nullopt, {true, true}, true, kWeb01, "web-01");

@@ -609,12 +609,12 @@ TEST_F(RunningSiteTest, AnAppHungUnderLoadFailsNoGet) {
   std::printf("SIGSTOP of web-02's app under load: %s\n", figures(f, "web-02").c_str());
 }
 
-// The replica's host cut off (its link down) for longer than the fencing agents'
-// fence_after and the failover manager's probe timeouts, three times, under load: no
-// GET fails during the fault or through the cure, and the primary is left alone (the
-// manager, on mon-01, still answers the primary's agent as its witness while its own
-// probes of web-02 wait out their timeouts; it once did not, and web-01's agent killed
-// a healthy primary).
+// The replica's host cut off (its link down) for longer than the primary's lease and the
+// failover manager's probe timeouts, three times, under load: no GET fails during the
+// fault or through the cure, and the primary is left alone (it keeps its lease: its own
+// vote and the manager's, which answers from a thread of its own while its probes of
+// web-02 wait out their timeouts; an earlier design's agent once killed a healthy primary
+// here).
 TEST_F(RunningSiteTest, AWebHostsLinkDownUnderLoadFailsNoGet) {
   const auto mariadb_pid = [] { return service("web-01", "mariadb").at("pid").as_int64(); };
   const auto pid_before = mariadb_pid();

@@ -42,21 +42,27 @@ const char* gate_name(Gate g) {
   return "?";
 }
 
-// One nftables transaction: the table, its chain and the set declared (idempotent, so a
-// ruleset flushed by someone else comes back), the set's single element replaced.
+// One nftables transaction: the table, its chains and the set declared (idempotent, so a
+// ruleset flushed by someone else comes back), the set's single element replaced. Both
+// ways are gated: a connection's replies (a commit's OK) must not leave a node whose lease
+// lapsed either, nor reach a client on this host over lo.
 std::string gate_script(int port, Gate g, std::chrono::milliseconds open_for) {
   std::string s = fmt::format(
       "add table inet webstack_fence; "
       "add set inet webstack_fence open {{ type inet_service; flags timeout; }}; "
       "add chain inet webstack_fence input {{ type filter hook input priority -10; policy "
       "accept; }}; "
+      "add chain inet webstack_fence output {{ type filter hook output priority -10; policy "
+      "accept; }}; "
       "flush chain inet webstack_fence input; "
+      "flush chain inet webstack_fence output; "
       "add rule inet webstack_fence input tcp dport {0} tcp dport @open accept; "
       "add rule inet webstack_fence input tcp dport {0} reject with tcp reset; "
+      "add rule inet webstack_fence output tcp sport {0} tcp sport @open accept; "
+      "add rule inet webstack_fence output tcp sport {0} drop; "
       "flush set inet webstack_fence open",
       port);
-  if (g == Gate::Open) s += fmt::format("; add element inet webstack_fence open {{ {} }}", port);
-  if (g == Gate::UntilLeaseEnds) {
+  if (g != Gate::Closed) {
     s += fmt::format("; add element inet webstack_fence open {{ {} timeout {}ms }}", port,
                      std::max<long long>(1, open_for.count()));
   }
@@ -74,12 +80,20 @@ class LocalProbe {
     SqlSession local(Endpoint{"", 0, c_.socket, "root", "", "", 2s});
     while (g_stop == 0) {
       const auto start = Clock::now();
+      unsigned long generation = 0;
+      {
+        std::lock_guard lock(m_);
+        generation = generation_;
+      }
       try {
         const bool writable = local.scalar("SELECT @@GLOBAL.read_only") == "0";
         std::lock_guard lock(m_);
-        answered_at_ = Clock::now();
-        writable_ = writable;
-        last_writable_ = writable;
+        if (generation == generation_) {  // not asked of a server killed since
+          answered_at_ = Clock::now();
+          asked_ = start;
+          writable_ = writable;
+          last_writable_ = writable;
+        }
       } catch (const std::exception&) {
         // Down, restarting or stalled: the view ages out below.
       }
@@ -91,11 +105,13 @@ class LocalProbe {
   LocalView view(bool& last_writable) const {
     std::lock_guard lock(m_);
     last_writable = last_writable_;
-    return {answered_at_ && Clock::now() - *answered_at_ < stall_after_, writable_};
+    return {answered_at_ && Clock::now() - *answered_at_ < stall_after_, writable_, asked_};
   }
-  // After a kill: the restarting server was not seen writable.
+  // After a kill: the restarting server was not seen writable, and an answer already on
+  // its way from the killed one is dropped.
   void forget() {
     std::lock_guard lock(m_);
+    ++generation_;
     answered_at_.reset();
     writable_ = last_writable_ = false;
   }
@@ -104,7 +120,9 @@ class LocalProbe {
   const AgentConfig& c_;
   std::chrono::milliseconds stall_after_;
   mutable std::mutex m_;
+  unsigned long generation_ = 0;
   std::optional<Clock::time_point> answered_at_;
+  Clock::time_point asked_{};
   bool writable_ = false, last_writable_ = false;
 };
 
@@ -121,8 +139,10 @@ class Agent {
         c_.peers.size() == 1 ? "" : "s", c_.manager.address, c_.db_port, c_.gate ? "yes" : "no");
     std::thread probe([this] { probe_.run(); });
     std::atomic<bool> serving{true};
-    std::thread server(
-        [&] { server_.run([this](const std::string& r) { return answer(r); }, g_stop, serving); });
+    std::thread server([&] {
+      server_.run([this](const std::string& r, const std::string&) { return answer(r); }, g_stop,
+                  serving);
+    });
     struct Join {
       std::thread& a;
       std::thread& b;
@@ -198,55 +218,72 @@ class Agent {
       std::lock_guard lock(m_);
       lease_until_ = renewed_lease(lease_until_, start, votes, voters, c_.lease);
     }
-    const auto now = Clock::now();
-    const bool holds = holding(now);
-    if (held != holds || (holds && !was_holder_logged_)) {
+    // What to do comes first, logging after: a node to kill dies before anything else.
+    // Done twice at most: when applying the gate took the lease past its end (the agent
+    // or nft was stopped meanwhile), once more at once.
+    for (int pass = 0; pass < 2; ++pass) {
+      bool last_writable = false;
+      const LocalView local = probe_.view(last_writable);
+      std::optional<Clock::time_point> until;
+      {
+        std::lock_guard lock(m_);
+        until = lease_until_;
+        local_ = local;
+      }
+      const AgentStep s = agent_step(Clock::now(), until, local, last_writable, word, c_.host);
+      std::string killed;
+      if (s.kill) {
+        kill_mariadbd(killed);
+        // The lapsed lease is done with: the next server starts read-only.
+        std::lock_guard lock(m_);
+        lease_until_.reset();
+      }
+      apply_gate(s);
+      if (s.kill) say("fence {}: {}\n  {}", c_.host, s.reason, killed);
+      if (s.gate != Gate::UntilLeaseEnds || holding(Clock::now())) break;
+    }
+    const bool holds = holding(Clock::now());
+    if (held != holds) {
       say("{} {} the lease ({} of {} votes: {})", c_.host, holds ? "holds" : "lost", votes, voters,
           evidence);
-      was_holder_logged_ = holds;
-    }
-
-    bool last_writable = false;
-    const LocalView local = probe_.view(last_writable);
-    std::optional<Clock::time_point> until;
-    {
-      std::lock_guard lock(m_);
-      until = lease_until_;
-      local_ = local;
-    }
-    const AgentStep s = agent_step(now, until, local, last_writable, word, c_.host);
-    apply_gate(s);
-    if (s.kill) {
-      kill_mariadbd(s.reason);
-      // Killed: the lapsed lease is done with (the node restarts read-only).
-      std::lock_guard lock(m_);
-      lease_until_.reset();
     }
   }
 
+  // The gate as `s` says; an open-until-the-lease-ends gate gets the lease's remaining
+  // time as of now, and a read-only node's open gate a few rounds, renewed every round.
   void apply_gate(const AgentStep& s) {
-    if (s.gate != gate_) {
-      say("gate of {}:{}: {}", c_.host, c_.db_port, gate_name(s.gate));
-      gate_ = s.gate;
+    std::chrono::milliseconds open_for = c_.interval * 4;
+    if (s.gate == Gate::UntilLeaseEnds) {
+      std::lock_guard lock(m_);
+      const auto left = lease_until_ ? *lease_until_ - Clock::now() : Clock::duration::zero();
+      open_for = std::chrono::duration_cast<std::chrono::milliseconds>(left);
+    }
+    const Gate g = s.gate == Gate::UntilLeaseEnds && open_for.count() <= 0 ? Gate::Closed : s.gate;
+    if (g != gate_) {
+      say("gate of {}:{}: {}", c_.host, c_.db_port, gate_name(g));
+      gate_ = g;
     }
     if (!c_.gate) return;
-    const auto r = lab::run({"nft", gate_script(c_.db_port, s.gate, s.open_for)}, 2s);
-    if (r.exit_code != 0 && !gate_failing_) {
+    const auto r = lab::run({"nft", gate_script(c_.db_port, g, open_for)}, 2s);
+    if (r.exit_code != 0 && gate_ok_) {
       say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, lab::trim(r.err));
     }
-    gate_failing_ = r.exit_code != 0;
+    gate_ok_ = r.exit_code == 0;
   }
 
-  void kill_mariadbd(const std::string& reason) {
-    say("fence {}: {}", c_.host, reason);
+  // SIGKILL of the local mariadbd (by its pid file). Either way no server that was seen
+  // writable runs any more (a stopped one is gone already): the next one starts read-only,
+  // and is never killed for what the last one answered. `what` is for the log, written
+  // after the gate is set.
+  void kill_mariadbd(std::string& what) {
     const std::string pid_text = lab::trim(lab::read_text_or_empty(c_.pid_file));
     const int pid = pid_text.empty() ? 0 : std::atoi(pid_text.c_str());
     if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
-      say("  mariadbd (pid {}) killed", pid);
-      probe_.forget();
+      what = fmt::format("mariadbd (pid {}) killed", pid);
     } else {
-      say("  no mariadbd to kill (pid file {}: \"{}\")", c_.pid_file, pid_text);
+      what = fmt::format("no mariadbd running (pid file {}: \"{}\")", c_.pid_file, pid_text);
     }
+    probe_.forget();
   }
 
   bool holding(Clock::time_point now) const {
@@ -284,7 +321,8 @@ class Agent {
                 {"deposed", word_.deposed},
                 {"answered", local_.answered},
                 {"writable", local_.writable},
-                {"gate", gate_name(gate_)}}) +
+                {"gate", gate_name(gate_)},
+                {"gate_ok", !c_.gate || gate_ok_.load()}}) +
                 "\n"};
   }
 
@@ -296,7 +334,7 @@ class Agent {
   std::optional<Clock::time_point> lease_until_;
   LocalView local_;
   std::atomic<Gate> gate_{Gate::Closed};
-  bool gate_failing_ = false, was_holder_logged_ = false;
+  std::atomic<bool> gate_ok_{true};  // the last nft run worked (the manager reads it)
 };
 
 }  // namespace

@@ -83,6 +83,9 @@ ManagerConfig load_manager_config(const std::string& path) {
   c.primary = r.text(m, "primary", "manager.primary");
   c.primary_file = r.text(m, "primary_file", "manager.primary_file", false);
   c.pause_file = r.text(m, "pause_file", "manager.pause_file", false);
+  // Required, never defaulted: the manager waits out the lease the agents hold, so both
+  // must say the same (rendered from one value).
+  if (!m.contains("lease_ms")) r.fail("manager.lease_ms", "missing (the agents' lease, in ms)");
   c.lease = ms(r.number(m, "lease_ms", "manager.lease_ms", 100, 600000, 1000));
   c.agent_port = static_cast<int>(r.number(m, "agent_port", "manager.agent_port", 1, 65535, 9097));
   c.db = r.nodes("db");
@@ -120,6 +123,7 @@ AgentConfig load_agent_config(const std::string& path) {
     c.gate = *v;
   }
   c.interval = ms(r.number(a, "interval_ms", "agent.interval_ms", 50, 60000, 250));
+  if (!a.contains("lease_ms")) r.fail("agent.lease_ms", "missing (the lease, in ms)");
   c.lease = ms(r.number(a, "lease_ms", "agent.lease_ms", 100, 600000, 1000));
   c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 250));
   // Renewed several times per lease: a question lost or late does not lapse it.
@@ -131,6 +135,18 @@ AgentConfig load_agent_config(const std::string& path) {
   c.manager = managers.front();
   c.peers = r.nodes("peer");
   if (c.peers.empty()) r.fail("peer", "needs at least one [[peer]] (another database host)");
+  // Each voter once: a peer listed twice, or this host as its own peer, would count twice.
+  for (std::size_t i = 0; i < c.peers.size(); ++i) {
+    const auto& p = c.peers[i];
+    if (p.name == c.host || p.address == c.listen) {
+      r.fail(fmt::format("peer[{}]", i), "is this host itself (" + c.host + ")");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.peers[j].name == p.name || c.peers[j].address == p.address) {
+        r.fail(fmt::format("peer[{}]", i), "repeats peer[" + std::to_string(j) + "]");
+      }
+    }
+  }
   return c;
 }
 

@@ -18,7 +18,7 @@ struct AppEndpoint {
 };
 
 struct ManagerConfig {
-  std::string listen;  // the manager's own address: the agents' witness, and its state
+  std::string listen;  // the manager's own address: its vote for the agents, and its state
   int port = 9096;
   std::chrono::milliseconds interval{250};
   std::chrono::milliseconds failover_after{3000};

@@ -124,6 +124,16 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
     return d;
   }
 
+  // A writable node that is not the primary was not made so through a promotion (only
+  // the lease holder may be writable): never adopted, it counts for nothing; its agent
+  // cuts it off and kills it.
+  std::string stray;
+  if (writable.size() == 1 && !primary_.empty() && writable.front()->name != primary_) {
+    stray = fmt::format("{} is writable but the primary is {}: not adopted; ",
+                        writable.front()->name, primary_);
+    writable.clear();
+  }
+
   if (writable.size() == 1) {
     const NodeView& w = *writable.front();
     Decision d;
@@ -167,7 +177,8 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
   const auto down_for = now - *down_since_;
 
   const NodeView* old = find(nodes, primary_);
-  std::string evidence = fmt::format("no writable node for {}; manager sees: ", seconds(down_for));
+  std::string evidence =
+      fmt::format("{}no writable primary for {}; manager sees: ", stray, seconds(down_for));
   for (const auto& n : nodes) evidence += describe(n) + "; ";
   // The apps' view: every app that answered must also see no writable primary. One that
   // still writes to it means the manager's own path is what failed.

@@ -82,6 +82,10 @@ class Decider {
   std::optional<Clock::time_point> down_since() const { return down_since_; }
   // Why the last round refused to promote ("" when it did not).
   const std::string& refused() const { return refused_; }
+  // The position a candidate must hold since the primary committed without semi-sync
+  // (kept by the manager across restarts: a restart must not forget it).
+  const std::optional<std::string>& async_gtid() const { return async_gtid_; }
+  void set_async_gtid(std::optional<std::string> gtid) { async_gtid_ = std::move(gtid); }
 
  private:
   // The primary's semi-sync this round: remembers the GTID a candidate must hold.

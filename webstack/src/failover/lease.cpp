@@ -37,6 +37,25 @@ AgentStep agent_step(LeaseClock::time_point now, std::optional<LeaseClock::time_
     s.open_for = std::chrono::ceil<std::chrono::milliseconds>(*lease_until - now);
     return s;
   }
+  const char* state = local.answered ? "writable" : "not answering, last seen writable";
+  if (lease_until) {
+    // The lease lapsed. Only an answer to a question sent after it ended says whether the
+    // node is writable now (the manager may have made it so just before).
+    const bool fresh = local.answered && local.asked >= *lease_until;
+    if (fresh && !local.writable) {
+      s.gate = Gate::Open;
+      return s;
+    }
+    s.gate = Gate::Closed;
+    if (fresh ? local.writable : last_writable || local.writable) {
+      s.kill = true;
+      s.reason = fmt::format(
+          "{} and its lease lapsed: SIGKILL of mariadbd (it restarts read-only; commits no "
+          "replica acknowledged are dropped by crash recovery)",
+          state);
+    }
+    return s;
+  }
   if (local.answered && !local.writable) {
     s.gate = Gate::Open;  // read-only: a replica, or a fenced node waiting to rejoin
     return s;
@@ -45,15 +64,6 @@ AgentStep agent_step(LeaseClock::time_point now, std::optional<LeaseClock::time_
   s.gate = Gate::Closed;
   const bool may_be_writable = local.answered ? local.writable : last_writable;
   if (!may_be_writable) return s;
-  const char* state = local.answered ? "writable" : "not answering, last seen writable";
-  if (lease_until) {
-    s.kill = true;
-    s.reason = fmt::format(
-        "{} and its lease lapsed: SIGKILL of mariadbd (it restarts read-only; commits no "
-        "replica acknowledged are dropped by crash recovery)",
-        state);
-    return s;
-  }
   // Never held by this agent: killed once the manager has named another primary or
   // deposed this one (until then the closed gate is enough).
   if (word.known && (word.primary != self || word.deposed == self)) {

@@ -52,10 +52,12 @@ bool lease_unreachable(std::size_t silent, std::size_t voters);
 struct LocalView {
   bool answered = false;
   bool writable = false;
+  LeaseClock::time_point asked{};  // when the question that got this answer was sent
 };
 
-// The database port's gate: open while read-only (a replica takes reads), open until the
-// lease ends while this node holds it, closed otherwise.
+// The database port's gate: open while read-only (a replica takes reads; for a few rounds,
+// renewed every round, so a dead agent does not leave it open), open until the lease ends
+// while this node holds it, closed otherwise.
 enum class Gate { Closed, Open, UntilLeaseEnds };
 
 struct AgentStep {

@@ -153,6 +153,15 @@ class Manager {
   explicit Manager(const ManagerConfig& c) : c_(c), decider_(initial_primary(c), c.failover_after) {
     const std::string password = read_secret(c.password_file);
     repl_password_ = read_secret(c.repl_password_file);
+    if (const std::string path = async_gtid_file(); !path.empty()) {
+      const std::string gtid = lab::trim(lab::read_text_or_empty(path));
+      if (!gtid.empty()) {
+        decider_.set_async_gtid(gtid);
+        say("failover manager: the primary committed without semi-sync up to GTID {} (recorded "
+            "before a restart): a replica must hold it to be promoted",
+            gtid);
+      }
+    }
     // Questions get c.timeout; actions (STOP SLAVE waits for a replication thread that
     // may be stuck connecting to a dead primary) get ten times as long, on sessions of
     // their own.
@@ -176,8 +185,10 @@ class Manager {
     // cut-off node's timeouts (a round can outlast a lease), so it has a thread of its own
     // and never waits on a round.
     std::atomic<bool> serving{true};
-    std::thread serve(
-        [&] { server.run([this](const std::string& r) { return answer(r); }, g_stop, serving); });
+    std::thread serve([&] {
+      server.run([this](const std::string& r, const std::string& peer) { return answer(r, peer); },
+                 g_stop, serving);
+    });
     // However the loop ends (a signal, or an error that reaches main), the server stops
     // before its socket is closed.
     struct StopServer {
@@ -264,6 +275,26 @@ class Manager {
       quiet_until_ = Clock::now() + 1s;  // not a retry storm: the next try in a second
     }
     record_primary();
+    record_async_gtid();
+  }
+
+  // `<state>/async-gtid`, beside the primary's file: the decider's memory of a semi-sync
+  // fallback, so a restarted manager still refuses a replica that lacks those writes.
+  std::string async_gtid_file() const {
+    return c_.primary_file.empty()
+               ? std::string()
+               : std::filesystem::path(c_.primary_file).parent_path().string() + "/async-gtid";
+  }
+  void record_async_gtid() {
+    const std::string path = async_gtid_file();
+    if (path.empty()) return;
+    const std::string want = decider_.async_gtid().value_or("");
+    if (lab::trim(lab::read_text_or_empty(path)) == want) return;
+    try {
+      write_file_atomically(path, want + "\n");
+    } catch (const std::exception& e) {
+      say("cannot record the semi-sync fallback's position: {}", e.what());
+    }
   }
 
   std::size_t index_of(const std::string& name) const {
@@ -284,10 +315,21 @@ class Manager {
       std::lock_guard lock(published_mutex_);
       next.swap(designate_request_);
     }
-    if (next.empty() || next == decider_.primary()) return;
+    if (next.empty()) return;
+    if (next == decider_.primary()) {
+      deposed_.clear();  // named again: vouched for again
+      publish();
+      return;
+    }
     const std::string old = decider_.primary();
     say("designate {} (asked by `webstack db promote`; primary was {})", next, old);
     try {
+      // Detached first (the command did it): a node still replicating is no primary.
+      const NodeView v = probe_node(*sessions_[index_of(next)], c_.db[index_of(next)]);
+      if (!v.reachable) throw std::runtime_error(next + " does not answer: " + v.error);
+      if (!v.master_host.empty()) {
+        throw std::runtime_error(next + " still replicates from " + v.master_host);
+      }
       if (!old.empty()) depose(old);
     } catch (const std::exception& e) {
       deposed_.clear();
@@ -325,19 +367,28 @@ class Manager {
     }
   }
 
-  // Makes `name` writable once its agent holds the lease (the gate is open for it then).
+  // Makes `name` writable once its agent holds the lease with time to spare, and its gate
+  // works (nftables answered): only then is the node reachable for exactly its lease.
   void make_writable(const std::string& name) {
     const auto deadline = Clock::now() + c_.lease * 3;
     for (;;) {
       const auto st = agent_state(name);
-      if (st && st->contains("holder") && st->at("holder").as_bool()) break;
+      const auto flag = [&](const char* k) {
+        return st && st->contains(k) && st->at(k).is_bool() && st->at(k).as_bool();
+      };
+      const auto left = st && st->contains("lease_ms") && st->at("lease_ms").is_int64()
+                            ? std::chrono::milliseconds(st->at("lease_ms").as_int64())
+                            : std::chrono::milliseconds(0);
+      if (flag("holder") && flag("gate_ok") && left >= c_.lease / 2) break;
       if (Clock::now() > deadline) {
-        throw std::runtime_error(fmt::format("the agent of {} did not take the lease within {} ms",
-                                             name, (c_.lease * 3).count()));
+        throw std::runtime_error(fmt::format(
+            "the agent of {} did not hold the lease with a working gate within {} ms ({})", name,
+            (c_.lease * 3).count(), st ? json::serialize(*st) : std::string("no answer")));
       }
       std::this_thread::sleep_for(20ms);  // poll interval
     }
-    session(name).query("SET GLOBAL read_only = OFF");
+    // On the short-timeout session: a SET that arrives late would find the lease gone.
+    sessions_[index_of(name)]->query("SET GLOBAL read_only = OFF");
   }
 
   // Deposes `old`: no voter vouches for it from now on. Returns once no majority is left
@@ -508,7 +559,7 @@ class Manager {
 
   // The state port's answers: the vote for `GET /vouch?for=NODE` (the agents ask for
   // theirs), the metrics for `GET /metrics`, the state as JSON otherwise.
-  Reply answer(const std::string& request) const {
+  Reply answer(const std::string& request, const std::string& peer) const {
     const Published p = published();
     if (request.starts_with("GET /vouch")) {
       const ManagerWord word{true, p.primary, p.deposed};
@@ -519,6 +570,11 @@ class Manager {
                                       "\n"};
     }
     if (request.starts_with("GET /designate")) {
+      // From this host only (`webstack db promote` runs curl here): the database hosts
+      // reach this port too, for their votes.
+      if (peer != c_.listen) {
+        throw std::runtime_error("designate: only from " + c_.listen + ", not " + peer);
+      }
       const std::string node = query_value(request, "node");
       bool known = false;
       for (const auto& n : c_.db) known = known || n.name == node;
@@ -600,7 +656,8 @@ class Manager {
            p.refused.empty() ? "0" : "1");
     metric("webstack_failover_promotions_total", "counter", "Replicas promoted",
            std::to_string(p.promotions));
-    metric("webstack_failover_fences_total", "counter", "Rounds that fenced a second writable node",
+    metric("webstack_failover_fences_total", "counter",
+           "Rounds that saw a second writable node (its agent cuts it off and kills it)",
            std::to_string(p.fences));
     metric("webstack_failover_rejoins_total", "counter",
            "Former primaries made replicas of the primary", std::to_string(p.rejoins));

@@ -36,14 +36,15 @@ struct Client {
   int fd;
   Clock::time_point deadline;
   std::string request;
+  std::string peer;
 };
 
 // The answer, then the connection closed.
-void answer(const Client& cl, const std::function<Reply(const std::string&)>& handler) {
+void answer(const Client& cl, const StateServer::Handler& handler) {
   Reply r;
   std::string status = "200 OK";
   try {
-    r = handler(cl.request);
+    r = handler(cl.request, cl.peer);
   } catch (const std::exception& e) {
     status = "500 Internal Server Error";
     r = {"text/plain", std::string(e.what()) + "\n"};
@@ -83,8 +84,8 @@ StateServer::~StateServer() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void StateServer::run(const std::function<Reply(const std::string& request)>& handler,
-                      const std::atomic<int>& stop, const std::atomic<bool>& serving) {
+void StateServer::run(const Handler& handler, const std::atomic<int>& stop,
+                      const std::atomic<bool>& serving) {
   std::vector<Client> clients;
   while (stop == 0 && serving) {
     // Up to 100 ms (stop is looked at this often) for a new connection or a client's bytes.
@@ -117,13 +118,18 @@ void StateServer::run(const std::function<Reply(const std::string& request)>& ha
     }
     if ((fds[0].revents & POLLIN) != 0) {
       for (;;) {
-        const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        sockaddr_in from{};
+        socklen_t from_len = sizeof from;
+        const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &from_len,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) break;
+        char peer[INET_ADDRSTRLEN] = "";
+        ::inet_ntop(AF_INET, &from.sin_addr, peer, sizeof peer);
         if (clients.size() >= 256) {  // a flood: the oldest is answered now
           answer(clients.front(), handler);
           clients.erase(clients.begin());
         }
-        clients.push_back({fd, Clock::now() + 200ms, {}});
+        clients.push_back({fd, Clock::now() + 200ms, {}, peer});
       }
     }
   }

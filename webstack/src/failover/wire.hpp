@@ -26,10 +26,10 @@ class StateServer {
   StateServer& operator=(const StateServer&) = delete;
 
   // Until `stop` is non-zero or `serving` false: answers whoever connects with
-  // handler(request head). Never blocks on one client: each gets 200 ms to send its head.
-  // An exception from the handler loses that answer only.
-  void run(const std::function<Reply(const std::string& request)>& handler,
-           const std::atomic<int>& stop, const std::atomic<bool>& serving);
+  // handler(request head, the client's IPv4 address). Never blocks on one client: each gets
+  // 200 ms to send its head. An exception from the handler answers 500 with its message.
+  using Handler = std::function<Reply(const std::string& request, const std::string& peer)>;
+  void run(const Handler& handler, const std::atomic<int>& stop, const std::atomic<bool>& serving);
 
  private:
   int fd_ = -1;

@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <boost/json.hpp>
+
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/site.hpp"
@@ -257,21 +259,33 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
            return std::string();
          });
     step(next->name + ": its agent holds the lease; writable", [&] {
+      // The lease with at least half of it left, and a gate nftables accepted: the SET
+      // below lands well within the lease (a late one would find the node killed).
       const auto* mon = t.monitor();
       const auto deadline = Clock::now() + 30s;
+      std::string last;
       for (;;) {
         const auto r = run(in_host(t, mon->name,
                                    {"curl", "-sS", "--max-time", "2",
                                     fmt::format("http://{}:9097/", next->address)}),
                            10s);
-        if (r.exit_code == 0 && r.out.find("\"holder\":true") != std::string::npos) break;
+        last = trim(r.out + r.err);
+        try {
+          const auto st = boost::json::parse(r.out).as_object();
+          if (r.exit_code == 0 && st.at("holder").as_bool() && st.at("gate_ok").as_bool() &&
+              st.at("lease_ms").to_number<std::int64_t>() >= 500) {
+            break;
+          }
+        } catch (const std::exception&) {
+          // Not the agent's answer (yet): asked again below.
+        }
         if (Clock::now() > deadline) {
           throw std::runtime_error("the agent of " + next->name +
-                                   " did not take the lease within 30 s: " + trim(r.out + r.err));
+                                   " did not take the lease within 30 s: " + last);
         }
         std::this_thread::sleep_for(50ms);  // poll interval
       }
-      sql_checked(state_dir, next->name, "SET GLOBAL read_only = OFF");
+      sql_checked(state_dir, next->name, "SET GLOBAL read_only = OFF", 5s);
       return std::string();
     });
   } else {
@@ -380,7 +394,7 @@ void failover_control(const topo::Topology& t, const std::string& state_dir,
     std::ofstream(pause_file) << "paused by webstack failover pause\n";
     std::fprintf(out,
                  "failover paused: the manager promotes nothing until `webstack failover "
-                 "resume` (it still fences a second writable node)\n");
+                 "resume` (a writable node without the lease is still cut off by its agent)\n");
   } else if (action == "resume") {
     std::error_code ec;
     std::filesystem::remove(pause_file, ec);

@@ -544,8 +544,15 @@ std::string to_json(const LabStatus& s, bool rulesets) {
 
 std::string firewall_summary(const std::string& ruleset) {
   std::string out;
+  bool gate = false;  // the failover agent's table (the database port's lease gate)
   std::istringstream in(ruleset);
   for (std::string line; std::getline(in, line);) {
+    if (line.rfind("table ", 0) == 0) {
+      gate = line.find(" webstack_fence ") != std::string::npos;
+      if (gate) out += (out.empty() ? "" : ", ") + std::string("the database port's lease gate");
+      continue;
+    }
+    if (gate) continue;
     const auto hook = line.find("hook ");
     const auto policy = line.find("policy ");
     if (hook == std::string::npos || policy == std::string::npos) continue;

@@ -139,7 +139,8 @@ std::string addresses(const std::vector<const Host*>& hosts) {
   return out;
 }
 
-// The failover manager's state port on the monitor host (the agents' witness).
+// The failover manager's state port on the monitor host (its state, and its vote for the
+// primary's lease).
 constexpr std::uint16_t kFailoverPort = 9096;
 // Each database host's fencing agent: its vote and its state.
 constexpr std::uint16_t kFailoverAgentPort = 9097;
@@ -259,7 +260,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("failover_interval_ms", std::string(o.lab ? "250" : "500"));
   d.set("failover_lease_ms", std::string(o.lab ? "1000" : "2000"));
   d.set("failover_timeout_ms", std::string(o.lab ? "1000" : "2000"));
-  d.set("witness_timeout_ms", std::string(o.lab ? "250" : "500"));
+  d.set("failover_question_timeout_ms", std::string(o.lab ? "250" : "500"));
   d.set("templates_dir", o.templates_dir);
 
   const auto dbs = hosts_with(t, Role::Database);
