@@ -21,5 +21,7 @@ done
 tests=build/$preset/webstack/webstack_system_tests
 [ -x "$tests" ] || { echo "chaos: $tests not built (scripts/setup.sh $preset)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "chaos: needs root (network namespaces)" >&2; exit 2; }
-WEBSTACK_NEMESIS_ROUNDS=$rounds WEBSTACK_NEMESIS_SEED=$seed exec "$tests" \
+# Not WEBSTACK_*: the lab's services inherit this environment, and webstack-app refuses
+# WEBSTACK_ variables it does not know.
+CHAOS_ROUNDS=$rounds CHAOS_SEED=$seed exec "$tests" \
   --gtest_filter='LoadBalancerPairTest.DatabaseNemesis*'

@@ -45,7 +45,9 @@ const char* gate_name(Gate g) {
 // One nftables transaction: the table, its chains and the set declared (idempotent, so a
 // ruleset flushed by someone else comes back), the set's single element replaced. Both
 // ways are gated: a connection's replies (a commit's OK) must not leave a node whose lease
-// lapsed either, nor reach a client on this host over lo.
+// lapsed either, nor reach a client on this host over lo. Resets leave (the input rule's
+// own, and the kernel's for a killed server's connections): they carry no data, and tell
+// clients at once.
 std::string gate_script(int port, Gate g, std::chrono::milliseconds open_for) {
   std::string s = fmt::format(
       "add table inet webstack_fence; "
@@ -59,6 +61,7 @@ std::string gate_script(int port, Gate g, std::chrono::milliseconds open_for) {
       "add rule inet webstack_fence input tcp dport {0} tcp dport @open accept; "
       "add rule inet webstack_fence input tcp dport {0} reject with tcp reset; "
       "add rule inet webstack_fence output tcp sport {0} tcp sport @open accept; "
+      "add rule inet webstack_fence output tcp sport {0} tcp flags & rst == rst accept; "
       "add rule inet webstack_fence output tcp sport {0} drop; "
       "flush set inet webstack_fence open",
       port);
@@ -93,6 +96,8 @@ class LocalProbe {
           asked_ = start;
           writable_ = writable;
           last_writable_ = writable;
+          // Which server said so: a kill is for that one, never for the next one.
+          answered_pid_ = std::atoi(lab::trim(lab::read_text_or_empty(c_.pid_file)).c_str());
         }
       } catch (const std::exception&) {
         // Down, restarting or stalled: the view ages out below.
@@ -106,6 +111,11 @@ class LocalProbe {
     std::lock_guard lock(m_);
     last_writable = last_writable_;
     return {answered_at_ && Clock::now() - *answered_at_ < stall_after_, writable_, asked_};
+  }
+  // The pid of the server that gave the last answer (0: none yet).
+  int answered_pid() const {
+    std::lock_guard lock(m_);
+    return answered_pid_;
   }
   // After a kill: the restarting server was not seen writable, and an answer already on
   // its way from the killed one is dropped.
@@ -124,6 +134,7 @@ class LocalProbe {
   std::optional<Clock::time_point> answered_at_;
   Clock::time_point asked_{};
   bool writable_ = false, last_writable_ = false;
+  int answered_pid_ = 0;
 };
 
 class Agent {
@@ -219,8 +230,8 @@ class Agent {
       lease_until_ = renewed_lease(lease_until_, start, votes, voters, c_.lease);
     }
     // What to do comes first, logging after: a node to kill dies before anything else.
-    // Done twice at most: when applying the gate took the lease past its end (the agent
-    // or nft was stopped meanwhile), once more at once.
+    // Done again at once when applying the gate took longer than a round (the agent or
+    // nft was stopped meanwhile, and the timeout just set may outlast the lease).
     for (int pass = 0; pass < 2; ++pass) {
       bool last_writable = false;
       const LocalView local = probe_.view(last_writable);
@@ -238,9 +249,9 @@ class Agent {
         std::lock_guard lock(m_);
         lease_until_.reset();
       }
-      apply_gate(s);
+      const bool in_time = apply_gate(s);
       if (s.kill) say("fence {}: {}\n  {}", c_.host, s.reason, killed);
-      if (s.gate != Gate::UntilLeaseEnds || holding(Clock::now())) break;
+      if (in_time) break;
     }
     const bool holds = holding(Clock::now());
     if (held != holds) {
@@ -250,25 +261,34 @@ class Agent {
   }
 
   // The gate as `s` says; an open-until-the-lease-ends gate gets the lease's remaining
-  // time as of now, and a read-only node's open gate a few rounds, renewed every round.
-  void apply_gate(const AgentStep& s) {
-    std::chrono::milliseconds open_for = c_.interval * 4;
+  // time as of now, and a read-only node's open gate a few rounds (never more than a
+  // lease), renewed every round. Returns false when it took longer than a round (the
+  // agent or nft was stopped meanwhile): the timeout it set may outlast what it should.
+  bool apply_gate(const AgentStep& s) {
+    const auto computed = Clock::now();
+    std::chrono::milliseconds open_for = std::min(c_.interval * 4, c_.lease);
     if (s.gate == Gate::UntilLeaseEnds) {
       std::lock_guard lock(m_);
-      const auto left = lease_until_ ? *lease_until_ - Clock::now() : Clock::duration::zero();
+      const auto left = lease_until_ ? *lease_until_ - computed : Clock::duration::zero();
       open_for = std::chrono::duration_cast<std::chrono::milliseconds>(left);
     }
     const Gate g = s.gate == Gate::UntilLeaseEnds && open_for.count() <= 0 ? Gate::Closed : s.gate;
-    if (g != gate_) {
-      say("gate of {}:{}: {}", c_.host, c_.db_port, gate_name(g));
+    bool ok = true;
+    if (c_.gate) {
+      const auto r = lab::run({"nft", gate_script(c_.db_port, g, open_for)}, 2s);
+      ok = r.exit_code == 0;
+      if (!ok && gate_ok_) {
+        say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, lab::trim(r.err));
+      }
+      gate_ok_ = ok;
+    }
+    // What the kernel holds now (the manager's `holder` reads it: a lease counts once its
+    // gate is installed).
+    if (ok && g != gate_) {
       gate_ = g;
+      say("gate of {}:{}: {}", c_.host, c_.db_port, gate_name(g));
     }
-    if (!c_.gate) return;
-    const auto r = lab::run({"nft", gate_script(c_.db_port, g, open_for)}, 2s);
-    if (r.exit_code != 0 && gate_ok_) {
-      say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, lab::trim(r.err));
-    }
-    gate_ok_ = r.exit_code == 0;
+    return Clock::now() - computed < c_.interval;
   }
 
   // SIGKILL of the local mariadbd (by its pid file). Either way no server that was seen
@@ -278,7 +298,13 @@ class Agent {
   void kill_mariadbd(std::string& what) {
     const std::string pid_text = lab::trim(lab::read_text_or_empty(c_.pid_file));
     const int pid = pid_text.empty() ? 0 : std::atoi(pid_text.c_str());
-    if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
+    const int seen = probe_.answered_pid();
+    if (pid > 1 && seen > 0 && pid != seen) {
+      // Restarted by someone else since it last answered (s6 after a crash): this one
+      // starts read-only and was never seen writable.
+      what = fmt::format("mariadbd restarted since it answered (pid {}, now {}): not killed", seen,
+                         pid);
+    } else if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
       what = fmt::format("mariadbd (pid {}) killed", pid);
     } else {
       what = fmt::format("no mariadbd running (pid file {}: \"{}\")", c_.pid_file, pid_text);
@@ -307,7 +333,8 @@ class Agent {
                                       "\n"};
     }
     const auto now = Clock::now();
-    const bool holds = lease_until_ && now < *lease_until_;
+    // The holder as the manager must see it: the lease, and its gate installed.
+    const bool holds = lease_until_ && now < *lease_until_ && gate_ == Gate::UntilLeaseEnds;
     return {"application/json",
             json::serialize(json::object{
                 {"host", c_.host},
@@ -334,7 +361,7 @@ class Agent {
   std::optional<Clock::time_point> lease_until_;
   LocalView local_;
   std::atomic<Gate> gate_{Gate::Closed};
-  std::atomic<bool> gate_ok_{true};  // the last nft run worked (the manager reads it)
+  std::atomic<bool> gate_ok_{false};  // the last nft run worked (the manager reads it)
 };
 
 }  // namespace

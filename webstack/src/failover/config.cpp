@@ -90,6 +90,14 @@ ManagerConfig load_manager_config(const std::string& path) {
   c.agent_port = static_cast<int>(r.number(m, "agent_port", "manager.agent_port", 1, 65535, 9097));
   c.db = r.nodes("db");
   if (c.db.size() < 2) r.fail("db", "needs at least two [[db]] nodes (a primary and a replica)");
+  // Each node once: the deposition counts the agents that stopped vouching.
+  for (std::size_t i = 0; i < c.db.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.db[j].name == c.db[i].name || c.db[j].address == c.db[i].address) {
+        r.fail(fmt::format("db[{}]", i), "repeats db[" + std::to_string(j) + "]");
+      }
+    }
+  }
   bool known = false;
   for (const auto& n : c.db) known = known || n.name == c.primary;
   if (!known) r.fail("manager.primary", "\"" + c.primary + "\" is not one of the [[db]] nodes");

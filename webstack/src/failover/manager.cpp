@@ -236,6 +236,7 @@ class Manager {
     std::vector<AppView> apps;
     for (auto& j : app_jobs) apps.push_back(j.get());
 
+    adopt_the_lease_holder();
     paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
     Decision d = decider_.decide(now, nodes_, apps, paused_);
     if (d.action != Action::None && d.action != Action::Fence && now < quiet_until_) {
@@ -304,6 +305,30 @@ class Manager {
   }
   SqlSession& session(const std::string& name) { return *action_sessions_[index_of(name)]; }
   const NodeView& view(const std::string& name) const { return nodes_[index_of(name)]; }
+
+  // A single writable node other than the primary this manager follows, whose agent holds
+  // the lease (a majority vouched for it: the word of a manager before a restart, or of
+  // one whose record of the primary was lost): the primary, adopted. Without the lease it
+  // is not (the decider counts it as no primary; its agent kills it).
+  void adopt_the_lease_holder() {
+    const NodeView* w = nullptr;
+    for (const auto& n : nodes_) {
+      if (!n.reachable || !n.writable) continue;
+      if (w != nullptr) return;  // several: not this case
+      w = &n;
+    }
+    if (w == nullptr || w->name == decider_.primary() || !deposed_.empty()) return;
+    const auto st = agent_state(w->name);
+    if (!st || !st->contains("holder") || !st->at("holder").is_bool() ||
+        !st->at("holder").as_bool()) {
+      return;
+    }
+    say("{} is writable and its agent holds the lease: it is the primary (was {})", w->name,
+        decider_.primary());
+    decider_.promoted(w->name);
+    record_primary();
+    publish();
+  }
 
   // `webstack db promote` (a planned promotion, by hand) asks the manager to name its node
   // the primary once it has detached it from replication: the old primary is deposed and

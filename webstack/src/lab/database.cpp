@@ -172,6 +172,12 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
                  note.empty() ? "" : ("  " + note).c_str());
     std::fflush(out);
   };
+  const auto profile = recorded_profile(state_dir);
+  const bool leased = t.automatic_failover() && profile && *profile == render::Profile::Hardened;
+  if (leased) {
+    // The manager names the new primary (below): without it nothing is changed.
+    failover_state(t);  // throws "the failover manager on mon-01 does not answer: ..."
+  }
   std::fprintf(out, "promoting %s (primary now: %s)\n", next->name.c_str(), old.name.c_str());
 
   bool old_answers = false;
@@ -227,8 +233,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
       std::this_thread::sleep_for(100ms);  // poll interval
     }
   });
-  const auto profile = recorded_profile(state_dir);
-  if (t.automatic_failover() && profile && *profile == render::Profile::Hardened) {
+  if (leased) {
     // Only the lease holder may be writable (docs/high-availability.md): the manager
     // names the new primary (deposing the old one and waiting out its lease), the voters
     // vouch for it, and once its agent holds the lease it is made writable.

@@ -956,6 +956,13 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       }
     });
 
+    // A new database has no semi-sync fallback behind it: the failover manager's record
+    // of one (docs/high-availability.md) belongs to the data directories just replaced.
+    if (fresh_db) {
+      std::error_code ec;
+      fs::remove(o.state_dir + "/async-gtid", ec);
+    }
+
     // 6. One s6-svscan; the databases start at once, everything else is held down.
     step("start s6-svscan", [&] {
       make_dir(p.service);
