@@ -10,6 +10,7 @@
 #   - alerts_vip_test.yml   when the rules have LoadBalancerFailover (the topology has a
 #                           virtual address): its address is put in for @VIP@
 #   - alerts_failover_test.yml  when the rules have the failover manager's alerts
+#   - alerts_manual_test.yml    when they do not (semi-sync off on purpose never fires)
 # promtool resolves a test's rule_files relative to the test file, so the rules and the
 # tests are copied into one temporary directory.
 #
@@ -64,6 +65,7 @@ if grep -q 'alert: NoWritablePrimary' "$tmp/alerts.yml"; then
   tests="$tests alerts_failover_test.yml"
 else
   echo "no failover alerts (no failover manager): alerts_failover_test.yml skipped"
+  tests="$tests alerts_manual_test.yml"
 fi
 
 set --

@@ -89,8 +89,40 @@ class LocalProbe {
         generation = generation_;
       }
       try {
-        const bool writable = local.scalar("SELECT @@GLOBAL.read_only") == "0";
+        // A change of semi-sync the round asked for, then the view.
+        const auto action = asked_action_.exchange(SemiSyncAction::None);
+        if (action == SemiSyncAction::Disable) {
+          local.query("SET GLOBAL rpl_semi_sync_master_enabled = OFF");
+        } else if (action == SemiSyncAction::Enable) {
+          local.query("SET GLOBAL rpl_semi_sync_master_enabled = ON");
+        } else if (action == SemiSyncAction::Demoted) {
+          local.query(
+              fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+                          "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+                          "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+                          kReplicaSemiSyncTimeoutMs));
+        } else if (action == SemiSyncAction::HoldCommits) {
+          local.query(fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}",
+                                  kHolderSemiSyncTimeoutMs));
+        }
+        const auto rows = local.query(
+            "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.rpl_semi_sync_master_enabled AS en, "
+            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+            "'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS') AS waiting, "
+            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+            "'RPL_SEMI_SYNC_MASTER_YES_TX') AS acknowledged, "
+            "(SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "
+            "'Binlog Dump%') AS replicas, @@GLOBAL.rpl_semi_sync_master_timeout AS timeout");
+        if (rows.empty()) throw std::runtime_error("no answer");
+        const Row& r = rows.front();
+        const bool writable = r.at("ro") == "0";
         std::lock_guard lock(m_);
+        semi_ = {!r.at("en").empty(),
+                 r.at("en") == "1",
+                 std::atoll(r.at("waiting").c_str()),
+                 std::atoll(r.at("acknowledged").c_str()),
+                 std::atoll(r.at("replicas").c_str()),
+                 std::atoll(r.at("timeout").c_str())};
         if (generation == generation_) {  // not asked of a server killed since
           answered_at_ = Clock::now();
           asked_ = start;
@@ -112,6 +144,14 @@ class LocalProbe {
     last_writable = last_writable_;
     return {answered_at_ && Clock::now() - *answered_at_ < stall_after_, writable_, asked_};
   }
+  SemiSyncView semi_sync() const {
+    std::lock_guard lock(m_);
+    return semi_;
+  }
+  // Done by this thread at its next question (it owns the session; the round never waits
+  // on the server).
+  void ask(SemiSyncAction a) { asked_action_ = a; }
+
   // The pid of the server that gave the last answer (0: none yet).
   int answered_pid() const {
     std::lock_guard lock(m_);
@@ -135,6 +175,8 @@ class LocalProbe {
   Clock::time_point asked_{};
   bool writable_ = false, last_writable_ = false;
   int answered_pid_ = 0;
+  SemiSyncView semi_;
+  std::atomic<SemiSyncAction> asked_action_{SemiSyncAction::None};
 };
 
 class Agent {
@@ -253,10 +295,36 @@ class Agent {
       if (s.kill) say("fence {}: {}\n  {}", c_.host, s.reason, killed);
       if (in_time) break;
     }
+    semi_sync_round();
     const bool holds = holding(Clock::now());
     if (held != holds) {
       say("{} {} the lease ({} of {} votes: {})", c_.host, holds ? "holds" : "lost", votes, voters,
           evidence);
+    }
+  }
+
+  // The lease-aware semi-sync fallback (failover/lease.hpp: semi_sync_step).
+  void semi_sync_round() {
+    bool last_writable = false;
+    const LocalView local = probe_.view(last_writable);
+    const SemiSyncView s = probe_.semi_sync();
+    const auto action = semi_sync_step(Clock::now(), holding(Clock::now()), local, s,
+                                       c_.semi_sync_fallback, semi_sync_memory_);
+    if (action == SemiSyncAction::None) return;
+    probe_.ask(action);
+    if (action == SemiSyncAction::HoldCommits) return;  // no news: every new holder does it
+    if (action == SemiSyncAction::Demoted) {
+      say("semi-sync timeout of {} back to {} ms: it is read-only now", c_.host,
+          kReplicaSemiSyncTimeoutMs);
+      return;
+    }
+    if (action == SemiSyncAction::Disable) {
+      say("semi-sync off on {}: commits waited {} ms for a replica's acknowledgement; "
+          "asynchronous while it holds the lease (the failover manager refuses a replica "
+          "that lacks these writes)",
+          c_.host, c_.semi_sync_fallback.count());
+    } else {
+      say("semi-sync on again on {}: a replica is connected", c_.host);
     }
   }
 
@@ -362,6 +430,7 @@ class Agent {
   LocalView local_;
   std::atomic<Gate> gate_{Gate::Closed};
   std::atomic<bool> gate_ok_{false};  // the last nft run worked (the manager reads it)
+  SemiSyncMemory semi_sync_memory_;   // commits stuck waiting for a replica since
 };
 
 }  // namespace

@@ -134,6 +134,8 @@ AgentConfig load_agent_config(const std::string& path) {
   if (!a.contains("lease_ms")) r.fail("agent.lease_ms", "missing (the lease, in ms)");
   c.lease = ms(r.number(a, "lease_ms", "agent.lease_ms", 100, 600000, 1000));
   c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 250));
+  c.semi_sync_fallback =
+      ms(r.number(a, "semi_sync_fallback_ms", "agent.semi_sync_fallback_ms", 100, 3600000, 3000));
   // Renewed several times per lease: a question lost or late does not lapse it.
   if (c.lease < 2 * c.interval + c.timeout) {
     r.fail("agent.lease_ms", "must be at least 2 x agent.interval_ms + agent.timeout_ms");

@@ -46,8 +46,10 @@ struct AgentConfig {
   std::chrono::milliseconds interval{250};
   std::chrono::milliseconds lease{1000};
   std::chrono::milliseconds timeout{250};  // per question to a voter
-  DbNode manager;                          // the failover manager's state port
-  std::vector<DbNode> peers;               // the other database hosts' agents
+  // Commits waiting this long for a replica: semi-sync off, while holding the lease.
+  std::chrono::milliseconds semi_sync_fallback{3000};
+  DbNode manager;             // the failover manager's state port
+  std::vector<DbNode> peers;  // the other database hosts' agents
 };
 
 // Throw std::runtime_error "FILE: KEY: WHY" on a missing or malformed key.

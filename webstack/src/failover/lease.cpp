@@ -79,4 +79,31 @@ AgentStep agent_step(LeaseClock::time_point now, std::optional<LeaseClock::time_
   return s;
 }
 
+SemiSyncAction semi_sync_step(LeaseClock::time_point now, bool holding, const LocalView& local,
+                              const SemiSyncView& s, std::chrono::milliseconds fallback,
+                              SemiSyncMemory& memory) {
+  // The first look has nothing to compare with: only a later one shows acknowledgements.
+  const bool acknowledging = memory.acknowledged >= 0 && s.acknowledged != memory.acknowledged;
+  memory.acknowledged = s.acknowledged;
+  if (!s.known || !local.answered || !local.writable) {
+    memory.stuck_since.reset();
+    return s.known && local.answered && s.timeout_ms == kHolderSemiSyncTimeoutMs
+               ? SemiSyncAction::Demoted
+               : SemiSyncAction::None;
+  }
+  if (!s.enabled) {
+    memory.stuck_since.reset();
+    return s.replicas > 0 ? SemiSyncAction::Enable : SemiSyncAction::None;
+  }
+  if (s.waiting == 0 || acknowledging) {
+    memory.stuck_since.reset();
+    return holding && s.timeout_ms != kHolderSemiSyncTimeoutMs ? SemiSyncAction::HoldCommits
+                                                               : SemiSyncAction::None;
+  }
+  if (!memory.stuck_since) memory.stuck_since = now;
+  if (holding && now - *memory.stuck_since >= fallback) return SemiSyncAction::Disable;
+  return holding && s.timeout_ms != kHolderSemiSyncTimeoutMs ? SemiSyncAction::HoldCommits
+                                                             : SemiSyncAction::None;
+}
+
 }  // namespace webstack::failover

@@ -78,4 +78,44 @@ AgentStep agent_step(LeaseClock::time_point now, std::optional<LeaseClock::time_
                      const LocalView& local, bool last_writable, const ManagerWord& word,
                      const std::string& self);
 
+// The primary side of semi-sync on the local server, as the agent last read it.
+struct SemiSyncView {
+  bool known = false;          // the plugin's variables are there
+  bool enabled = false;        // @@rpl_semi_sync_master_enabled
+  long long waiting = 0;       // Rpl_semi_sync_master_wait_sessions: commits waiting now
+  long long acknowledged = 0;  // Rpl_semi_sync_master_yes_tx: commits a replica acknowledged
+  long long replicas = 0;      // replicas connected (Binlog Dump threads)
+  long long timeout_ms = 0;    // @@rpl_semi_sync_master_timeout
+};
+
+// MariaDB's semi-sync timeout on the lease holder: a day (it never releases a waiting
+// commit by itself; the agent does, while it holds the lease).
+constexpr long long kHolderSemiSyncTimeoutMs = 86400000;
+// A read-only node's: short. Its own binlog commits (a replica's, log_slave_updates) have
+// no replica of their own to wait for; a day would hold its SQL thread that long.
+constexpr long long kReplicaSemiSyncTimeoutMs = 1000;
+
+// What the agent remembers between rounds: since when commits have waited with no
+// acknowledgement coming (under load some commit is always waiting a moment: only a wait
+// during which no commit was acknowledged counts).
+struct SemiSyncMemory {
+  std::optional<LeaseClock::time_point> stuck_since;
+  long long acknowledged = -1;
+};
+
+enum class SemiSyncAction { None, Disable, Enable, HoldCommits, Demoted };
+
+// The lease-aware fallback. MariaDB's own timeout is a day (my.cnf): commits that wait for
+// an acknowledgement that cannot come are released (asynchronous, acknowledged) only by
+// this, only while the node holds the lease and is writable, once commits have waited
+// `fallback` with none acknowledged meanwhile. So a node whose lease lapsed (frozen, cut
+// off) never releases them: they die with it. Semi-sync comes back on once a replica is
+// connected again. HoldCommits: the holder's MariaDB timeout is not a day yet. Demoted: a
+// read-only node still has the day (it was the primary): its own binlog commits (a
+// replica's, log_slave_updates) would wait a day for a replica of its own; back to the
+// fallback time, and any waiting one released.
+SemiSyncAction semi_sync_step(LeaseClock::time_point now, bool holding, const LocalView& local,
+                              const SemiSyncView& s, std::chrono::milliseconds fallback,
+                              SemiSyncMemory& memory);
+
 }  // namespace webstack::failover

@@ -413,7 +413,10 @@ class Manager {
       std::this_thread::sleep_for(20ms);  // poll interval
     }
     // On the short-timeout session: a SET that arrives late would find the lease gone.
-    sessions_[index_of(name)]->query("SET GLOBAL read_only = OFF");
+    // MariaDB's semi-sync timeout first: a day on the lease holder (failover/lease.hpp).
+    sessions_[index_of(name)]->query(
+        fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; SET GLOBAL read_only = OFF",
+                    kHolderSemiSyncTimeoutMs));
   }
 
   // Deposes `old`: no voter vouches for it from now on. Returns once no majority is left
@@ -515,10 +518,11 @@ class Manager {
             : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
                           c_.ssl_ca);
     session(name).query(fmt::format(
-        "SET GLOBAL read_only = ON; STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', "
+        "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; STOP SLAVE; "
+        "CHANGE MASTER TO MASTER_HOST='{}', "
         "MASTER_PORT={}, MASTER_USER='repl', MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, "
         "MASTER_CONNECT_RETRY=1{}; START SLAVE",
-        p.address, p.port, repl_password_, tls));
+        kReplicaSemiSyncTimeoutMs, p.address, p.port, repl_password_, tls));
     // A node holding a transaction the primary never had (its binlog diverged) is refused
     // by the primary (error 1236), which can come after the IO thread first said Yes: a
     // rejoin counts once the node has caught up with the primary's position of now.

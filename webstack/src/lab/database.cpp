@@ -18,6 +18,7 @@
 
 #include <boost/json.hpp>
 
+#include "failover/lease.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/site.hpp"
@@ -290,7 +291,11 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
         }
         std::this_thread::sleep_for(50ms);  // poll interval
       }
-      sql_checked(state_dir, next->name, "SET GLOBAL read_only = OFF", 5s);
+      sql_checked(state_dir, next->name,
+                  fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+                              "SET GLOBAL read_only = OFF",
+                              failover::kHolderSemiSyncTimeoutMs),
+                  5s);
       return std::string();
     });
   } else {
@@ -306,7 +311,8 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
     sql_secret(state_dir, old.name,
-               "STOP SLAVE; " +
+               fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; STOP SLAVE; ",
+                           failover::kReplicaSemiSyncTimeoutMs) +
                    change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
                    "; START SLAVE;\n");
     return std::string();
@@ -366,7 +372,9 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
     std::this_thread::sleep_for(200ms);  // poll interval
   }
   sql_secret(state_dir, h->name,
-             "SET GLOBAL read_only = ON; STOP SLAVE; " +
+             fmt::format("SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+                         "STOP SLAVE; ",
+                         failover::kReplicaSemiSyncTimeoutMs) +
                  change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
                  "; START SLAVE;\n");
   std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),
