@@ -95,43 +95,40 @@ TEST(Lease, TheGateFollowsTheLeaseAndTheServersRole) {
 }
 
 // The lease-aware semi-sync fallback: commits stuck (waiting, none acknowledged) for the
-// fallback time are released only by the lease holder; semi-sync comes back once a replica
-// is connected.
+// fallback time are released only by the lease holder; the holder's MariaDB timeout is a
+// day while semi-sync is on; a demoted node gets a short one back.
 TEST(Lease, OnlyTheLeaseHolderReleasesCommitsStuckWaitingForAReplica) {
   const auto t0 = LeaseClock::now();
   const LocalView primary{true, true, t0};
+  const auto day = kHolderSemiSyncTimeoutMs;
   SemiSyncMemory m;
-  SemiSyncView stuck{true, true, 2, 100, 0, kHolderSemiSyncTimeoutMs};
+  const SemiSyncView stuck{true, true, 2, 100, day};
   EXPECT_EQ(semi_sync_step(t0, true, primary, stuck, 3000ms, m), SemiSyncAction::None);
   EXPECT_EQ(semi_sync_step(t0 + 2900ms, true, primary, stuck, 3000ms, m), SemiSyncAction::None);
   EXPECT_EQ(semi_sync_step(t0 + 3000ms, false, primary, stuck, 3000ms, m), SemiSyncAction::None)
       << "its lease lapsed (a freeze, a partition): the commits die with the node";
-  EXPECT_EQ(semi_sync_step(t0 + 3000ms, true, primary, stuck, 3000ms, m), SemiSyncAction::Disable);
+  EXPECT_EQ(semi_sync_step(t0 + 3000ms, true, primary, stuck, 3000ms, m), SemiSyncAction::Release);
   // Under load some commit always waits a moment: acknowledgements going on reset the clock.
   SemiSyncMemory busy;
   for (int i = 0; i < 20; ++i) {
-    const SemiSyncView moving{true, true, 1, 100 + i, 1, kHolderSemiSyncTimeoutMs};
+    const SemiSyncView moving{true, true, 1, 100 + i, day};
     EXPECT_EQ(semi_sync_step(t0 + i * 500ms, true, primary, moving, 3000ms, busy),
               SemiSyncAction::None);
   }
-  // The holder's MariaDB timeout is made a day (the file's is for the bootstrap).
+  // The holder with semi-sync on gets a day; fallen back (off), it keeps the short one
+  // (MariaDB's own fallback holds, and MariaDB turns semi-sync on again by itself).
   SemiSyncMemory fresh;
-  EXPECT_EQ(semi_sync_step(t0, true, primary, {true, true, 0, 100, 1, 3000}, 3000ms, fresh),
+  EXPECT_EQ(semi_sync_step(t0, true, primary, {true, true, 0, 100, 3000}, 3000ms, fresh),
             SemiSyncAction::HoldCommits);
-  EXPECT_EQ(semi_sync_step(t0, false, primary, {true, true, 0, 100, 1, 3000}, 3000ms, fresh),
+  EXPECT_EQ(semi_sync_step(t0, true, primary, {true, false, 0, 100, 1000}, 3000ms, fresh),
             SemiSyncAction::None);
-  // A read-only node that still has the day (it was the primary): back to short, so its
-  // replica SQL thread's own binlog commits do not wait a day.
-  EXPECT_EQ(semi_sync_step(t0, false, {true, false, t0},
-                           {true, true, 1, 100, 0, kHolderSemiSyncTimeoutMs}, 3000ms, fresh),
+  EXPECT_EQ(semi_sync_step(t0, false, primary, {true, true, 0, 100, 3000}, 3000ms, fresh),
+            SemiSyncAction::None)
+      << "not the holder";
+  // A read-only node that still has the day (it was the primary): back to short.
+  EXPECT_EQ(semi_sync_step(t0, false, {true, false, t0}, {true, true, 1, 100, day}, 3000ms, fresh),
             SemiSyncAction::Demoted);
-  // Off: on again once a replica is connected; a read-only node is left alone.
-  SemiSyncMemory off;
-  EXPECT_EQ(semi_sync_step(t0, true, primary, {true, false, 0, 100, 0}, 3000ms, off),
-            SemiSyncAction::None);
-  EXPECT_EQ(semi_sync_step(t0, true, primary, {true, false, 0, 100, 1}, 3000ms, off),
-            SemiSyncAction::Enable);
-  EXPECT_EQ(semi_sync_step(t0, false, {true, false, t0}, {true, false, 0, 100, 1}, 3000ms, off),
+  EXPECT_EQ(semi_sync_step(t0, false, {true, false, t0}, {true, true, 0, 100, 1000}, 3000ms, fresh),
             SemiSyncAction::None);
 }
 

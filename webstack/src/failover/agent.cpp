@@ -89,39 +89,25 @@ class LocalProbe {
         generation = generation_;
       }
       try {
-        // A change of semi-sync the round asked for, then the view.
-        const auto action = asked_action_.exchange(SemiSyncAction::None);
-        if (action == SemiSyncAction::Disable) {
-          local.query("SET GLOBAL rpl_semi_sync_master_enabled = OFF");
-        } else if (action == SemiSyncAction::Enable) {
-          local.query("SET GLOBAL rpl_semi_sync_master_enabled = ON");
-        } else if (action == SemiSyncAction::Demoted) {
-          local.query(
-              fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-                          "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-                          "SET GLOBAL rpl_semi_sync_master_enabled = ON",
-                          kReplicaSemiSyncTimeoutMs));
-        } else if (action == SemiSyncAction::HoldCommits) {
-          local.query(fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}",
-                                  kHolderSemiSyncTimeoutMs));
-        }
+        // A change of semi-sync the round asked for (unless it came too late: a freeze
+        // between the round and here must not release commits after the lease), then the
+        // view.
+        run_asked(local);
         const auto rows = local.query(
-            "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.rpl_semi_sync_master_enabled AS en, "
+            "SELECT @@GLOBAL.read_only AS ro, "
+            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+            "'RPL_SEMI_SYNC_MASTER_STATUS') AS status, "
             "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
             "'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS') AS waiting, "
             "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
             "'RPL_SEMI_SYNC_MASTER_YES_TX') AS acknowledged, "
-            "(SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "
-            "'Binlog Dump%') AS replicas, @@GLOBAL.rpl_semi_sync_master_timeout AS timeout");
+            "@@GLOBAL.rpl_semi_sync_master_timeout AS timeout");
         if (rows.empty()) throw std::runtime_error("no answer");
         const Row& r = rows.front();
         const bool writable = r.at("ro") == "0";
         std::lock_guard lock(m_);
-        semi_ = {!r.at("en").empty(),
-                 r.at("en") == "1",
-                 std::atoll(r.at("waiting").c_str()),
-                 std::atoll(r.at("acknowledged").c_str()),
-                 std::atoll(r.at("replicas").c_str()),
+        semi_ = {!r.at("status").empty(), r.at("status") == "ON",
+                 std::atoll(r.at("waiting").c_str()), std::atoll(r.at("acknowledged").c_str()),
                  std::atoll(r.at("timeout").c_str())};
         if (generation == generation_) {  // not asked of a server killed since
           answered_at_ = Clock::now();
@@ -149,8 +135,12 @@ class LocalProbe {
     return semi_;
   }
   // Done by this thread at its next question (it owns the session; the round never waits
-  // on the server).
-  void ask(SemiSyncAction a) { asked_action_ = a; }
+  // on the server), if that comes before `until`.
+  void ask(SemiSyncAction a, Clock::time_point until) {
+    std::lock_guard lock(m_);
+    asked_action_ = a;
+    asked_action_until_ = until;
+  }
 
   // The pid of the server that gave the last answer (0: none yet).
   int answered_pid() const {
@@ -176,7 +166,44 @@ class LocalProbe {
   bool writable_ = false, last_writable_ = false;
   int answered_pid_ = 0;
   SemiSyncView semi_;
-  std::atomic<SemiSyncAction> asked_action_{SemiSyncAction::None};
+  SemiSyncAction asked_action_ = SemiSyncAction::None;
+  Clock::time_point asked_action_until_{};
+
+  void run_asked(SqlSession& local) {
+    SemiSyncAction a = SemiSyncAction::None;
+    {
+      std::lock_guard lock(m_);
+      if (Clock::now() < asked_action_until_) a = asked_action_;
+      asked_action_ = SemiSyncAction::None;
+    }
+    switch (a) {
+      case SemiSyncAction::None:
+        break;
+      case SemiSyncAction::Release:
+        // Switching semi-sync off releases the waiting commits (asynchronous now); on
+        // again with a short timeout, the next commit's wait turns it off MariaDB's way
+        // (counted in Rpl_semi_sync_master_no_tx) until a replica has caught up.
+        local.query(
+            fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+                        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+                        "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+                        kShortSemiSyncTimeoutMs));
+        break;
+      case SemiSyncAction::HoldCommits:
+        local.query(
+            fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}", kHolderSemiSyncTimeoutMs));
+        break;
+      case SemiSyncAction::Demoted:
+        // Read-only still (checked by the server itself): its own waiting commits go.
+        local.query(
+            fmt::format("BEGIN NOT ATOMIC IF @@GLOBAL.read_only = 1 THEN "
+                        "SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+                        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+                        "SET GLOBAL rpl_semi_sync_master_enabled = ON; END IF; END",
+                        kShortSemiSyncTimeoutMs));
+        break;
+    }
+  }
 };
 
 class Agent {
@@ -303,28 +330,30 @@ class Agent {
     }
   }
 
-  // The lease-aware semi-sync fallback (failover/lease.hpp: semi_sync_step).
+  // The lease-aware semi-sync fallback (failover/lease.hpp: semi_sync_step). An action
+  // for the lease holder is good until the lease ends; the demotion's, for a round.
   void semi_sync_round() {
     bool last_writable = false;
     const LocalView local = probe_.view(last_writable);
     const SemiSyncView s = probe_.semi_sync();
-    const auto action = semi_sync_step(Clock::now(), holding(Clock::now()), local, s,
-                                       c_.semi_sync_fallback, semi_sync_memory_);
+    const auto now = Clock::now();
+    const auto action =
+        semi_sync_step(now, holding(now), local, s, c_.semi_sync_fallback, semi_sync_memory_);
     if (action == SemiSyncAction::None) return;
-    probe_.ask(action);
-    if (action == SemiSyncAction::HoldCommits) return;  // no news: every new holder does it
-    if (action == SemiSyncAction::Demoted) {
-      say("semi-sync timeout of {} back to {} ms: it is read-only now", c_.host,
-          kReplicaSemiSyncTimeoutMs);
-      return;
+    Clock::time_point until = now + c_.interval;
+    if (action != SemiSyncAction::Demoted) {
+      std::lock_guard lock(m_);
+      until = lease_until_.value_or(now);
     }
-    if (action == SemiSyncAction::Disable) {
-      say("semi-sync off on {}: commits waited {} ms for a replica's acknowledgement; "
-          "asynchronous while it holds the lease (the failover manager refuses a replica "
-          "that lacks these writes)",
+    probe_.ask(action, until);
+    if (action == SemiSyncAction::Release) {
+      say("semi-sync fallback on {}: commits waited {} ms with no replica acknowledging; "
+          "released, asynchronous until a replica has caught up (the failover manager "
+          "refuses a replica that lacks these writes)",
           c_.host, c_.semi_sync_fallback.count());
-    } else {
-      say("semi-sync on again on {}: a replica is connected", c_.host);
+    } else if (action == SemiSyncAction::Demoted) {
+      say("semi-sync timeout of {} back to {} ms: it is read-only now", c_.host,
+          kShortSemiSyncTimeoutMs);
     }
   }
 

@@ -136,6 +136,12 @@ AgentConfig load_agent_config(const std::string& path) {
   c.timeout = ms(r.number(a, "timeout_ms", "agent.timeout_ms", 50, 60000, 250));
   c.semi_sync_fallback =
       ms(r.number(a, "semi_sync_fallback_ms", "agent.semi_sync_fallback_ms", 100, 3600000, 3000));
+  // A primary cut off from the voters (the apps still reaching it) loses its lease before
+  // its agent would release commits no replica acknowledged.
+  if (c.semi_sync_fallback <= c.lease + c.interval + c.timeout) {
+    r.fail("agent.semi_sync_fallback_ms",
+           "must be longer than agent.lease_ms + agent.interval_ms + agent.timeout_ms");
+  }
   // Renewed several times per lease: a question lost or late does not lapse it.
   if (c.lease < 2 * c.interval + c.timeout) {
     r.fail("agent.lease_ms", "must be at least 2 x agent.interval_ms + agent.timeout_ms");

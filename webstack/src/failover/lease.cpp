@@ -85,25 +85,29 @@ SemiSyncAction semi_sync_step(LeaseClock::time_point now, bool holding, const Lo
   // The first look has nothing to compare with: only a later one shows acknowledgements.
   const bool acknowledging = memory.acknowledged >= 0 && s.acknowledged != memory.acknowledged;
   memory.acknowledged = s.acknowledged;
-  if (!s.known || !local.answered || !local.writable) {
+  if (!s.known || !local.answered) {
     memory.stuck_since.reset();
-    return s.known && local.answered && s.timeout_ms == kHolderSemiSyncTimeoutMs
-               ? SemiSyncAction::Demoted
-               : SemiSyncAction::None;
+    return SemiSyncAction::None;
   }
-  if (!s.enabled) {
+  if (!local.writable) {
     memory.stuck_since.reset();
-    return s.replicas > 0 ? SemiSyncAction::Enable : SemiSyncAction::None;
+    return s.timeout_ms == kHolderSemiSyncTimeoutMs ? SemiSyncAction::Demoted
+                                                    : SemiSyncAction::None;
   }
   if (s.waiting == 0 || acknowledging) {
     memory.stuck_since.reset();
-    return holding && s.timeout_ms != kHolderSemiSyncTimeoutMs ? SemiSyncAction::HoldCommits
-                                                               : SemiSyncAction::None;
+  } else if (!memory.stuck_since) {
+    memory.stuck_since = now;
   }
-  if (!memory.stuck_since) memory.stuck_since = now;
-  if (holding && now - *memory.stuck_since >= fallback) return SemiSyncAction::Disable;
-  return holding && s.timeout_ms != kHolderSemiSyncTimeoutMs ? SemiSyncAction::HoldCommits
-                                                             : SemiSyncAction::None;
+  if (!holding) return SemiSyncAction::None;
+  if (memory.stuck_since && now - *memory.stuck_since >= fallback) {
+    memory.stuck_since.reset();
+    return SemiSyncAction::Release;
+  }
+  // The day only while semi-sync is on: fallen back, the short timeout lets MariaDB's own
+  // fallback hold (no commit waits then).
+  return s.on && s.timeout_ms != kHolderSemiSyncTimeoutMs ? SemiSyncAction::HoldCommits
+                                                          : SemiSyncAction::None;
 }
 
 }  // namespace webstack::failover

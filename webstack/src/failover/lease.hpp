@@ -80,20 +80,21 @@ AgentStep agent_step(LeaseClock::time_point now, std::optional<LeaseClock::time_
 
 // The primary side of semi-sync on the local server, as the agent last read it.
 struct SemiSyncView {
-  bool known = false;          // the plugin's variables are there
-  bool enabled = false;        // @@rpl_semi_sync_master_enabled
+  bool known = false;          // the variables are there
+  bool on = false;             // Rpl_semi_sync_master_status: commits wait for a replica
   long long waiting = 0;       // Rpl_semi_sync_master_wait_sessions: commits waiting now
   long long acknowledged = 0;  // Rpl_semi_sync_master_yes_tx: commits a replica acknowledged
-  long long replicas = 0;      // replicas connected (Binlog Dump threads)
   long long timeout_ms = 0;    // @@rpl_semi_sync_master_timeout
 };
 
-// MariaDB's semi-sync timeout on the lease holder: a day (it never releases a waiting
-// commit by itself; the agent does, while it holds the lease).
+// MariaDB's semi-sync timeout on the lease holder while semi-sync is on: a day (it never
+// releases a waiting commit by itself; the agent does, while it holds the lease).
 constexpr long long kHolderSemiSyncTimeoutMs = 86400000;
-// A read-only node's: short. Its own binlog commits (a replica's, log_slave_updates) have
-// no replica of their own to wait for; a day would hold its SQL thread that long.
-constexpr long long kReplicaSemiSyncTimeoutMs = 1000;
+// Everywhere else: short. On a read-only node its own binlog commits (a replica's,
+// log_slave_updates) have no replica of their own to wait for; on a primary that fell
+// back, the next commit's wait turns semi-sync off (MariaDB turns it on again by itself
+// once a replica has caught up).
+constexpr long long kShortSemiSyncTimeoutMs = 1000;
 
 // What the agent remembers between rounds: since when commits have waited with no
 // acknowledgement coming (under load some commit is always waiting a moment: only a wait
@@ -103,17 +104,19 @@ struct SemiSyncMemory {
   long long acknowledged = -1;
 };
 
-enum class SemiSyncAction { None, Disable, Enable, HoldCommits, Demoted };
+enum class SemiSyncAction {
+  None,
+  // Commits stuck: the timeout made short, and semi-sync switched off and on (which
+  // releases the waiting commits); the next commit's wait turns it off, MariaDB's own
+  // fallback, and MariaDB turns it on again once a replica has caught up.
+  Release,
+  HoldCommits,  // the lease holder with semi-sync on: the timeout made a day
+  Demoted,      // a read-only node with a day: the timeout made short, waiting ones released
+};
 
-// The lease-aware fallback. MariaDB's own timeout is a day (my.cnf): commits that wait for
-// an acknowledgement that cannot come are released (asynchronous, acknowledged) only by
-// this, only while the node holds the lease and is writable, once commits have waited
-// `fallback` with none acknowledged meanwhile. So a node whose lease lapsed (frozen, cut
-// off) never releases them: they die with it. Semi-sync comes back on once a replica is
-// connected again. HoldCommits: the holder's MariaDB timeout is not a day yet. Demoted: a
-// read-only node still has the day (it was the primary): its own binlog commits (a
-// replica's, log_slave_updates) would wait a day for a replica of its own; back to the
-// fallback time, and any waiting one released.
+// The lease-aware fallback. Only the lease holder, writable, with commits stuck for
+// `fallback` (none acknowledged meanwhile), releases them. A node whose lease lapsed (a
+// freeze, a partition) never does: they die with it.
 SemiSyncAction semi_sync_step(LeaseClock::time_point now, bool holding, const LocalView& local,
                               const SemiSyncView& s, std::chrono::milliseconds fallback,
                               SemiSyncMemory& memory);

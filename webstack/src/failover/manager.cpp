@@ -518,11 +518,13 @@ class Manager {
             : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
                           c_.ssl_ca);
     session(name).query(fmt::format(
-        "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; STOP SLAVE; "
+        "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+        "SET GLOBAL rpl_semi_sync_master_enabled = ON; STOP SLAVE; "
         "CHANGE MASTER TO MASTER_HOST='{}', "
         "MASTER_PORT={}, MASTER_USER='repl', MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, "
         "MASTER_CONNECT_RETRY=1{}; START SLAVE",
-        kReplicaSemiSyncTimeoutMs, p.address, p.port, repl_password_, tls));
+        kShortSemiSyncTimeoutMs, p.address, p.port, repl_password_, tls));
     // A node holding a transaction the primary never had (its binlog diverged) is refused
     // by the primary (error 1236), which can come after the IO thread first said Yes: a
     // rejoin counts once the node has caught up with the primary's position of now.

@@ -100,6 +100,17 @@ void sql_secret(const std::string& state_dir, const std::string& host,
   }
 }
 
+// A node made a replica under automatic failover: the short semi-sync timeout back (the
+// lease holder's is a day), and any commit of its own still waiting released
+// (docs/high-availability.md, "Lossless replication").
+std::string demoted_semi_sync_sql() {
+  return fmt::format(
+      "SET GLOBAL rpl_semi_sync_master_timeout = {}; "
+      "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
+      "SET GLOBAL rpl_semi_sync_master_enabled = ON; ",
+      failover::kShortSemiSyncTimeoutMs);
+}
+
 }  // namespace
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
@@ -311,8 +322,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
     sql_secret(state_dir, old.name,
-               fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; STOP SLAVE; ",
-                           failover::kReplicaSemiSyncTimeoutMs) +
+               (leased ? demoted_semi_sync_sql() : std::string()) + "STOP SLAVE; " +
                    change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
                    "; START SLAVE;\n");
     return std::string();
@@ -372,9 +382,11 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
     std::this_thread::sleep_for(200ms);  // poll interval
   }
   sql_secret(state_dir, h->name,
-             fmt::format("SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-                         "STOP SLAVE; ",
-                         failover::kReplicaSemiSyncTimeoutMs) +
+             "SET GLOBAL read_only = ON; " +
+                 (t.automatic_failover() && profile && *profile == render::Profile::Hardened
+                      ? demoted_semi_sync_sql()
+                      : std::string()) +
+                 "STOP SLAVE; " +
                  change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
                  "; START SLAVE;\n");
   std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),

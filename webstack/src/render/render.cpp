@@ -257,14 +257,14 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("failover_port", std::to_string(kFailoverPort));
   d.set("failover_agent_port", std::to_string(kFailoverAgentPort));
   d.set("failover_after_ms", std::to_string(failover_after_ms));
-  d.set("failover_interval_ms", std::string(o.lab ? "250" : "500"));
-  d.set("failover_lease_ms", std::string(o.lab ? "1000" : "2000"));
+  d.set("failover_interval_ms", "250");
+  d.set("failover_lease_ms", std::string(o.lab ? "1000" : "1500"));
   d.set("failover_timeout_ms", std::string(o.lab ? "1000" : "2000"));
-  d.set("failover_question_timeout_ms", std::string(o.lab ? "250" : "500"));
+  d.set("failover_question_timeout_ms", "250");
   // How long commits wait for a replica's acknowledgement before the lease holder's agent
   // turns semi-sync off (below the app's 5 s query timeout: such a write waits, then
   // succeeds).
-  d.set("semi_sync_fallback_ms", std::string(o.lab ? "3000" : "4000"));
+  d.set("semi_sync_fallback_ms", "3000");
   d.set("templates_dir", o.templates_dir);
 
   const auto dbs = hosts_with(t, Role::Database);
