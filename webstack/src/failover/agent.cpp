@@ -18,6 +18,7 @@
 #include "failover/daemon.hpp"
 #include "failover/lease.hpp"
 #include "failover/manager.hpp"
+#include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "failover/wire.hpp"
 #include "lab/process.hpp"
@@ -180,14 +181,11 @@ class LocalProbe {
       case SemiSyncAction::None:
         break;
       case SemiSyncAction::Release:
-        // Switching semi-sync off releases the waiting commits (asynchronous now); on
-        // again with a short timeout, the next commit's wait turns it off MariaDB's way
-        // (counted in Rpl_semi_sync_master_no_tx) until a replica has caught up.
-        local.query(
-            fmt::format("SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-                        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-                        "SET GLOBAL rpl_semi_sync_master_enabled = ON",
-                        kShortSemiSyncTimeoutMs));
+        // Semi-sync off and on releases the waiting commits (asynchronous now), after the
+        // silent replica's dump thread is ended (failover/semi_sync_sql.hpp); on again
+        // with a short timeout, the next commit's wait turns it off MariaDB's way (counted
+        // in Rpl_semi_sync_master_no_tx) until a replica has caught up.
+        local.query(release_semi_sync_sql(kShortSemiSyncTimeoutMs, false));
         break;
       case SemiSyncAction::HoldCommits:
         local.query(
@@ -195,12 +193,7 @@ class LocalProbe {
         break;
       case SemiSyncAction::Demoted:
         // Read-only still (checked by the server itself): its own waiting commits go.
-        local.query(
-            fmt::format("BEGIN NOT ATOMIC IF @@GLOBAL.read_only = 1 THEN "
-                        "SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-                        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-                        "SET GLOBAL rpl_semi_sync_master_enabled = ON; END IF; END",
-                        kShortSemiSyncTimeoutMs));
+        local.query(release_semi_sync_sql(kShortSemiSyncTimeoutMs, true));
         break;
     }
   }

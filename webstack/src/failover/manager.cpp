@@ -34,6 +34,7 @@
 #include "failover/daemon.hpp"
 #include "failover/decide.hpp"
 #include "failover/lease.hpp"
+#include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "failover/wire.hpp"
 #include "lab/process.hpp"
@@ -517,14 +518,26 @@ class Manager {
             ? std::string()
             : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
                           c_.ssl_ca);
+    // Read-only, its own waiting commits released, pointed at the primary (not started yet).
+    session(name).query("SET GLOBAL read_only = ON");
+    session(name).query(release_semi_sync_sql(kShortSemiSyncTimeoutMs, false));
     session(name).query(fmt::format(
-        "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-        "SET GLOBAL rpl_semi_sync_master_enabled = ON; STOP SLAVE; "
-        "CHANGE MASTER TO MASTER_HOST='{}', "
-        "MASTER_PORT={}, MASTER_USER='repl', MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, "
-        "MASTER_CONNECT_RETRY=1{}; START SLAVE",
-        kShortSemiSyncTimeoutMs, p.address, p.port, repl_password_, tls));
+        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', "
+        "MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1{}",
+        p.address, p.port, repl_password_, tls));
+    // A primary that was a replica reports semi-sync OFF (its own replicated commits had no
+    // replica to wait for) until a replica acknowledges a commit made after it caught up:
+    // the next commit would go unprotected. Switched off and on before the replica
+    // connects (never with one connected, failover/semi_sync_sql.hpp), it is ON at once:
+    // commits wait for the replica from now on (the agent releases them after its
+    // fallback time if the replica never comes).
+    SqlSession& primary = session(p.name);
+    if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1" &&
+        primary.scalar("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
+                       "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'") == "OFF") {
+      primary.query(release_semi_sync_sql(std::nullopt, false));
+    }
+    session(name).query("START SLAVE");
     // A node holding a transaction the primary never had (its binlog diverged) is refused
     // by the primary (error 1236), which can come after the IO thread first said Yes: a
     // rejoin counts once the node has caught up with the primary's position of now.
@@ -541,7 +554,7 @@ class Manager {
         session(name).query("STOP SLAVE");
         throw std::runtime_error(fmt::format(
             "{} diverged from {}: {}; it stays read-only and not replicating: `webstack db "
-            "rejoin {}` once its extra transactions are dealt with",
+            "rebuild {}` saves its extra transactions and replaces its data with the primary's",
             name, p.name, get("Last_IO_Error"), name));
       }
       if (get("Slave_IO_Running") == "Yes" && get("Slave_SQL_Running") == "Yes" &&
@@ -556,26 +569,9 @@ class Manager {
       }
       std::this_thread::sleep_for(50ms);  // poll interval
     }
-    say("rejoin {}: replicates from {} with GTID", name, p.name);
-    // A node that was a replica reports its master side of semi-sync OFF until a first
-    // transaction waits; once the new replica is connected, re-enabling it reports the
-    // truth at once.
-    SqlSession& primary = session(p.name);
-    const auto deadline = Clock::now() + 3s;
-    while (Clock::now() < deadline) {
-      if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") != "1") return;
-      if (primary.scalar("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
-                         "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'") != "0") {
-        primary.query(
-            "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-            "SET GLOBAL rpl_semi_sync_master_enabled = ON");
-        say("rejoin {}: semi-sync on {} with it", name, p.name);
-        return;
-      }
-      std::this_thread::sleep_for(50ms);  // poll interval
-    }
-    say("rejoin {}: no semi-sync replica on {} within 3 s (asynchronous until one acknowledges)",
-        name, p.name);
+    say("rejoin {}: replicates from {} with GTID; semi-sync on {}: {}", name, p.name, p.name,
+        lab::trim(primary.scalar("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                 "WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'")));
   }
 
   void record_primary() {
