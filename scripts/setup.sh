@@ -14,7 +14,8 @@ PACKAGES=(
   libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   libsystemd-dev
   # real servers the tests, the lab and the benchmarks run
-  mariadb-server mariadb-client nginx-light haproxy keepalived s6 nftables openssl util-linux
+  mariadb-server mariadb-client mariadb-backup socat nginx-light haproxy keepalived s6 nftables
+  openssl util-linux
   # monitoring (the monitor host; promtool and amtool check the rendered configs)
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-nginx-exporter
   prometheus-mysqld-exporter prometheus-blackbox-exporter

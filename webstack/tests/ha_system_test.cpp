@@ -703,6 +703,21 @@ const std::vector<Fault>& nemesis_faults() {
          nemesis_heal(p);
          nemesis_heal(r);
        }},
+      {"the primary cut from the apps only, 6 s", Expect::NoFailover,
+       [](const std::string& p, const std::string& r) {
+         // The apps' connections (user www-data, on both hosts) to the primary's MariaDB:
+         // writes fail meanwhile, but the manager still sees a writable primary, and a
+         // failover needs its view and the apps' both (the apps' alone could be their own
+         // fault).
+         const auto apps = fmt::format(
+             "add rule inet nemesis out meta skuid www-data ip daddr {} tcp dport 3306 drop",
+             address_of(p));
+         nemesis_rules(p, apps);
+         nemesis_rules(r, apps);
+         hold(6s);
+         nemesis_heal(p);
+         nemesis_heal(r);
+       }},
       {"the primary cut from the manager and the replica, not the apps, 6 s", Expect::Failover,
        [](const std::string& p, const std::string& r) {
          const auto mon = webstack::test::SharedLabTest::lab()->address(20);
@@ -1144,6 +1159,41 @@ TEST_F(LoadBalancerPairTest, PrimarysLinkDownTheManagerPromotesTheReplica) {
   // primary and kills its MariaDB (it restarts read-only and rejoins).
   EXPECT_NE(agent.find("gate of " + old + ":3306: closed"), std::string::npos) << agent;
   EXPECT_NE(manager_log().find("promote " + f.new_primary + ": done"), std::string::npos);
+  primary_back_to_web01();
+}
+
+// A replica that diverged (a transaction of its own the primary never had, written as root
+// past read_only, its replication stopped) is rebuilt by `webstack db rebuild`: that
+// transaction is saved to <state>/errant/, its data replaced by a backup of the primary
+// streamed over TLS, and it replicates again (the manager rejoins it) with semi-sync ON;
+// both nodes then hold the same messages.
+TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) {
+  std::string primary;
+  ASSERT_TRUE(wait_for([&] { return fully_redundant(primary); }, 60s, 100ms));
+  const std::string replica = primary == "web-01" ? "web-02" : "web-01";
+  const std::string text = fmt::format("errant-{}", ::getpid());
+  lab_->sql(replica,
+            "STOP SLAVE; INSERT INTO webstack.messages (author, body) VALUES ('rebuild', '" + text +
+                "')");
+  const auto r = lab_->cli({"db", "rebuild", replica}, 600s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << manager_log();
+  std::printf("%s", r.out.c_str());
+  // The saved transaction, named in the command's last line.
+  const auto at = r.out.find(lab_->state() + "/errant/" + replica + "-");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string file = r.out.substr(at, r.out.find('\n', at) - at);
+  EXPECT_NE(webstack::test::read_file(file).find(text), std::string::npos) << file;
+  // Back to full redundancy, the errant message gone, the same messages on both.
+  std::string now_primary;
+  EXPECT_TRUE(wait_for([&] { return fully_redundant(now_primary); }, 60s, 100ms)) << manager_log();
+  EXPECT_EQ(now_primary, primary);
+  const std::string count =
+      "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM webstack.messages WHERE body <> ''";
+  EXPECT_TRUE(wait_for(
+      [&] { return lab_->try_sql(replica, count) == lab_->try_sql(primary, count); }, 30s, 100ms));
+  EXPECT_EQ(
+      lab_->sql(replica, "SELECT COUNT(*) FROM webstack.messages WHERE body = '" + text + "'"),
+      "0\n");
   primary_back_to_web01();
 }
 

@@ -239,7 +239,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::string db_host;
-  auto* db = cli.add_subcommand("db", "The database pair: promote a replica, rejoin a node");
+  auto* db =
+      cli.add_subcommand("db", "The database pair: promote a replica, rejoin or rebuild a node");
   db->require_subcommand(1);
   db->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
   db->add_option("--state-dir", up_state_dir, "State directory (default: /var/lib/webstack/<lab>)");
@@ -249,7 +250,12 @@ int main(int argc, char** argv) {
   auto* db_rejoin = db->add_subcommand(
       "rejoin", "Bring a former primary back as a replica of the current primary");
   db_rejoin->add_option("host", db_host, "HOST")->required();
-  for (auto* sub : {db_promote, db_rejoin}) {
+  auto* db_rebuild = db->add_subcommand(
+      "rebuild",
+      "Replace a replica's data with a backup of the primary (a diverged node); the "
+      "transactions it held that the primary lacks are saved to <state>/errant/");
+  db_rebuild->add_option("host", db_host, "HOST")->required();
+  for (auto* sub : {db_promote, db_rejoin, db_rebuild}) {
     sub->add_option("-f,--file", file, "Topology file (default: the embedded seed site)");
     sub->add_option("--state-dir", up_state_dir,
                     "State directory (default: /var/lib/webstack/<lab>)");
@@ -491,6 +497,10 @@ int main(int argc, char** argv) {
     }
     if (db_rejoin->parsed()) {
       webstack::lab::rejoin(topology, lab_dir, db_host, stdout);
+      return 0;
+    }
+    if (db_rebuild->parsed()) {
+      webstack::lab::rebuild(topology, lab_dir, db_host, stdout);
       return 0;
     }
     if (deploy->parsed() && deploy_target == "hosts") {

@@ -8,10 +8,13 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -19,11 +22,14 @@
 #include <boost/json.hpp>
 
 #include "failover/lease.hpp"
+#include "failover/semi_sync_sql.hpp"
+#include "lab/control.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
+#include "render/render.hpp"
 
 namespace webstack::lab {
 
@@ -33,6 +39,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using topo::DbRole;
 using topo::Role;
+namespace fs = std::filesystem;
 
 std::string primary_file(const std::string& state_dir) {
   return state_dir + "/primary";
@@ -84,7 +91,7 @@ void sql_secret(const std::string& state_dir, const std::string& host,
   ProcessResult r;
   // ERROR 1198 "running slave": someone (the failover manager, rejoining the same node to
   // the same primary) started replication between our STOP SLAVE and CHANGE MASTER; the
-  // statement begins with STOP SLAVE, so running it again settles it.
+  // script stops replication before it points it, so running it again settles it.
   for (int attempt = 0; attempt < 3; ++attempt) {
     r = run({"sh", "-c",
              "exec mariadb --no-defaults --socket=\"$1\" -uroot --protocol=SOCKET "
@@ -102,13 +109,21 @@ void sql_secret(const std::string& state_dir, const std::string& host,
 
 // A node made a replica under automatic failover: the short semi-sync timeout back (the
 // lease holder's is a day), and any commit of its own still waiting released
-// (docs/high-availability.md, "Lossless replication").
+// (docs/high-availability.md, "Lossless replication"), the safe way
+// (failover/semi_sync_sql.hpp).
 std::string demoted_semi_sync_sql() {
-  return fmt::format(
-      "SET GLOBAL rpl_semi_sync_master_timeout = {}; "
-      "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-      "SET GLOBAL rpl_semi_sync_master_enabled = ON; ",
-      failover::kShortSemiSyncTimeoutMs);
+  return failover::for_mariadb_client(
+      failover::release_semi_sync_sql(failover::kShortSemiSyncTimeoutMs, false));
+}
+
+// One step of a command: run, then printed with its time and what it returned.
+void print_step(std::FILE* out, const std::string& what, const std::function<std::string()>& f) {
+  const auto s0 = Clock::now();
+  const std::string note = f();
+  std::fprintf(out, "  %-58s %6.0f ms%s\n", what.c_str(),
+               std::chrono::duration<double, std::milli>(Clock::now() - s0).count(),
+               note.empty() ? "" : ("  " + note).c_str());
+  std::fflush(out);
 }
 
 }  // namespace
@@ -177,12 +192,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
   }
   const auto t0 = Clock::now();
   const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
-    const auto s0 = Clock::now();
-    const std::string note = f();
-    std::fprintf(out, "  %-58s %6.0f ms%s\n", what.c_str(),
-                 std::chrono::duration<double, std::milli>(Clock::now() - s0).count(),
-                 note.empty() ? "" : ("  " + note).c_str());
-    std::fflush(out);
+    print_step(out, what, f);
   };
   const auto profile = recorded_profile(state_dir);
   const bool leased = t.automatic_failover() && profile && *profile == render::Profile::Hardened;
@@ -321,20 +331,30 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     const std::string ca =
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+    // Pointed at the new primary, started only once semi-sync there is on (below).
     sql_secret(state_dir, old.name,
                (leased ? demoted_semi_sync_sql() : std::string()) + "STOP SLAVE; " +
                    change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
-                   "; START SLAVE;\n");
+                   ";\n");
     return std::string();
   });
-  step("semi-sync on " + next->name + " (once a replica has connected)", [&] {
-    if (sql_checked(state_dir, next->name, "SELECT @@GLOBAL.rpl_semi_sync_master_enabled") != "1") {
-      return std::string("disabled (asynchronous replication)");
-    }
+  step("semi-sync on " + next->name + ", then " + old.name + " replicating", [&] {
     if (!old_answers) return std::string("no replica yet: asynchronous until one acknowledges");
-    // A node that was a replica reports its master side OFF until a first transaction
-    // waits; once the new replica's semi-sync connection is there, re-enabling it reports
-    // the truth at once (and keeps SemiSyncFallenBack from firing for nothing).
+    const bool enabled =
+        sql_checked(state_dir, next->name, "SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1";
+    // A node that was a replica reports its master side OFF (its replicated commits had
+    // no replica to wait for) until a replica acknowledges a later commit: the next one
+    // would go unprotected, and SemiSyncFallenBack would fire for nothing. Switched off
+    // and on before its replica connects (never with one connected), it is ON at once.
+    if (enabled && sql_checked(state_dir, next->name,
+                               "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                               "WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'") == "OFF") {
+      sql_checked(
+          state_dir, next->name,
+          failover::for_mariadb_client(failover::release_semi_sync_sql(std::nullopt, false)));
+    }
+    sql_checked(state_dir, old.name, "START SLAVE");
+    if (!enabled) return std::string("disabled (asynchronous replication)");
     const auto deadline = Clock::now() + 10s;
     while (sql_checked(state_dir, next->name,
                        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
@@ -342,10 +362,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
       if (Clock::now() > deadline) return std::string("no semi-sync replica connected within 10 s");
       std::this_thread::sleep_for(50ms);  // poll interval
     }
-    sql_checked(state_dir, next->name,
-                "SET GLOBAL rpl_semi_sync_master_enabled = OFF; "
-                "SET GLOBAL rpl_semi_sync_master_enabled = ON");
-    return std::string("on");
+    return std::string("on, ") + old.name + " connected";
   });
   step("my.cnf of both nodes rendered for their new roles", [&] {
     rerender_database_configs(topology, o);
@@ -430,6 +447,306 @@ void failover_control(const topo::Topology& t, const std::string& state_dir,
     throw std::invalid_argument(
         fmt::format("unknown failover action \"{}\" (known: pause, resume, status)", action));
   }
+}
+
+namespace {
+
+// The GTIDs of a datadir's binlogs, in order (mariadb-binlog of the files its index
+// names; read from the files, so the server need not run).
+std::vector<std::string> binlog_gtids(const std::string& datadir) {
+  std::vector<std::string> files;
+  std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
+  for (std::string line; std::getline(index, line);) {
+    line = trim(line);
+    if (line.empty()) continue;
+    files.push_back(line.front() == '/' ? line : datadir + "/" + line.substr(line.rfind('/') + 1));
+  }
+  if (files.empty()) return {};
+  std::vector<std::string> argv = {"bash", "-c",
+                                   "set -o pipefail; mariadb-binlog \"$@\" | grep -oE "
+                                   "'GTID [0-9]+-[0-9]+-[0-9]+' | cut -d' ' -f2",
+                                   "bash"};
+  argv.insert(argv.end(), files.begin(), files.end());
+  const auto r = run(argv, 300s);
+  // grep's status 1: no GTID at all (a binlog with no transaction yet).
+  if (r.exit_code != 0 && r.exit_code != 1) {
+    throw std::runtime_error("mariadb-binlog of " + datadir + " failed: " + trim(r.err));
+  }
+  std::vector<std::string> out;
+  std::istringstream lines(r.out);
+  for (std::string g; std::getline(lines, g);) out.push_back(g);
+  return out;
+}
+
+// "0-2-17" -> (0, 17).
+std::pair<long long, long long> domain_and_seq(const std::string& gtid) {
+  const auto a = gtid.find('-'), b = gtid.rfind('-');
+  return {std::stoll(gtid.substr(0, a)), std::stoll(gtid.substr(b + 1))};
+}
+
+// The transactions of `host` (its binlog from `datadir`) that the primary's binlog
+// (`primary_datadir`) never had, written as mariadb-binlog's SQL to `file`; returns how
+// many ("" when none). What the primary's binlog no longer holds (purged: below its
+// oldest GTID of the domain) is not counted.
+std::string save_errant(const std::string& host, const std::string& datadir,
+                        const std::string& primary_datadir, const std::string& file) {
+  const auto mine = binlog_gtids(datadir);
+  const auto theirs = binlog_gtids(primary_datadir);
+  std::set<std::string> have(theirs.begin(), theirs.end());
+  std::map<long long, long long> oldest;
+  for (const auto& g : theirs) {
+    const auto [d, n] = domain_and_seq(g);
+    if (!oldest.contains(d) || n < oldest[d]) oldest[d] = n;
+  }
+  std::size_t first = mine.size();
+  for (std::size_t i = 0; i < mine.size() && first == mine.size(); ++i) {
+    const auto [d, n] = domain_and_seq(mine[i]);
+    if (!have.contains(mine[i]) && (!oldest.contains(d) || n >= oldest[d])) first = i;
+  }
+  if (first == mine.size()) return "";
+  std::vector<std::string> argv = {"bash", "-c",
+                                   "umask 077; f=$1; shift; mariadb-binlog --verbose \"$@\" > "
+                                   "\"$f.partial\" && mv \"$f.partial\" \"$f\"",
+                                   "bash", file};
+  if (first > 0) argv.push_back("--start-position=" + mine[first - 1]);
+  std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
+  for (std::string line; std::getline(index, line);) {
+    if (!trim(line).empty()) argv.push_back(datadir + "/" + trim(line).substr(line.rfind('/') + 1));
+  }
+  const auto r = run(argv, 300s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error(fmt::format("saving {}'s transactions the primary lacks to {}: {}",
+                                         host, file, trim(r.err)));
+  }
+  return fmt::format("{} (GTID {} to {})", mine.size() - first, mine[first], mine.back());
+}
+
+}  // namespace
+
+void rebuild(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
+             std::FILE* out) {
+  if (lab_svscan_pid(state_dir) <= 0) {
+    throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
+  }
+  const topo::Topology t = with_current_primary(topology, state_dir);
+  const topo::Host* h = t.find(host);
+  if (h == nullptr || !h->has(Role::Database)) {
+    throw std::invalid_argument(fmt::format("\"{}\" is not a database host", host));
+  }
+  const topo::Host& p = t.primary();
+  if (h->name == p.name) {
+    throw std::invalid_argument(
+        fmt::format("{} is the primary: a rebuild copies the primary onto another node", h->name));
+  }
+  for (const char* program : {"mariadb-backup", "mbstream", "mariadb-binlog", "socat"}) {
+    if (!program_in_path(program)) {
+      throw std::runtime_error(fmt::format(
+          "{} not found in PATH: install the Debian packages mariadb-backup, mariadb-client "
+          "and socat (scripts/setup.sh does)",
+          program));
+    }
+  }
+  const auto profile = recorded_profile(state_dir);
+  const bool tls = !(profile && *profile == render::Profile::Seed);
+  const std::string data = state_dir + "/data/", datadir = data + h->name + "/mysql";
+  const std::string staging = data + h->name + "/rebuild", old = data + h->name + "/mysql.old";
+  const std::string stamp = [] {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&now, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+    return std::string(buf);
+  }();
+  const std::string errant = state_dir + "/errant/" + h->name + "-" + stamp + ".sql";
+  const auto t0 = Clock::now();
+  const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
+    print_step(out, what, f);
+  };
+  std::fprintf(out, "rebuilding %s from %s (its data replaced by a backup of the primary)\n",
+               h->name.c_str(), p.name.c_str());
+  step(p.name + " answers", [&] {
+    sql_checked(state_dir, p.name, "SELECT 1", 10s);
+    return std::string();
+  });
+  std::string saved;
+  step("transactions " + h->name + " holds that " + p.name + " lacks, saved", [&] {
+    std::error_code ec;
+    fs::create_directories(state_dir + "/errant", ec);
+    fs::permissions(state_dir + "/errant", fs::perms::owner_all, ec);
+    saved = save_errant(h->name, datadir, data + p.name + "/mysql", errant);
+    return saved.empty() ? std::string("none") : saved + " in " + errant;
+  });
+  step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    fs::create_directories(staging);
+    const auto tls_opts = [&](const topo::Host& x) {
+      const std::string d = data + x.name + "/tls";
+      return fmt::format(",cert={0}/server.crt,key={0}/server.key,cafile={1},verify=1", d,
+                         lab_ca_path(state_dir));
+    };
+    const std::string port = std::to_string(render::kDbRebuildPort);
+    const std::string listen = tls ? "OPENSSL-LISTEN:" + port + ",reuseaddr" + tls_opts(*h)
+                                   : "TCP-LISTEN:" + port + ",reuseaddr";
+    // The receiver first (one connection, then it ends), then the sender.
+    auto receiver = std::async(std::launch::async, [&] {
+      return run(
+          in_host(t, h->name,
+                  {"bash", "-c", "set -o pipefail; socat -u \"$1\" STDOUT | mbstream -x -C \"$2\"",
+                   "bash", listen, staging}),
+          30min);
+    });
+    const std::string connect =
+        tls ? "OPENSSL:" + h->address + ":" + port + tls_opts(p) : "TCP:" + h->address + ":" + port;
+    // The receiver waits for its one connection: an empty stream ends it.
+    const auto end_receiver = [&] {
+      run(in_host(t, p.name, {"socat", "-u", "/dev/null", connect}), 10s);
+      receiver.wait_for(30s);
+    };
+    const auto deadline = Clock::now() + 10s;
+    while (run(in_host(t, h->name, {"ss", "-Hltn", "sport = :" + port})).out.empty()) {
+      if (receiver.wait_for(0s) == std::future_status::ready) {
+        throw std::runtime_error("the receiver on " + h->name +
+                                 " ended: " + trim(receiver.get().err));
+      }
+      if (Clock::now() > deadline) {
+        end_receiver();
+        throw std::runtime_error(
+            fmt::format("{} does not listen on port {} within 10 s", h->name, port));
+      }
+      std::this_thread::sleep_for(20ms);  // poll interval
+    }
+    const auto sent =
+        run(in_host(t, p.name,
+                    {"bash", "-c",
+                     "set -o pipefail; mkdir -p \"$2\" && mariadb-backup --defaults-file=\"$1\" "
+                     "--backup --user=root --socket=\"$4\" --stream=xbstream --target-dir=\"$2\" "
+                     "| socat -u STDIN \"$3\"; s=$?; rm -rf \"$2\"; exit $s",
+                     "bash", state_dir + "/hosts/" + p.name + "/mariadb/my.cnf", staging + ".tmp",
+                     connect, state_dir + "/run/" + p.name + "/mysqld.sock"}),
+            30min);
+    if (sent.exit_code != 0) {
+      end_receiver();
+      throw std::runtime_error(
+          "mariadb-backup of " + p.name + " failed: " +
+          trim(sent.err).substr(trim(sent.err).size() > 600 ? trim(sent.err).size() - 600 : 0));
+    }
+    if (receiver.wait_for(60s) != std::future_status::ready) {
+      throw std::runtime_error("the stream to " + h->name + " did not end within 60 s");
+    }
+    const auto got = receiver.get();
+    if (got.exit_code != 0)
+      throw std::runtime_error("receiving on " + h->name + ": " + trim(got.err));
+    return std::string();
+  });
+  std::string gtid;
+  step("backup prepared", [&] {
+    const auto r = run({"mariadb-backup", "--prepare", "--target-dir=" + staging}, 30min);
+    if (r.exit_code != 0)
+      throw std::runtime_error("mariadb-backup --prepare: " + trim(r.err).substr(0, 600));
+    // The primary's binlog position the backup matches (MariaDB 11 renames the file).
+    std::string text = read_text_or_empty(staging + "/xtrabackup_binlog_info");
+    if (text.empty()) text = read_text_or_empty(staging + "/mariadb_backup_binlog_info");
+    std::istringstream info(text);
+    std::string file, pos;
+    info >> file >> pos >> gtid;
+    if (gtid.empty())
+      throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
+    return "at GTID " + gtid;
+  });
+  std::FILE* quiet = std::fopen("/dev/null", "w");
+  const auto service = [&](ServiceAction a) {
+    control_service(t, state_dir, h->name + "/mariadb", a, quiet != nullptr ? quiet : out, 60s);
+  };
+  step(h->name + "'s MariaDB stopped, its data replaced", [&] {
+    service(ServiceAction::Stop);
+    std::error_code ec;
+    fs::remove_all(old, ec);
+    fs::rename(datadir, old);
+    fs::rename(staging, datadir);
+    run_checked({"chown", "-R", "mysql:mysql", datadir});
+    return std::string();
+  });
+  step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
+    // Before the node is seen by anyone (the failover manager rejoins a node from its own
+    // position): a server of its own on the new data, without networking or replication.
+    const std::string sock = data + h->name + "/rebuild.sock",
+                      pid = data + h->name + "/rebuild.pid";
+    auto server = std::async(std::launch::async, [&] {
+      return run(
+          {"mariadbd", "--defaults-file=" + state_dir + "/hosts/" + h->name + "/mariadb/my.cnf",
+           "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
+          10min);
+    });
+    const auto client = [&](const std::string& statement) {
+      return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
+                  "--skip-column-names", "-e", statement},
+                 30s);
+    };
+    const auto deadline = Clock::now() + 60s;
+    while (client("SELECT 1").exit_code != 0) {
+      if (server.wait_for(0s) == std::future_status::ready) {
+        const auto r = server.get();
+        throw std::runtime_error("mariadbd on the new data of " + h->name +
+                                 " ended: " + trim(r.out + r.err).substr(0, 600));
+      }
+      if (Clock::now() > deadline)
+        throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+    const auto set = client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
+    run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
+    if (server.wait_for(60s) != std::future_status::ready) {
+      throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
+    }
+    if (set.exit_code != 0) throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + trim(set.err));
+    return std::string();
+  });
+  step(h->name + "'s MariaDB started", [&] {
+    service(ServiceAction::Start);
+    const auto deadline = Clock::now() + 60s;
+    while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
+      if (Clock::now() > deadline)
+        throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+    return std::string();
+  });
+  if (quiet != nullptr) std::fclose(quiet);
+  step(h->name + " replicates from " + p.name, [&] {
+    if (!t.automatic_failover() || !profile || *profile != render::Profile::Hardened) {
+      const std::string password =
+          trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+      sql_secret(state_dir, h->name,
+                 "SET GLOBAL read_only = ON; " +
+                     change_master_sql(p.address, t.db_port, password,
+                                       tls ? lab_ca_path(state_dir) : std::string(), "slave_pos") +
+                     "; START SLAVE;\n");
+    }
+    // With automatic failover the manager rejoins it (it sees a read-only node replicating
+    // from nobody, holding nothing the primary lacks): waited for here.
+    const auto deadline = Clock::now() + 60s;
+    for (;;) {
+      const auto st = sql(state_dir, h->name, "SHOW SLAVE STATUS\\G", 5s, true);
+      if (st.ok && st.out.find("Master_Host: " + p.address) != std::string::npos &&
+          st.out.find("Slave_IO_Running: Yes") != std::string::npos &&
+          st.out.find("Slave_SQL_Running: Yes") != std::string::npos) {
+        break;
+      }
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(h->name + " does not replicate from " + p.name +
+                                 " within 60 s: " + st.out.substr(0, 400) + st.err);
+      }
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+    std::error_code ec;
+    fs::remove_all(old, ec);
+    return std::string();
+  });
+  std::fprintf(out, "%s rebuilt from %s (%.1f s)%s\n", h->name.c_str(), p.name.c_str(),
+               std::chrono::duration<double>(Clock::now() - t0).count(),
+               saved.empty() ? "" : ("; its transactions the primary lacked: " + errant).c_str());
 }
 
 }  // namespace webstack::lab

@@ -50,6 +50,18 @@ void promote(const topo::Topology& t, const SiteOptions& o, std::string_view tar
 void rejoin(const topo::Topology& t, const std::string& state_dir, std::string_view host,
             std::FILE* out);
 
+// `webstack db rebuild HOST`: replaces HOST's data with a backup of the current primary
+// (mariadb-backup, streamed over the lab network with TLS: socat, both ends' database
+// certificates from the lab CA), after saving the transactions HOST holds that the
+// primary lacks (a diverged former primary's) to <state>/errant/HOST-<UTC time>.sql
+// (mariadb-binlog --verbose). The new data's replication position is recorded before
+// anyone sees the node; it then replicates from the primary (the failover manager
+// rejoins it where there is one). Prints each step with its time; throws
+// std::invalid_argument for a host that is not a replica, std::runtime_error naming the
+// step that failed (HOST's old data is kept as data/HOST/mysql.old until a rebuild ends).
+void rebuild(const topo::Topology& t, const std::string& state_dir, std::string_view host,
+             std::FILE* out);
+
 // The failover manager's state, as it serves it (JSON: primary, writable_primary,
 // without_primary_ms, paused, last_action, last_reason). Throws std::runtime_error when
 // it does not answer.

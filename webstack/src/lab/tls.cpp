@@ -59,13 +59,15 @@ std::string read_all(const std::string& path) {
 
 // A key (EC P-256) and a certificate signed by the lab CA for `cn` with `sans`
 // ("DNS:x,IP:y"). The key is written into `key` (a directory only its owner enters).
+// `usage`: "serverAuth", or "serverAuth, clientAuth" for a database host (it is also
+// the client of the other's TLS stream, `webstack db rebuild`).
 void issue(const std::string& secrets, const std::string& ca_cert, const std::string& ca_key,
            const std::string& cn, const std::string& sans, const std::string& key,
-           const std::string& cert) {
+           const std::string& cert, const std::string& usage) {
   const std::string csr = key + ".csr", ext = key + ".ext";
   std::ofstream(ext) << "basicConstraints = critical, CA:FALSE\n"
                      << "keyUsage = critical, digitalSignature, keyEncipherment\n"
-                     << "extendedKeyUsage = serverAuth\n"
+                     << "extendedKeyUsage = " << usage << "\n"
                      << "subjectAltName = " << sans << "\n";
   openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-keyout", key, "-out", csr, "-subj", "/CN=" + cn},
@@ -126,7 +128,8 @@ void ensure_lab_tls(const topo::Topology& t, const std::string& state_dir, uid_t
       cert_text = read_all(t.tls_certificate);
       key_text = read_all(t.tls_key);
     } else {
-      issue(secrets, ca_cert, ca_key, t.site_name, sans, secrets + "/site.key", pub + "/site.crt");
+      issue(secrets, ca_cert, ca_key, t.site_name, sans, secrets + "/site.key", pub + "/site.crt",
+            "serverAuth");
       own(pub + "/site.crt", 0, 0, 0644);
       cert_text = read_all(pub + "/site.crt");
       key_text = read_all(secrets + "/site.key");
@@ -143,7 +146,7 @@ void ensure_lab_tls(const topo::Topology& t, const std::string& state_dir, uid_t
     dir(d, mysql_uid, mysql_gid, 0700);
     if (exists(d + "/server.crt") && exists(d + "/server.key")) continue;
     issue(secrets, ca_cert, ca_key, db->name, "IP:" + db->address + ",DNS:" + db->name,
-          d + "/server.key", d + "/server.crt");
+          d + "/server.key", d + "/server.crt", "serverAuth, clientAuth");
     own(d + "/server.key", mysql_uid, mysql_gid, 0600);
     own(d + "/server.crt", mysql_uid, mysql_gid, 0644);
   }

@@ -241,6 +241,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("web_port", std::to_string(t.web_port));
   d.set("app_port", std::to_string(t.app_port));
   d.set("db_port", std::to_string(t.db_port));
+  d.set("db_rebuild_port", std::to_string(kDbRebuildPort));
   d.set("edge_port", std::to_string(t.edge_port));
   d.set("state_dir", o.state_dir);
   d.set("www_dir", real ? std::string("/var/www/webstack") : o.www_dir);

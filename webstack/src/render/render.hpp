@@ -3,6 +3,7 @@
 // its state directory; `webstack render` writes them for review or for real servers.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,9 @@ Target parse_target(std::string_view name);
 // Where our binaries live on a real server (the deploy installs them there).
 inline constexpr std::string_view kHostAppBinary = "/usr/local/bin/webstack-app";
 inline constexpr std::string_view kHostFailoverBinary = "/usr/local/bin/webstack-failover";
+// `webstack db rebuild`: the primary streams a mariadb-backup of itself over TLS to this
+// port of the node being rebuilt (database hosts to each other only, in the firewall).
+inline constexpr std::uint16_t kDbRebuildPort = 4444;
 
 struct Options {
   Target target = Target::Lab;
