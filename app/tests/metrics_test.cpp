@@ -39,6 +39,12 @@ TEST(MetricsTest, EmptyRender) {
             "webstack_db_reads_total{path=\"replica\"} 0\n"
             "webstack_db_reads_total{path=\"primary\"} 0\n"
             "webstack_db_reads_total{path=\"fallback\"} 0\n"
+            "# HELP webstack_db_read_your_writes_total Read-your-writes checks of reads that named "
+            "the client's last write: the node read from held it (caught_up), or not (behind: "
+            "read from the primary instead, or refused with no primary).\n"
+            "# TYPE webstack_db_read_your_writes_total counter\n"
+            "webstack_db_read_your_writes_total{outcome=\"caught_up\"} 0\n"
+            "webstack_db_read_your_writes_total{outcome=\"behind\"} 0\n"
             "# HELP webstack_db_pool_connections_in_use Pooled connections lent out, by node.\n"
             "# TYPE webstack_db_pool_connections_in_use gauge\n"
             "# HELP webstack_db_pool_connections_open Open pooled connections, by node.\n"
@@ -71,6 +77,9 @@ TEST(MetricsTest, RenderSumsShards) {
   a.read_path(ReadPath::Replica);
   a.read_path(ReadPath::Replica);
   b.read_path(ReadPath::Fallback);
+  a.read_your_writes(RywOutcome::CaughtUp);
+  b.read_your_writes(RywOutcome::CaughtUp);
+  b.read_your_writes(RywOutcome::Behind);
 
   a.pool_in_use(0, 3);
   a.pool_open(0, 5);
@@ -125,6 +134,12 @@ TEST(MetricsTest, RenderSumsShards) {
           "webstack_db_reads_total{path=\"replica\"} 2\n"
           "webstack_db_reads_total{path=\"primary\"} 0\n"
           "webstack_db_reads_total{path=\"fallback\"} 1\n"
+          "# HELP webstack_db_read_your_writes_total Read-your-writes checks of reads that named "
+          "the client's last write: the node read from held it (caught_up), or not (behind: "
+          "read from the primary instead, or refused with no primary).\n"
+          "# TYPE webstack_db_read_your_writes_total counter\n"
+          "webstack_db_read_your_writes_total{outcome=\"caught_up\"} 2\n"
+          "webstack_db_read_your_writes_total{outcome=\"behind\"} 1\n"
           "# HELP webstack_db_pool_connections_in_use Pooled connections lent out, by node.\n"
           "# TYPE webstack_db_pool_connections_in_use gauge\n"
           "webstack_db_pool_connections_in_use{node=\"db1:3306\"} 4\n"

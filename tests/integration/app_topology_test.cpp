@@ -42,6 +42,14 @@ void expect_valid_db_answer(const HttpResponse& r) {
 
 class Topology : public ::testing::Test {
  protected:
+  // webstack_db_read_your_writes_total{outcome="..."} from the app's /metrics.
+  double ryw_checks(const std::string& outcome) {
+    const std::string body = client_.get("/metrics").body;
+    const std::string name = "webstack_db_read_your_writes_total{outcome=\"" + outcome + "\"} ";
+    const auto at = body.find(name);
+    return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size()));
+  }
+
   MariaDbPair& db_ = MariaDbPair::shared();
   AppProcess app_{[&] {
     auto o = app_options_for(db_);
@@ -69,8 +77,12 @@ TEST_F(Topology, ReadsGoToTheReplicaAndWritesToThePrimary) {
   EXPECT_EQ(app_.log().find("probe_password not set"), std::string::npos) << app_.log();
 }
 
+// Each read names the write just made (the cookie): the replica answers it, after its GTID
+// wait ran and found the write there.
 TEST_F(Topology, ReadYourWritesWithAHealthyReplica) {
   wait_reads_on(db_.address(MariaDbPair::kReplica));
+  const double caught_up = ryw_checks("caught_up");
+  ASSERT_GE(caught_up, 0) << client_.get("/metrics").body;
   for (int i = 0; i < 10; ++i) {
     std::string text = "ryw healthy " + std::to_string(i);
     auto p = client_.post("/api/messages", R"({"author":"ryw","text":")" + text + "\"}");
@@ -78,7 +90,41 @@ TEST_F(Topology, ReadYourWritesWithAHealthyReplica) {
     auto l = client_.get("/api/messages?limit=5", {{"Cookie", gtid_cookie(p)}});
     ASSERT_EQ(l.status, 200);
     EXPECT_NE(l.body.find(text), std::string::npos) << l.body;
+    EXPECT_EQ(l.header("X-DB-Node"), db_.address(MariaDbPair::kReplica));
   }
+  EXPECT_EQ(ryw_checks("caught_up"), caught_up + 10);
+}
+
+// No primary (stopped), and the replica lacks the client's last write (its SQL thread was
+// stopped before it): a read that names that write is refused (503), never answered
+// stale; a read that names none is served by the replica.
+TEST_F(Topology, ReadYourWritesWithNoPrimaryIsRefusedWhereTheWriteIsMissing) {
+  const std::string replica = db_.address(MariaDbPair::kReplica);
+  wait_reads_on(replica);
+  db_.root_sql(MariaDbPair::kReplica, "STOP SLAVE SQL_THREAD");
+  struct Restart {
+    MariaDbPair& db;
+    ~Restart() {
+      db.start(MariaDbPair::kPrimary);
+      db.root_sql(MariaDbPair::kReplica, "START SLAVE SQL_THREAD");
+      db.wait_replica_caught_up();
+    }
+  } restart{db_};
+  const std::string text = "written before the primary stopped";
+  auto p = client_.post("/api/messages", R"({"author":"ryw","text":")" + text + "\"}");
+  ASSERT_EQ(p.status, 201) << p.body;
+  const double behind = ryw_checks("behind");
+  db_.stop(MariaDbPair::kPrimary);
+  ASSERT_TRUE(eventually(
+      [&] { return client_.post("/api/messages", R"({"author":"ryw","text":"x"})").status == 503; },
+      5s));
+  auto l = client_.get("/api/messages?limit=5", {{"Cookie", gtid_cookie(p)}});
+  EXPECT_EQ(l.status, 503) << l.body;
+  EXPECT_EQ(l.body.find(text), std::string::npos) << l.body;
+  EXPECT_EQ(ryw_checks("behind"), behind + 1);
+  auto plain = client_.get("/api/messages?limit=5");
+  EXPECT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.header("X-DB-Node"), replica);
 }
 
 TEST_F(Topology, ReadYourWritesWithTheReplicaSqlThreadStopped) {

@@ -91,6 +91,10 @@ std::string_view route_name(Route r) {
   return "unknown";
 }
 
+std::string_view ryw_outcome_name(RywOutcome o) {
+  return o == RywOutcome::CaughtUp ? "caught_up" : o == RywOutcome::Behind ? "behind" : "unknown";
+}
+
 std::string_view read_path_name(ReadPath p) {
   switch (p) {
     case ReadPath::Replica:
@@ -121,6 +125,13 @@ void MetricsShard::record_request(Route route, unsigned status, std::chrono::nan
 
 void MetricsShard::in_flight_add(int delta) {
   bump(in_flight_, std::int64_t{delta});
+}
+
+void MetricsShard::read_your_writes(RywOutcome outcome) {
+  const auto o = static_cast<std::size_t>(outcome);
+  if (o < ryw_.size()) {
+    bump(ryw_[o], std::uint64_t{1});
+  }
 }
 
 void MetricsShard::read_path(ReadPath path) {
@@ -180,6 +191,7 @@ std::string Metrics::render() const {
   std::array<std::uint64_t, kRoutes> sum_ns{};
   std::int64_t in_flight = 0;
   std::array<std::uint64_t, static_cast<std::size_t>(ReadPath::Count)> reads{};
+  std::array<std::uint64_t, static_cast<std::size_t>(RywOutcome::Count)> ryw{};
   std::vector<std::int64_t> in_use(nodes, 0);
   std::vector<std::int64_t> open(nodes, 0);
   std::vector<std::uint64_t> waits(nodes, 0);
@@ -199,6 +211,9 @@ std::string Metrics::render() const {
     in_flight += shard->in_flight_.load(kRelaxed);
     for (std::size_t p = 0; p < reads.size(); ++p) {
       reads[p] += shard->read_paths_[p].load(kRelaxed);
+    }
+    for (std::size_t o = 0; o < ryw.size(); ++o) {
+      ryw[o] += shard->ryw_[o].load(kRelaxed);
     }
     const std::size_t n = std::min(nodes, shard->node_count_);
     for (std::size_t i = 0; i < n; ++i) {
@@ -264,6 +279,15 @@ std::string Metrics::render() const {
   for (std::size_t p = 0; p < reads.size(); ++p) {
     fmt::format_to(it, "webstack_db_reads_total{{path=\"{}\"}} {}\n",
                    read_path_name(static_cast<ReadPath>(p)), reads[p]);
+  }
+
+  header(out, "db_read_your_writes_total", "counter",
+         "Read-your-writes checks of reads that named the client's last write: the node "
+         "read from held it (caught_up), or not (behind: read from the primary instead, or "
+         "refused with no primary).");
+  for (std::size_t o = 0; o < ryw.size(); ++o) {
+    fmt::format_to(it, "webstack_db_read_your_writes_total{{outcome=\"{}\"}} {}\n",
+                   ryw_outcome_name(static_cast<RywOutcome>(o)), ryw[o]);
   }
 
   std::vector<std::string> labels;

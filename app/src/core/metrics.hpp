@@ -39,6 +39,12 @@ std::string_view route_name(Route r);
 enum class ReadPath : std::uint8_t { Replica, Primary, Fallback, Count };
 std::string_view read_path_name(ReadPath p);
 
+// A read-your-writes check (a read that named the client's last GTID): the node read
+// from held that write (a replica's wait, or the position of a node read with no
+// primary), or it did not (the read went to the primary instead, or was refused).
+enum class RywOutcome : std::uint8_t { CaughtUp, Behind, Count };
+std::string_view ryw_outcome_name(RywOutcome o);
+
 // Status codes kept apart; anything else is counted under "other".
 inline constexpr std::array<unsigned, 14> kTrackedStatuses = {200, 201, 301, 302, 400, 404, 405,
                                                               408, 413, 422, 431, 500, 503, 504};
@@ -54,6 +60,7 @@ class MetricsShard {
   void record_request(Route route, unsigned status, std::chrono::nanoseconds latency);
   void in_flight_add(int delta);
   void read_path(ReadPath path);
+  void read_your_writes(RywOutcome outcome);
   // Database pool, per node index (the order of db.nodes).
   void pool_in_use(std::size_t node, std::int64_t in_use);
   void pool_open(std::size_t node, std::int64_t open);
@@ -73,6 +80,7 @@ class MetricsShard {
   std::array<Counter, kRoutes> latency_sum_ns_{};
   std::atomic<std::int64_t> in_flight_{0};
   std::array<Counter, static_cast<std::size_t>(ReadPath::Count)> read_paths_{};
+  std::array<Counter, static_cast<std::size_t>(RywOutcome::Count)> ryw_{};
   struct Node {
     std::atomic<std::int64_t> in_use{0};
     std::atomic<std::int64_t> open{0};

@@ -12,6 +12,7 @@
 #include <exception>
 #include <functional>
 
+#include "core/gtid.hpp"
 #include "core/log.hpp"
 #include "db/connection.hpp"
 #include "db/routing.hpp"
@@ -787,6 +788,7 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
       } catch (const std::exception& e) {
         log::debug("db gtid wait failed", {{"node", lease.node_name()}, {"error", e.what()}});
       }
+      impl->metrics.read_your_writes(caught_up ? RywOutcome::CaughtUp : RywOutcome::Behind);
       if (!caught_up) {
         lease = Lease{};  // back to its pool, or closed if it broke
         const auto writer = choose_writer(impl->nodes);
@@ -802,6 +804,27 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
           impl->mark_lost(*writer, lost);
           throw ConnectionLost(lost);
         }
+      }
+    }
+    // No single writer (a failover under way): the node read from, whichever answered,
+    // may lack the client's last write (a replica behind, or one the old primary never
+    // reached). Its position must hold it, or the read is refused (503), never stale.
+    // (A read from the writer needs no check: it holds every acknowledged write.)
+    if (ryw && choice.path == ReadPath::Fallback && choose_writer(impl->nodes) != node) {
+      std::string have;
+      try {
+        const Result r = co_await lease.query("SELECT @@GLOBAL.gtid_current_pos");
+        if (!r.rows.empty() && !r.rows[0].empty()) {
+          if (const auto* s = std::get_if<std::string>(&r.rows[0][0])) have = *s;
+        }
+      } catch (const std::exception& e) {
+        log::debug("db gtid position failed", {{"node", lease.node_name()}, {"error", e.what()}});
+      }
+      const bool holds = gtid_covers(have, std::string(ryw_gtid));
+      impl->metrics.read_your_writes(holds ? RywOutcome::CaughtUp : RywOutcome::Behind);
+      if (!holds) {
+        throw Unavailable("db: no primary, and " + lease.node_name() +
+                          " lacks the client's last write (read-your-writes)");
       }
     }
     impl->metrics.read_path(lease.path());

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/gtid.hpp"
+
 namespace webstack::failover {
 
 using Clock = std::chrono::steady_clock;
@@ -60,9 +62,8 @@ struct Decision {
   std::string reason;  // the evidence, for the log
 };
 
-// GTID position `have` ("0-1-17,...") includes `want`: in every domain of `want`, a
-// sequence number at least as high (they only grow in gtid_strict_mode).
-bool gtid_covers(const std::string& have, const std::string& want);
+// GTID position `have` ("0-1-17,...") includes `want` (core/gtid.hpp, shared with the app).
+using webstack::gtid_covers;
 
 class Decider {
  public:
