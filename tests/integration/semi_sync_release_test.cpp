@@ -58,13 +58,16 @@ TEST(SemiSyncRelease, EndsTheReplicasDumpThreadSwitchesAndTheReplicaAcknowledges
   // The replica freezes (SIGSTOP: its connection stays, silent); a commit waits for it.
   const pid_t replica = db.pid(MariaDbPair::kReplica);
   ASSERT_GT(replica, 0);
+  // Declared before the thaw: on a failed assertion the replica is thawed first, and the
+  // waiting commit can end before its future is destroyed.
+  std::future<std::string> commit;
   ::kill(replica, SIGSTOP);
   struct Thaw {
     pid_t pid;
     ~Thaw() { ::kill(pid, SIGCONT); }
   } thaw{replica};
-  auto commit = std::async(std::launch::async,
-                           [&] { return primary("INSERT INTO semi_sync_release.t VALUES (0)"); });
+  commit = std::async(std::launch::async,
+                      [&] { return primary("INSERT INTO semi_sync_release.t VALUES (0)"); });
   ASSERT_TRUE(
       eventually([&] { return status("RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS") == "1"; }, 20s, 50ms));
 

@@ -1183,6 +1183,9 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   ASSERT_NE(at, std::string::npos) << r.out;
   const std::string file = r.out.substr(at, r.out.find('\n', at) - at);
   EXPECT_NE(webstack::test::read_file(file).find(text), std::string::npos) << file;
+  const auto st = lab_->cli({"status"}, 30s);
+  EXPECT_NE(st.out.find("saved by `webstack db rebuild`"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(file), std::string::npos) << st.out;
   // Back to full redundancy, the errant message gone, the same messages on both.
   std::string now_primary;
   EXPECT_TRUE(wait_for([&] { return fully_redundant(now_primary); }, 60s, 100ms)) << manager_log();
@@ -1194,6 +1197,57 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   EXPECT_EQ(
       lab_->sql(replica, "SELECT COUNT(*) FROM webstack.messages WHERE body = '" + text + "'"),
       "0\n");
+  primary_back_to_web01();
+}
+
+// The primary commits without semi-sync (its replica's IO thread stopped), then stops: the
+// manager refuses to promote the replica, which lacks those acknowledged writes, and so
+// does `db promote`, naming them; `db promote --force` promotes it and says what is lost.
+// The old primary, started again, holds the lost writes: left aside by the manager, it is
+// rebuilt by `db rebuild`, which saves them, and the cluster is whole again.
+TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuilt) {
+  std::string p;
+  ASSERT_TRUE(wait_for([&] { return fully_redundant(p); }, 60s, 100ms));
+  const std::string r = p == "web-01" ? "web-02" : "web-01";
+  const std::string text = fmt::format("async-{}", ::getpid());
+  lab_->sql(r, "STOP SLAVE IO_THREAD");
+  // Waits out the agent's semi-sync fallback, then commits asynchronously (acknowledged).
+  lab_->sql(p, "INSERT INTO webstack.messages (author, body) VALUES ('force', '" + text + "')");
+  const std::string async_file = lab_->state() + "/async-gtid";
+  ASSERT_TRUE(
+      wait_for([&] { return !webstack::lab::trim(webstack::test::read_file(async_file)).empty(); },
+               20s, 100ms))
+      << manager_log();
+  cli_ok({"stop", p + "/mariadb"});
+  std::string state;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        state = lab_->cli({"failover", "status"}, 10s).out;
+        return state.find("\"refused\":\"\"") == std::string::npos &&
+               state.find("\"refused\":") != std::string::npos;
+      },
+      20s, 200ms))
+      << state << manager_log();
+  const auto refused = lab_->cli({"db", "promote", r}, 90s);
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_NE(refused.err.find("lost if " + r + " is promoted"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--force"), std::string::npos) << refused.err;
+  const auto forced = lab_->cli({"db", "promote", "--force", r}, 90s);
+  ASSERT_EQ(forced.exit_code, 0) << forced.out << forced.err << manager_log();
+  EXPECT_NE(forced.out.find("forced: "), std::string::npos) << forced.out;
+  EXPECT_EQ(writable_node(), r);
+  // The old primary comes back read-only, holding what the new one never had.
+  cli_ok({"start", p + "/mariadb"});
+  const auto rebuilt = lab_->cli({"db", "rebuild", p}, 600s);
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.out << rebuilt.err << manager_log();
+  const auto at = rebuilt.out.find(lab_->state() + "/errant/" + p + "-");
+  ASSERT_NE(at, std::string::npos) << rebuilt.out;
+  EXPECT_NE(
+      webstack::test::read_file(rebuilt.out.substr(at, rebuilt.out.find('\n', at) - at)).find(text),
+      std::string::npos);
+  std::string now;
+  EXPECT_TRUE(wait_for([&] { return fully_redundant(now); }, 60s, 100ms)) << manager_log();
+  EXPECT_EQ(now, r);
   primary_back_to_web01();
 }
 

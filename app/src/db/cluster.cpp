@@ -811,20 +811,22 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
     // reached). Its position must hold it, or the read is refused (503), never stale.
     // (A read from the writer needs no check: it holds every acknowledged write.)
     if (ryw && choice.path == ReadPath::Fallback && choose_writer(impl->nodes) != node) {
-      std::string have;
+      std::string have, failed;
       try {
         const Result r = co_await lease.query("SELECT @@GLOBAL.gtid_current_pos");
         if (!r.rows.empty() && !r.rows[0].empty()) {
           if (const auto* s = std::get_if<std::string>(&r.rows[0][0])) have = *s;
         }
       } catch (const std::exception& e) {
-        log::debug("db gtid position failed", {{"node", lease.node_name()}, {"error", e.what()}});
+        failed = e.what();
       }
-      const bool holds = gtid_covers(have, std::string(ryw_gtid));
+      const bool holds = failed.empty() && gtid_covers(have, std::string(ryw_gtid));
       impl->metrics.read_your_writes(holds ? RywOutcome::CaughtUp : RywOutcome::Behind);
       if (!holds) {
-        throw Unavailable("db: no primary, and " + lease.node_name() +
-                          " lacks the client's last write (read-your-writes)");
+        throw Unavailable(failed.empty() ? "db: no primary, and " + lease.node_name() +
+                                               " lacks the client's last write (read-your-writes)"
+                                         : "db: no primary, and the position of " +
+                                               lease.node_name() + " is unknown: " + failed);
       }
     }
     impl->metrics.read_path(lease.path());

@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::string db_host;
+  bool db_force = false;
   auto* db =
       cli.add_subcommand("db", "The database pair: promote a replica, rejoin or rebuild a node");
   db->require_subcommand(1);
@@ -247,6 +248,9 @@ int main(int argc, char** argv) {
   auto* db_promote = db->add_subcommand(
       "promote", "Make a replica the primary: fence the old one, catch up, switch, report");
   db_promote->add_option("host", db_host, "The replica to promote (default: the first)");
+  db_promote->add_flag("--force", db_force,
+                       "Promote even a replica that lacks writes the old primary (gone) "
+                       "acknowledged without semi-sync (they are lost; the command names them)");
   auto* db_rejoin = db->add_subcommand(
       "rejoin", "Bring a former primary back as a replica of the current primary");
   db_rejoin->add_option("host", db_host, "HOST")->required();
@@ -457,7 +461,7 @@ int main(int argc, char** argv) {
       auto opts = site_options(lab_dir);
       if (const auto made = webstack::lab::recorded_profile(lab_dir)) opts.profile = *made;
       opts.peers = webstack::lab::recorded_peers(lab_dir);
-      webstack::lab::promote(topology, opts, db_host, stdout);
+      webstack::lab::promote(topology, opts, db_host, db_force, stdout);
       return 0;
     }
     if (machines->parsed()) {

@@ -366,6 +366,15 @@ class Manager {
     }
     deposed_.clear();
     decider_.promoted(next);
+    // The command promotes a node that holds what the old primary committed without
+    // semi-sync, or was forced to (the loss accepted and printed): the memory of those
+    // writes is over either way.
+    if (const auto gtid = decider_.async_gtid()) {
+      say("designate {}: asynchronous commits up to GTID {} no longer held against a promotion",
+          next, *gtid);
+      decider_.set_async_gtid(std::nullopt);
+      record_async_gtid();
+    }
     record_primary();
     publish();
     last_action_ = "designate " + next;
@@ -518,26 +527,14 @@ class Manager {
             ? std::string()
             : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
                           c_.ssl_ca);
-    // Read-only, its own waiting commits released, pointed at the primary (not started yet).
+    // Read-only, its own waiting commits released, replicating from the primary.
     session(name).query("SET GLOBAL read_only = ON");
     session(name).query(release_semi_sync_sql(kShortSemiSyncTimeoutMs, false));
     session(name).query(fmt::format(
         "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', "
-        "MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1{}",
+        "MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1{}; "
+        "START SLAVE",
         p.address, p.port, repl_password_, tls));
-    // A primary that was a replica reports semi-sync OFF (its own replicated commits had no
-    // replica to wait for) until a replica acknowledges a commit made after it caught up:
-    // the next commit would go unprotected. Switched off and on before the replica
-    // connects (never with one connected, failover/semi_sync_sql.hpp), it is ON at once:
-    // commits wait for the replica from now on (the agent releases them after its
-    // fallback time if the replica never comes).
-    SqlSession& primary = session(p.name);
-    if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1" &&
-        primary.scalar("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
-                       "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'") == "OFF") {
-      primary.query(release_semi_sync_sql(std::nullopt, false));
-    }
-    session(name).query("START SLAVE");
     // A node holding a transaction the primary never had (its binlog diverged) is refused
     // by the primary (error 1236), which can come after the IO thread first said Yes: a
     // rejoin counts once the node has caught up with the primary's position of now.
@@ -569,9 +566,25 @@ class Manager {
       }
       std::this_thread::sleep_for(50ms);  // poll interval
     }
+    // A primary that was a replica reports semi-sync OFF (its own replicated commits had no
+    // replica to wait for) until a replica acknowledges a commit made after it caught up:
+    // the next commit would go unprotected. Switched off and on, it is ON at once; never
+    // with a replica connected (failover/semi_sync_sql.hpp), and this account cannot end
+    // another's dump thread: the caught-up replica's IO thread stops for that moment.
+    SqlSession& primary = session(p.name);
+    const auto status = [&] {
+      return primary.scalar(
+          "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+          "'RPL_SEMI_SYNC_MASTER_STATUS'");
+    };
+    if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1" &&
+        status() == "OFF") {
+      session(name).query("STOP SLAVE IO_THREAD");
+      primary.query(release_semi_sync_sql(std::nullopt, false));
+      session(name).query("START SLAVE IO_THREAD");
+    }
     say("rejoin {}: replicates from {} with GTID; semi-sync on {}: {}", name, p.name, p.name,
-        lab::trim(primary.scalar("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                                 "WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'")));
+        lab::trim(status()));
   }
 
   void record_primary() {

@@ -14,7 +14,11 @@ namespace webstack::failover {
 
 // One compound statement (BEGIN NOT ATOMIC ... END: through the C API as it is; the
 // mariadb client needs it wrapped by `for_mariadb_client`). Sets the semi-sync timeout
-// to `timeout_ms` when given; with `only_if_read_only`, does nothing on a writable server.
+// to `timeout_ms` when given (whether or not it then switches); with `only_if_read_only`,
+// does nothing on a writable server. Ending another account's dump thread needs PROCESS
+// (to see it) and CONNECTION ADMIN: root has them, the failover manager's account does
+// not (it stops the replica's IO thread instead, manager.cpp). Not atomic: a replica can
+// connect between the last look and the switch (a window of microseconds).
 // Waits at most half a second for the dump threads to end, and switches nothing if a
 // replica is still connected then: one that is alive reconnects at once, and its new
 // connection acknowledges the waiting commits (the release is for a replica that went

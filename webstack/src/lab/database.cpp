@@ -5,8 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -174,7 +177,7 @@ std::string change_master_sql(const std::string& primary_address, int port,
 }
 
 void promote(const topo::Topology& topology, const SiteOptions& o, std::string_view target,
-             std::FILE* out) {
+             bool force, std::FILE* out) {
   const std::string& state_dir = o.state_dir;
   if (lab_svscan_pid(state_dir) <= 0) {
     throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
@@ -255,6 +258,26 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
       std::this_thread::sleep_for(100ms);  // poll interval
     }
   });
+  // The failover manager's memory (<state>/async-gtid): the old primary committed without a
+  // replica's acknowledgement up to that GTID. With the old primary gone, a candidate that
+  // lacks it would lose acknowledged writes: refused, unless forced (then said).
+  const std::string async = trim(read_text_or_empty(state_dir + "/async-gtid"));
+  if (!old_answers && !async.empty()) {
+    const std::string have = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_current_pos");
+    if (!gtid_covers(have, async)) {
+      const std::string what = fmt::format(
+          "{} committed without a replica's acknowledgement up to GTID {}, and {} has {}: "
+          "the acknowledged writes after that are lost if {} is promoted",
+          old.name, async, next->name, have.empty() ? "nothing" : have, next->name);
+      if (!force) {
+        throw std::runtime_error(
+            fmt::format("{}. Bring {} back (the failover manager then catches the replica up), or "
+                        "`webstack db promote --force {}` to promote it anyway",
+                        what, old.name, next->name));
+      }
+      std::fprintf(out, "  forced: %s\n", what.c_str());
+    }
+  }
   if (leased) {
     // Only the lease holder may be writable (docs/high-availability.md): the manager
     // names the new primary (deposing the old one and waiting out its lease), the voters
@@ -451,9 +474,8 @@ void failover_control(const topo::Topology& t, const std::string& state_dir,
 
 namespace {
 
-// The GTIDs of a datadir's binlogs, in order (mariadb-binlog of the files its index
-// names; read from the files, so the server need not run).
-std::vector<std::string> binlog_gtids(const std::string& datadir) {
+// The binlog files a datadir's index names, oldest first.
+std::vector<std::string> binlog_files(const std::string& datadir) {
   std::vector<std::string> files;
   std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
   for (std::string line; std::getline(index, line);) {
@@ -461,16 +483,23 @@ std::vector<std::string> binlog_gtids(const std::string& datadir) {
     if (line.empty()) continue;
     files.push_back(line.front() == '/' ? line : datadir + "/" + line.substr(line.rfind('/') + 1));
   }
+  return files;
+}
+
+// The GTIDs of `files` (mariadb-binlog of the files, so the server need not run), in
+// order. Throws when mariadb-binlog fails: a GTID missed could be a transaction lost.
+std::vector<std::string> binlog_gtids(const std::vector<std::string>& files) {
   if (files.empty()) return {};
-  std::vector<std::string> argv = {"bash", "-c",
-                                   "set -o pipefail; mariadb-binlog \"$@\" | grep -oE "
-                                   "'GTID [0-9]+-[0-9]+-[0-9]+' | cut -d' ' -f2",
-                                   "bash"};
+  std::vector<std::string> argv = {
+      "bash", "-c",
+      "mariadb-binlog \"$@\" | grep -oE 'GTID [0-9]+-[0-9]+-[0-9]+' | cut -d' ' -f2; "
+      "s=(\"${PIPESTATUS[@]}\"); [ \"${s[0]}\" = 0 ] || { echo \"mariadb-binlog exited "
+      "${s[0]}\" >&2; exit 3; }",
+      "bash"};
   argv.insert(argv.end(), files.begin(), files.end());
   const auto r = run(argv, 300s);
-  // grep's status 1: no GTID at all (a binlog with no transaction yet).
-  if (r.exit_code != 0 && r.exit_code != 1) {
-    throw std::runtime_error("mariadb-binlog of " + datadir + " failed: " + trim(r.err));
+  if (r.exit_code != 0) {
+    throw std::runtime_error("reading the binlog " + files.front() + "...: " + trim(r.err));
   }
   std::vector<std::string> out;
   std::istringstream lines(r.out);
@@ -485,13 +514,15 @@ std::pair<long long, long long> domain_and_seq(const std::string& gtid) {
 }
 
 // The transactions of `host` (its binlog from `datadir`) that the primary's binlog
-// (`primary_datadir`) never had, written as mariadb-binlog's SQL to `file`; returns how
+// (`primary_files`) never had, written as mariadb-binlog's SQL to `file`; returns how
 // many ("" when none). What the primary's binlog no longer holds (purged: below its
-// oldest GTID of the domain) is not counted.
+// oldest GTID of the domain) is not counted: a node whose binlog starts late (itself
+// rebuilt) can miss transactions older than that.
 std::string save_errant(const std::string& host, const std::string& datadir,
-                        const std::string& primary_datadir, const std::string& file) {
-  const auto mine = binlog_gtids(datadir);
-  const auto theirs = binlog_gtids(primary_datadir);
+                        const std::vector<std::string>& primary_files, const std::string& file) {
+  const auto files = binlog_files(datadir);
+  const auto mine = binlog_gtids(files);
+  const auto theirs = binlog_gtids(primary_files);
   std::set<std::string> have(theirs.begin(), theirs.end());
   std::map<long long, long long> oldest;
   for (const auto& g : theirs) {
@@ -509,10 +540,7 @@ std::string save_errant(const std::string& host, const std::string& datadir,
                                    "\"$f.partial\" && mv \"$f.partial\" \"$f\"",
                                    "bash", file};
   if (first > 0) argv.push_back("--start-position=" + mine[first - 1]);
-  std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
-  for (std::string line; std::getline(index, line);) {
-    if (!trim(line).empty()) argv.push_back(datadir + "/" + trim(line).substr(line.rfind('/') + 1));
-  }
+  argv.insert(argv.end(), files.begin(), files.end());
   const auto r = run(argv, 300s);
   if (r.exit_code != 0) {
     throw std::runtime_error(fmt::format("saving {}'s transactions the primary lacks to {}: {}",
@@ -559,6 +587,24 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     return std::string(buf);
   }();
   const std::string errant = state_dir + "/errant/" + h->name + "-" + stamp + ".sql";
+  if (fs::exists(old)) {
+    throw std::runtime_error(fmt::format(
+        "{} holds {}'s data from a rebuild that did not end: look at it, move it away, then "
+        "rebuild again",
+        old, h->name));
+  }
+  // Both ends present their database certificate to the other (made for clientAuth too
+  // since `db rebuild` exists; an older lab's are re-issued by `webstack up`).
+  for (const auto* x : {h, &p}) {
+    const std::string crt = data + x->name + "/tls/server.crt";
+    if (tls && run({"openssl", "x509", "-in", crt, "-noout", "-ext", "extendedKeyUsage"})
+                       .out.find("Client Authentication") == std::string::npos) {
+      throw std::runtime_error(
+          crt +
+          " is not made for TLS clients (a lab made before `db rebuild`): run `webstack "
+          "up` again, which re-issues it, then rebuild");
+    }
+  }
   const auto t0 = Clock::now();
   const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
     print_step(out, what, f);
@@ -574,7 +620,13 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     std::error_code ec;
     fs::create_directories(state_dir + "/errant", ec);
     fs::permissions(state_dir + "/errant", fs::perms::owner_all, ec);
-    saved = save_errant(h->name, datadir, data + p.name + "/mysql", errant);
+    // The primary's binlog rotated first: its files but the new one are complete (read
+    // while it runs), and the new one can hold nothing this node has (it replicates no
+    // more).
+    sql_checked(state_dir, p.name, "FLUSH BINARY LOGS", 30s);
+    auto primary_files = binlog_files(data + p.name + "/mysql");
+    if (!primary_files.empty()) primary_files.pop_back();
+    saved = save_errant(h->name, datadir, primary_files, errant);
     return saved.empty() ? std::string("none") : saved + " in " + errant;
   });
   step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
@@ -591,11 +643,12 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                                    : "TCP-LISTEN:" + port + ",reuseaddr";
     // The receiver first (one connection, then it ends), then the sender.
     auto receiver = std::async(std::launch::async, [&] {
-      return run(
-          in_host(t, h->name,
-                  {"bash", "-c", "set -o pipefail; socat -u \"$1\" STDOUT | mbstream -x -C \"$2\"",
-                   "bash", listen, staging}),
-          30min);
+      return run(in_host(t, h->name,
+                         {"bash", "-c",
+                          // -T: ends after 5 minutes without data (a sender that hung).
+                          "set -o pipefail; socat -T 300 -u \"$1\" STDOUT | mbstream -x -C \"$2\"",
+                          "bash", listen, staging}),
+                 30min);
     });
     const std::string connect =
         tls ? "OPENSSL:" + h->address + ":" + port + tls_opts(p) : "TCP:" + h->address + ":" + port;
@@ -651,22 +704,21 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     std::istringstream info(text);
     std::string file, pos;
     info >> file >> pos >> gtid;
-    if (gtid.empty())
-      throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
+    if (gtid.empty()) throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
     return "at GTID " + gtid;
   });
-  std::FILE* quiet = std::fopen("/dev/null", "w");
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> quiet(std::fopen("/dev/null", "w"),
+                                                              &std::fclose);
   const auto service = [&](ServiceAction a) {
-    control_service(t, state_dir, h->name + "/mariadb", a, quiet != nullptr ? quiet : out, 60s);
+    control_service(t, state_dir, h->name + "/mariadb", a, quiet ? quiet.get() : out, 60s);
   };
   step(h->name + "'s MariaDB stopped, its data replaced", [&] {
     service(ServiceAction::Stop);
-    std::error_code ec;
-    fs::remove_all(old, ec);
     fs::rename(datadir, old);
     fs::rename(staging, datadir);
     run_checked({"chown", "-R", "mysql:mysql", datadir});
-    return std::string();
+    fs::permissions(datadir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+    return "the old data in " + old + " until the end";
   });
   step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
     // Before the node is seen by anyone (the failover manager rejoins a node from its own
@@ -684,6 +736,14 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                   "--skip-column-names", "-e", statement},
                  30s);
     };
+    // The server started here, by its pid, when it will not answer or stop.
+    const auto kill_server = [&] {
+      const std::string text = trim(read_text_or_empty(pid));
+      if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+        ::kill(std::stoi(text), SIGKILL);
+      }
+      server.wait_for(30s);
+    };
     const auto deadline = Clock::now() + 60s;
     while (client("SELECT 1").exit_code != 0) {
       if (server.wait_for(0s) == std::future_status::ready) {
@@ -691,13 +751,16 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
         throw std::runtime_error("mariadbd on the new data of " + h->name +
                                  " ended: " + trim(r.out + r.err).substr(0, 600));
       }
-      if (Clock::now() > deadline)
+      if (Clock::now() > deadline) {
+        kill_server();
         throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
+      }
       std::this_thread::sleep_for(100ms);  // poll interval
     }
     const auto set = client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
     run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
     if (server.wait_for(60s) != std::future_status::ready) {
+      kill_server();
       throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
     }
     if (set.exit_code != 0) throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + trim(set.err));
@@ -713,9 +776,19 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     return std::string();
   });
-  if (quiet != nullptr) std::fclose(quiet);
   step(h->name + " replicates from " + p.name, [&] {
-    if (!t.automatic_failover() || !profile || *profile != render::Profile::Hardened) {
+    // With automatic failover the manager rejoins it (it sees a read-only node replicating
+    // from nobody, holding nothing the primary lacks), switching semi-sync on with it;
+    // otherwise, or while the manager is paused, this command points it.
+    bool manager = t.automatic_failover() && profile && *profile == render::Profile::Hardened;
+    if (manager) {
+      try {
+        manager = !boost::json::parse(failover_state(t)).as_object().at("paused").as_bool();
+      } catch (const std::exception&) {
+        manager = false;  // not answering: nobody else will
+      }
+    }
+    if (!manager) {
       const std::string password =
           trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
       sql_secret(state_dir, h->name,
@@ -724,12 +797,10 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                                        tls ? lab_ca_path(state_dir) : std::string(), "slave_pos") +
                      "; START SLAVE;\n");
     }
-    // With automatic failover the manager rejoins it (it sees a read-only node replicating
-    // from nobody, holding nothing the primary lacks): waited for here.
     const auto deadline = Clock::now() + 60s;
     for (;;) {
       const auto st = sql(state_dir, h->name, "SHOW SLAVE STATUS\\G", 5s, true);
-      if (st.ok && st.out.find("Master_Host: " + p.address) != std::string::npos &&
+      if (st.ok && st.out.find("Master_Host: " + p.address + "\n") != std::string::npos &&
           st.out.find("Slave_IO_Running: Yes") != std::string::npos &&
           st.out.find("Slave_SQL_Running: Yes") != std::string::npos) {
         break;

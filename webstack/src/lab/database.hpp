@@ -42,7 +42,10 @@ std::string change_master_sql(const std::string& primary_address, int port,
 // Throws std::runtime_error naming the step; a failure before step 3 leaves the old
 // primary fenced and the target a replica (no two writable nodes, ever).
 //   6. both nodes' my.cnf rendered again (read_only follows the roles across restarts).
-void promote(const topo::Topology& t, const SiteOptions& o, std::string_view target,
+// With automatic failover, a candidate lacking what the old primary (gone) committed
+// without semi-sync (the manager's <state>/async-gtid) is refused, naming what would be
+// lost, unless `force` (then the loss is printed, and the promotion goes on).
+void promote(const topo::Topology& t, const SiteOptions& o, std::string_view target, bool force,
              std::FILE* out);
 
 // `webstack db rejoin HOST`: a former primary (or any stopped replica) comes back as a

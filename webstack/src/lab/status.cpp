@@ -402,6 +402,13 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   for (const auto& vip : t.virtual_addresses) {
     s.virtual_addresses.emplace_back(vip, address_holders(t, vip));
   }
+  {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(state_dir + "/errant", ec)) {
+      if (e.path().extension() == ".sql") s.errant_files.push_back(e.path().string());
+    }
+    std::sort(s.errant_files.begin(), s.errant_files.end());  // HOST-<UTC time>.sql
+  }
   if (t.automatic_failover() &&
       std::any_of(services.begin(), services.end(),
                   [](const ServiceRef& r) { return r.name == "failover-manager"; })) {
@@ -539,6 +546,9 @@ std::string to_json(const LabStatus& s, bool rulesets) {
     if (!s.failover_error.empty()) f["error"] = s.failover_error;
     root["failover"] = std::move(f);
   }
+  boost::json::array errant;
+  for (const auto& file : s.errant_files) errant.emplace_back(file);
+  root["errant_transactions"] = std::move(errant);
   return boost::json::serialize(root);
 }
 
@@ -717,6 +727,12 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                  r.io_running ? "Yes" : "No", r.sql_running ? "Yes" : "No",
                  r.lag_s ? fmt::format("{}s", *r.lag_s).c_str() : "NULL",
                  r.last_error.empty() ? "" : " last_error=", r.last_error.c_str());
+  }
+  if (!s.errant_files.empty()) {
+    std::fprintf(out,
+                 "\ntransactions of diverged nodes, saved by `webstack db rebuild` (the primary "
+                 "never had them; look, then delete):\n");
+    for (const auto& file : s.errant_files) std::fprintf(out, "  %s\n", file.c_str());
   }
   std::fflush(out);
 }

@@ -102,6 +102,9 @@ struct LabStatus {
   // The failover manager's state (its JSON), when failover is automatic.
   bool failover = false;
   std::string failover_state, failover_error;
+  // <state>/errant/*.sql: what `webstack db rebuild` saved of nodes that diverged (the
+  // transactions the primary never had), oldest first, for someone to look at.
+  std::vector<std::string> errant_files;
 };
 
 // SHOW SLAVE STATUS of database host `host`, and the primary's read_only and

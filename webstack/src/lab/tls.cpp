@@ -32,6 +32,13 @@ void openssl(const std::vector<std::string>& args, const std::string& what) {
   }
 }
 
+// A certificate made for TLS clients too (a database host's, since `webstack db rebuild`:
+// an older lab's is issued again).
+bool for_clients_too(const std::string& cert) {
+  return run({"openssl", "x509", "-in", cert, "-noout", "-ext", "extendedKeyUsage"}, 30s)
+             .out.find("Client Authentication") != std::string::npos;
+}
+
 void own(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {
   if (::chown(path.c_str(), uid, gid) != 0 || ::chmod(path.c_str(), mode) != 0) {
     throw std::runtime_error(
@@ -144,7 +151,10 @@ void ensure_lab_tls(const topo::Topology& t, const std::string& state_dir, uid_t
   for (const auto* db : t.with_role(Role::Database)) {
     const std::string d = state_dir + "/data/" + db->name + "/tls";
     dir(d, mysql_uid, mysql_gid, 0700);
-    if (exists(d + "/server.crt") && exists(d + "/server.key")) continue;
+    if (exists(d + "/server.crt") && exists(d + "/server.key") &&
+        for_clients_too(d + "/server.crt")) {
+      continue;
+    }
     issue(secrets, ca_cert, ca_key, db->name, "IP:" + db->address + ",DNS:" + db->name,
           d + "/server.key", d + "/server.crt", "serverAuth, clientAuth");
     own(d + "/server.key", mysql_uid, mysql_gid, 0600);

@@ -33,8 +33,9 @@ Target parse_target(std::string_view name);
 // Where our binaries live on a real server (the deploy installs them there).
 inline constexpr std::string_view kHostAppBinary = "/usr/local/bin/webstack-app";
 inline constexpr std::string_view kHostFailoverBinary = "/usr/local/bin/webstack-failover";
-// `webstack db rebuild`: the primary streams a mariadb-backup of itself over TLS to this
-// port of the node being rebuilt (database hosts to each other only, in the firewall).
+// `webstack db rebuild` (the lab's): the primary streams a mariadb-backup of itself over
+// TLS to this port of the node being rebuilt (database hosts to each other only, in the
+// lab's firewall; real servers have no rebuild yet, and no such rule).
 inline constexpr std::uint16_t kDbRebuildPort = 4444;
 
 struct Options {
