@@ -819,6 +819,7 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
         }
       } catch (const std::exception& e) {
         failed = e.what();
+        log::warn("db gtid position failed", {{"node", lease.node_name()}, {"error", failed}});
       }
       const bool holds = failed.empty() && gtid_covers(have, std::string(ryw_gtid));
       impl->metrics.read_your_writes(holds ? RywOutcome::CaughtUp : RywOutcome::Behind);
@@ -826,7 +827,7 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
         throw Unavailable(failed.empty() ? "db: no primary, and " + lease.node_name() +
                                                " lacks the client's last write (read-your-writes)"
                                          : "db: no primary, and the position of " +
-                                               lease.node_name() + " is unknown: " + failed);
+                                               lease.node_name() + " could not be read");
       }
     }
     impl->metrics.read_path(lease.path());

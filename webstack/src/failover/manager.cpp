@@ -580,8 +580,16 @@ class Manager {
     if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1" &&
         status() == "OFF") {
       session(name).query("STOP SLAVE IO_THREAD");
-      primary.query(release_semi_sync_sql(std::nullopt, false));
+      // Restarted whatever happens: a replica left with its IO thread stopped would never
+      // be rejoined again (the decider leaves a stopped replica of the primary alone).
+      std::exception_ptr failed;
+      try {
+        primary.query(release_semi_sync_sql(std::nullopt, false));
+      } catch (const std::exception&) {
+        failed = std::current_exception();
+      }
       session(name).query("START SLAVE IO_THREAD");
+      if (failed) std::rethrow_exception(failed);
     }
     say("rejoin {}: replicates from {} with GTID; semi-sync on {}: {}", name, p.name, p.name,
         lab::trim(status()));

@@ -261,7 +261,8 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
   // The failover manager's memory (<state>/async-gtid): the old primary committed without a
   // replica's acknowledgement up to that GTID. With the old primary gone, a candidate that
   // lacks it would lose acknowledged writes: refused, unless forced (then said).
-  const std::string async = trim(read_text_or_empty(state_dir + "/async-gtid"));
+  const std::string async =
+      leased ? trim(read_text_or_empty(state_dir + "/async-gtid")) : std::string();
   if (!old_answers && !async.empty()) {
     const std::string have = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_current_pos");
     if (!gtid_covers(have, async)) {
@@ -490,9 +491,12 @@ std::vector<std::string> binlog_files(const std::string& datadir) {
 // order. Throws when mariadb-binlog fails: a GTID missed could be a transaction lost.
 std::vector<std::string> binlog_gtids(const std::vector<std::string>& files) {
   if (files.empty()) return {};
+  // Only the events' header lines ("#261207 2:32:31 server id 1 end_log_pos 813 ...
+  // GTID 0-1-4 trans"): a statement's text (the row events' annotations) may say "GTID".
   std::vector<std::string> argv = {
       "bash", "-c",
-      "mariadb-binlog \"$@\" | grep -oE 'GTID [0-9]+-[0-9]+-[0-9]+' | cut -d' ' -f2; "
+      "mariadb-binlog --skip-annotate-row-events \"$@\" | sed -nE "
+      "'s/^#[0-9]{6} .* end_log_pos [0-9]+ .*[[:space:]]GTID ([0-9]+-[0-9]+-[0-9]+)( .*)?$/\\1/p'; "
       "s=(\"${PIPESTATUS[@]}\"); [ \"${s[0]}\" = 0 ] || { echo \"mariadb-binlog exited "
       "${s[0]}\" >&2; exit 3; }",
       "bash"};
@@ -545,6 +549,14 @@ std::string save_errant(const std::string& host, const std::string& datadir,
   if (r.exit_code != 0) {
     throw std::runtime_error(fmt::format("saving {}'s transactions the primary lacks to {}: {}",
                                          host, file, trim(r.err)));
+  }
+  // Every one of them in the file, or the data is not replaced.
+  const std::string saved = read_text_or_empty(file);
+  for (std::size_t i = first; i < mine.size(); ++i) {
+    if (saved.find("GTID " + mine[i]) == std::string::npos) {
+      throw std::runtime_error(
+          fmt::format("{} lacks {}'s transaction {}: nothing replaced", file, host, mine[i]));
+    }
   }
   return fmt::format("{} (GTID {} to {})", mine.size() - first, mine[first], mine.back());
 }
@@ -620,9 +632,11 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     std::error_code ec;
     fs::create_directories(state_dir + "/errant", ec);
     fs::permissions(state_dir + "/errant", fs::perms::owner_all, ec);
-    // The primary's binlog rotated first: its files but the new one are complete (read
-    // while it runs), and the new one can hold nothing this node has (it replicates no
-    // more).
+    // Replication stopped first (a node that still replicates would take transactions
+    // into its binlog that the primary's newest file holds); then the primary's binlog
+    // rotated: its files but the new one are complete (read while it runs), and the new
+    // one holds nothing this node has.
+    sql(state_dir, h->name, "STOP SLAVE", 30s);  // not answering: not replicating either
     sql_checked(state_dir, p.name, "FLUSH BINARY LOGS", 30s);
     auto primary_files = binlog_files(data + p.name + "/mysql");
     if (!primary_files.empty()) primary_files.pop_back();
@@ -725,6 +739,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     // position): a server of its own on the new data, without networking or replication.
     const std::string sock = data + h->name + "/rebuild.sock",
                       pid = data + h->name + "/rebuild.pid";
+    fs::remove(pid);  // a stale one would name some other process
     auto server = std::async(std::launch::async, [&] {
       return run(
           {"mariadbd", "--defaults-file=" + state_dir + "/hosts/" + h->name + "/mariadb/my.cnf",
@@ -739,7 +754,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     // The server started here, by its pid, when it will not answer or stop.
     const auto kill_server = [&] {
       const std::string text = trim(read_text_or_empty(pid));
-      if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+      if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit) &&
+          read_text_or_empty("/proc/" + text + "/cmdline").find("--socket=" + sock) !=
+              std::string::npos) {
         ::kill(std::stoi(text), SIGKILL);
       }
       server.wait_for(30s);
