@@ -606,15 +606,16 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
         old, h->name));
   }
   // Both ends present their database certificate to the other (made for clientAuth too
-  // since `db rebuild` exists; an older lab's are re-issued by `webstack up`).
+  // since `db rebuild` exists; an older lab's are issued again by `webstack up` after a
+  // `webstack down`, which keeps the data).
   for (const auto* x : {h, &p}) {
     const std::string crt = data + x->name + "/tls/server.crt";
     if (tls && run({"openssl", "x509", "-in", crt, "-noout", "-ext", "extendedKeyUsage"})
                        .out.find("Client Authentication") == std::string::npos) {
       throw std::runtime_error(
           crt +
-          " is not made for TLS clients (a lab made before `db rebuild`): run `webstack "
-          "up` again, which re-issues it, then rebuild");
+          " is not made for TLS clients (a lab made before `db rebuild`): `webstack down` "
+          "(the data is kept), then `webstack up` issues it again; then rebuild");
     }
   }
   const auto t0 = Clock::now();
