@@ -1210,6 +1210,16 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   ASSERT_TRUE(wait_for([&] { return fully_redundant(p); }, 60s, 100ms));
   const std::string r = p == "web-01" ? "web-02" : "web-01";
   const std::string text = fmt::format("async-{}", ::getpid());
+  // A failure part way leaves the shared lab with its MariaDB running and the replica's
+  // IO thread going (what can be put back without a person; a diverged node cannot).
+  struct Restore {
+    std::string p, r;
+    ~Restore() {
+      const auto* lab = webstack::test::SharedLabTest::lab();
+      lab->cli({"start", p + "/mariadb"}, 60s);
+      lab->try_sql(r, "START SLAVE IO_THREAD");
+    }
+  } restore{p, r};
   lab_->sql(r, "STOP SLAVE IO_THREAD");
   // Waits out the agent's semi-sync fallback, then commits asynchronously (acknowledged).
   lab_->sql(p, "INSERT INTO webstack.messages (author, body) VALUES ('force', '" + text + "')");
