@@ -474,6 +474,20 @@ bool rejoined(const std::string& node) {
          lab->try_sql(node, "SELECT @@GLOBAL.read_only") == "1\n";
 }
 
+// `webstack db rebuild HOST`, printed; the file it saved HOST's extra transactions to (as
+// its output names it), "" (with a failure recorded) when it failed or named none.
+std::string rebuild_saving(const std::string& host) {
+  const auto* lab = webstack::test::SharedLabTest::lab();
+  const auto r = lab->cli({"db", "rebuild", host}, 600s);
+  std::printf("%s", r.out.c_str());
+  const auto at = r.out.find(lab->state() + "/errant/" + host + "-");
+  if (r.exit_code != 0 || at == std::string::npos) {
+    ADD_FAILURE() << "db rebuild " << host << ": exit " << r.exit_code << "\n" << r.out << r.err;
+    return "";
+  }
+  return r.out.substr(at, r.out.find('\n', at) - at);
+}
+
 // The tests leave web-01 the primary, as the lab started (other suites share the lab).
 void primary_back_to_web01() {
   if (writable_node() == "web-01") return;
@@ -1175,13 +1189,9 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   lab_->sql(replica,
             "STOP SLAVE; INSERT INTO webstack.messages (author, body) VALUES ('rebuild', '" + text +
                 "')");
-  const auto r = lab_->cli({"db", "rebuild", replica}, 600s);
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << manager_log();
-  std::printf("%s", r.out.c_str());
-  // The saved transaction, named in the command's last line.
-  const auto at = r.out.find(lab_->state() + "/errant/" + replica + "-");
-  ASSERT_NE(at, std::string::npos) << r.out;
-  const std::string file = r.out.substr(at, r.out.find('\n', at) - at);
+  // The saved transaction, in the file the command names.
+  const std::string file = rebuild_saving(replica);
+  ASSERT_FALSE(file.empty()) << manager_log();
   EXPECT_NE(webstack::test::read_file(file).find(text), std::string::npos) << file;
   const auto st = lab_->cli({"status"}, 30s);
   EXPECT_NE(st.out.find("saved by `webstack db rebuild`"), std::string::npos) << st.out;
@@ -1248,13 +1258,9 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   EXPECT_EQ(writable_node(), r);
   // The old primary comes back read-only, holding what the new one never had.
   cli_ok({"start", p + "/mariadb"});
-  const auto rebuilt = lab_->cli({"db", "rebuild", p}, 600s);
-  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.out << rebuilt.err << manager_log();
-  const auto at = rebuilt.out.find(lab_->state() + "/errant/" + p + "-");
-  ASSERT_NE(at, std::string::npos) << rebuilt.out;
-  EXPECT_NE(
-      webstack::test::read_file(rebuilt.out.substr(at, rebuilt.out.find('\n', at) - at)).find(text),
-      std::string::npos);
+  const std::string file = rebuild_saving(p);
+  ASSERT_FALSE(file.empty()) << manager_log();
+  EXPECT_NE(webstack::test::read_file(file).find(text), std::string::npos) << file;
   std::string now;
   EXPECT_TRUE(wait_for([&] { return fully_redundant(now); }, 60s, 100ms)) << manager_log();
   EXPECT_EQ(now, r);

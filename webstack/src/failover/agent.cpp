@@ -95,14 +95,10 @@ class LocalProbe {
         // view.
         run_asked(local);
         const auto rows = local.query(
-            "SELECT @@GLOBAL.read_only AS ro, "
-            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-            "'RPL_SEMI_SYNC_MASTER_STATUS') AS status, "
-            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-            "'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS') AS waiting, "
-            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-            "'RPL_SEMI_SYNC_MASTER_YES_TX') AS acknowledged, "
-            "@@GLOBAL.rpl_semi_sync_master_timeout AS timeout");
+            "SELECT @@GLOBAL.read_only AS ro, " + global_status("RPL_SEMI_SYNC_MASTER_STATUS") +
+            " AS status, " + global_status("RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS") + " AS waiting, " +
+            global_status("RPL_SEMI_SYNC_MASTER_YES_TX") +
+            " AS acknowledged, @@GLOBAL.rpl_semi_sync_master_timeout AS timeout");
         if (rows.empty()) throw std::runtime_error("no answer");
         const Row& r = rows.front();
         const bool writable = r.at("ro") == "0";

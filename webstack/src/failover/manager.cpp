@@ -96,11 +96,9 @@ NodeView probe_node(SqlSession& s, const DbNode& n) {
   try {
     const auto rows = s.query(
         "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS cur, "
-        "@@GLOBAL.gtid_binlog_pos AS bin, "
-        "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-        "'RPL_SEMI_SYNC_MASTER_STATUS') AS ss, "
-        "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-        "'RPL_SEMI_SYNC_MASTER_NO_TX') AS notx");
+        "@@GLOBAL.gtid_binlog_pos AS bin, " +
+        global_status("RPL_SEMI_SYNC_MASTER_STATUS") + " AS ss, " +
+        global_status("RPL_SEMI_SYNC_MASTER_NO_TX") + " AS notx");
     if (rows.empty()) throw std::runtime_error("no answer to SELECT @@read_only");
     const Row& r = rows.front();
     v.writable = r.at("ro") == "0";
@@ -573,9 +571,7 @@ class Manager {
     // another's dump thread: the caught-up replica's IO thread stops for that moment.
     SqlSession& primary = session(p.name);
     const auto status = [&] {
-      return primary.scalar(
-          "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-          "'RPL_SEMI_SYNC_MASTER_STATUS'");
+      return primary.scalar("SELECT " + global_status("RPL_SEMI_SYNC_MASTER_STATUS"));
     };
     if (primary.scalar("SELECT @@GLOBAL.rpl_semi_sync_master_enabled") == "1" &&
         status() == "OFF") {

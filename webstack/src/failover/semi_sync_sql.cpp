@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
+#include "failover/sql_session.hpp"
+
 namespace webstack::failover {
 
 std::string release_semi_sync_sql(std::optional<long long> timeout_ms, bool only_if_read_only) {
-  const std::string clients =
-      "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-      "'RPL_SEMI_SYNC_MASTER_CLIENTS')";
+  const std::string clients = global_status("RPL_SEMI_SYNC_MASTER_CLIENTS");
   return fmt::format(
       "BEGIN NOT ATOMIC DECLARE n INT DEFAULT 0; "
       // A dump thread that ended meanwhile: its KILL fails with 1094 (unknown thread).

@@ -6,6 +6,11 @@
 
 namespace webstack::failover {
 
+std::string global_status(const std::string& name) {
+  return "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '" +
+         name + "')";
+}
+
 SqlSession::SqlSession(Endpoint e) : e_(std::move(e)) {}
 
 SqlSession::~SqlSession() {

@@ -13,6 +13,11 @@ struct st_mysql;
 
 namespace webstack::failover {
 
+// "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME =
+// 'NAME')": one status variable as a subquery (NAME upper case, e.g.
+// RPL_SEMI_SYNC_MASTER_STATUS), for a statement that asks several things at once.
+std::string global_status(const std::string& name);
+
 struct Endpoint {
   std::string address;  // TCP; empty: `socket`
   int port = 3306;

@@ -26,6 +26,7 @@
 
 #include "failover/lease.hpp"
 #include "failover/semi_sync_sql.hpp"
+#include "failover/sql_session.hpp"
 #include "lab/control.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
@@ -370,9 +371,9 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     // no replica to wait for) until a replica acknowledges a later commit: the next one
     // would go unprotected, and SemiSyncFallenBack would fire for nothing. Switched off
     // and on before its replica connects (never with one connected), it is ON at once.
-    if (enabled && sql_checked(state_dir, next->name,
-                               "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                               "WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'") == "OFF") {
+    if (enabled &&
+        sql_checked(state_dir, next->name,
+                    "SELECT " + failover::global_status("RPL_SEMI_SYNC_MASTER_STATUS")) == "OFF") {
       sql_checked(
           state_dir, next->name,
           failover::for_mariadb_client(failover::release_semi_sync_sql(std::nullopt, false)));
@@ -381,8 +382,8 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     if (!enabled) return std::string("disabled (asynchronous replication)");
     const auto deadline = Clock::now() + 10s;
     while (sql_checked(state_dir, next->name,
-                       "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
-                       "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'") == "0") {
+                       "SELECT " + failover::global_status("RPL_SEMI_SYNC_MASTER_CLIENTS")) ==
+           "0") {
       if (Clock::now() > deadline) return std::string("no semi-sync replica connected within 10 s");
       std::this_thread::sleep_for(50ms);  // poll interval
     }

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "failover/sql_session.hpp"
 #include "lab/database.hpp"
 #include "lab/network.hpp"
 #include "lab/process.hpp"
@@ -145,9 +146,8 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
   auto args = mariadb_root(state_dir, host);
   args.insert(args.end(), {"--skip-column-names", "-e",
                            "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, "
-                           "@@GLOBAL.rpl_semi_sync_master_enabled, (SELECT VARIABLE_VALUE FROM "
-                           "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
-                           "'RPL_SEMI_SYNC_MASTER_STATUS')"});
+                           "@@GLOBAL.rpl_semi_sync_master_enabled, " +
+                               failover::global_status("RPL_SEMI_SYNC_MASTER_STATUS")});
   const auto res = run(args, 10s);
   if (res.exit_code != 0) {
     p.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
