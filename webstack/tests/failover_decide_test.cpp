@@ -201,6 +201,40 @@ TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
   EXPECT_NE(r.reason.find("not rejoined automatically"), std::string::npos) << r.reason;
 }
 
+// A former primary holding what the primary lacks is rebuilt where a rebuild command is
+// configured, also when its position looks in order but the primary refused it as
+// diverged; it is counted as diverged either way, paused or not.
+TEST_F(DeciderTest, ADivergedNodeIsRebuiltWhereRebuildIsAvailable) {
+  NodeView ahead = replica("db-1", "10.0.0.1", "", "0-1-9");
+  Decider named{"db-2", 3000ms};
+  named.set_rebuild_available(true);
+  auto r = named.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Rebuild);
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-1"});
+  EXPECT_EQ(named.diverged(), std::vector<std::string>{"db-1"});
+
+  NodeView refused = replica("db-1", "10.0.0.1", "", "0-1-6");
+  refused.diverged = true;  // 0-2-8 covers 0-1-6 by number; the primary said otherwise
+  r = named.decide(t0, {refused, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Rebuild);
+  EXPECT_NE(r.reason.find("refused by db-2 as diverged"), std::string::npos) << r.reason;
+
+  r = named.decide(t0, {refused, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, true);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_EQ(named.diverged(), std::vector<std::string>{"db-1"});
+
+  Decider manual{"db-2", 3000ms};
+  r = manual.decide(t0, {refused, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_NE(r.reason.find("`webstack db rebuild db-1`"), std::string::npos) << r.reason;
+  // Healthy again: nothing diverged.
+  r = named.decide(
+      t0, {replica("db-1", "10.0.0.1", "10.0.0.2", "0-2-8"), primary("db-2", "10.0.0.2", "0-2-8")},
+      apps_lost, false);
+  EXPECT_EQ(r.action, Action::None);
+  EXPECT_TRUE(named.diverged().empty());
+}
+
 // Semi-sync fell back (the primary committed without a replica's acknowledgement, the
 // replica stopped): a replica lacking those commits is not promoted; once it has caught
 // up and semi-sync is back, it is.

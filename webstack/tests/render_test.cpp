@@ -624,6 +624,8 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
   const auto t = monitored_topology();
   ASSERT_TRUE(t.automatic_failover());
   options_.failover_binary = "/usr/local/bin/webstack-failover";
+  options_.cli_binary = "/opt/lab/web\"stack";  // a quote: the TOML string escapes it
+  options_.topology_file = "/srv/site.toml";
   const auto files = render_site(t, options_);
   write_files(files, (tmp_ / "out").string());
   const auto has = [&](const std::vector<File>& fs_, const std::string& host,
@@ -649,6 +651,11 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
   ASSERT_EQ(m.apps.size(), 2u);
   EXPECT_EQ(m.apps[0].url, "http://10.77.0.11:80/api/info");
   EXPECT_EQ(m.password_file, options_.state_dir + "/secrets/db-failover-password");
+  // A diverged node is rebuilt by the lab's own command, its discarded writes saved.
+  EXPECT_EQ(m.rebuild_command,
+            (std::vector<std::string>{"/opt/lab/web\"stack", "db", "rebuild", "{host}", "-f",
+                                      "/srv/site.toml", "--state-dir", options_.state_dir}));
+  EXPECT_EQ(m.errant_dir, options_.state_dir + "/errant");
   const auto a = failover::load_agent_config((tmp_ / "out/web-01/failover/agent.toml").string());
   EXPECT_EQ(a.socket, options_.state_dir + "/run/web-01/mysqld.sock");
   EXPECT_EQ(a.listen, "10.77.0.11");
@@ -931,6 +938,7 @@ class RenderHostsTest : public RenderTest {
     RenderTest::SetUp();
     options_.target = Target::Hosts;
     options_.failover_binary = "/opt/lab/webstack-failover";  // the lab's; not on a server
+    options_.cli_binary = "/opt/lab/webstack";                // same
     options_.app_binary = "/opt/lab/webstack-app";
   }
   std::set<std::string> paths_of(const std::vector<File>& files, const std::string& host) {
@@ -1030,6 +1038,8 @@ TEST_F(RenderHostsTest, EveryFileAtItsPathOnTheServer) {
       (m_path / "mon-01/etc/webstack/failover-manager.toml").string());
   EXPECT_EQ(m.failover_after, std::chrono::milliseconds(30000));
   EXPECT_EQ(m.password_file, "/etc/webstack/secrets/db-failover-password");
+  EXPECT_TRUE(m.rebuild_command.empty());  // the lab's command; not on real servers
+  EXPECT_TRUE(m.errant_dir.empty());
   const auto a =
       failover::load_agent_config((m_path / "web-01/etc/webstack/failover-agent.toml").string());
   EXPECT_EQ(a.pid_file, "/run/mysqld/mysqld.pid");

@@ -402,6 +402,9 @@ int main(int argc, char** argv) {
       opts.www_dir = resource(www_dir, "WEBSTACK_WWW", source + "/www");
       opts.app_binary = resource(app_binary, "WEBSTACK_APP", WEBSTACK_APP_PATH);
       opts.failover_binary = resource("", "WEBSTACK_FAILOVER", WEBSTACK_FAILOVER_PATH);
+      std::error_code ec;
+      opts.cli_binary = fs::read_symlink("/proc/self/exe", ec).string();
+      opts.topology_file = file.empty() ? "" : absolute(file);
       opts.sql_dir = resource("", "WEBSTACK_SQL", source + "/sql");
       opts.peers_dir = resource("", "WEBSTACK_PEERS", source + "/bench/peers");
       opts.state_dir = lab_state;

@@ -88,6 +88,21 @@ ManagerConfig load_manager_config(const std::string& path) {
   if (!m.contains("lease_ms")) r.fail("manager.lease_ms", "missing (the agents' lease, in ms)");
   c.lease = ms(r.number(m, "lease_ms", "manager.lease_ms", 100, 600000, 1000));
   c.agent_port = static_cast<int>(r.number(m, "agent_port", "manager.agent_port", 1, 65535, 9097));
+  if (m.contains("rebuild_command")) {
+    const auto* argv = m["rebuild_command"].as_array();
+    if (argv == nullptr || argv->empty()) {
+      r.fail("manager.rebuild_command", "must be a non-empty array of strings");
+    }
+    bool names_host = false;
+    for (const auto& a : *argv) {
+      const auto v = a.value<std::string>();
+      if (!v) r.fail("manager.rebuild_command", "must be a non-empty array of strings");
+      names_host = names_host || v->find("{host}") != std::string::npos;
+      c.rebuild_command.push_back(*v);
+    }
+    if (!names_host) r.fail("manager.rebuild_command", "names no {host} (the node to rebuild)");
+  }
+  c.errant_dir = r.text(m, "errant_dir", "manager.errant_dir", false);
   c.db = r.nodes("db");
   if (c.db.size() < 2) r.fail("db", "needs at least two [[db]] nodes (a primary and a replica)");
   // Each node once: the deposition counts the agents that stopped vouching.

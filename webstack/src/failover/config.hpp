@@ -32,6 +32,11 @@ struct ManagerConfig {
   // this long plus one interval before it promotes another node.
   std::chrono::milliseconds lease{1000};
   int agent_port = 9097;  // each database host's fencing agent, on the node's address
+  // The command that rebuilds a diverged node from the primary ("{host}" is the node's
+  // name), run by the manager in the background; empty: nobody rebuilds it automatically
+  // (real servers: docs/high-availability.md says how by hand).
+  std::vector<std::string> rebuild_command;
+  std::string errant_dir;  // where rebuilds save the transactions they discard ("": none)
   std::vector<DbNode> db;
   std::vector<AppEndpoint> apps;
 };

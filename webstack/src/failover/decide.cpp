@@ -42,6 +42,8 @@ const char* action_name(Action a) {
       return "restore";
     case Action::Rejoin:
       return "rejoin";
+    case Action::Rebuild:
+      return "rebuild";
   }
   return "?";
 }
@@ -75,6 +77,7 @@ void Decider::watch_semi_sync(const NodeView& w, const std::vector<NodeView>& no
 
 Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nodes,
                          const std::vector<AppView>& apps, bool paused) {
+  diverged_.clear();
   std::vector<const NodeView*> writable;
   for (const auto& n : nodes)
     if (n.reachable && n.writable) writable.push_back(&n);
@@ -117,27 +120,45 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
     watch_semi_sync(w, nodes);
     // A reachable read-only node that replicates from nobody, or from another address
     // than the primary's (a former primary), becomes the primary's replica, if it holds
-    // nothing the primary lacks. A replica of the primary whose threads stopped is left
-    // alone: someone stopped them, or the monitoring's ReplicationStopped says why.
+    // nothing the primary lacks; one that does (diverged) is rebuilt from the primary,
+    // where a rebuild command is configured. A replica of the primary whose threads
+    // stopped is left alone: someone stopped them, or the monitoring's ReplicationStopped
+    // says why.
     for (const auto& n : nodes) {
       if (&n == &w || !n.reachable || n.writable || n.master_host == w.address) continue;
+      const bool diverged = n.diverged || !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
+      if (diverged) diverged_.push_back(n.name);
       if (paused) continue;
-      if (!gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos)) {
-        d.reason += fmt::format(
-            "{}{} holds transactions the primary {} lacks (its binlog {}, the primary has {}): "
-            "not rejoined automatically; `webstack db rebuild {}` saves them and replaces its data "
-            "with the primary's",
-            d.reason.empty() ? "" : "; ", n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos,
-            n.name);
+      if (diverged) {
+        const std::string why =
+            n.diverged
+                ? fmt::format("{}'s replication was refused by {} as diverged", n.name, w.name)
+                : fmt::format(
+                      "{} holds transactions the primary {} lacks (its binlog {}, "
+                      "the primary has {})",
+                      n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos);
+        if (rebuild_available_ && d.action == Action::None) {
+          d.action = Action::Rebuild;
+          d.targets = {n.name};
+          d.reason += fmt::format(
+              "{}{}: rebuilding it from {} (what it holds that {} lacks is "
+              "saved first)",
+              d.reason.empty() ? "" : "; ", why, w.name, w.name);
+        } else if (!rebuild_available_) {
+          d.reason += fmt::format(
+              "{}{}: not rejoined automatically; `webstack db rebuild {}` saves them and "
+              "replaces its data with the primary's",
+              d.reason.empty() ? "" : "; ", why, n.name);
+        }
         continue;
       }
+      if (d.action != Action::None) continue;  // one action a round
       d.action = Action::Rejoin;
       d.targets = {n.name};
       d.reason += fmt::format("{}{}: it becomes a replica of {} (its binlog {} is within {}'s {})",
                               d.reason.empty() ? "" : "; ", describe(n), w.name,
                               n.gtid_binlog_pos.empty() ? "empty" : n.gtid_binlog_pos, w.name,
                               w.gtid_current_pos);
-      return d;
     }
     return d;
   }

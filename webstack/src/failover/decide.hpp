@@ -32,6 +32,10 @@ struct NodeView {
   bool semi_sync_on = false;               // Rpl_semi_sync_master_status
   unsigned long long semi_sync_no_tx = 0;  // Rpl_semi_sync_master_no_tx: commits not acknowledged
   std::string error;                       // why it is unreachable
+  // Set by the manager: the primary refused this node's replication as diverged (error
+  // 1236) and its binlog has not changed since (a history that differs behind positions
+  // gtid_covers finds in order: the same sequence numbers, another server's).
+  bool diverged = false;
 };
 
 // One web host's app: whether it answered, and how it sees each node (by node name).
@@ -53,6 +57,7 @@ enum class Action {
   Promote,  // make `targets[0]` the primary in place of `old_primary`
   Restore,  // make the recorded primary writable again: no other node can take over
   Rejoin,   // make `targets[0]` a replica of the primary
+  Rebuild,  // replace `targets[0]`'s data with the primary's: it holds what the primary lacks
 };
 
 struct Decision {
@@ -87,6 +92,10 @@ class Decider {
   // (kept by the manager across restarts: a restart must not forget it).
   const std::optional<std::string>& async_gtid() const { return async_gtid_; }
   void set_async_gtid(std::optional<std::string> gtid) { async_gtid_ = std::move(gtid); }
+  // Whether a diverged node is rebuilt (Action::Rebuild) or only named in the reason.
+  void set_rebuild_available(bool available) { rebuild_available_ = available; }
+  // The reachable nodes the last round found diverged from the primary.
+  const std::vector<std::string>& diverged() const { return diverged_; }
 
  private:
   // The primary's semi-sync this round: remembers the GTID a candidate must hold.
@@ -101,6 +110,8 @@ class Decider {
   std::optional<std::string> async_gtid_;
   std::optional<unsigned long long> last_no_tx_;
   std::string refused_;
+  bool rebuild_available_ = false;
+  std::vector<std::string> diverged_;
 };
 
 const char* action_name(Action a);

@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -22,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -152,6 +155,7 @@ class Manager {
   explicit Manager(const ManagerConfig& c) : c_(c), decider_(initial_primary(c), c.failover_after) {
     const std::string password = read_secret(c.password_file);
     repl_password_ = read_secret(c.repl_password_file);
+    decider_.set_rebuild_available(!c.rebuild_command.empty());
     if (const std::string path = async_gtid_file(); !path.empty()) {
       const std::string gtid = lab::trim(lab::read_text_or_empty(path));
       if (!gtid.empty()) {
@@ -234,12 +238,18 @@ class Manager {
     for (auto& j : node_jobs) nodes_.push_back(j.get());
     std::vector<AppView> apps;
     for (auto& j : app_jobs) apps.push_back(j.get());
+    mark_diverged();
+    reap_rebuild();
 
     adopt_the_lease_holder();
     paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
     Decision d = decider_.decide(now, nodes_, apps, paused_);
     if (d.action != Action::None && d.action != Action::Fence && now < quiet_until_) {
       d.action = Action::None;  // a failed attempt a moment ago: wait before the next
+    }
+    if (d.action == Action::Rebuild &&
+        (rebuild_pid_ > 0 || now < rebuild_retry_[d.targets.front()])) {
+      d.action = Action::None;  // one running, or one failed less than kRebuildRetry ago
     }
     if (d.action != Action::None || shape_of(d.reason) != shape_of(last_reason_)) {
       if (!d.reason.empty()) say("{}: {}", action_name(d.action), d.reason);
@@ -267,6 +277,9 @@ class Manager {
         case Action::Rejoin:
           rejoin(d.targets.front());
           ++rejoins_;
+          break;
+        case Action::Rebuild:
+          start_rebuild(d.targets.front());
           break;
       }
     } catch (const std::exception& e) {
@@ -546,10 +559,12 @@ class Manager {
         return it == r.end() ? std::string() : it->second;
       };
       if (get("Last_IO_Errno") == "1236") {
+        diverged_at_[name] = view(name).gtid_binlog_pos;
         session(name).query("STOP SLAVE");
         throw std::runtime_error(fmt::format(
-            "{} diverged from {}: {}; it stays read-only and not replicating: `webstack db "
-            "rebuild {}` saves its extra transactions and replaces its data with the primary's",
+            "{} diverged from {}: {}; it stays read-only and not replicating until it is "
+            "rebuilt (`webstack db rebuild {}` saves its extra transactions and replaces its "
+            "data with the primary's)",
             name, p.name, get("Last_IO_Error"), name));
       }
       if (get("Slave_IO_Running") == "Yes" && get("Slave_SQL_Running") == "Yes" &&
@@ -589,6 +604,96 @@ class Manager {
     }
     say("rejoin {}: replicates from {} with GTID; semi-sync on {}: {}", name, p.name, p.name,
         lab::trim(status()));
+  }
+
+  // A node the primary refused as diverged stays so until its binlog changes (a rebuild
+  // empties it): the decider sees it, even where its GTID position looks in order.
+  void mark_diverged() {
+    for (auto& n : nodes_) {
+      const auto it = diverged_at_.find(n.name);
+      if (it == diverged_at_.end() || !n.reachable) continue;
+      if (n.gtid_binlog_pos != it->second) {
+        diverged_at_.erase(it);
+      } else {
+        n.diverged = true;
+      }
+    }
+  }
+
+  // The rebuild command runs in the background (minutes, for a large database) with this
+  // log as its output; rounds go on meanwhile: its last step waits for this manager to
+  // rejoin the node. It is not stopped with the manager: a rebuild cut short leaves a
+  // node to rebuild again (`webstack db rebuild` resumes one it interrupted).
+  void start_rebuild(const std::string& host) {
+    std::vector<std::string> args;
+    for (std::string a : c_.rebuild_command) {
+      for (std::size_t at; (at = a.find("{host}")) != std::string::npos;) a.replace(at, 6, host);
+      args.push_back(std::move(a));
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    // SIGPIPE back to its default: the command's pipelines count on it (this one ignores it).
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      rebuild_retry_[host] = Clock::now() + kRebuildRetry;
+      ++rebuild_failures_;
+      throw std::runtime_error(fmt::format("cannot start {}: {}", args.front(), std::strerror(rc)));
+    }
+    rebuild_pid_ = pid;
+    rebuild_host_ = host;
+    rebuild_started_ = Clock::now();
+    say("rebuild {}: started `{}` (pid {})", host, lab::describe(args), pid);
+  }
+
+  void reap_rebuild() {
+    if (rebuild_pid_ <= 0) return;
+    int status = 0;
+    const pid_t r = ::waitpid(rebuild_pid_, &status, WNOHANG);
+    if (r == 0) return;  // still running
+    const double secs = std::chrono::duration<double>(Clock::now() - rebuild_started_).count();
+    const bool ok = r == rebuild_pid_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (ok) {
+      ++rebuilds_;
+      diverged_at_.erase(rebuild_host_);
+      say("rebuild {}: done ({:.1f} s)", rebuild_host_, secs);
+    } else {
+      ++rebuild_failures_;
+      rebuild_retry_[rebuild_host_] = Clock::now() + kRebuildRetry;
+      say("rebuild {}: failed ({}, after {:.1f} s): tried again in {} s", rebuild_host_,
+          r != rebuild_pid_     ? std::string("lost: ") + std::strerror(errno)
+          : WIFEXITED(status)   ? fmt::format("exit {}", WEXITSTATUS(status))
+          : WIFSIGNALED(status) ? fmt::format("signal {}", WTERMSIG(status))
+                                : std::string("ended"),
+          secs, std::chrono::duration_cast<std::chrono::seconds>(kRebuildRetry).count());
+    }
+    rebuild_pid_ = -1;
+  }
+
+  // How many files the rebuilds saved discarded transactions in (the operator reads them,
+  // then moves them away): the ErrantTransactionsSaved alert.
+  std::size_t errant_files() const {
+    if (c_.errant_dir.empty()) return 0;
+    std::error_code ec;
+    std::size_t n = 0;
+    for (std::filesystem::directory_iterator it(c_.errant_dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (it->path().extension() == ".sql") ++n;
+    }
+    return n;
   }
 
   void record_primary() {
@@ -640,6 +745,10 @@ class Manager {
     bool paused = false;
     std::string last_action, last_reason;
     unsigned long promotions = 0, fences = 0, rejoins = 0, restores = 0, failures = 0;
+    std::vector<std::string> diverged;  // nodes holding what the primary lacks
+    std::string rebuilding;             // the node a rebuild runs for ("": none)
+    unsigned long rebuilds = 0, rebuild_failures = 0;
+    std::size_t errant_files = 0;
   };
   void publish() {
     Published p{decider_.primary(),
@@ -653,7 +762,12 @@ class Manager {
                 fences_,
                 rejoins_,
                 restores_,
-                failures_};
+                failures_,
+                decider_.diverged(),
+                rebuild_pid_ > 0 ? rebuild_host_ : std::string(),
+                rebuilds_,
+                rebuild_failures_,
+                errant_files()};
     std::lock_guard lock(published_mutex_);
     published_ = std::move(p);
   }
@@ -673,6 +787,8 @@ class Manager {
                 since ? static_cast<std::int64_t>(ms_between(*since, Clock::now())) : 0},
                {"failover_after_ms", c_.failover_after.count()},
                {"paused", p.paused},
+               {"diverged", json::value_from(p.diverged)},
+               {"rebuilding", p.rebuilding},
                {"last_action", p.last_action},
                {"last_reason", p.last_reason}}) +
            "\n";
@@ -710,6 +826,18 @@ class Manager {
            std::to_string(p.restores));
     metric("webstack_failover_action_failures_total", "counter",
            "Actions that failed (retried a second later)", std::to_string(p.failures));
+    metric("webstack_failover_diverged_nodes", "gauge",
+           "Reachable nodes holding transactions the primary lacks (not rebuilt yet)",
+           std::to_string(p.diverged.size()));
+    metric("webstack_failover_rebuilding", "gauge", "1 while a rebuild of a diverged node runs",
+           p.rebuilding.empty() ? "0" : "1");
+    metric("webstack_failover_rebuilds_total", "counter", "Diverged nodes rebuilt from the primary",
+           std::to_string(p.rebuilds));
+    metric("webstack_failover_rebuild_failures_total", "counter",
+           "Rebuilds that failed (tried again later)", std::to_string(p.rebuild_failures));
+    metric("webstack_failover_errant_files", "gauge",
+           "Files of discarded transactions a rebuild saved, not yet moved away by a person",
+           std::to_string(p.errant_files));
     out +=
         "# HELP webstack_failover_primary_info The primary the manager follows\n"
         "# TYPE webstack_failover_primary_info gauge\n";
@@ -726,6 +854,14 @@ class Manager {
   bool paused_ = false;
   unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
+  // Nodes the primary refused as diverged, with their binlog position then.
+  std::map<std::string, std::string> diverged_at_;
+  static constexpr auto kRebuildRetry = std::chrono::seconds(30);
+  pid_t rebuild_pid_ = -1;  // the running rebuild command
+  std::string rebuild_host_;
+  Clock::time_point rebuild_started_{};
+  unsigned long rebuilds_ = 0, rebuild_failures_ = 0;
+  std::map<std::string, Clock::time_point> rebuild_retry_;  // no rebuild of a node before
   std::string deposed_;  // set by depose(), cleared once another node is named
   mutable std::mutex published_mutex_;
   mutable std::string designate_request_;  // guarded by published_mutex_: GET /designate

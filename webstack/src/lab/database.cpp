@@ -1,6 +1,7 @@
 #include "lab/database.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -518,26 +519,40 @@ std::pair<long long, long long> domain_and_seq(const std::string& gtid) {
   return {std::stoll(gtid.substr(0, a)), std::stoll(gtid.substr(b + 1))};
 }
 
-// The transactions of `host` (its binlog from `datadir`) that the primary's binlog
-// (`primary_files`) never had, written as mariadb-binlog's SQL to `file`; returns how
-// many ("" when none). What the primary's binlog no longer holds (purged: below its
-// oldest GTID of the domain) is not counted: a node whose binlog starts late (itself
-// rebuilt) can miss transactions older than that.
+// The transactions of `host` (its binlog from `datadir`) that the primary never had,
+// written as mariadb-binlog's SQL to `file`; returns how many ("" when none). The
+// primary's history is its binlog (`primary_files`) and, before it, its position
+// (`primary_pos`, read before those files were closed): per domain, a transaction is the
+// primary's if its binlog has it, or if its sequence number lies below where that binlog
+// starts (or, when the binlog has none of the domain, at most the position's). What lies
+// below is compared by number only: a node whose binlog and the primary's both start late
+// (each rebuilt since) can miss a transaction that diverged before that.
 std::string save_errant(const std::string& host, const std::string& datadir,
-                        const std::vector<std::string>& primary_files, const std::string& file) {
+                        const std::vector<std::string>& primary_files,
+                        const std::string& primary_pos, const std::string& file) {
   const auto files = binlog_files(datadir);
   const auto mine = binlog_gtids(files);
   const auto theirs = binlog_gtids(primary_files);
   std::set<std::string> have(theirs.begin(), theirs.end());
+  // Per domain, the lowest sequence number the primary's binlog must hold to have it.
+  std::map<long long, long long> floor;
+  std::istringstream pos(primary_pos);
+  for (std::string g; std::getline(pos, g, ',');) {
+    g = trim(g);
+    if (g.empty()) continue;
+    const auto [d, n] = domain_and_seq(g);
+    floor[d] = n + 1;
+  }
   std::map<long long, long long> oldest;
   for (const auto& g : theirs) {
     const auto [d, n] = domain_and_seq(g);
     if (!oldest.contains(d) || n < oldest[d]) oldest[d] = n;
   }
+  for (const auto& [d, n] : oldest) floor[d] = n;
   std::size_t first = mine.size();
   for (std::size_t i = 0; i < mine.size() && first == mine.size(); ++i) {
     const auto [d, n] = domain_and_seq(mine[i]);
-    if (!have.contains(mine[i]) && (!oldest.contains(d) || n >= oldest[d])) first = i;
+    if (!have.contains(mine[i]) && (!floor.contains(d) || n >= floor[d])) first = i;
   }
   if (first == mine.size()) return "";
   std::vector<std::string> argv = {"bash", "-c",
@@ -560,6 +575,22 @@ std::string save_errant(const std::string& host, const std::string& datadir,
     }
   }
   return fmt::format("{} (GTID {} to {})", mine.size() - first, mine[first], mine.back());
+}
+
+// Kills the temporary server a rebuild starts on the new data (named by `pid_file`, if
+// that process is one on `socket`: a stale file may name another) and waits until it is
+// gone (10 s at most).
+void kill_rebuild_server(const std::string& pid_file, const std::string& socket) {
+  const std::string text = trim(read_text_or_empty(pid_file));
+  if (text.empty() || !std::all_of(text.begin(), text.end(), ::isdigit)) return;
+  const std::string cmdline = "/proc/" + text + "/cmdline";
+  if (read_text_or_empty(cmdline).find("--socket=" + socket) == std::string::npos) return;
+  ::kill(std::stoi(text), SIGKILL);
+  const auto deadline = Clock::now() + 10s;
+  while (read_text_or_empty(cmdline).find("--socket=" + socket) != std::string::npos &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);  // poll interval
+  }
 }
 
 }  // namespace
@@ -600,11 +631,47 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     return std::string(buf);
   }();
   const std::string errant = state_dir + "/errant/" + h->name + "-" + stamp + ".sql";
+  // One rebuild of a node at a time (by hand, or the failover manager's): a lock held
+  // while this runs, released by the kernel however it ends.
+  const std::string lock_path = data + h->name + "/rebuild.lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0)
+    throw std::runtime_error("cannot open " + lock_path + ": " + std::strerror(errno));
+  const std::unique_ptr<int, void (*)(int*)> lock_guard(new int(lock_fd), [](int* fd) {
+    ::close(*fd);
+    delete fd;
+  });
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    throw std::runtime_error(
+        fmt::format("a rebuild of {} is running ({} is locked)", h->name, lock_path));
+  }
+  // Written once the node's extra transactions are saved, before its data is replaced:
+  // a rebuild cut short after that point (mysql.old left) is taken up again.
+  const std::string saved_marker = data + h->name + "/rebuild-saved";
   if (fs::exists(old)) {
-    throw std::runtime_error(fmt::format(
-        "{} holds {}'s data from a rebuild that did not end: look at it, move it away, then "
-        "rebuild again",
-        old, h->name));
+    if (!fs::exists(saved_marker)) {
+      throw std::runtime_error(
+          fmt::format("{} holds {}'s data from a rebuild that did not end, and no record that its "
+                      "transactions were saved: look at it, move it away, then rebuild again",
+                      old, h->name));
+    }
+    const std::string before = trim(read_text_or_empty(saved_marker));
+    // Its temporary server, if it was left running on the new data.
+    kill_rebuild_server(data + h->name + "/rebuild.pid", data + h->name + "/rebuild.sock");
+    if (fs::exists(datadir)) {
+      // Its data was replaced: the old copy's transactions are saved already.
+      fs::remove_all(old);
+      std::fprintf(out,
+                   "an earlier rebuild of %s stopped after replacing its data: its old data "
+                   "removed, rebuilding again; what it held that the primary lacked: %s\n",
+                   h->name.c_str(), before.c_str());
+    } else {
+      // Stopped between moving the old data away and the new in: the old data back.
+      fs::rename(old, datadir);
+      std::fprintf(out, "an earlier rebuild of %s stopped part way; its data put back\n",
+                   h->name.c_str());
+    }
+    fs::remove(saved_marker);
   }
   // Both ends present their database certificate to the other (made for clientAuth too
   // since `db rebuild` exists; an older lab's are issued again by `webstack up` after a
@@ -639,10 +706,12 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     // rotated: its files but the new one are complete (read while it runs), and the new
     // one holds nothing this node has.
     sql(state_dir, h->name, "STOP SLAVE", 30s);  // not answering: not replicating either
+    const std::string primary_pos =
+        trim(sql_checked(state_dir, p.name, "SELECT @@GLOBAL.gtid_current_pos", 30s));
     sql_checked(state_dir, p.name, "FLUSH BINARY LOGS", 30s);
     auto primary_files = binlog_files(data + p.name + "/mysql");
     if (!primary_files.empty()) primary_files.pop_back();
-    saved = save_errant(h->name, datadir, primary_files, errant);
+    saved = save_errant(h->name, datadir, primary_files, primary_pos, errant);
     return saved.empty() ? std::string("none") : saved + " in " + errant;
   });
   step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
@@ -729,6 +798,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     control_service(t, state_dir, h->name + "/mariadb", a, quiet ? quiet.get() : out, 60s);
   };
   step(h->name + "'s MariaDB stopped, its data replaced", [&] {
+    std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
+                                << "\n";
     service(ServiceAction::Stop);
     fs::rename(datadir, old);
     fs::rename(staging, datadir);
@@ -755,12 +826,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     };
     // The server started here, by its pid, when it will not answer or stop.
     const auto kill_server = [&] {
-      const std::string text = trim(read_text_or_empty(pid));
-      if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit) &&
-          read_text_or_empty("/proc/" + text + "/cmdline").find("--socket=" + sock) !=
-              std::string::npos) {
-        ::kill(std::stoi(text), SIGKILL);
-      }
+      kill_rebuild_server(pid, sock);
       server.wait_for(30s);
     };
     const auto deadline = Clock::now() + 60s;
@@ -832,6 +898,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     std::error_code ec;
     fs::remove_all(old, ec);
+    fs::remove(saved_marker, ec);
     return std::string();
   });
   std::fprintf(out, "%s rebuilt from %s (%.1f s)%s\n", h->name.c_str(), p.name.c_str(),

@@ -191,6 +191,8 @@ render::Options render_options(const SiteOptions& o) {
   r.state_dir = o.state_dir;
   r.app_binary = o.app_binary;
   r.failover_binary = o.failover_binary;
+  r.cli_binary = o.cli_binary;
+  r.topology_file = o.topology_file;
   r.www_dir = o.www_dir;
   r.profile = o.profile;
   r.peers = o.peers;

@@ -28,14 +28,16 @@ namespace webstack::lab {
 
 struct SiteOptions {
   render::Profile profile = render::Profile::Hardened;  // up: what to build (see render.hpp)
-  std::vector<std::string> peers;                 // up: benchmark peers beside each web host's app
-  std::string peers_dir;                          // bench/peers
-  std::string state_dir;                          // absolute
-  std::string templates_dir;                      // the repository's templates/
-  std::string www_dir;                            // static files
-  std::string app_binary;                         // webstack-app
-  std::string failover_binary;                    // webstack-failover
-  std::string sql_dir;                            // schema.sql, seed.sql, users.sql.in
+  std::vector<std::string> peers;  // up: benchmark peers beside each web host's app
+  std::string peers_dir;           // bench/peers
+  std::string state_dir;           // absolute
+  std::string templates_dir;       // the repository's templates/
+  std::string www_dir;             // static files
+  std::string app_binary;          // webstack-app
+  std::string failover_binary;     // webstack-failover
+  std::string cli_binary;          // this webstack: the failover manager's `db rebuild` ("": none)
+  std::string topology_file;       // the topology's file, absolute ("": the built-in one)
+  std::string sql_dir;             // schema.sql, seed.sql, users.sql.in
   std::chrono::milliseconds db_timeout{60000};    // each database answers / replica catches up
   std::chrono::milliseconds site_timeout{60000};  // the site answers through the lb
 };

@@ -31,6 +31,22 @@ using topo::Topology;
 
 // Only the struct fields of the topology are used here (no topology.cpp functions), so
 // that rendering depends on the model, not on the parser.
+// A TOML basic string: "..." with quotes, backslashes and control characters escaped.
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
 bool has_role(const Host& h, Role r) {
   return std::find(h.roles.begin(), h.roles.end(), r) != h.roles.end();
 }
@@ -266,6 +282,20 @@ mstch::data site_context(const Topology& t, const Options& o) {
   // turns semi-sync off (below the app's 5 s query timeout: such a write waits, then
   // succeeds).
   d.set("semi_sync_fallback_ms", "3000");
+  // A diverged node rebuilt by the manager: in the lab, where `webstack db rebuild` runs.
+  const bool rebuild = failover && !real && !o.cli_binary.empty();
+  d.set("failover_rebuild", rebuild);
+  if (rebuild) {
+    std::vector<std::string> argv = {o.cli_binary, "db", "rebuild", "{host}"};
+    if (!o.topology_file.empty()) argv.insert(argv.end(), {"-f", o.topology_file});
+    argv.insert(argv.end(), {"--state-dir", o.state_dir});
+    std::string array;
+    for (const auto& a : argv) {
+      array += array.empty() ? "[" : ", ";
+      array += toml_string(a);
+    }
+    d.set("failover_rebuild_command", array + "]");
+  }
   d.set("templates_dir", o.templates_dir);
 
   const auto dbs = hosts_with(t, Role::Database);

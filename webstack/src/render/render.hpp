@@ -54,6 +54,10 @@ struct Options {
   std::string app_binary;       // absolute path of webstack-app
   std::string failover_binary;  // absolute path of webstack-failover
   std::string www_dir;          // absolute path of the static files Nginx serves
+  // The lab's `webstack` and the topology file it was brought up with ("": the built-in
+  // one): the failover manager runs `webstack db rebuild` with them. Empty cli_binary: no
+  // automatic rebuild.
+  std::string cli_binary, topology_file;
 };
 
 struct File {
