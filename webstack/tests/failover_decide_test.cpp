@@ -213,7 +213,9 @@ TEST_F(DeciderTest, ADivergedNodeIsRebuiltWhereRebuildIsAvailable) {
   EXPECT_EQ(r.targets, std::vector<std::string>{"db-1"});
   EXPECT_EQ(named.diverged(), std::vector<std::string>{"db-1"});
 
-  NodeView refused = replica("db-1", "10.0.0.1", "", "0-1-6");
+  // Pointed at the primary by a rejoin that the primary refused (its threads stopped).
+  NodeView refused = replica("db-1", "10.0.0.1", "10.0.0.2", "0-1-6");
+  refused.io_running = refused.sql_running = false;
   refused.diverged = true;  // 0-2-8 covers 0-1-6 by number; the primary said otherwise
   r = named.decide(t0, {refused, primary("db-2", "10.0.0.2", "0-2-8")}, apps_lost, false);
   EXPECT_EQ(r.action, Action::Rebuild);

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <regex>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include <mysql.h>
+#include <boost/json.hpp>
 
 #include "failover/sql_session.hpp"
 #include "http_client.hpp"
@@ -531,14 +533,29 @@ struct WriteRecord {
   int status = 0;  // 0: no HTTP answer (connection reset, timeout)
   std::string node, text;
   std::string gtid;  // X-GTID: the commit's GTID ("0-1-17": domain, server id, sequence)
+  std::int64_t id = 0;
+};
+
+// One read with the read-your-writes cookie of the reader's writer's last acknowledged
+// write (sent after that acknowledgement): its answer, and whether that write was in it.
+struct ReadRecord {
+  int status = 0;  // 0: no HTTP answer
+  enum class Verdict { NotRead, Seen, Missing, OutOfWindow } verdict = Verdict::NotRead;
+  std::string text, node;
 };
 
 // Writers through the site (HTTPS to the virtual address, from the client host), each POST
 // with a unique text, every outcome recorded, until stop() (bounded at 240 s whatever
-// happens).
+// happens). With `readers`, beside each writer a reader, as the same user in another tab:
+// it reads the newest messages with the cookie of its writer's last acknowledged write,
+// which must be among them (or the read refused).
 class Writers {
  public:
-  Writers(const TestLab& lab, const std::string& author, int n = 3) {
+  Writers(const TestLab& lab, const std::string& author, int n = 3, bool readers = false)
+      : last_(n) {
+    for (int w = 0; readers && w < n; ++w) {
+      threads_.push_back(in_namespace(lab.client_namespace(), [this, &lab, w] { read(lab, w); }));
+    }
     for (int w = 0; w < n; ++w) {
       threads_.push_back(in_namespace(lab.client_namespace(), [this, &lab, author, w] {
         // Longer than anything on the way may hold a write (the app's query timeout, 5 s;
@@ -558,6 +575,8 @@ class Writers {
             r.status = res.status;
             r.node = res.header("X-DB-Node");
             r.gtid = res.header("X-GTID");
+            if (r.status == 201)
+              r.id = boost::json::parse(res.body).at("id").to_number<std::int64_t>();
           } catch (const std::exception&) {
             c.close();
           }
@@ -565,6 +584,7 @@ class Writers {
           const bool ok = r.status == 201;
           {
             std::lock_guard lock(m_);
+            if (ok) last_[w] = r;
             records_.push_back(std::move(r));
           }
           if (!ok) std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
@@ -594,10 +614,62 @@ class Writers {
     std::lock_guard lock(m_);
     return records_;
   }
+  std::vector<ReadRecord> reads() const {
+    std::lock_guard lock(m_);
+    return reads_;
+  }
 
  private:
+  // Reader `w`: GET /api/messages?limit=100 with writer w's last write's cookie.
+  void read(const TestLab& lab, int w) {
+    HttpClient c(443, 40s, lab.lb_address());
+    c.use_tls({lab.ca_file(), "www.foobar.test"});
+    const auto deadline = Clock::now() + 240s;
+    while (!stop_ && Clock::now() < deadline) {
+      WriteRecord last;
+      {
+        std::lock_guard lock(m_);
+        last = last_[w];
+      }
+      if (last.id == 0) {
+        std::this_thread::sleep_for(10ms);  // poll interval: no write acknowledged yet
+        continue;
+      }
+      ReadRecord r;
+      r.text = last.text;
+      try {
+        const auto res = c.get("/api/messages?limit=100", {{"Cookie", "ws_gtid=" + last.gtid}});
+        r.status = res.status;
+        r.node = res.header("X-DB-Node");
+        if (res.status == 200) {
+          const auto messages = boost::json::parse(res.body).at("messages").as_array();
+          r.verdict = ReadRecord::Verdict::Missing;
+          std::int64_t lowest = std::numeric_limits<std::int64_t>::max();
+          for (const auto& m : messages) {
+            lowest = std::min(lowest, m.at("id").to_number<std::int64_t>());
+            if (m.at("text").as_string() == last.text) r.verdict = ReadRecord::Verdict::Seen;
+          }
+          // 100 newer messages: the write is below the page, neither seen nor missed.
+          if (r.verdict == ReadRecord::Verdict::Missing && messages.size() == 100 &&
+              lowest > last.id) {
+            r.verdict = ReadRecord::Verdict::OutOfWindow;
+          }
+        }
+      } catch (const std::exception&) {
+        c.close();
+      }
+      {
+        std::lock_guard lock(m_);
+        reads_.push_back(std::move(r));
+      }
+      std::this_thread::sleep_for(20ms);  // pacing: a reader, not a load generator
+    }
+  }
+
   std::atomic<bool> stop_{false};
   mutable std::mutex m_;
+  std::vector<WriteRecord> last_;  // per writer, its last acknowledged write
+  std::vector<ReadRecord> reads_;
   std::vector<WriteRecord> records_;
   std::vector<std::thread> threads_;
 };
@@ -681,8 +753,21 @@ void resume_unless_killed(const std::string& service) {
   }
 }
 
-// The fault's duration: held, then healed (a hold, not a synchronisation).
-void hold(std::chrono::milliseconds d) {
+// The random campaign's source for how long each fault is held (scripts/chaos.sh; unset
+// in the fixed order of the system label), and the last hold drawn, for the round's line.
+std::mt19937* g_hold_random = nullptr;
+std::chrono::milliseconds g_last_hold{0};
+
+// The fault's duration: `fixed`, or in a random campaign a time drawn in [lo, hi]; held,
+// then healed (a hold, not a synchronisation).
+void hold(std::chrono::milliseconds fixed, std::chrono::milliseconds lo,
+          std::chrono::milliseconds hi) {
+  auto d = fixed;
+  if (g_hold_random != nullptr) {
+    d = std::chrono::milliseconds(
+        std::uniform_int_distribution<long long>(lo.count(), hi.count())(*g_hold_random));
+  }
+  g_last_hold += d;
   std::this_thread::sleep_for(d);
 }
 
@@ -692,40 +777,40 @@ const std::vector<Fault>& nemesis_faults() {
        [](const std::string& p, const std::string&) {
          cli_checked({"kill", p + "/mariadb"});
        }},
-      {"SIGSTOP of the primary's MariaDB, 1 s", Expect::NoFailover,
+      {"SIGSTOP of the primary's MariaDB, 0.3-1.5 s", Expect::NoFailover,
        [](const std::string& p, const std::string&) {
          cli_checked({"pause", p + "/mariadb"});
-         hold(1s);
+         hold(1s, 300ms, 1500ms);
          resume_unless_killed(p + "/mariadb");
        }},
-      {"SIGSTOP of the primary's MariaDB, 6 s", Expect::Failover,
+      {"SIGSTOP of the primary's MariaDB, 6-12 s", Expect::Failover,
        [](const std::string& p, const std::string&) {
          cli_checked({"pause", p + "/mariadb"});
-         hold(6s);
+         hold(6s, 6s, 12s);
          resume_unless_killed(p + "/mariadb");
        }},
-      {"every process of the primary's host stopped, 6 s", Expect::Failover,
+      {"every process of the primary's host stopped, 6-12 s", Expect::Failover,
        [](const std::string& p, const std::string&) {
          signal_host(p, SIGSTOP);
-         hold(6s);
+         hold(6s, 6s, 12s);
          signal_host(p, SIGCONT);
        }},
-      {"the primary's link down, 6 s", Expect::Failover,
+      {"the primary's link down, 6-12 s", Expect::Failover,
        [](const std::string& p, const std::string&) {
          cli_checked({"link", p, "down"});
-         hold(6s);
+         hold(6s, 6s, 12s);
          cli_checked({"link", p, "up"});
        }},
-      {"the primary cut from the manager only, 6 s", Expect::NoFailover,
+      {"the primary cut from the manager only, 2-12 s", Expect::NoFailover,
        [](const std::string& p, const std::string&) {
          const auto mon = webstack::test::SharedLabTest::lab()->address(20);
          nemesis_rules(p, fmt::format("add rule inet nemesis in ip saddr {0} drop; "
                                       "add rule inet nemesis out ip daddr {0} drop",
                                       mon));
-         hold(6s);
+         hold(6s, 2s, 12s);
          nemesis_heal(p);
        }},
-      {"the primary cut from the manager and the apps, not the replica, 6 s", Expect::Failover,
+      {"the primary cut from the manager and the apps, not the replica, 6-12 s", Expect::Failover,
        [](const std::string& p, const std::string& r) {
          const auto mon = webstack::test::SharedLabTest::lab()->address(20);
          // The apps' connections (user www-data) to the primary's MariaDB; replication and
@@ -737,11 +822,11 @@ const std::vector<Fault>& nemesis_faults() {
                                       "add rule inet nemesis out ip daddr {0} drop; {1}",
                                       mon, apps));
          nemesis_rules(r, apps);
-         hold(6s);
+         hold(6s, 6s, 12s);
          nemesis_heal(p);
          nemesis_heal(r);
        }},
-      {"the primary cut from the apps only, 6 s", Expect::NoFailover,
+      {"the primary cut from the apps only, 2-12 s", Expect::NoFailover,
        [](const std::string& p, const std::string& r) {
          // The apps' connections (user www-data, on both hosts) to the primary's MariaDB:
          // writes fail meanwhile, but the manager still sees a writable primary, and a
@@ -752,11 +837,11 @@ const std::vector<Fault>& nemesis_faults() {
              address_of(p));
          nemesis_rules(p, apps);
          nemesis_rules(r, apps);
-         hold(6s);
+         hold(6s, 2s, 12s);
          nemesis_heal(p);
          nemesis_heal(r);
        }},
-      {"the primary cut from the manager and the replica, not the apps, 6 s", Expect::Failover,
+      {"the primary cut from the manager and the replica, not the apps, 6-12 s", Expect::Failover,
        [](const std::string& p, const std::string& r) {
          const auto mon = webstack::test::SharedLabTest::lab()->address(20);
          // Everything to and from both, but the replica host's app (user www-data) and
@@ -771,22 +856,22 @@ const std::vector<Fault>& nemesis_faults() {
                                       "accept; "
                                       "add rule inet nemesis out ip daddr {} drop",
                                       address_of(p), address_of(p)));
-         hold(6s);
+         hold(6s, 6s, 12s);
          nemesis_heal(p);
          nemesis_heal(r);
        }},
-      {"the primary cut from the replica only, 6 s", Expect::NoFailover,
+      {"the primary cut from the replica only, 2-12 s", Expect::NoFailover,
        [](const std::string& p, const std::string& r) {
          nemesis_rules(p, fmt::format("add rule inet nemesis in ip saddr {0} drop; "
                                       "add rule inet nemesis out ip daddr {0} drop",
                                       address_of(r)));
-         hold(6s);
+         hold(6s, 2s, 12s);
          nemesis_heal(p);
        }},
-      {"the manager killed during a primary failure", Expect::Failover,
+      {"the manager killed 0.2-4 s into a primary failure", Expect::Failover,
        [](const std::string& p, const std::string&) {
          cli_checked({"kill", p + "/mariadb"});
-         hold(1s);
+         hold(1s, 200ms, 4s);
          cli_checked({"kill", "mon-01/failover-manager"});
        }},
       {"the primary's fencing agent killed", Expect::Either,
@@ -808,7 +893,7 @@ const std::vector<Fault>& nemesis_faults() {
              },
              20s, 50ms))
              << "semi-sync did not fall back";
-         hold(1s);  // asynchronous commits, acknowledged, that the replica lacks
+         hold(1s, 500ms, 3s);  // asynchronous commits, acknowledged, that the replica lacks
          cli_checked({"stop", p + "/mariadb"});
          // The replica lacks acknowledged writes: the manager refuses to promote it.
          std::string state;
@@ -830,7 +915,7 @@ const std::vector<Fault>& nemesis_faults() {
          // The replica receives (and acknowledges) but applies nothing: promoted, it must
          // apply its relay log first.
          webstack::test::SharedLabTest::lab()->sql(r, "STOP SLAVE SQL_THREAD");
-         hold(2s);
+         hold(2s, 500ms, 4s);
          cli_checked({"stop", p + "/mariadb"});
          EXPECT_TRUE(wait_for([&] { return writable_node() == r; }, 30s, 100ms)) << manager_log();
          cli_checked({"start", p + "/mariadb"});
@@ -884,6 +969,10 @@ struct RoundFigures {
   bool failed_over = false;
   std::size_t acknowledged = 0, lost = 0;
   int failed = 0, wrong = 0, both_writable = 0, two_nodes_acknowledging = 0, samples = 0;
+  // Reads with the cookie: answered 200 and checked, refused (503), a write missing from a
+  // 200 (a read-your-writes violation), any other status than 200, 502, 503, 504.
+  int reads_checked = 0, reads_refused = 0, ryw_violations = 0, wrong_reads = 0;
+  double held = 0;              // s: how long the fault was held (its holds, summed)
   double unavailable = 0;       // s: the longest time after the fault without an acknowledged write
   double redundant_after = -1;  // s: from the heal to full redundancy (-1: not within the bound)
 };
@@ -899,10 +988,12 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   const std::string r = p == "web-01" ? "web-02" : "web-01";
   const std::string author = fmt::format("nemesis-{}-{}", ::getpid(), round);
   WritableSampler sampler(*lab);
-  Writers writers(*lab, author);
+  Writers writers(*lab, author, 3, true);
   wait_for([&] { return writers.acknowledged() > 50; }, 20s, 10ms);
   const auto fault_at = Clock::now();
+  g_last_hold = 0ms;
   fault.run(p, r);
+  f.held = std::chrono::duration<double>(g_last_hold).count();
   const auto healed_at = Clock::now();
   std::string now_primary;
   const bool redundant = wait_for(
@@ -929,6 +1020,20 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
     } else {
       ++f.failed;
       if (w.status != 0 && w.status != 502 && w.status != 503 && w.status != 504) ++f.wrong;
+    }
+  }
+  for (const auto& rd : writers.reads()) {
+    if (rd.status == 200) {
+      f.reads_checked += rd.verdict != ReadRecord::Verdict::OutOfWindow ? 1 : 0;
+      f.ryw_violations += rd.verdict == ReadRecord::Verdict::Missing ? 1 : 0;
+      if (rd.verdict == ReadRecord::Verdict::Missing) {
+        ADD_FAILURE() << fault.name << ": " << rd.text << " missing from a read on " << rd.node
+                      << " that carried its cookie";
+      }
+    } else if (rd.status == 503) {
+      ++f.reads_refused;
+    } else if (rd.status != 0 && rd.status != 502 && rd.status != 504) {
+      ++f.wrong_reads;
     }
   }
   // Writes unavailable: the longest time after the fault with no write acknowledged
@@ -974,6 +1079,9 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   EXPECT_EQ(f.two_nodes_acknowledging, 0)
       << fault.name << ": acknowledged writes out of GTID order (two primaries took writes)";
   EXPECT_EQ(f.wrong, 0) << fault.name << ": a write answered other than 201 or 502/503/504";
+  EXPECT_EQ(f.ryw_violations, 0) << fault.name << ": reads missing their own acknowledged write";
+  EXPECT_EQ(f.wrong_reads, 0) << fault.name << ": a read answered other than 200 or 502/503/504";
+  EXPECT_GT(f.reads_checked, 0) << fault.name << ": no read checked";
   // Each node sampled throughout from each vantage point: a question every 20 ms while it
   // answers, and no gap longer than one unanswered question (1 s, and 1 s more for its one
   // reconnection) and a little.
@@ -1006,21 +1114,25 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
     rounds.push_back(nemesis_round(fault, static_cast<int>(i)));
     const auto& r = rounds.back();
     std::printf(
-        "  %s, %zu acknowledged, %zu lost, %d failed, %.2f s without an acknowledged write, "
-        "redundant %.1f s after the heal, %d of %d samples with two writable nodes\n",
-        r.failed_over ? "failed over" : "no failover", r.acknowledged, r.lost, r.failed,
-        r.unavailable, r.redundant_after, r.both_writable, r.samples);
+        "  held %.1f s, %s, %zu acknowledged, %zu lost, %d failed, %.2f s without an acknowledged "
+        "write, "
+        "redundant %.1f s after the heal, %d of %d samples with two writable nodes; reads with "
+        "the cookie: %d checked, %d refused, %d missing their write\n",
+        r.held, r.failed_over ? "failed over" : "no failover", r.acknowledged, r.lost, r.failed,
+        r.unavailable, r.redundant_after, r.both_writable, r.samples, r.reads_checked,
+        r.reads_refused, r.ryw_violations);
     std::fflush(stdout);
   }
   std::printf(
       "\n%s\n| fault | rounds | failovers | acknowledged | lost | two writable | "
+      "reads checked | RYW violations | "
       "writes unavailable s (median, max) | back to redundancy s (median, max) |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
       title.c_str());
   for (const auto& fault : nemesis_faults()) {
     std::vector<double> unavailable, redundant;
     std::size_t n = 0, failovers = 0, acknowledged = 0, lost = 0;
-    int both = 0;
+    int both = 0, checked = 0, violations = 0;
     for (const auto& r : rounds) {
       if (r.fault != fault.name) continue;
       ++n;
@@ -1028,14 +1140,16 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
       acknowledged += r.acknowledged;
       lost += r.lost;
       both += r.both_writable;
+      checked += r.reads_checked;
+      violations += r.ryw_violations;
       unavailable.push_back(r.unavailable);
       redundant.push_back(r.redundant_after);
     }
     if (n == 0) continue;
-    std::printf("| %s | %zu | %zu | %zu | %zu | %d | %.1f, %.1f | %.1f, %.1f |\n",
-                fault.name.c_str(), n, failovers, acknowledged, lost, both, median(unavailable),
-                *std::max_element(unavailable.begin(), unavailable.end()), median(redundant),
-                *std::max_element(redundant.begin(), redundant.end()));
+    std::printf("| %s | %zu | %zu | %zu | %zu | %d | %d | %d | %.1f, %.1f | %.1f, %.1f |\n",
+                fault.name.c_str(), n, failovers, acknowledged, lost, both, checked, violations,
+                median(unavailable), *std::max_element(unavailable.begin(), unavailable.end()),
+                median(redundant), *std::max_element(redundant.begin(), redundant.end()));
   }
   std::fflush(stdout);
 }
@@ -1053,11 +1167,14 @@ TEST_F(LoadBalancerPairTest, DatabaseNemesisLosesNoWriteAndNeverHasTwoWritableNo
     std::mt19937 pick(s);
     std::uniform_int_distribution<std::size_t> any(0, nemesis_faults().size() - 1);
     for (int i = 0; i < std::atoi(rounds); ++i) order.push_back(any(pick));
-    title = fmt::format("database nemesis: {} rounds, seed {}", order.size(), s);
+    title =
+        fmt::format("database nemesis: {} rounds, seed {}, holds drawn at random", order.size(), s);
+    g_hold_random = &pick;  // the holds go on from the same seed
   } else {
     for (std::size_t i = 0; i < nemesis_faults().size(); ++i) order.push_back(i);
   }
   nemesis_campaign(order, title);
+  g_hold_random = nullptr;
   primary_back_to_web01();
 }
 
@@ -1306,7 +1423,12 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   EXPECT_NE(forced.out.find("forced: "), std::string::npos) << forced.out;
   EXPECT_EQ(writable_node(), r);
   // The old primary comes back read-only, holding what the new one never had: the
-  // manager rebuilds it by itself, saving those writes first.
+  // manager rebuilds it by itself, saving those writes first, while writes go on through
+  // the site to the new primary (the backup is taken from it under that load).
+  const std::string author = fmt::format("rebuild-{}", ::getpid());
+  Writers writers(*lab_, author);
+  ASSERT_TRUE(wait_for([&] { return writers.acknowledged() > 10; }, 20s, 10ms));
+  const auto rebuild_from = Clock::now();
   const auto before = errant_files(p);
   cli_ok({"start", p + "/mariadb"});
   std::string file;
@@ -1334,6 +1456,25 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
       wait_for([&] { return manager_log().find("rebuild " + p + ": done") != std::string::npos; },
                60s, 100ms))
       << manager_log();
+  // Writes were acknowledged during the rebuild, and every acknowledged one is on both.
+  EXPECT_GT(writers.acknowledged_since(rebuild_from), 0u);
+  writers.stop();
+  const std::string pos = lab_->try_sql(r, "SELECT @@GLOBAL.gtid_binlog_pos");
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return lab_->try_sql(p, "SELECT MASTER_GTID_WAIT('" + webstack::lab::trim(pos) + "', 0)") ==
+               "0\n";
+      },
+      30s, 100ms));
+  for (const auto& node : {p, r}) {
+    std::set<std::string> stored;
+    std::istringstream rows(
+        lab_->sql(node, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+    for (std::string row; std::getline(rows, row);) stored.insert(row);
+    std::size_t lost = 0;
+    for (const auto& w : writers.records()) lost += w.status == 201 && !stored.contains(w.text);
+    EXPECT_EQ(lost, 0u) << "acknowledged writes missing on " << node;
+  }
   // The async write is gone from the rebuilt node (kept only in the saved file).
   EXPECT_EQ(lab_->sql(p, "SELECT COUNT(*) FROM webstack.messages WHERE body = '" + text + "'"),
             "0\n");

@@ -125,7 +125,9 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
     // stopped is left alone: someone stopped them, or the monitoring's ReplicationStopped
     // says why.
     for (const auto& n : nodes) {
-      if (&n == &w || !n.reachable || n.writable || n.master_host == w.address) continue;
+      if (&n == &w || !n.reachable || n.writable) continue;
+      // Pointed at the primary, which refused it: diverged, though it looks like a replica.
+      if (n.master_host == w.address && !n.diverged) continue;
       const bool diverged = n.diverged || !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
       if (diverged) diverged_.push_back(n.name);
       if (paused) continue;
