@@ -195,6 +195,7 @@ TEST_F(DeciderTest, AReplicaOfThePrimaryWithStoppedThreadsIsLeftAlone) {
 
 TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
   NodeView ahead = replica("db-1", "10.0.0.1", "", "0-1-9");
+  ahead.io_running = ahead.sql_running = false;  // replicating from nobody
   Decider named{"db-2", 3000ms};
   const auto r = named.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
   EXPECT_EQ(r.action, Action::None);
@@ -206,6 +207,7 @@ TEST_F(DeciderTest, ANodeAheadOfThePrimaryIsNotRejoined) {
 // diverged; it is counted as diverged either way, paused or not.
 TEST_F(DeciderTest, ADivergedNodeIsRebuiltWhereRebuildIsAvailable) {
   NodeView ahead = replica("db-1", "10.0.0.1", "", "0-1-9");
+  ahead.io_running = ahead.sql_running = false;  // replicating from nobody
   Decider named{"db-2", 3000ms};
   named.set_rebuild_available(true);
   auto r = named.decide(t0, {ahead, primary("db-2", "10.0.0.2", "0-1-5")}, apps_lost, false);
@@ -235,6 +237,46 @@ TEST_F(DeciderTest, ADivergedNodeIsRebuiltWhereRebuildIsAvailable) {
       apps_lost, false);
   EXPECT_EQ(r.action, Action::None);
   EXPECT_TRUE(named.diverged().empty());
+}
+
+// A node refused by the primary with error 1236 after it looked rejoined is diverged; a
+// node still applying from elsewhere is not judged by its moving position; a node whose
+// rebuild cannot start now lets the round go on to the next node; a node being rebuilt is
+// neither rebuilt again, rejoined nor promoted.
+TEST_F(DeciderTest, RebuildsOnlyWhatIsSettledAndNeverPromotesANodeBeingRebuilt) {
+  Decider named{"db-2", 3000ms};
+  named.set_rebuild_available(true);
+  const auto p = primary("db-2", "10.0.0.2", "0-2-8");
+  NodeView late = replica("db-1", "10.0.0.1", "10.0.0.2", "0-2-8");
+  late.io_running = false;
+  late.io_errno = kErrorDivergedOrPurged;
+  auto r = named.decide(t0, {late, p}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Rebuild) << r.reason;
+
+  NodeView moving = replica("db-1", "10.0.0.1", "10.0.0.9", "0-2-9");  // from another node
+  r = named.decide(t0, {moving, p}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None) << r.reason;
+  EXPECT_TRUE(named.diverged().empty());
+
+  NodeView waiting = replica("db-1", "10.0.0.1", "", "0-1-9");
+  waiting.io_running = waiting.sql_running = false;
+  waiting.rebuild_wait = true;
+  NodeView former = replica("db-3", "10.0.0.3", "", "0-2-7");
+  former.io_running = former.sql_running = false;
+  r = named.decide(t0, {waiting, p, former}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::Rejoin) << r.reason;
+  EXPECT_EQ(r.targets, std::vector<std::string>{"db-3"});
+  EXPECT_EQ(named.diverged(), std::vector<std::string>{"db-1"});
+
+  NodeView rebuilding = waiting;
+  rebuilding.rebuilding = true;
+  r = named.decide(t0, {rebuilding, p}, apps_lost, false);
+  EXPECT_EQ(r.action, Action::None) << r.reason;
+  // The primary lost meanwhile: the node being rebuilt is not a candidate.
+  Decider lost{"db-2", 3000ms};
+  r = lost.decide(t0, {rebuilding, gone("db-2", "10.0.0.2")}, apps_lost, false);
+  r = lost.decide(t0 + 5s, {rebuilding, gone("db-2", "10.0.0.2")}, apps_lost, false);
+  EXPECT_NE(r.action, Action::Promote) << r.reason;
 }
 
 // Semi-sync fell back (the primary committed without a replica's acknowledgement, the

@@ -508,11 +508,27 @@ std::set<std::string> errant_files(const std::string& host) {
   return out;
 }
 
+// How many transactions a saved file holds (mariadb-binlog's header line of each GTID).
+int transactions_in(const std::string& file) {
+  static const std::regex header(R"(^#\d{6} .*\sGTID \d+-\d+-\d+( .*)?$)");
+  std::istringstream lines(webstack::test::read_file(file));
+  int n = 0;
+  for (std::string line; std::getline(lines, line);) n += std::regex_match(line, header) ? 1 : 0;
+  return n;
+}
+
 // The operator's part once a saved file was read: moved away (the ErrantTransactionsSaved
 // alert ends; the lab is shared).
 void move_errant_files_away(const std::string& host) {
   for (const auto& f : errant_files(host)) std::filesystem::remove(f);
 }
+
+// Moves HOST's saved files away when the test ends, passed or failed (the lab is shared:
+// the ErrantTransactionsSaved alert they raise would last into the next suite).
+struct ErrantFilesMovedAway {
+  std::string host;
+  ~ErrantFilesMovedAway() { move_errant_files_away(host); }
+};
 
 // The tests leave web-01 the primary, as the lab started (other suites share the lab).
 void primary_back_to_web01() {
@@ -973,6 +989,7 @@ struct RoundFigures {
   // 200 (a read-your-writes violation), any other status than 200, 502, 503, 504.
   int reads_checked = 0, reads_refused = 0, ryw_violations = 0, wrong_reads = 0;
   double held = 0;              // s: how long the fault was held (its holds, summed)
+  int errant = 0;               // transactions a rebuild saved (discarded from a node)
   double unavailable = 0;       // s: the longest time after the fault without an acknowledged write
   double redundant_after = -1;  // s: from the heal to full redundancy (-1: not within the bound)
 };
@@ -987,6 +1004,8 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   if (!ready) return f;  // no fault on a cluster the last round left broken
   const std::string r = p == "web-01" ? "web-02" : "web-01";
   const std::string author = fmt::format("nemesis-{}-{}", ::getpid(), round);
+  std::set<std::string> errant_before;
+  for (const char* host : {"web-01", "web-02"}) errant_before.merge(errant_files(host));
   WritableSampler sampler(*lab);
   Writers writers(*lab, author, 3, true);
   wait_for([&] { return writers.acknowledged() > 50; }, 20s, 10ms);
@@ -1008,6 +1027,12 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   writers.stop();
   sampler.stop();
   f.failed_over = now_primary != p;
+  for (const char* host : {"web-01", "web-02"}) {
+    for (const auto& file : errant_files(host)) {
+      if (!errant_before.contains(file)) f.errant += transactions_in(file);
+    }
+    move_errant_files_away(host);  // counted (the lab is shared: its alert would last)
+  }
   f.samples = sampler.samples();
   f.both_writable = sampler.both_writable();
   const auto records = writers.records();
@@ -1125,14 +1150,14 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
   }
   std::printf(
       "\n%s\n| fault | rounds | failovers | acknowledged | lost | two writable | "
-      "reads checked | RYW violations | "
+      "reads checked | RYW violations | errant saved | "
       "writes unavailable s (median, max) | back to redundancy s (median, max) |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
       title.c_str());
   for (const auto& fault : nemesis_faults()) {
     std::vector<double> unavailable, redundant;
     std::size_t n = 0, failovers = 0, acknowledged = 0, lost = 0;
-    int both = 0, checked = 0, violations = 0;
+    int both = 0, checked = 0, violations = 0, errant = 0;
     for (const auto& r : rounds) {
       if (r.fault != fault.name) continue;
       ++n;
@@ -1142,14 +1167,16 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
       both += r.both_writable;
       checked += r.reads_checked;
       violations += r.ryw_violations;
+      errant += r.errant;
       unavailable.push_back(r.unavailable);
       redundant.push_back(r.redundant_after);
     }
     if (n == 0) continue;
-    std::printf("| %s | %zu | %zu | %zu | %zu | %d | %d | %d | %.1f, %.1f | %.1f, %.1f |\n",
+    std::printf("| %s | %zu | %zu | %zu | %zu | %d | %d | %d | %d | %.1f, %.1f | %.1f, %.1f |\n",
                 fault.name.c_str(), n, failovers, acknowledged, lost, both, checked, violations,
-                median(unavailable), *std::max_element(unavailable.begin(), unavailable.end()),
-                median(redundant), *std::max_element(redundant.begin(), redundant.end()));
+                errant, median(unavailable),
+                *std::max_element(unavailable.begin(), unavailable.end()), median(redundant),
+                *std::max_element(redundant.begin(), redundant.end()));
   }
   std::fflush(stdout);
 }
@@ -1327,6 +1354,7 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   std::string primary;
   ASSERT_TRUE(wait_for([&] { return fully_redundant(primary); }, 60s, 100ms));
   const std::string replica = primary == "web-01" ? "web-02" : "web-01";
+  const ErrantFilesMovedAway errant_moved{replica};
   const std::string text = fmt::format("errant-{}", ::getpid());
   lab_->sql(replica,
             "STOP SLAVE; INSERT INTO webstack.messages (author, body) VALUES ('rebuild', '" + text +
@@ -1372,7 +1400,6 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   EXPECT_EQ(
       lab_->sql(replica, "SELECT COUNT(*) FROM webstack.messages WHERE body = '" + text + "'"),
       "0\n");
-  move_errant_files_away(replica);
   primary_back_to_web01();
 }
 
@@ -1385,6 +1412,7 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   std::string p;
   ASSERT_TRUE(wait_for([&] { return fully_redundant(p); }, 60s, 100ms));
   const std::string r = p == "web-01" ? "web-02" : "web-01";
+  const ErrantFilesMovedAway errant_moved{p};
   const std::string text = fmt::format("async-{}", ::getpid());
   // A failure part way leaves the shared lab with its MariaDB running and the replica's
   // IO thread going (what can be put back without a person; a diverged node cannot).
@@ -1444,11 +1472,7 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   // new primary's binlog starts late (rebuilt itself, by the test before).
   const std::string saved = webstack::test::read_file(file);
   EXPECT_NE(saved.find(text), std::string::npos) << file;
-  const std::regex header(R"(^#\d{6} .*\sGTID \d+-\d+-\d+( .*)?$)");
-  std::istringstream lines(saved);
-  int transactions = 0;
-  for (std::string line; std::getline(lines, line);) transactions += std::regex_match(line, header);
-  EXPECT_EQ(transactions, 1) << saved.substr(0, 3000);
+  EXPECT_EQ(transactions_in(file), 1) << saved.substr(0, 3000);
   std::string now;
   EXPECT_TRUE(wait_for([&] { return fully_redundant(now); }, 120s, 100ms)) << manager_log();
   EXPECT_EQ(now, r);
@@ -1456,6 +1480,13 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
       wait_for([&] { return manager_log().find("rebuild " + p + ": done") != std::string::npos; },
                60s, 100ms))
       << manager_log();
+  {
+    const std::string log = manager_log();
+    const auto at = log.find("rebuild " + p + ": done");
+    if (at != std::string::npos) {
+      std::printf("the manager's %s\n", log.substr(at, log.find('\n', at) - at).c_str());
+    }
+  }
   // Writes were acknowledged during the rebuild, and every acknowledged one is on both.
   EXPECT_GT(writers.acknowledged_since(rebuild_from), 0u);
   writers.stop();
@@ -1478,7 +1509,6 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   // The async write is gone from the rebuilt node (kept only in the saved file).
   EXPECT_EQ(lab_->sql(p, "SELECT COUNT(*) FROM webstack.messages WHERE body = '" + text + "'"),
             "0\n");
-  move_errant_files_away(p);
   primary_back_to_web01();
 }
 

@@ -122,30 +122,42 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
     // than the primary's (a former primary), becomes the primary's replica, if it holds
     // nothing the primary lacks; one that does (diverged) is rebuilt from the primary,
     // where a rebuild command is configured. A replica of the primary whose threads
-    // stopped is left alone: someone stopped them, or the monitoring's ReplicationStopped
-    // says why.
+    // stopped is left alone (someone stopped them, or the monitoring's ReplicationStopped
+    // says why), unless the primary refused it.
     for (const auto& n : nodes) {
       if (&n == &w || !n.reachable || n.writable) continue;
-      // Pointed at the primary, which refused it: diverged, though it looks like a replica.
-      if (n.master_host == w.address && !n.diverged) continue;
-      const bool diverged = n.diverged || !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
+      if (n.rebuilding) continue;  // its rebuild runs, on its old data still
+      // Refused by the primary (error 1236: it holds what the primary never had, or needs
+      // what the primary no longer has): diverged, though it may look like its replica.
+      const bool refused = n.diverged || (n.master_host == w.address && !n.io_running &&
+                                          n.io_errno == kErrorDivergedOrPurged);
+      if (n.master_host == w.address && !refused) continue;
+      // Ahead of the primary by sequence number, judged only once it applies nothing more
+      // (a node still applying from elsewhere moves under the manager's two questions).
+      const bool settled = !n.io_running && (!n.sql_running || n.relay_applied);
+      const bool ahead = !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
+      if (ahead && !settled && !refused) continue;
+      const bool diverged = refused || ahead;
       if (diverged) diverged_.push_back(n.name);
       if (paused) continue;
       if (diverged) {
         const std::string why =
-            n.diverged
-                ? fmt::format("{}'s replication was refused by {} as diverged", n.name, w.name)
-                : fmt::format(
-                      "{} holds transactions the primary {} lacks (its binlog {}, "
-                      "the primary has {})",
-                      n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos);
-        if (rebuild_available_ && d.action == Action::None) {
+            refused ? fmt::format("{}'s replication was refused by {} as diverged", n.name, w.name)
+                    : fmt::format(
+                          "{} holds transactions the primary {} lacks (its binlog {}, "
+                          "the primary has {})",
+                          n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos);
+        if (rebuild_available_ && !n.rebuild_wait && d.action == Action::None) {
           d.action = Action::Rebuild;
           d.targets = {n.name};
           d.reason += fmt::format(
               "{}{}: rebuilding it from {} (what it holds that {} lacks is "
               "saved first)",
               d.reason.empty() ? "" : "; ", why, w.name, w.name);
+        } else if (rebuild_available_ && n.rebuild_wait) {
+          d.reason +=
+              fmt::format("{}{}: its rebuild waits (one runs, or its last failed a moment ago)",
+                          d.reason.empty() ? "" : "; ", why);
         } else if (!rebuild_available_) {
           d.reason += fmt::format(
               "{}{}: not rejoined automatically; `webstack db rebuild {}` saves them and "
@@ -211,7 +223,8 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
   // acknowledged to a client is on it: semi-sync AFTER_SYNC), file order among equals.
   const NodeView* best = nullptr;
   for (const auto& n : nodes) {
-    if (!n.reachable || n.name == primary_) continue;
+    // Not a node whose data a rebuild is about to replace.
+    if (!n.reachable || n.name == primary_ || n.rebuilding) continue;
     if (best == nullptr || !gtid_covers(best->gtid_current_pos, n.gtid_current_pos)) best = &n;
   }
   // A reachable old primary holding transactions the candidate lacks and cannot fetch

@@ -32,11 +32,21 @@ struct NodeView {
   bool semi_sync_on = false;               // Rpl_semi_sync_master_status
   unsigned long long semi_sync_no_tx = 0;  // Rpl_semi_sync_master_no_tx: commits not acknowledged
   std::string error;                       // why it is unreachable
+  int io_errno = 0;                        // Last_IO_Errno (1236: the primary refused it)
   // Set by the manager: the primary refused this node's replication as diverged (error
   // 1236) and its binlog has not changed since (a history that differs behind positions
   // gtid_covers finds in order: the same sequence numbers, another server's).
   bool diverged = false;
+  // Set by the manager: a rebuild of this node runs and its data is still the old one
+  // (neither promoted nor rejoined meanwhile); a rebuild cannot start now (one runs, or
+  // this node's failed a moment ago: no Rebuild for it, the rounds go on to other nodes).
+  bool rebuilding = false;
+  bool rebuild_wait = false;
 };
+
+// ER_MASTER_FATAL_ERROR_READING_BINLOG: the primary cannot serve the replica from where it
+// stands (a transaction the primary never had, or binlogs it purged): only a rebuild helps.
+inline constexpr int kErrorDivergedOrPurged = 1236;
 
 // One web host's app: whether it answered, and how it sees each node (by node name).
 struct AppView {

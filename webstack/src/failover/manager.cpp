@@ -90,6 +90,8 @@ void read_replication(SqlSession& s, NodeView& v) {
   v.sql_running = get("Slave_SQL_Running") == "Yes";
   v.relay_applied = get("Relay_Master_Log_File") == get("Master_Log_File") &&
                     get("Exec_Master_Log_Pos") == get("Read_Master_Log_Pos");
+  const std::string io_errno = get("Last_IO_Errno");
+  v.io_errno = io_errno.empty() ? 0 : std::atoi(io_errno.c_str());
 }
 
 NodeView probe_node(SqlSession& s, const DbNode& n) {
@@ -238,18 +240,26 @@ class Manager {
     for (auto& j : node_jobs) nodes_.push_back(j.get());
     std::vector<AppView> apps;
     for (auto& j : app_jobs) apps.push_back(j.get());
-    mark_diverged();
     reap_rebuild();
+    mark_diverged();
+    retry_unreachable_rebuild(now);
 
     adopt_the_lease_holder();
     paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
     Decision d = decider_.decide(now, nodes_, apps, paused_);
+    // A node whose rebuild failed, answering and no longer diverged (repaired otherwise):
+    // forgotten, so that a later outage of it is not taken for a rebuild cut short.
+    for (auto it = rebuild_retry_.begin(); it != rebuild_retry_.end();) {
+      const auto& dv = decider_.diverged();
+      const bool answers = std::any_of(nodes_.begin(), nodes_.end(), [&](const NodeView& n) {
+        return n.name == it->first && n.reachable && !n.rebuilding;
+      });
+      const bool ok = answers && std::find(dv.begin(), dv.end(), it->first) == dv.end() &&
+                      decider_.down_since() == std::nullopt;
+      it = ok ? rebuild_retry_.erase(it) : std::next(it);
+    }
     if (d.action != Action::None && d.action != Action::Fence && now < quiet_until_) {
       d.action = Action::None;  // a failed attempt a moment ago: wait before the next
-    }
-    if (d.action == Action::Rebuild &&
-        (rebuild_pid_ > 0 || now < rebuild_retry_[d.targets.front()])) {
-      d.action = Action::None;  // one running, or one failed less than kRebuildRetry ago
     }
     if (d.action != Action::None || shape_of(d.reason) != shape_of(last_reason_)) {
       if (!d.reason.empty()) say("{}: {}", action_name(d.action), d.reason);
@@ -559,7 +569,7 @@ class Manager {
         return it == r.end() ? std::string() : it->second;
       };
       if (get("Last_IO_Errno") == "1236") {
-        diverged_at_[name] = view(name).gtid_binlog_pos;
+        diverged_at_[name] = {view(name).gtid_binlog_pos, p.name};
         session(name).query("STOP SLAVE");
         throw std::runtime_error(fmt::format(
             "{} diverged from {}: {}; it stays read-only and not replicating until it is "
@@ -606,24 +616,61 @@ class Manager {
         lab::trim(status()));
   }
 
-  // A node the primary refused as diverged stays so until its binlog changes (a rebuild
-  // empties it): the decider sees it, even where its GTID position looks in order.
+  // A node the primary refused as diverged stays so while its binlog and the primary are
+  // the same and it does not replicate (a rebuild empties its binlog; a person may repair
+  // it otherwise), even where its GTID position looks in order. The rebuild's node is
+  // marked while its data is still the old one, and nodes that cannot be rebuilt now.
   void mark_diverged() {
     for (auto& n : nodes_) {
-      const auto it = diverged_at_.find(n.name);
-      if (it == diverged_at_.end() || !n.reachable) continue;
-      if (n.gtid_binlog_pos != it->second) {
-        diverged_at_.erase(it);
-      } else {
-        n.diverged = true;
+      if (!n.reachable) continue;
+      if (const auto it = diverged_at_.find(n.name); it != diverged_at_.end()) {
+        if (n.gtid_binlog_pos != it->second.binlog || decider_.primary() != it->second.primary ||
+            (n.io_running && n.sql_running)) {
+          diverged_at_.erase(it);
+        } else {
+          n.diverged = true;
+        }
       }
+      n.rebuilding =
+          rebuild_pid_ > 0 && n.name == rebuild_host_ && n.gtid_binlog_pos == rebuild_binlog_;
+      const auto retry = rebuild_retry_.find(n.name);
+      n.rebuild_wait =
+          rebuild_pid_ > 0 || (retry != rebuild_retry_.end() && Clock::now() < retry->second);
+    }
+  }
+
+  // A rebuild that failed once its node's MariaDB was stopped (a rebuild killed part way)
+  // leaves the node unreachable, where the rules see nothing to rebuild: tried again from
+  // here, while the site has its primary. A node that answers is the rules' again.
+  void retry_unreachable_rebuild(Clock::time_point now) {
+    if (rebuild_pid_ > 0 || decider_.down_since()) return;
+    for (auto it = rebuild_retry_.begin(); it != rebuild_retry_.end();) {
+      const NodeView* v = nullptr;
+      for (const auto& n : nodes_)
+        if (n.name == it->first) v = &n;
+      if (v == nullptr || it->first == decider_.primary()) {
+        it = rebuild_retry_.erase(it);
+        continue;
+      }
+      if (!v->reachable && now >= it->second) {
+        const std::string host = it->first;
+        say("rebuild {}: it does not answer since its last rebuild failed: trying again", host);
+        try {
+          start_rebuild(host);
+        } catch (const std::exception& e) {
+          say("rebuild {} failed: {}", host, e.what());
+        }
+        return;
+      }
+      ++it;
     }
   }
 
   // The rebuild command runs in the background (minutes, for a large database) with this
-  // log as its output; rounds go on meanwhile: its last step waits for this manager to
-  // rejoin the node. It is not stopped with the manager: a rebuild cut short leaves a
-  // node to rebuild again (`webstack db rebuild` resumes one it interrupted).
+  // log as its output, in a session of its own (stopping or killing the manager's service
+  // leaves it running; a restarted manager's own attempt fails on the command's lock
+  // until it ends) and with no descriptor of ours but its output. Rounds go on meanwhile:
+  // its last step waits for this manager to rejoin the node.
   void start_rebuild(const std::string& host) {
     std::vector<std::string> args;
     for (std::string a : c_.rebuild_command) {
@@ -636,6 +683,8 @@ class Manager {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    // The MariaDB client library's sockets are not close-on-exec.
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     // SIGPIPE back to its default: the command's pipelines count on it (this one ignores it).
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -643,7 +692,7 @@ class Manager {
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
     posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
     pid_t pid = -1;
     const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
     posix_spawnattr_destroy(&attr);
@@ -655,6 +704,9 @@ class Manager {
     }
     rebuild_pid_ = pid;
     rebuild_host_ = host;
+    rebuild_binlog_.clear();
+    for (const auto& n : nodes_)
+      if (n.name == host) rebuild_binlog_ = n.gtid_binlog_pos;
     rebuild_started_ = Clock::now();
     say("rebuild {}: started `{}` (pid {})", host, lab::describe(args), pid);
   }
@@ -663,24 +715,44 @@ class Manager {
     if (rebuild_pid_ <= 0) return;
     int status = 0;
     const pid_t r = ::waitpid(rebuild_pid_, &status, WNOHANG);
+    const int wait_errno = errno;
     if (r == 0) return;  // still running
     const double secs = std::chrono::duration<double>(Clock::now() - rebuild_started_).count();
     const bool ok = r == rebuild_pid_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (ok) {
       ++rebuilds_;
       diverged_at_.erase(rebuild_host_);
+      rebuild_retry_.erase(rebuild_host_);
       say("rebuild {}: done ({:.1f} s)", rebuild_host_, secs);
     } else {
       ++rebuild_failures_;
       rebuild_retry_[rebuild_host_] = Clock::now() + kRebuildRetry;
       say("rebuild {}: failed ({}, after {:.1f} s): tried again in {} s", rebuild_host_,
-          r != rebuild_pid_     ? std::string("lost: ") + std::strerror(errno)
+          r != rebuild_pid_     ? std::string("lost: ") + std::strerror(wait_errno)
           : WIFEXITED(status)   ? fmt::format("exit {}", WEXITSTATUS(status))
           : WIFSIGNALED(status) ? fmt::format("signal {}", WTERMSIG(status))
                                 : std::string("ended"),
           secs, std::chrono::duration_cast<std::chrono::seconds>(kRebuildRetry).count());
     }
     rebuild_pid_ = -1;
+  }
+
+  // Nodes diverged: the rules' (reachable ones), the one being rebuilt, and those whose
+  // rebuild failed while they do not answer. The site has no replica in them either way.
+  std::vector<std::string> diverged_nodes() const {
+    auto out = decider_.diverged();
+    if (rebuild_pid_ > 0 && std::find(out.begin(), out.end(), rebuild_host_) == out.end()) {
+      out.push_back(rebuild_host_);
+    }
+    for (const auto& [host, when] : rebuild_retry_) {
+      for (const auto& n : nodes_) {
+        if (n.name == host && !n.reachable &&
+            std::find(out.begin(), out.end(), host) == out.end()) {
+          out.push_back(host);
+        }
+      }
+    }
+    return out;
   }
 
   // How many files the rebuilds saved discarded transactions in (the operator reads them,
@@ -763,7 +835,7 @@ class Manager {
                 rejoins_,
                 restores_,
                 failures_,
-                decider_.diverged(),
+                diverged_nodes(),
                 rebuild_pid_ > 0 ? rebuild_host_ : std::string(),
                 rebuilds_,
                 rebuild_failures_,
@@ -827,7 +899,7 @@ class Manager {
     metric("webstack_failover_action_failures_total", "counter",
            "Actions that failed (retried a second later)", std::to_string(p.failures));
     metric("webstack_failover_diverged_nodes", "gauge",
-           "Reachable nodes holding transactions the primary lacks (not rebuilt yet)",
+           "Nodes holding transactions the primary lacks (being rebuilt, or not yet)",
            std::to_string(p.diverged.size()));
     metric("webstack_failover_rebuilding", "gauge", "1 while a rebuild of a diverged node runs",
            p.rebuilding.empty() ? "0" : "1");
@@ -854,14 +926,18 @@ class Manager {
   bool paused_ = false;
   unsigned long promotions_ = 0, fences_ = 0, rejoins_ = 0, restores_ = 0, failures_ = 0;
   Clock::time_point quiet_until_{};
-  // Nodes the primary refused as diverged, with their binlog position then.
-  std::map<std::string, std::string> diverged_at_;
+  // Nodes the primary refused as diverged: their binlog position then, and that primary.
+  struct Refusal {
+    std::string binlog, primary;
+  };
+  std::map<std::string, Refusal> diverged_at_;
   static constexpr auto kRebuildRetry = std::chrono::seconds(30);
-  pid_t rebuild_pid_ = -1;  // the running rebuild command
-  std::string rebuild_host_;
+  pid_t rebuild_pid_ = -1;                     // the running rebuild command
+  std::string rebuild_host_, rebuild_binlog_;  // its node, and that node's binlog then
   Clock::time_point rebuild_started_{};
   unsigned long rebuilds_ = 0, rebuild_failures_ = 0;
-  std::map<std::string, Clock::time_point> rebuild_retry_;  // no rebuild of a node before
+  // Nodes whose last rebuild failed: no rebuild of them before then.
+  std::map<std::string, Clock::time_point> rebuild_retry_;
   std::string deposed_;  // set by depose(), cleared once another node is named
   mutable std::mutex published_mutex_;
   mutable std::string designate_request_;  // guarded by published_mutex_: GET /designate

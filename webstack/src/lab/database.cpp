@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -574,22 +575,48 @@ std::string save_errant(const std::string& host, const std::string& datadir,
           fmt::format("{} lacks {}'s transaction {}: nothing replaced", file, host, mine[i]));
     }
   }
-  return fmt::format("{} (GTID {} to {})", mine.size() - first, mine[first], mine.back());
+  // Counted exactly: the file runs from the first such to the end (mariadb-binlog reads
+  // from a position), and may hold transactions the primary has between them.
+  std::size_t errant = 0;
+  for (std::size_t i = first; i < mine.size(); ++i) {
+    const auto [d, n] = domain_and_seq(mine[i]);
+    errant += !have.contains(mine[i]) && (!floor.contains(d) || n >= floor[d]) ? 1 : 0;
+  }
+  return fmt::format("{} (GTID {} to {})", errant, mine[first], mine.back());
 }
 
-// Kills the temporary server a rebuild starts on the new data (named by `pid_file`, if
-// that process is one on `socket`: a stale file may name another) and waits until it is
-// gone (10 s at most).
-void kill_rebuild_server(const std::string& pid_file, const std::string& socket) {
-  const std::string text = trim(read_text_or_empty(pid_file));
-  if (text.empty() || !std::all_of(text.begin(), text.end(), ::isdigit)) return;
-  const std::string cmdline = "/proc/" + text + "/cmdline";
-  if (read_text_or_empty(cmdline).find("--socket=" + socket) == std::string::npos) return;
-  ::kill(std::stoi(text), SIGKILL);
+// Kills what a rebuild of a node cut short left running (while holding its lock, so none
+// is a live rebuild's): every process whose command line names the node's rebuild files
+// (the temporary server on rebuild.sock, the receiver unpacking into rebuild/, the sender
+// writing rebuild.tmp/), and the stream's listener in the node's namespace (`ns_file`,
+// /run/netns/...); waits until they are gone (10 s at most).
+void kill_rebuild_leftovers(const std::string& host_data, const std::string& ns_file,
+                            const std::string& listen) {
+  struct stat ns {};
+  const bool have_ns = ::stat(ns_file.c_str(), &ns) == 0;
+  const auto leftovers = [&] {
+    std::vector<int> pids;
+    std::error_code ec;
+    for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+      const int pid = std::stoi(name);
+      if (pid == ::getpid()) continue;
+      const std::string cmdline = read_text_or_empty("/proc/" + name + "/cmdline");
+      bool ours = cmdline.find(host_data + "/rebuild") != std::string::npos;
+      struct stat net {};
+      if (!ours && have_ns && cmdline.find(listen) != std::string::npos &&
+          ::stat(("/proc/" + name + "/ns/net").c_str(), &net) == 0) {
+        ours = net.st_ino == ns.st_ino && net.st_dev == ns.st_dev;
+      }
+      if (ours) pids.push_back(pid);
+    }
+    return pids;
+  };
   const auto deadline = Clock::now() + 10s;
-  while (read_text_or_empty(cmdline).find("--socket=" + socket) != std::string::npos &&
-         Clock::now() < deadline) {
-    std::this_thread::sleep_for(20ms);  // poll interval
+  for (auto pids = leftovers(); !pids.empty() && Clock::now() < deadline; pids = leftovers()) {
+    for (const int pid : pids) ::kill(pid, SIGKILL);
+    std::this_thread::sleep_for(50ms);  // poll interval
   }
 }
 
@@ -610,11 +637,12 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     throw std::invalid_argument(
         fmt::format("{} is the primary: a rebuild copies the primary onto another node", h->name));
   }
-  for (const char* program : {"mariadb-backup", "mbstream", "mariadb-binlog", "socat"}) {
+  for (const char* program :
+       {"mariadb-backup", "mbstream", "mariadb-binlog", "socat", "mariadbd", "mariadb-admin"}) {
     if (!program_in_path(program)) {
       throw std::runtime_error(fmt::format(
-          "{} not found in PATH: install the Debian packages mariadb-backup, mariadb-client "
-          "and socat (scripts/setup.sh does)",
+          "{} not found in PATH: install the Debian packages mariadb-backup, mariadb-client, "
+          "mariadb-server and socat (scripts/setup.sh does)",
           program));
     }
   }
@@ -645,6 +673,10 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     throw std::runtime_error(
         fmt::format("a rebuild of {} is running ({} is locked)", h->name, lock_path));
   }
+  // What an earlier rebuild cut short left running goes first.
+  const std::string port = std::to_string(render::kDbRebuildPort);
+  kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
+                         "-LISTEN:" + port + ",");
   // Written once the node's extra transactions are saved, before its data is replaced:
   // a rebuild cut short after that point (mysql.old left) is taken up again.
   const std::string saved_marker = data + h->name + "/rebuild-saved";
@@ -656,8 +688,6 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                       old, h->name));
     }
     const std::string before = trim(read_text_or_empty(saved_marker));
-    // Its temporary server, if it was left running on the new data.
-    kill_rebuild_server(data + h->name + "/rebuild.pid", data + h->name + "/rebuild.sock");
     if (fs::exists(datadir)) {
       // Its data was replaced: the old copy's transactions are saved already.
       fs::remove_all(old);
@@ -723,7 +753,6 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
       return fmt::format(",cert={0}/server.crt,key={0}/server.key,cafile={1},verify=1", d,
                          lab_ca_path(state_dir));
     };
-    const std::string port = std::to_string(render::kDbRebuildPort);
     const std::string listen = tls ? "OPENSSL-LISTEN:" + port + ",reuseaddr" + tls_opts(*h)
                                    : "TCP-LISTEN:" + port + ",reuseaddr";
     // The receiver first (one connection, then it ends), then the sender.
@@ -797,70 +826,135 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   const auto service = [&](ServiceAction a) {
     control_service(t, state_dir, h->name + "/mariadb", a, quiet ? quiet.get() : out, 60s);
   };
-  step(h->name + "'s MariaDB stopped, its data replaced", [&] {
-    std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
-                                << "\n";
-    service(ServiceAction::Stop);
-    fs::rename(datadir, old);
-    fs::rename(staging, datadir);
-    run_checked({"chown", "-R", "mysql:mysql", datadir});
-    fs::permissions(datadir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-    return "the old data in " + old + " until the end";
+  // A promotion since the start (the manager's, or by hand) could have made the node the
+  // primary: its data is replaced only while the roles are what they were.
+  step("the roles unchanged (" + p.name + " the primary, " + h->name + " read-only)", [&] {
+    const std::string now = with_current_primary(topology, state_dir).primary().name;
+    if (now != p.name) {
+      throw std::runtime_error(
+          fmt::format("the primary is {} now, not {}: nothing replaced", now, p.name));
+    }
+    const auto ro = sql(state_dir, h->name, "SELECT @@GLOBAL.read_only", 10s);
+    if (ro.ok && ro.out != "1") {
+      throw std::runtime_error(h->name + " is writable: nothing replaced");
+    }
+    return std::string();
   });
-  step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
-    // Before the node is seen by anyone (the failover manager rejoins a node from its own
-    // position): a server of its own on the new data, without networking or replication.
-    const std::string sock = data + h->name + "/rebuild.sock",
-                      pid = data + h->name + "/rebuild.pid";
-    fs::remove(pid);  // a stale one would name some other process
-    auto server = std::async(std::launch::async, [&] {
-      return run(
-          {"mariadbd", "--defaults-file=" + state_dir + "/hosts/" + h->name + "/mariadb/my.cnf",
-           "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
-          10min);
+  // A failure from here on puts the old data back and starts it (the node as it was, for
+  // the next rebuild), but for the last step's: the node then has its new data and place.
+  bool stopped = false, swapped = false;
+  const auto put_back = [&] {
+    try {
+      service(ServiceAction::Stop);
+      kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
+                             "-LISTEN:" + port + ",");
+      fs::remove_all(datadir);
+      fs::rename(old, datadir);
+      fs::remove(saved_marker);
+      service(ServiceAction::Start);
+      std::fprintf(out,
+                   "the rebuild failed after replacing %s's data: its old data is back, "
+                   "its MariaDB started\n",
+                   h->name.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(out,
+                   "putting %s's old data back failed too (%s); the next rebuild takes "
+                   "it up\n",
+                   h->name.c_str(), e.what());
+    }
+  };
+  try {
+    step(h->name + "'s MariaDB stopped, its data replaced", [&] {
+      std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
+                                  << "\n";
+      stopped = true;
+      service(ServiceAction::Stop);
+      fs::rename(datadir, old);
+      swapped = true;
+      fs::rename(staging, datadir);
+      run_checked({"chown", "-R", "mysql:mysql", datadir});
+      fs::permissions(datadir,
+                      fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+      return "the old data in " + old + " until the end";
     });
-    const auto client = [&](const std::string& statement) {
-      return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
-                  "--skip-column-names", "-e", statement},
-                 30s);
-    };
-    // The server started here, by its pid, when it will not answer or stop.
-    const auto kill_server = [&] {
-      kill_rebuild_server(pid, sock);
-      server.wait_for(30s);
-    };
-    const auto deadline = Clock::now() + 60s;
-    while (client("SELECT 1").exit_code != 0) {
-      if (server.wait_for(0s) == std::future_status::ready) {
-        const auto r = server.get();
-        throw std::runtime_error("mariadbd on the new data of " + h->name +
-                                 " ended: " + trim(r.out + r.err).substr(0, 600));
+    step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
+      // Before the node is seen by anyone (the failover manager rejoins a node from its own
+      // position): a server of its own on the new data, without networking or replication.
+      const std::string sock = data + h->name + "/rebuild.sock",
+                        pid = data + h->name + "/rebuild.pid";
+      fs::remove(pid);  // a stale one would name some other process
+      auto server = std::async(std::launch::async, [&] {
+        return run(
+            {"mariadbd", "--defaults-file=" + state_dir + "/hosts/" + h->name + "/mariadb/my.cnf",
+             "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
+            10min);
+      });
+      const auto client = [&](const std::string& statement) {
+        return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
+                    "--skip-column-names", "-e", statement},
+                   30s);
+      };
+      // The server started here, by its pid, when it will not answer or stop.
+      const auto kill_server = [&] {
+        kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
+                               "-LISTEN:" + port + ",");
+        server.wait_for(30s);
+      };
+      const auto deadline = Clock::now() + 60s;
+      while (client("SELECT 1").exit_code != 0) {
+        if (server.wait_for(0s) == std::future_status::ready) {
+          const auto r = server.get();
+          throw std::runtime_error("mariadbd on the new data of " + h->name +
+                                   " ended: " + trim(r.out + r.err).substr(0, 600));
+        }
+        if (Clock::now() > deadline) {
+          kill_server();
+          throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
+        }
+        std::this_thread::sleep_for(100ms);  // poll interval
       }
-      if (Clock::now() > deadline) {
+      // The server on that socket must be the one on the new data (a server left by a
+      // rebuild cut short, on the same socket path, once took this for itself).
+      const auto dir = client("SELECT @@GLOBAL.datadir");
+      if (fs::path(trim(dir.out)).lexically_normal() !=
+          fs::path(datadir + "/").lexically_normal()) {
         kill_server();
-        throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
+        throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set",
+                                             sock, trim(dir.out + dir.err), datadir));
       }
-      std::this_thread::sleep_for(100ms);  // poll interval
+      const auto set =
+          client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
+      run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
+      if (server.wait_for(60s) != std::future_status::ready) {
+        kill_server();
+        throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
+      }
+      if (set.exit_code != 0)
+        throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + trim(set.err));
+      return std::string();
+    });
+    step(h->name + "'s MariaDB started", [&] {
+      service(ServiceAction::Start);
+      const auto deadline = Clock::now() + 60s;
+      while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
+        if (Clock::now() > deadline)
+          throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
+        std::this_thread::sleep_for(100ms);  // poll interval
+      }
+      return std::string();
+    });
+  } catch (const std::exception&) {
+    if (swapped) {
+      put_back();
+    } else if (stopped) {
+      try {
+        service(ServiceAction::Start);
+      } catch (const std::exception& e) {
+        std::fprintf(out, "starting %s's MariaDB again failed: %s\n", h->name.c_str(), e.what());
+      }
     }
-    const auto set = client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
-    run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
-    if (server.wait_for(60s) != std::future_status::ready) {
-      kill_server();
-      throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
-    }
-    if (set.exit_code != 0) throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + trim(set.err));
-    return std::string();
-  });
-  step(h->name + "'s MariaDB started", [&] {
-    service(ServiceAction::Start);
-    const auto deadline = Clock::now() + 60s;
-    while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
-      if (Clock::now() > deadline)
-        throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
-      std::this_thread::sleep_for(100ms);  // poll interval
-    }
-    return std::string();
-  });
+    throw;
+  }
   step(h->name + " replicates from " + p.name, [&] {
     // With automatic failover the manager rejoins it (it sees a read-only node replicating
     // from nobody, holding nothing the primary lacks), switching semi-sync on with it;
