@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The long database nemesis campaign: N rounds of faults picked at random (seeded) under
-# writes through the site, each judged by the system test's independent checker (every
-# acknowledged write on both nodes, no moment with two writable nodes, back to full
-# redundancy without a person); prints each round and the table per fault type
+# The long database nemesis campaign: N rounds of faults picked at random, each held for
+# a time drawn at random (both from the seed), under writes and read-your-writes reads
+# through the site, each judged by the system test's independent checker (every
+# acknowledged write on both nodes, no moment with two writable nodes, no read missing its
+# own write, back to full redundancy without a person); prints each round and the table
+# per fault type
 # (docs/high-availability.md has the latest). Root; it brings up a lab of its own.
 # Usage: scripts/chaos.sh [--rounds N] [--seed S] [--preset P]   (defaults 100, 1, release)
 set -euo pipefail

@@ -673,11 +673,16 @@ class Manager {
   // its last step waits for this manager to rejoin the node.
   void start_rebuild(const std::string& host) {
     std::vector<std::string> args;
+    args.reserve(c_.rebuild_command.size());
     for (std::string a : c_.rebuild_command) {
-      for (std::size_t at; (at = a.find("{host}")) != std::string::npos;) a.replace(at, 6, host);
+      for (auto at = a.find("{host}"); at != std::string::npos; at = a.find("{host}", at)) {
+        a.replace(at, 6, host);
+        at += host.size();
+      }
       args.push_back(std::move(a));
     }
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t fa;
