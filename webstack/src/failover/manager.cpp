@@ -241,8 +241,8 @@ class Manager {
     std::vector<AppView> apps;
     for (auto& j : app_jobs) apps.push_back(j.get());
     reap_rebuild();
-    mark_diverged();
     retry_unreachable_rebuild(now);
+    mark_diverged();
 
     adopt_the_lease_holder();
     paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
@@ -672,6 +672,7 @@ class Manager {
   // until it ends) and with no descriptor of ours but its output. Rounds go on meanwhile:
   // its last step waits for this manager to rejoin the node.
   void start_rebuild(const std::string& host) {
+    if (rebuild_pid_ > 0) return;  // one at a time
     std::vector<std::string> args;
     args.reserve(c_.rebuild_command.size());
     for (std::string a : c_.rebuild_command) {
