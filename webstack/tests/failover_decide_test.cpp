@@ -272,11 +272,18 @@ TEST_F(DeciderTest, RebuildsOnlyWhatIsSettledAndNeverPromotesANodeBeingRebuilt) 
   rebuilding.rebuilding = true;
   r = named.decide(t0, {rebuilding, p}, apps_lost, false);
   EXPECT_EQ(r.action, Action::None) << r.reason;
-  // The primary lost meanwhile: the node being rebuilt is not a candidate.
-  Decider lost{"db-2", 3000ms};
-  r = lost.decide(t0, {rebuilding, gone("db-2", "10.0.0.2")}, apps_lost, false);
-  r = lost.decide(t0 + 5s, {rebuilding, gone("db-2", "10.0.0.2")}, apps_lost, false);
-  EXPECT_NE(r.action, Action::Promote) << r.reason;
+  // The primary lost meanwhile: the node being rebuilt is not a candidate, nor one whose
+  // lock a rebuild started elsewhere holds; the same node otherwise is.
+  const auto after_loss = [&](const NodeView& n) {
+    Decider lost{"db-2", 3000ms};
+    lost.decide(t0, {n, gone("db-2", "10.0.0.2")}, apps_lost, false);
+    return lost.decide(t0 + 5s, {n, gone("db-2", "10.0.0.2")}, apps_lost, false);
+  };
+  EXPECT_NE(after_loss(rebuilding).action, Action::Promote);
+  NodeView locked = waiting;
+  locked.rebuild_locked = true;
+  EXPECT_NE(after_loss(locked).action, Action::Promote);
+  EXPECT_EQ(after_loss(waiting).action, Action::Promote);
 }
 
 // Semi-sync fell back (the primary committed without a replica's acknowledgement, the

@@ -1385,6 +1385,14 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
   const std::string file = rebuild_saving(replica);
   ASSERT_FALSE(file.empty()) << manager_log();
   EXPECT_FALSE(std::filesystem::exists(old_data));
+  // Nothing the killed rebuild started is left running.
+  const std::string ours = lab_->state() + "/data/" + replica + "/rebuild";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string cmdline = webstack::test::read_file(it->path().string() + "/cmdline");
+    EXPECT_EQ(cmdline.find(ours), std::string::npos) << it->path() << ": " << cmdline;
+  }
   EXPECT_NE(webstack::test::read_file(file).find(text), std::string::npos) << file;
   const auto st = lab_->cli({"status"}, 30s);
   EXPECT_NE(st.out.find("saved by `webstack db rebuild`"), std::string::npos) << st.out;
@@ -1456,7 +1464,6 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   const std::string author = fmt::format("rebuild-{}", ::getpid());
   Writers writers(*lab_, author);
   ASSERT_TRUE(wait_for([&] { return writers.acknowledged() > 10; }, 20s, 10ms));
-  const auto rebuild_from = Clock::now();
   const auto before = errant_files(p);
   cli_ok({"start", p + "/mariadb"});
   std::string file;
@@ -1468,6 +1475,7 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
       },
       120s, 200ms))
       << manager_log();
+  const auto file_saved = Clock::now();  // the rebuild's second step is done; it goes on
   // That write and nothing else: the history both share is not counted, even where the
   // new primary's binlog starts late (rebuilt itself, by the test before).
   const std::string saved = webstack::test::read_file(file);
@@ -1487,8 +1495,9 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
       std::printf("the manager's %s\n", log.substr(at, log.find('\n', at) - at).c_str());
     }
   }
-  // Writes were acknowledged during the rebuild, and every acknowledged one is on both.
-  EXPECT_GT(writers.acknowledged_since(rebuild_from), 0u);
+  // Writes were sent and acknowledged after the rebuild saved its file (while it streams,
+  // swaps and waits for the rejoin), and every acknowledged one is on both nodes.
+  EXPECT_GT(writers.acknowledged_since(file_saved), 0u);
   writers.stop();
   const std::string pos = lab_->try_sql(r, "SELECT @@GLOBAL.gtid_binlog_pos");
   EXPECT_TRUE(wait_for(

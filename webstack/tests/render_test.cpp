@@ -656,6 +656,7 @@ TEST_F(RenderTest, AutomaticFailoverManagerAgentsAndReadOnlyStart) {
             (std::vector<std::string>{"/opt/lab/web\"stack", "db", "rebuild", "{host}", "-f",
                                       "/srv/site.toml", "--state-dir", options_.state_dir}));
   EXPECT_EQ(m.errant_dir, options_.state_dir + "/errant");
+  EXPECT_EQ(m.rebuild_lock, options_.state_dir + "/data/{host}/rebuild.lock");
   const auto a = failover::load_agent_config((tmp_ / "out/web-01/failover/agent.toml").string());
   EXPECT_EQ(a.socket, options_.state_dir + "/run/web-01/mysqld.sock");
   EXPECT_EQ(a.listen, "10.77.0.11");

@@ -102,6 +102,7 @@ ManagerConfig load_manager_config(const std::string& path) {
     }
     if (!names_host) r.fail("manager.rebuild_command", "names no {host} (the node to rebuild)");
   }
+  c.rebuild_lock = r.text(m, "rebuild_lock", "manager.rebuild_lock", false);
   c.errant_dir = r.text(m, "errant_dir", "manager.errant_dir", false);
   c.db = r.nodes("db");
   if (c.db.size() < 2) r.fail("db", "needs at least two [[db]] nodes (a primary and a replica)");

@@ -36,7 +36,8 @@ struct ManagerConfig {
   // name), run by the manager in the background; empty: nobody rebuilds it automatically
   // (real servers: docs/high-availability.md says how by hand).
   std::vector<std::string> rebuild_command;
-  std::string errant_dir;  // where rebuilds save the transactions they discard ("": none)
+  std::string rebuild_lock;  // the command's lock file ("{host}": the node), tested, never taken
+  std::string errant_dir;    // where rebuilds save the transactions they discard ("": none)
   std::vector<DbNode> db;
   std::vector<AppEndpoint> apps;
 };

@@ -224,7 +224,7 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
   const NodeView* best = nullptr;
   for (const auto& n : nodes) {
     // Not a node whose data a rebuild is about to replace.
-    if (!n.reachable || n.name == primary_ || n.rebuilding) continue;
+    if (!n.reachable || n.name == primary_ || n.rebuilding || n.rebuild_locked) continue;
     if (best == nullptr || !gtid_covers(best->gtid_current_pos, n.gtid_current_pos)) best = &n;
   }
   // A reachable old primary holding transactions the candidate lacks and cannot fetch

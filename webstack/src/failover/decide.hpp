@@ -42,6 +42,8 @@ struct NodeView {
   // this node's failed a moment ago: no Rebuild for it, the rounds go on to other nodes).
   bool rebuilding = false;
   bool rebuild_wait = false;
+  // Set by the manager: a rebuild it did not start holds the node's lock: not promoted.
+  bool rebuild_locked = false;
 };
 
 // ER_MASTER_FATAL_ERROR_READING_BINLOG: the primary cannot serve the replica from where it

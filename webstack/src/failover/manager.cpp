@@ -240,15 +240,15 @@ class Manager {
     for (auto& j : node_jobs) nodes_.push_back(j.get());
     std::vector<AppView> apps;
     for (auto& j : app_jobs) apps.push_back(j.get());
+    paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
     reap_rebuild();
     retry_unreachable_rebuild(now);
     mark_diverged();
 
     adopt_the_lease_holder();
-    paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
     Decision d = decider_.decide(now, nodes_, apps, paused_);
     // A node whose rebuild failed, answering and no longer diverged (repaired otherwise):
-    // forgotten, so that a later outage of it is not taken for a rebuild cut short.
+    // forgotten (its next rebuild starts from the first delay again).
     for (auto it = rebuild_retry_.begin(); it != rebuild_retry_.end();) {
       const auto& dv = decider_.diverged();
       const bool answers = std::any_of(nodes_.begin(), nodes_.end(), [&](const NodeView& n) {
@@ -622,6 +622,7 @@ class Manager {
   // marked while its data is still the old one, and nodes that cannot be rebuilt now.
   void mark_diverged() {
     for (auto& n : nodes_) {
+      if (rebuild_pid_ > 0 && n.name == rebuild_host_ && !n.reachable) rebuild_seen_down_ = true;
       if (!n.reachable) continue;
       if (const auto it = diverged_at_.find(n.name); it != diverged_at_.end()) {
         if (n.gtid_binlog_pos != it->second.binlog || decider_.primary() != it->second.primary ||
@@ -631,19 +632,40 @@ class Manager {
           n.diverged = true;
         }
       }
-      n.rebuilding =
-          rebuild_pid_ > 0 && n.name == rebuild_host_ && n.gtid_binlog_pos == rebuild_binlog_;
+      // Its old data until the rebuild stopped it, or its binlog changed.
+      n.rebuilding = rebuild_pid_ > 0 && n.name == rebuild_host_ && !rebuild_seen_down_ &&
+                     n.gtid_binlog_pos == rebuild_binlog_;
       const auto retry = rebuild_retry_.find(n.name);
       n.rebuild_wait =
-          rebuild_pid_ > 0 || (retry != rebuild_retry_.end() && Clock::now() < retry->second);
+          rebuild_pid_ > 0 || (retry != rebuild_retry_.end() && Clock::now() < retry->second.at);
+      // A rebuild this manager did not start (by hand, or before a restart) holds the
+      // node's lock: no rebuild of it, and no promotion.
+      if (rebuild_pid_ <= 0 && lock_held(n.name)) n.rebuild_wait = n.rebuild_locked = true;
     }
   }
 
-  // A rebuild that failed once its node's MariaDB was stopped (a rebuild killed part way)
-  // leaves the node unreachable, where the rules see nothing to rebuild: tried again from
-  // here, while the site has its primary. A node that answers is the rules' again.
+  // The rebuild command's lock on `host` (`rebuild_lock`, an OFD lock) is held by someone:
+  // tested without taking it (a rebuild starting now must not find it taken by us).
+  bool lock_held(const std::string& host) const {
+    if (c_.rebuild_lock.empty()) return false;
+    std::string path = c_.rebuild_lock;
+    if (const auto at = path.find("{host}"); at != std::string::npos) path.replace(at, 6, host);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct flock probe {};
+    probe.l_type = F_WRLCK;
+    probe.l_whence = SEEK_SET;
+    const bool held = ::fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
+    ::close(fd);
+    return held;
+  }
+
+  // A rebuild killed part way (by a signal: the command itself starts the node again on
+  // any error) can leave the node's MariaDB stopped, where the rules see nothing to
+  // rebuild: tried again from here, while the site has its primary and failover is not
+  // paused. A node that answers is the rules' again.
   void retry_unreachable_rebuild(Clock::time_point now) {
-    if (rebuild_pid_ > 0 || decider_.down_since()) return;
+    if (rebuild_pid_ > 0 || decider_.down_since() || paused_) return;
     for (auto it = rebuild_retry_.begin(); it != rebuild_retry_.end();) {
       const NodeView* v = nullptr;
       for (const auto& n : nodes_)
@@ -652,7 +674,7 @@ class Manager {
         it = rebuild_retry_.erase(it);
         continue;
       }
-      if (!v->reachable && now >= it->second) {
+      if (!v->reachable && it->second.left_down && now >= it->second.at) {
         const std::string host = it->first;
         say("rebuild {}: it does not answer since its last rebuild failed: trying again", host);
         try {
@@ -704,15 +726,18 @@ class Manager {
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
-      rebuild_retry_[host] = Clock::now() + kRebuildRetry;
-      ++rebuild_failures_;
+      failed_rebuild(host, false);
       throw std::runtime_error(fmt::format("cannot start {}: {}", args.front(), std::strerror(rc)));
     }
     rebuild_pid_ = pid;
     rebuild_host_ = host;
-    rebuild_binlog_.clear();
-    for (const auto& n : nodes_)
-      if (n.name == host) rebuild_binlog_ = n.gtid_binlog_pos;
+    rebuild_seen_down_ = true;  // until it is seen answering, on its old data
+    for (const auto& n : nodes_) {
+      if (n.name == host && n.reachable) {
+        rebuild_binlog_ = n.gtid_binlog_pos;
+        rebuild_seen_down_ = false;
+      }
+    }
     rebuild_started_ = Clock::now();
     say("rebuild {}: started `{}` (pid {})", host, lab::describe(args), pid);
   }
@@ -731,16 +756,26 @@ class Manager {
       rebuild_retry_.erase(rebuild_host_);
       say("rebuild {}: done ({:.1f} s)", rebuild_host_, secs);
     } else {
-      ++rebuild_failures_;
-      rebuild_retry_[rebuild_host_] = Clock::now() + kRebuildRetry;
+      const auto delay = failed_rebuild(rebuild_host_, r != rebuild_pid_ || WIFSIGNALED(status));
       say("rebuild {}: failed ({}, after {:.1f} s): tried again in {} s", rebuild_host_,
           r != rebuild_pid_     ? std::string("lost: ") + std::strerror(wait_errno)
           : WIFEXITED(status)   ? fmt::format("exit {}", WEXITSTATUS(status))
           : WIFSIGNALED(status) ? fmt::format("signal {}", WTERMSIG(status))
                                 : std::string("ended"),
-          secs, std::chrono::duration_cast<std::chrono::seconds>(kRebuildRetry).count());
+          secs, delay.count());
     }
     rebuild_pid_ = -1;
+  }
+
+  // A failed rebuild of `host`: tried again after 30 s, doubling up to 10 minutes while it
+  // keeps failing. `left_down`: it ended by a signal, and may have left the node stopped.
+  std::chrono::seconds failed_rebuild(const std::string& host, bool left_down) {
+    ++rebuild_failures_;
+    auto& r = rebuild_retry_[host];
+    r.delay = r.delay.count() == 0 ? kRebuildRetry : std::min(r.delay * 2, kRebuildRetryMax);
+    r.at = Clock::now() + r.delay;
+    r.left_down = left_down;
+    return r.delay;
   }
 
   // Nodes diverged: the rules' (reachable ones), the one being rebuilt, and those whose
@@ -750,9 +785,9 @@ class Manager {
     if (rebuild_pid_ > 0 && std::find(out.begin(), out.end(), rebuild_host_) == out.end()) {
       out.push_back(rebuild_host_);
     }
-    for (const auto& [host, when] : rebuild_retry_) {
+    for (const auto& [host, retry] : rebuild_retry_) {
       for (const auto& n : nodes_) {
-        if (n.name == host && !n.reachable &&
+        if (n.name == host && !n.reachable && retry.left_down &&
             std::find(out.begin(), out.end(), host) == out.end()) {
           out.push_back(host);
         }
@@ -938,12 +973,19 @@ class Manager {
   };
   std::map<std::string, Refusal> diverged_at_;
   static constexpr auto kRebuildRetry = std::chrono::seconds(30);
+  static constexpr auto kRebuildRetryMax = std::chrono::seconds(600);
   pid_t rebuild_pid_ = -1;                     // the running rebuild command
   std::string rebuild_host_, rebuild_binlog_;  // its node, and that node's binlog then
+  bool rebuild_seen_down_ = false;             // its node stopped since (or at) its start
   Clock::time_point rebuild_started_{};
   unsigned long rebuilds_ = 0, rebuild_failures_ = 0;
-  // Nodes whose last rebuild failed: no rebuild of them before then.
-  std::map<std::string, Clock::time_point> rebuild_retry_;
+  // Nodes whose last rebuild failed: no rebuild of them before `at`.
+  struct Retry {
+    Clock::time_point at{};
+    std::chrono::seconds delay{0};
+    bool left_down = false;
+  };
+  std::map<std::string, Retry> rebuild_retry_;
   std::string deposed_;  // set by depose(), cleared once another node is named
   mutable std::mutex published_mutex_;
   mutable std::string designate_request_;  // guarded by published_mutex_: GET /designate

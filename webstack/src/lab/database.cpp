@@ -662,6 +662,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   // One rebuild of a node at a time (by hand, or the failover manager's): a lock held
   // while this runs, released by the kernel however it ends.
   const std::string lock_path = data + h->name + "/rebuild.lock";
+  // An OFD lock: the failover manager tests it (F_OFD_GETLK) without taking it.
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0)
     throw std::runtime_error("cannot open " + lock_path + ": " + std::strerror(errno));
@@ -669,7 +670,10 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     ::close(*fd);
     delete fd;
   });
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  struct flock whole {};
+  whole.l_type = F_WRLCK;
+  whole.l_whence = SEEK_SET;
+  if (::fcntl(lock_fd, F_OFD_SETLK, &whole) != 0) {
     throw std::runtime_error(
         fmt::format("a rebuild of {} is running ({} is locked)", h->name, lock_path));
   }
@@ -727,6 +731,22 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     return std::string();
   });
   std::string saved;
+  // Until its data is replaced, a failure leaves the node as it was: its replication
+  // started again if it ran, and this attempt's file removed (the node still holds those
+  // transactions; the next attempt saves them again).
+  bool was_replicating = false, wrote_errant = false, stopped = false, swapped = false;
+  struct OnFailure {
+    std::function<void()> undo;
+    int exceptions = std::uncaught_exceptions();
+    ~OnFailure() {
+      if (std::uncaught_exceptions() > exceptions) undo();
+    }
+  } const before_swap{[&] {
+    if (swapped) return;  // from there on, the swap's own handling (put_back)
+    std::error_code ec;
+    if (wrote_errant) fs::remove(errant, ec);
+    if (was_replicating) sql(state_dir, h->name, "START SLAVE", 30s);
+  }};
   step("transactions " + h->name + " holds that " + p.name + " lacks, saved", [&] {
     std::error_code ec;
     fs::create_directories(state_dir + "/errant", ec);
@@ -735,6 +755,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     // into its binlog that the primary's newest file holds); then the primary's binlog
     // rotated: its files but the new one are complete (read while it runs), and the new
     // one holds nothing this node has.
+    const auto st = sql(state_dir, h->name, "SHOW SLAVE STATUS\\G", 10s, true);
+    was_replicating = st.ok && st.out.find("Slave_IO_Running: Yes") != std::string::npos &&
+                      st.out.find("Slave_SQL_Running: Yes") != std::string::npos;
     sql(state_dir, h->name, "STOP SLAVE", 30s);  // not answering: not replicating either
     const std::string primary_pos =
         trim(sql_checked(state_dir, p.name, "SELECT @@GLOBAL.gtid_current_pos", 30s));
@@ -742,6 +765,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     auto primary_files = binlog_files(data + p.name + "/mysql");
     if (!primary_files.empty()) primary_files.pop_back();
     saved = save_errant(h->name, datadir, primary_files, primary_pos, errant);
+    wrote_errant = !saved.empty();
     return saved.empty() ? std::string("none") : saved + " in " + errant;
   });
   step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
@@ -842,15 +866,19 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   });
   // A failure from here on puts the old data back and starts it (the node as it was, for
   // the next rebuild), but for the last step's: the node then has its new data and place.
-  bool stopped = false, swapped = false;
   const auto put_back = [&] {
     try {
       service(ServiceAction::Stop);
       kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
                              "-LISTEN:" + port + ",");
-      fs::remove_all(datadir);
+      // Moved aside first: cut short here, the next rebuild finds the old data alone.
+      const std::string failed = data + h->name + "/mysql.failed";
+      fs::remove_all(failed);
+      if (fs::exists(datadir)) fs::rename(datadir, failed);
       fs::rename(old, datadir);
       fs::remove(saved_marker);
+      fs::remove_all(failed);
+      if (wrote_errant) fs::remove(errant);  // the node holds them again
       service(ServiceAction::Start);
       std::fprintf(out,
                    "the rebuild failed after replacing %s's data: its old data is back, "
@@ -916,8 +944,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
       // The server on that socket must be the one on the new data (a server left by a
       // rebuild cut short, on the same socket path, once took this for itself).
       const auto dir = client("SELECT @@GLOBAL.datadir");
-      if (fs::path(trim(dir.out)).lexically_normal() !=
-          fs::path(datadir + "/").lexically_normal()) {
+      std::error_code same_ec;
+      if (!fs::equivalent(trim(dir.out), datadir, same_ec)) {
         kill_server();
         throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set",
                                              sock, trim(dir.out + dir.err), datadir));
