@@ -690,8 +690,8 @@ class Manager {
 
   // The rebuild command runs in the background (minutes, for a large database) with this
   // log as its output, in a session of its own (stopping or killing the manager's service
-  // leaves it running; a restarted manager's own attempt fails on the command's lock
-  // until it ends) and with no descriptor of ours but its output. Rounds go on meanwhile:
+  // leaves it running; a restarted manager sees the command's lock held, and waits) and
+  // with no descriptor of ours but its output. Rounds go on meanwhile:
   // its last step waits for this manager to rejoin the node.
   void start_rebuild(const std::string& host) {
     if (rebuild_pid_ > 0) return;  // one at a time
