@@ -360,6 +360,25 @@ struct WriteFigures {
 };
 
 // The failover manager's log (the last 4000 characters: what a failure message needs).
+// `replica` has applied everything `primary` holds now (waits 30 s at most).
+bool caught_up(const std::string& replica, const std::string& primary) {
+  const auto* lab = webstack::test::SharedLabTest::lab();
+  const std::string pos =
+      webstack::lab::trim(lab->try_sql(primary, "SELECT @@GLOBAL.gtid_binlog_pos"));
+  return wait_for(
+      [&] { return lab->try_sql(replica, "SELECT MASTER_GTID_WAIT('" + pos + "', 0)") == "0\n"; },
+      30s, 100ms);
+}
+
+// The texts of `author`'s messages stored on `node`.
+std::set<std::string> stored_texts(const std::string& node, const std::string& author) {
+  std::istringstream rows(webstack::test::SharedLabTest::lab()->sql(
+      node, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+  std::set<std::string> out;
+  for (std::string row; std::getline(rows, row);) out.insert(row);
+  return out;
+}
+
 std::string manager_log() {
   const auto log = webstack::test::read_file(webstack::test::SharedLabTest::lab()->state() +
                                              "/log/mon-01/failover-manager/current");
@@ -448,12 +467,8 @@ WriteFigures writes_across(const std::string& author, const std::function<void()
   }
   // Every acknowledged text is stored (a POST whose answer was lost may be stored too:
   // a failure, not a loss).
-  std::set<std::string> stored;
-  if (!f.new_primary.empty()) {
-    std::istringstream rows(lab->sql(
-        f.new_primary, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
-    for (std::string row; std::getline(rows, row);) stored.insert(row);
-  }
+  const auto stored =
+      f.new_primary.empty() ? std::set<std::string>() : stored_texts(f.new_primary, author);
   std::size_t missing = 0;
   for (const auto& text : acknowledged) {
     if (stored.count(text) != 0) {
@@ -714,6 +729,18 @@ bool fully_redundant(std::string& primary) {
                       "VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'") == "ON\n";
 }
 
+// The manager refuses to promote (`webstack failover status` names why), within 20 s;
+// `state` gets its last answer.
+bool failover_refused(std::string& state) {
+  return wait_for(
+      [&] {
+        state = webstack::test::SharedLabTest::lab()->cli({"failover", "status"}, 10s).out;
+        return state.find("\"refused\":\"\"") == std::string::npos &&
+               state.find("\"refused\":") != std::string::npos;
+      },
+      20s, 200ms);
+}
+
 // A table of the fault's own in a host's namespace: its rules drop what the fault cuts.
 void nemesis_rules(const std::string& host, const std::string& rules) {
   const auto* lab = webstack::test::SharedLabTest::lab();
@@ -913,14 +940,7 @@ const std::vector<Fault>& nemesis_faults() {
          cli_checked({"stop", p + "/mariadb"});
          // The replica lacks acknowledged writes: the manager refuses to promote it.
          std::string state;
-         EXPECT_TRUE(wait_for(
-             [&] {
-               state = lab->cli({"failover", "status"}, 10s).out;
-               return state.find("\"refused\":\"\"") == std::string::npos &&
-                      state.find("\"refused\":") != std::string::npos;
-             },
-             20s, 200ms))
-             << state << manager_log();
+         EXPECT_TRUE(failover_refused(state)) << state << manager_log();
          cli_checked({"start", p + "/mariadb"});
          // The old primary is the complete copy: made writable again; the replica follows.
          EXPECT_TRUE(wait_for([&] { return writable_node() == p; }, 30s, 100ms)) << manager_log();
@@ -1078,21 +1098,9 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   f.acknowledged = acked.size();
   if (redundant) {
     const std::string rep = now_primary == "web-01" ? "web-02" : "web-01";
-    const std::string pos = lab->try_sql(now_primary, "SELECT @@GLOBAL.gtid_binlog_pos");
-    EXPECT_TRUE(wait_for(
-        [&] {
-          return lab->try_sql(rep, "SELECT MASTER_GTID_WAIT('" + webstack::lab::trim(pos) +
-                                       "', 0)") == "0\n";
-        },
-        30s, 100ms))
-        << rep << " did not catch up with " << pos;
-    std::vector<std::set<std::string>> stored;
-    for (const auto& node : {now_primary, rep}) {
-      std::istringstream rows(
-          lab->sql(node, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
-      stored.emplace_back();
-      for (std::string row; std::getline(rows, row);) stored.back().insert(row);
-    }
+    EXPECT_TRUE(caught_up(rep, now_primary)) << rep << " did not catch up with " << now_primary;
+    const std::vector<std::set<std::string>> stored = {stored_texts(now_primary, author),
+                                                       stored_texts(rep, author)};
     for (const auto* w : acked) {
       f.lost += stored[0].count(w->text) == 0 || stored[1].count(w->text) == 0 ? 1 : 0;
     }
@@ -1442,14 +1450,7 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
       << manager_log();
   cli_ok({"stop", p + "/mariadb"});
   std::string state;
-  ASSERT_TRUE(wait_for(
-      [&] {
-        state = lab_->cli({"failover", "status"}, 10s).out;
-        return state.find("\"refused\":\"\"") == std::string::npos &&
-               state.find("\"refused\":") != std::string::npos;
-      },
-      20s, 200ms))
-      << state << manager_log();
+  ASSERT_TRUE(failover_refused(state)) << state << manager_log();
   const auto refused = lab_->cli({"db", "promote", r}, 90s);
   EXPECT_NE(refused.exit_code, 0) << refused.out;
   EXPECT_NE(refused.err.find("lost if " + r + " is promoted"), std::string::npos) << refused.err;
@@ -1499,18 +1500,9 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   // swaps and waits for the rejoin), and every acknowledged one is on both nodes.
   EXPECT_GT(writers.acknowledged_since(file_saved), 0u);
   writers.stop();
-  const std::string pos = lab_->try_sql(r, "SELECT @@GLOBAL.gtid_binlog_pos");
-  EXPECT_TRUE(wait_for(
-      [&] {
-        return lab_->try_sql(p, "SELECT MASTER_GTID_WAIT('" + webstack::lab::trim(pos) + "', 0)") ==
-               "0\n";
-      },
-      30s, 100ms));
+  EXPECT_TRUE(caught_up(p, r)) << p << " did not catch up with " << r;
   for (const auto& node : {p, r}) {
-    std::set<std::string> stored;
-    std::istringstream rows(
-        lab_->sql(node, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
-    for (std::string row; std::getline(rows, row);) stored.insert(row);
+    const auto stored = stored_texts(node, author);
     std::size_t lost = 0;
     for (const auto& w : writers.records()) lost += w.status == 201 && !stored.contains(w.text);
     EXPECT_EQ(lost, 0u) << "acknowledged writes missing on " << node;
