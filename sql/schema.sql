@@ -22,3 +22,16 @@ CREATE TABLE IF NOT EXISTS messages (
   created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   KEY idx_messages_created_at (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Idempotency keys (docs/webstack-app.md, "Exactly-once writes"): a keyed write stores
+-- its key, the request's SHA-256 and its answer in the same transaction as the write; a
+-- repeat is answered from here. Rows past expires_at are deleted by the app.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  idem_key VARBINARY(255) NOT NULL PRIMARY KEY,
+  request_hash BINARY(32) NOT NULL,
+  status SMALLINT UNSIGNED NOT NULL,
+  response MEDIUMBLOB NOT NULL,
+  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  expires_at TIMESTAMP(3) NOT NULL,
+  KEY idx_idempotency_keys_expires_at (expires_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

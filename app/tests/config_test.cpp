@@ -97,10 +97,11 @@ TEST(ConfigTest, TheDocumentedExampleIsValidAndComplete) {
 
 TEST(ConfigTest, ConfigKeysListsEveryKey) {
   const std::vector<std::string> keys = config_keys();
-  EXPECT_EQ(keys.size(), 30u);
+  EXPECT_EQ(keys.size(), 33u);
   for (const char* k : {"server.listen", "server.port", "server.access_log", "db.nodes",
                         "db.password_file", "db.probe_user", "db.probe_password",
-                        "db.probe_password_file", "db.gtid_wait_ms", "log.level"}) {
+                        "db.probe_password_file", "db.gtid_wait_ms", "db.keyed_write_wait_ms",
+                        "db.idempotency_ttl_s", "db.idempotency_cleanup_ms", "log.level"}) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   }
 }

@@ -45,6 +45,17 @@ TEST(MetricsTest, EmptyRender) {
             "# TYPE webstack_db_read_your_writes_total counter\n"
             "webstack_db_read_your_writes_total{outcome=\"caught_up\"} 0\n"
             "webstack_db_read_your_writes_total{outcome=\"behind\"} 0\n"
+            "# HELP webstack_idempotent_writes_total Writes with an Idempotency-Key, by outcome: "
+            "stored, replayed (answered from the stored key), mismatch (422), in_progress (409), "
+            "retried (attempts run again after an unknown outcome), expired (keys deleted by the "
+            "cleanup).\n"
+            "# TYPE webstack_idempotent_writes_total counter\n"
+            "webstack_idempotent_writes_total{outcome=\"stored\"} 0\n"
+            "webstack_idempotent_writes_total{outcome=\"replayed\"} 0\n"
+            "webstack_idempotent_writes_total{outcome=\"mismatch\"} 0\n"
+            "webstack_idempotent_writes_total{outcome=\"in_progress\"} 0\n"
+            "webstack_idempotent_writes_total{outcome=\"retried\"} 0\n"
+            "webstack_idempotent_writes_total{outcome=\"expired\"} 0\n"
             "# HELP webstack_db_pool_connections_in_use Pooled connections lent out, by node.\n"
             "# TYPE webstack_db_pool_connections_in_use gauge\n"
             "# HELP webstack_db_pool_connections_open Open pooled connections, by node.\n"
@@ -80,6 +91,9 @@ TEST(MetricsTest, RenderSumsShards) {
   a.read_your_writes(RywOutcome::CaughtUp);
   b.read_your_writes(RywOutcome::CaughtUp);
   b.read_your_writes(RywOutcome::Behind);
+  a.keyed_write(KeyedOutcome::Stored);
+  a.keyed_write(KeyedOutcome::Retried);
+  b.keyed_write(KeyedOutcome::Retried);
 
   a.pool_in_use(0, 3);
   a.pool_open(0, 5);
@@ -140,6 +154,17 @@ TEST(MetricsTest, RenderSumsShards) {
           "# TYPE webstack_db_read_your_writes_total counter\n"
           "webstack_db_read_your_writes_total{outcome=\"caught_up\"} 2\n"
           "webstack_db_read_your_writes_total{outcome=\"behind\"} 1\n"
+          "# HELP webstack_idempotent_writes_total Writes with an Idempotency-Key, by outcome: "
+          "stored, replayed (answered from the stored key), mismatch (422), in_progress (409), "
+          "retried (attempts run again after an unknown outcome), expired (keys deleted by the "
+          "cleanup).\n"
+          "# TYPE webstack_idempotent_writes_total counter\n"
+          "webstack_idempotent_writes_total{outcome=\"stored\"} 1\n"
+          "webstack_idempotent_writes_total{outcome=\"replayed\"} 0\n"
+          "webstack_idempotent_writes_total{outcome=\"mismatch\"} 0\n"
+          "webstack_idempotent_writes_total{outcome=\"in_progress\"} 0\n"
+          "webstack_idempotent_writes_total{outcome=\"retried\"} 2\n"
+          "webstack_idempotent_writes_total{outcome=\"expired\"} 0\n"
           "# HELP webstack_db_pool_connections_in_use Pooled connections lent out, by node.\n"
           "# TYPE webstack_db_pool_connections_in_use gauge\n"
           "webstack_db_pool_connections_in_use{node=\"db1:3306\"} 4\n"

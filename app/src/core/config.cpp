@@ -425,6 +425,19 @@ const std::vector<KeyDef>& key_table() {
       {"db.writer_wait_ms", Kind::Integer, 0, kMaxMs, "ms",
        [](Config& c, const Value& v) { c.db.writer_wait = std::chrono::milliseconds(as_int(v)); },
        [](const Config& c) { return render_ms(c.db.writer_wait); }},
+      {"db.keyed_write_wait_ms", Kind::Integer, 0, kMaxMs, "ms",
+       [](Config& c, const Value& v) {
+         c.db.keyed_write_wait = std::chrono::milliseconds(as_int(v));
+       },
+       [](const Config& c) { return render_ms(c.db.keyed_write_wait); }},
+      {"db.idempotency_ttl_s", Kind::Integer, 1, 366 * 24 * 3600, "s",
+       [](Config& c, const Value& v) { c.db.idempotency_ttl = std::chrono::seconds(as_int(v)); },
+       [](const Config& c) { return std::to_string(c.db.idempotency_ttl.count()); }},
+      {"db.idempotency_cleanup_ms", Kind::Integer, 1, kMaxMs, "ms",
+       [](Config& c, const Value& v) {
+         c.db.idempotency_cleanup = std::chrono::milliseconds(as_int(v));
+       },
+       [](const Config& c) { return render_ms(c.db.idempotency_cleanup); }},
       // [log]
       {"log.level",
        Kind::String,

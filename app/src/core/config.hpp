@@ -56,6 +56,13 @@ struct DatabaseConfig {
   // A write finding no writable node (a promotion under way) waits this long for the
   // prober to find one, then 503.
   std::chrono::milliseconds writer_wait{2'000};
+  // A write with an Idempotency-Key may run again: after a failure that leaves unknown
+  // whether it committed (connection lost, statement timed out) too, on whichever node is
+  // writable, until this long after it began (long enough for a promotion), then 503.
+  std::chrono::milliseconds keyed_write_wait{15'000};
+  // How long a stored key answers repeats; then the app deletes it, every cleanup period.
+  std::chrono::seconds idempotency_ttl{24 * 3600};
+  std::chrono::milliseconds idempotency_cleanup{60'000};
 };
 
 struct Config {

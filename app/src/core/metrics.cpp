@@ -95,6 +95,26 @@ std::string_view ryw_outcome_name(RywOutcome o) {
   return o == RywOutcome::CaughtUp ? "caught_up" : o == RywOutcome::Behind ? "behind" : "unknown";
 }
 
+std::string_view keyed_outcome_name(KeyedOutcome o) {
+  switch (o) {
+    case KeyedOutcome::Stored:
+      return "stored";
+    case KeyedOutcome::Replayed:
+      return "replayed";
+    case KeyedOutcome::Mismatch:
+      return "mismatch";
+    case KeyedOutcome::InProgress:
+      return "in_progress";
+    case KeyedOutcome::Retried:
+      return "retried";
+    case KeyedOutcome::Expired:
+      return "expired";
+    case KeyedOutcome::Count:
+      break;
+  }
+  return "unknown";
+}
+
 std::string_view read_path_name(ReadPath p) {
   switch (p) {
     case ReadPath::Replica:
@@ -131,6 +151,13 @@ void MetricsShard::read_your_writes(RywOutcome outcome) {
   const auto o = static_cast<std::size_t>(outcome);
   if (o < ryw_.size()) {
     bump(ryw_[o], std::uint64_t{1});
+  }
+}
+
+void MetricsShard::keyed_write(KeyedOutcome outcome, std::uint64_t n) {
+  const auto o = static_cast<std::size_t>(outcome);
+  if (o < keyed_.size()) {
+    bump(keyed_[o], n);
   }
 }
 
@@ -192,6 +219,7 @@ std::string Metrics::render() const {
   std::int64_t in_flight = 0;
   std::array<std::uint64_t, static_cast<std::size_t>(ReadPath::Count)> reads{};
   std::array<std::uint64_t, static_cast<std::size_t>(RywOutcome::Count)> ryw{};
+  std::array<std::uint64_t, static_cast<std::size_t>(KeyedOutcome::Count)> keyed{};
   std::vector<std::int64_t> in_use(nodes, 0);
   std::vector<std::int64_t> open(nodes, 0);
   std::vector<std::uint64_t> waits(nodes, 0);
@@ -214,6 +242,9 @@ std::string Metrics::render() const {
     }
     for (std::size_t o = 0; o < ryw.size(); ++o) {
       ryw[o] += shard->ryw_[o].load(kRelaxed);
+    }
+    for (std::size_t o = 0; o < keyed.size(); ++o) {
+      keyed[o] += shard->keyed_[o].load(kRelaxed);
     }
     const std::size_t n = std::min(nodes, shard->node_count_);
     for (std::size_t i = 0; i < n; ++i) {
@@ -288,6 +319,15 @@ std::string Metrics::render() const {
   for (std::size_t o = 0; o < ryw.size(); ++o) {
     fmt::format_to(it, "webstack_db_read_your_writes_total{{outcome=\"{}\"}} {}\n",
                    ryw_outcome_name(static_cast<RywOutcome>(o)), ryw[o]);
+  }
+
+  header(out, "idempotent_writes_total", "counter",
+         "Writes with an Idempotency-Key, by outcome: stored, replayed (answered from the "
+         "stored key), mismatch (422), in_progress (409), retried (attempts run again after "
+         "an unknown outcome), expired (keys deleted by the cleanup).");
+  for (std::size_t o = 0; o < keyed.size(); ++o) {
+    fmt::format_to(it, "webstack_idempotent_writes_total{{outcome=\"{}\"}} {}\n",
+                   keyed_outcome_name(static_cast<KeyedOutcome>(o)), keyed[o]);
   }
 
   std::vector<std::string> labels;

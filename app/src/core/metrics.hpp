@@ -45,9 +45,17 @@ std::string_view read_path_name(ReadPath p);
 enum class RywOutcome : std::uint8_t { CaughtUp, Behind, Count };
 std::string_view ryw_outcome_name(RywOutcome o);
 
+// What became of a write with an Idempotency-Key: stored (the first run committed),
+// replayed (answered from the stored key), mismatch (the key came with another request:
+// 422), in_progress (its first run held the key past the lock wait: 409), retried (an
+// attempt run again after an unknown outcome: counted per retry), expired (keys deleted
+// by the cleanup).
+enum class KeyedOutcome : std::uint8_t { Stored, Replayed, Mismatch, InProgress, Retried, Expired, Count };
+std::string_view keyed_outcome_name(KeyedOutcome o);
+
 // Status codes kept apart; anything else is counted under "other".
-inline constexpr std::array<unsigned, 14> kTrackedStatuses = {200, 201, 301, 302, 400, 404, 405,
-                                                              408, 413, 422, 431, 500, 503, 504};
+inline constexpr std::array<unsigned, 16> kTrackedStatuses = {
+    200, 201, 301, 302, 303, 400, 404, 405, 408, 409, 413, 422, 431, 500, 503, 504};
 
 // Histogram bucket upper bounds, in seconds.
 inline constexpr std::array<double, 14> kLatencyBuckets = {
@@ -61,6 +69,7 @@ class MetricsShard {
   void in_flight_add(int delta);
   void read_path(ReadPath path);
   void read_your_writes(RywOutcome outcome);
+  void keyed_write(KeyedOutcome outcome, std::uint64_t n = 1);
   // Database pool, per node index (the order of db.nodes).
   void pool_in_use(std::size_t node, std::int64_t in_use);
   void pool_open(std::size_t node, std::int64_t open);
@@ -81,6 +90,7 @@ class MetricsShard {
   std::atomic<std::int64_t> in_flight_{0};
   std::array<Counter, static_cast<std::size_t>(ReadPath::Count)> read_paths_{};
   std::array<Counter, static_cast<std::size_t>(RywOutcome::Count)> ryw_{};
+  std::array<Counter, static_cast<std::size_t>(KeyedOutcome::Count)> keyed_{};
   struct Node {
     std::atomic<std::int64_t> in_use{0};
     std::atomic<std::int64_t> open{0};

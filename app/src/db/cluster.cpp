@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -645,6 +646,31 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t rr = 0;
   bool started = false;
   bool stopped = false;
+  struct Periodic {
+    Periodic(asio::io_context& io, std::chrono::milliseconds p, std::string n,
+             std::function<asio::awaitable<void>()> t)
+        : timer(io), period(p), name(std::move(n)), task(std::move(t)) {}
+    asio::steady_timer timer;
+    std::chrono::milliseconds period;
+    std::string name;
+    std::function<asio::awaitable<void>()> task;
+  };
+  std::vector<std::unique_ptr<Periodic>> periodic;
+
+  asio::awaitable<void> periodic_loop(std::shared_ptr<Impl> self, Periodic& p) {
+    (void)self;  // keeps Impl (and `p`) alive while this loop runs
+    while (!stopped) {
+      p.timer.expires_after(p.period);
+      error_code ec;
+      co_await p.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (stopped) break;
+      try {
+        co_await p.task();
+      } catch (const std::exception& e) {
+        log::warn("db housekeeping failed", {{"task", p.name}, {"error", e.what()}});
+      }
+    }
+  }
   bool split_brain_logged = false;
 };
 
@@ -662,6 +688,9 @@ void Cluster::start() {
     return;
   }
   impl_->started = true;
+  for (auto& p : impl_->periodic) {
+    asio::co_spawn(impl_->io, impl_->periodic_loop(impl_, *p), asio::detached);
+  }
   for (std::size_t i = 0; i < impl_->nodes.size(); ++i) {
     asio::co_spawn(impl_->io, impl_->probe_loop(impl_, i),
                    [node = impl_->nodes[i].name](const std::exception_ptr& e) {
@@ -684,6 +713,10 @@ void Cluster::stop() {
     return;
   }
   impl_->stopped = true;
+  for (auto& p : impl_->periodic) {
+    error_code ec;
+    p->timer.cancel(ec);
+  }
   for (auto& p : impl_->probers) {
     error_code ec;
     p->wake.cancel(ec);
@@ -694,6 +727,16 @@ void Cluster::stop() {
   for (auto& pool : impl_->pools) {
     pool->stop();
   }
+}
+
+void Cluster::every(std::chrono::milliseconds period, std::string name,
+                    std::function<asio::awaitable<void>()> task) {
+  impl_->periodic.push_back(std::make_unique<Impl::Periodic>(impl_->io, period, std::move(name),
+                                                             std::move(task)));
+}
+
+const DatabaseConfig& Cluster::config() const {
+  return *impl_->cfg;
 }
 
 Clock::time_point Cluster::writer_deadline() const {

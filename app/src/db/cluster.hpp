@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -183,6 +184,25 @@ class Cluster {
   // The GTID of the last transaction committed on this lease's connection (@@last_gtid).
   static boost::asio::awaitable<std::string> last_gtid(Lease& lease);
 
+  // Runs `body(Lease&)` like write(), and also runs it again after a failure that leaves
+  // unknown whether it committed (connection lost, statement timed out), on whichever
+  // node is writable then, until `deadline`. Only for a body that is safe to repeat: one
+  // keyed by an idempotency key, whose committed first run makes a repeat find the key
+  // instead of writing twice. `retried` is called before each repeat. Throws Unavailable
+  // (the last failure, at the deadline) or QueryError.
+  template <class Body, class OnRetry>
+  boost::asio::awaitable<void> write_repeatable(Body body,
+                                                std::chrono::steady_clock::time_point deadline,
+                                                OnRetry retried);
+
+  // Runs `task` every `period` on this cluster's io_context while it runs (the first time
+  // one period after start()); stop() ends it, and a failure is logged, not fatal. For
+  // housekeeping such as deleting expired idempotency keys. Call before start().
+  void every(std::chrono::milliseconds period, std::string name,
+             std::function<boost::asio::awaitable<void>()> task);
+
+  const DatabaseConfig& config() const;
+
   std::vector<NodeStatus> status() const;
   bool any_reachable() const;
 
@@ -206,6 +226,26 @@ boost::asio::awaitable<void> Cluster::write(Body body) {
     } catch (const RefusedReadOnly&) {
       if (std::chrono::steady_clock::now() >= deadline) throw;
       demoted(lease);
+    }
+  }
+}
+
+template <class Body, class OnRetry>
+boost::asio::awaitable<void> Cluster::write_repeatable(
+    Body body, std::chrono::steady_clock::time_point deadline, OnRetry retried) {
+  for (bool first = true;; first = false) {
+    if (!first) retried();
+    Lease lease = co_await acquire_write(deadline);
+    try {
+      co_await body(lease);
+      co_return;
+    } catch (const RefusedReadOnly&) {
+      if (std::chrono::steady_clock::now() >= deadline) throw;
+      demoted(lease);
+    } catch (const Unavailable&) {
+      // Lost, timed out or cancelled: the lease's connection is broken and goes with it;
+      // whether the attempt committed is unknown, which the body's key resolves.
+      if (std::chrono::steady_clock::now() >= deadline) throw;
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "core/idempotency.hpp"
 #include "core/log.hpp"
 #include "core/text.hpp"
 #include "db/cluster.hpp"
@@ -21,6 +22,11 @@ namespace {
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kHtml = "text/html; charset=utf-8";
 constexpr std::string_view kGtidCookie = "ws_gtid";
+constexpr std::string_view kKeyHeader = "Idempotency-Key";
+constexpr std::string_view kKeyField = "idempotency_key";  // the guestbook form's
+constexpr unsigned kDuplicateKey = 1062;                   // ER_DUP_ENTRY
+constexpr unsigned kLockWaitTimeout = 1205;                // ER_LOCK_WAIT_TIMEOUT
+constexpr unsigned kDeadlock = 1213;                       // ER_LOCK_DEADLOCK
 constexpr std::size_t kMaxAuthor = 64;
 constexpr std::size_t kMaxText = 2000;
 
@@ -72,6 +78,124 @@ std::string select_worlds_sql(const std::vector<std::int64_t>& ids) {
 // Which node answered, for every database response.
 void tag_node(Response& r, const std::string& node) {
   r.headers.emplace_back("X-DB-Node", node);
+}
+
+// Read-your-writes: later reads carrying this cookie wait for the GTID on a replica.
+void set_gtid(Response& r, const std::string& gtid) {
+  if (gtid.empty()) return;
+  r.headers.emplace_back(
+      "Set-Cookie",
+      fmt::format("{}={}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax", kGtidCookie, gtid));
+  r.headers.emplace_back("X-GTID", gtid);
+}
+
+// A keyed post's answer, first time or replayed: the stored status and body, and the
+// GTID that covers the write (known only after the commit, so it is not stored).
+struct KeyedAnswer {
+  unsigned status = 0;
+  std::string body;  // as stored: the JSON without "gtid", or the form's text
+  std::string gtid;
+  std::string node;
+  bool replayed = false;
+  bool mismatch = false;  // the key was stored for another request
+};
+
+struct KeyedWrite {
+  std::string_view key, hash, author, text, served_by;
+  bool form = false;
+  std::chrono::seconds ttl;
+};
+
+constexpr std::string_view kFormAnswer = "See /guestbook\n";
+
+// One attempt on a write connection. The whole transaction is one round trip (the
+// server runs it through even if this process stops meanwhile, so no key stays locked
+// by a stalled client); the request's text reaches the SQL only as hex literals. A
+// stored key (a committed earlier run, or a concurrent one waited for) fails the first
+// INSERT with a duplicate: then the stored answer is read instead.
+asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
+  using idempotency::hex_literal;
+  KeyedAnswer answer;
+  answer.node = lease.node_name();
+  const std::string key = hex_literal(w.key);
+  std::string response, rest;  // rest: the JSON answer after its id
+  if (w.form) {
+    response = hex_literal(kFormAnswer);
+  } else {
+    for (auto [name, value] : {std::pair{"author", w.author},
+                               std::pair{"text", w.text},
+                               std::pair{"served_by", std::string_view(w.served_by)},
+                               std::pair{"db_node", std::string_view(answer.node)}}) {
+      fmt::format_to(std::back_inserter(rest), R"(,"{}":{})", name,
+                     json::serialize(json::string(value)));
+    }
+    rest += '}';
+    response = fmt::format("CONCAT({}, LAST_INSERT_ID(), {})", hex_literal(R"({"id":)"),
+                           hex_literal(rest));
+  }
+  const std::string sql = fmt::format(
+      "START TRANSACTION;"
+      "INSERT INTO idempotency_keys (idem_key, request_hash, status, response, expires_at) "
+      "VALUES ({0}, {1}, {2}, '', NOW(3) + INTERVAL {3} SECOND);"
+      "INSERT INTO messages (author, body) "
+      "VALUES (CONVERT({4} USING utf8mb4), CONVERT({5} USING utf8mb4));"
+      "UPDATE idempotency_keys SET response = {6} WHERE idem_key = {0};"
+      "COMMIT;"
+      "SELECT @@last_gtid, LAST_INSERT_ID()",
+      key, hex_literal(w.hash), w.form ? 303 : 201, w.ttl.count(), hex_literal(w.author),
+      hex_literal(w.text), response);
+  for (int round = 0;; ++round) {
+    std::vector<db::Result> results;
+    std::exception_ptr failure;
+    unsigned code = 0;
+    try {
+      results = co_await lease.query_multi(sql);
+    } catch (const db::QueryError& e) {
+      failure = std::current_exception();
+      code = e.code();
+    } catch (const db::RefusedReadOnly&) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      // The batch stopped at the failed statement with its transaction open: end it
+      // before the connection goes back to the pool.
+      co_await lease.query("ROLLBACK");
+      if ((code != kDuplicateKey && code != kDeadlock) || round >= 3) {
+        std::rethrow_exception(failure);
+      }
+      if (code == kDeadlock) continue;
+      const db::Result stored = co_await lease.execute(
+          "SELECT request_hash, status, response, expires_at > NOW(3), @@gtid_current_pos "
+          "FROM idempotency_keys WHERE idem_key = ?",
+          db::params(w.key));
+      if (stored.rows.empty()) continue;  // expired and deleted since: run afresh
+      const auto& row = stored.rows[0];
+      if (as_int(row[3]) == 0) {
+        co_await lease.execute(
+            "DELETE FROM idempotency_keys WHERE idem_key = ? AND expires_at <= NOW(3)",
+            db::params(w.key));
+        continue;
+      }
+      answer.replayed = true;
+      answer.mismatch = as_text(row[0]) != w.hash;
+      answer.status = static_cast<unsigned>(as_int(row[1]));
+      answer.body = as_text(row[2]);
+      answer.gtid = as_text(row[4]);
+      co_return answer;
+    }
+    if (results.size() != 6 || results[5].rows.empty()) {
+      throw db::QueryError(fmt::format("keyed write: {} results, expected 6", results.size()));
+    }
+    answer.status = w.form ? 303 : 201;
+    answer.gtid = as_text(results[5].rows[0][0]);
+    if (w.form) {
+      answer.body = kFormAnswer;
+    } else {
+      // The same text the UPDATE stored.
+      answer.body = fmt::format(R"({{"id":{}{})", as_int(results[5].rows[0][1]), rest);
+    }
+    co_return answer;
+  }
 }
 
 bool is_control_except_newline(unsigned char c) {
@@ -386,7 +510,13 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
       "<form method=\"post\" action=\"/api/messages\">"
       "<p><label>Name <input name=\"author\" maxlength=\"64\" required></label></p>"
       "<p><label>Message<br><textarea name=\"text\" maxlength=\"2000\" rows=\"4\" cols=\"50\" "
-      "required></textarea></label></p><p><button type=\"submit\">Sign</button></p></form><ul>";
+      "required></textarea></label></p>";
+  // One key per rendered form: a post sent twice (a retry anywhere on the way, the
+  // button pressed again) is stored once.
+  fmt::format_to(std::back_inserter(out),
+                 "<input type=\"hidden\" name=\"{}\" value=\"{}\">", kKeyField,
+                 idempotency::new_key());
+  out += "<p><button type=\"submit\">Sign</button></p></form><ul>";
   for (auto& row : res.rows) {
     out += "<li><b>";
     text::html_escape(as_text(row[1]), out);
@@ -406,9 +536,31 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
 }
 
 asio::awaitable<Response> App::messages_post(const Request& req) {
-  std::string author, body_text;
+  std::string author, body_text, key;
+  if (req.idempotency_key) {
+    auto parsed = idempotency::parse_header(*req.idempotency_key);
+    if (!parsed.error.empty()) {
+      co_return json_response(
+          400, json::object{{"error", fmt::format("{} header {}", kKeyHeader, parsed.error)},
+                            {"header", kKeyHeader}});
+    }
+    key = std::move(parsed.key);
+  }
   const bool form = req.content_type.starts_with("application/x-www-form-urlencoded");
   if (form) {
+    if (auto k = text::query_param(req.body, kKeyField); k && key.empty()) {
+      const auto decoded = text::url_decode(*k);
+      auto parsed = idempotency::check_form_field(decoded ? *decoded : std::string_view{});
+      if (!decoded || !parsed.error.empty()) {
+        co_return json_response(
+            400,
+            json::object{
+                {"error", fmt::format("{} {}", kKeyField,
+                                      decoded ? parsed.error : "is not valid form encoding")},
+                {"field", kKeyField}});
+      }
+      key = std::move(parsed.key);
+    }
     auto a = text::query_param(req.body, "author");
     auto t = text::query_param(req.body, "text");
     auto da = a ? text::url_decode(*a) : std::optional<std::string>{std::string{}};
@@ -448,6 +600,8 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
         422, json::object{{"error", fmt::format("{} {}", e.field, e.reason)}, {"field", e.field}});
   }
 
+  if (!key.empty()) co_return co_await messages_post_keyed(req, key, author, body_text, form);
+
   db::Result res;
   std::string gtid, node;
   co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
@@ -459,13 +613,7 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
 
   Response r;
   tag_node(r, node);
-  if (!gtid.empty()) {
-    // Read-your-writes: later reads carrying this cookie wait for the GTID on a replica.
-    r.headers.emplace_back(
-        "Set-Cookie",
-        fmt::format("{}={}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax", kGtidCookie, gtid));
-    r.headers.emplace_back("X-GTID", gtid);
-  }
+  set_gtid(r, gtid);
   if (form) {
     r.status = 303;
     r.headers.emplace_back("Location", "/guestbook");
@@ -481,6 +629,86 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
                                         {"served_by", shared_.served_by},
                                         {"db_node", node}});
   co_return r;
+}
+
+asio::awaitable<Response> App::messages_post_keyed(const Request& req, const std::string& key,
+                                                   const std::string& author,
+                                                   const std::string& text, bool form) {
+  const auto& cfg = cluster_.config();
+  const std::string hash =
+      idempotency::fingerprint(req.method, req.target, req.content_type, req.body);
+  const KeyedWrite w{key, hash, author, text, shared_.served_by, form, cfg.idempotency_ttl};
+  KeyedAnswer answer;
+  bool in_progress = false;
+  try {
+    co_await cluster_.write_repeatable(
+        [&](db::Lease& lease) -> asio::awaitable<void> { answer = co_await run_keyed(lease, w); },
+        std::chrono::steady_clock::now() + cfg.keyed_write_wait,
+        [&] { metrics_.keyed_write(KeyedOutcome::Retried); });
+  } catch (const db::QueryError& e) {
+    if (e.code() != kLockWaitTimeout) throw;
+    in_progress = true;
+  }
+  if (in_progress) {
+    metrics_.keyed_write(KeyedOutcome::InProgress);
+    co_return json_response(
+        409, json::object{{"error", fmt::format("a request with this {} is still in progress; "
+                                                "send it again later",
+                                                kKeyHeader)},
+                          {"header", kKeyHeader}});
+  }
+  if (answer.mismatch) {
+    metrics_.keyed_write(KeyedOutcome::Mismatch);
+    co_return json_response(
+        422, json::object{{"error", fmt::format("this {} was first used with another request",
+                                                kKeyHeader)},
+                          {"header", kKeyHeader}});
+  }
+  metrics_.keyed_write(answer.replayed ? KeyedOutcome::Replayed : KeyedOutcome::Stored);
+  Response r;
+  r.status = answer.status;
+  tag_node(r, answer.node);
+  set_gtid(r, answer.gtid);
+  if (answer.replayed) r.headers.emplace_back("Idempotent-Replayed", "true");
+  if (answer.status == 303) {
+    r.headers.emplace_back("Location", "/guestbook");
+    r.body = std::move(answer.body);
+    co_return r;
+  }
+  r.content_type = kJson;
+  r.body = std::move(answer.body);
+  if (!answer.gtid.empty() && r.body.ends_with('}')) {
+    // The GTID, known only after the commit, joins the stored answer.
+    r.body.pop_back();
+    fmt::format_to(std::back_inserter(r.body), R"(,"gtid":{}}})",
+                   json::serialize(json::string(answer.gtid)));
+  }
+  co_return r;
+}
+
+void App::start_housekeeping() {
+  cluster_.every(cluster_.config().idempotency_cleanup, "delete expired idempotency keys",
+                 [this] { return delete_expired_keys(); });
+}
+
+// In batches, so that no statement holds many row locks for long.
+asio::awaitable<void> App::delete_expired_keys() {
+  constexpr std::uint64_t kBatch = 1000;
+  std::uint64_t deleted = 0;
+  for (int round = 0; round < 100; ++round) {
+    db::Result res;
+    co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
+      res = co_await lease.execute(
+          "DELETE FROM idempotency_keys WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT 1000",
+          db::params());
+    });
+    deleted += res.affected_rows;
+    if (res.affected_rows < kBatch) break;
+  }
+  if (deleted > 0) {
+    metrics_.keyed_write(KeyedOutcome::Expired, deleted);
+    log::info("expired idempotency keys deleted", {{"count", std::to_string(deleted)}});
+  }
 }
 
 Response App::readyz() const {

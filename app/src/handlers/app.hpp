@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -29,6 +30,9 @@ struct Request {
   std::string_view cookie;  // raw Cookie header, may be empty
   std::string_view content_type;
   std::string_view body;
+  // The Idempotency-Key header as sent (absent: nullopt; several: joined with ", ", which
+  // is then malformed).
+  std::optional<std::string_view> idempotency_key;
 };
 
 struct Response {
@@ -57,6 +61,10 @@ class App {
   // The route a path maps to (exposed for tests and for metrics of refused requests).
   static Route route_for(std::string_view path);
 
+  // Registers the deletion of expired idempotency keys with the cluster (one worker of
+  // the process does it). Call before the cluster starts.
+  void start_housekeeping();
+
  private:
   boost::asio::awaitable<Response> dispatch(const Request& req, Route route,
                                             std::string_view query);
@@ -67,6 +75,12 @@ class App {
   boost::asio::awaitable<Response> messages_list(const Request& req, std::string_view query,
                                                  bool html);
   boost::asio::awaitable<Response> messages_post(const Request& req);
+  // The post's write under an idempotency key (docs/webstack-app.md, "Exactly-once
+  // writes"): stored with the key in one transaction, or answered from the stored key.
+  boost::asio::awaitable<Response> messages_post_keyed(const Request& req, const std::string& key,
+                                                       const std::string& author,
+                                                       const std::string& text, bool form);
+  boost::asio::awaitable<void> delete_expired_keys();
   Response readyz() const;
   Response info() const;
 

@@ -89,7 +89,9 @@ struct Worker {
         metrics(shard),
         cfg(config),
         shared(shared_state),
-        rng(std::random_device{}() + index) {}
+        rng(std::random_device{}() + index) {
+    if (index == 0) app.start_housekeeping();
+  }
 
   asio::io_context io;
   tcp::acceptor acceptor;
@@ -271,7 +273,16 @@ asio::awaitable<void> session(Worker& w, tcp::socket socket) {
     }
 
     Request in{req.method_string(), req.target(), req[bhttp::field::cookie],
-               req[bhttp::field::content_type], req.body()};
+               req[bhttp::field::content_type], req.body(), std::nullopt};
+    std::string joined_keys;
+    if (const auto n = req.count("Idempotency-Key"); n == 1) {
+      in.idempotency_key = req["Idempotency-Key"];
+    } else if (n > 1) {
+      for (auto [it, end] = req.equal_range("Idempotency-Key"); it != end; ++it) {
+        joined_keys += (joined_keys.empty() ? "" : ", ") + std::string(it->value());
+      }
+      in.idempotency_key = joined_keys;
+    }
     Route route = Route::NotFound;
     w.metrics.in_flight_add(1);
     Response out = co_await w.app.handle(in, route);
