@@ -16,6 +16,7 @@
 #include "eventually.hpp"
 #include "http_client.hpp"
 #include "mariadb_pair.hpp"
+#include "subprocess.hpp"
 
 namespace webstack::it {
 namespace {
@@ -228,14 +229,7 @@ TEST_F(Topology, ReadsWaitingOnAHungReplicaMoveToThePrimary) {
     ~Resume() { ::kill(pid, SIGCONT); }
   } resume{pid};
   // SIGSTOP takes effect asynchronously: wait until the process is stopped (state T).
-  ASSERT_TRUE(eventually(
-      [&] {
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-        const auto close = all.rfind(')');
-        return close != std::string::npos && close + 2 < all.size() && all[close + 2] == 'T';
-      },
-      5s));
+  ASSERT_TRUE(eventually([&] { return is_stopped(pid); }, 5s));
   // Reads sent right after the hang: they reach the replica before the prober notices.
   std::vector<std::thread> readers;
   std::vector<HttpResponse> answers(4);

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <set>
@@ -467,6 +468,13 @@ std::string random_token(std::size_t length) {
   std::string s(length, ' ');
   for (auto& c : s) c = chars[pick(rd)];
   return s;
+}
+
+bool is_stopped(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = all.rfind(')');
+  return close != std::string::npos && close + 2 < all.size() && all[close + 2] == 'T';
 }
 
 }  // namespace webstack::it

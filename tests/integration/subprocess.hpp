@@ -68,6 +68,10 @@ int terminate_process(pid_t pid, std::chrono::milliseconds grace);
 // "exit code 3", "killed by signal 9 (Killed)".
 std::string describe_wait_status(int status);
 
+// The process is stopped (state T in /proc/<pid>/stat): SIGSTOP takes effect
+// asynchronously, so a test waits for this before it counts on the stop.
+bool is_stopped(pid_t pid);
+
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, then close).
 std::uint16_t free_tcp_port();
 

@@ -74,7 +74,25 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
     int requests = 0, failed = 0;
     double seconds = 0;      // from the fault until requests succeed again (0: none failed)
     bool came_back = false;  // no request failed after the fault, or one succeeded again
+    // Keyed guestbook writes beside the GETs, each sent again with its key until
+    // acknowledged: how many, failed on the first try (a client that does not resend
+    // would have seen these), failed even so, stored twice.
+    int keyed = 0, keyed_first_failed = 0, keyed_failed = 0;
+    std::string keyed_twice;
+    std::string keyed_line() const {
+      return fmt::format(
+          "{} keyed writes: {} failed on the first try, {} after the client's retries, stored "
+          "twice: {}",
+          keyed, keyed_first_failed, keyed_failed, keyed_twice.empty() ? "none" : keyed_twice);
+    }
   };
+  // A connection cut at the balancer fails the write in flight there (the client sees no
+  // answer): the client sends it again with its key, and it is stored once.
+  static void expect_keyed_exactly_once(const Outage& o) {
+    EXPECT_GT(o.keyed, 0) << "no keyed write was sent";
+    EXPECT_EQ(o.keyed_failed, 0) << "keyed writes not acknowledged within 30 s of retries";
+    EXPECT_EQ(o.keyed_twice, "") << "keyed writes stored twice";
+  }
   static Outage under_load(const std::function<void()>& fault) {
     std::atomic<bool> stop{false}, faulted{false};
     std::mutex m;
@@ -105,6 +123,20 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
         }
       }
     });
+    static int run = 0;
+    const std::string author = fmt::format("lb-{}-{}", ::getpid(), ++run);
+    auto writes = in_namespace(lab_->client_namespace(), [&] {
+      const auto deadline = Clock::now() + 60s;  // bounded, whatever happens
+      HttpClient c(443, 40s, lab_->lb_address());
+      c.use_tls({lab_->ca_file(), "www.foobar.test"});
+      for (int i = 0; !stop && Clock::now() < deadline; ++i) {
+        const auto p = webstack::test::keyed_post(c, author, fmt::format("k{}", i), 30s);
+        std::lock_guard lock(m);
+        ++o.keyed;
+        o.keyed_first_failed += p.first_status != 201 ? 1 : 0;
+        o.keyed_failed += p.status != 201 ? 1 : 0;
+      }
+    });
     // Some traffic first, then the fault.
     wait_for(
         [&] {
@@ -128,6 +160,12 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
         20s, 20ms);
     stop = true;
     load.join();
+    writes.join();
+    for (const char* host : {"web-01", "web-02"}) {
+      if (lab_->try_sql(host, "SELECT @@GLOBAL.read_only") == "0\n") {
+        o.keyed_twice = webstack::test::stored_twice(*lab_, host, author);
+      }
+    }
     if (recovered != Clock::time_point{}) {
       o.seconds = std::chrono::duration<double>(recovered - fault_at).count();
     }
@@ -153,10 +191,11 @@ TEST_F(LoadBalancerPairTest, HaproxyKilledOnTheHolderTheSiteComesBack) {
   const auto o = under_load([] { cli_ok({"kill", "lb-01/haproxy"}); });
   std::printf(
       "kill -9 of lb-01's HAProxy: %d requests, %d failed, answering again after %.2f s "
-      "(target <= 4 s)\n",
-      o.requests, o.failed, o.seconds);
+      "(target <= 4 s); %s\n",
+      o.requests, o.failed, o.seconds, o.keyed_line().c_str());
   EXPECT_TRUE(o.came_back) << "the site did not come back within 10 s of the fault";
   EXPECT_GT(o.requests, o.failed);
+  expect_keyed_exactly_once(o);
 }
 
 TEST_F(LoadBalancerPairTest, HoldersLinkDownTheAddressMovesToTheOther) {
@@ -165,8 +204,9 @@ TEST_F(LoadBalancerPairTest, HoldersLinkDownTheAddressMovesToTheOther) {
   cli_ok({"link", "lb-01", "up"});
   std::printf(
       "lb-01's link down: %d requests, %d failed, answering again after %.2f s "
-      "(target <= 4 s)\n",
-      o.requests, o.failed, o.seconds);
+      "(target <= 4 s); %s\n",
+      o.requests, o.failed, o.seconds, o.keyed_line().c_str());
+  expect_keyed_exactly_once(o);
   EXPECT_EQ(during, std::vector<std::string>{"lb-02"});
   EXPECT_TRUE(o.came_back) << "the site did not come back within 10 s of the fault";
   // lb-01 comes back and, after its preempt delay, takes the address back; never both.
@@ -351,11 +391,21 @@ struct WriteFigures {
   std::size_t acknowledged = 0, stored = 0;
   int failed = 0, samples = 0, both_writable = 0;
   double back_after = 0;  // from the fault to the first POST acknowledged after the last failure
+  // Keyed writes (a second writer, Idempotency-Key, sent again with the key until
+  // acknowledged): how many, failed on the first try, failed even so, acknowledged from
+  // the stored key, the slowest acknowledgement, stored twice on the new primary.
+  int keyed = 0, keyed_first_failed = 0, keyed_failed = 0, keyed_replayed = 0;
+  double keyed_slowest = 0;
+  std::string keyed_twice;
   std::string line() const {
     return fmt::format(
         "{} acknowledged, {} stored on the new primary {}, {} failed, writes back {:.2f} s after "
-        "the fault, {} of {} samples with two writable nodes",
-        acknowledged, stored, new_primary, failed, back_after, both_writable, samples);
+        "the fault, {} of {} samples with two writable nodes; {} keyed writes: {} failed on the "
+        "first try, {} after the client's retries, {} acknowledged from the stored key, slowest "
+        "{:.2f} s, stored twice: {}",
+        acknowledged, stored, new_primary, failed, back_after, both_writable, samples, keyed,
+        keyed_first_failed, keyed_failed, keyed_replayed, keyed_slowest,
+        keyed_twice.empty() ? "none" : keyed_twice);
   }
 };
 
@@ -426,6 +476,20 @@ WriteFigures writes_across(const std::string& author, const std::function<void()
       if (!ok) std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
     }
   });
+  // The keyed writer: the app holds such a write through the promotion (db.keyed_write_wait_ms)
+  // and HAProxy retries it on another web host, so its client waits longer than both.
+  std::vector<std::pair<webstack::test::KeyedPost, double>> keyed;  // outcome, seconds
+  auto keyed_writer = in_namespace(lab->client_namespace(), [&] {
+    HttpClient c(443, 40s, lab->lb_address());
+    c.use_tls({lab->ca_file(), "www.foobar.test"});
+    const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+    for (int i = 0; !stop && Clock::now() < deadline; ++i) {
+      const auto t0 = Clock::now();
+      auto p = webstack::test::keyed_post(c, author + "-k", fmt::format("k{}", i), 60s);
+      std::lock_guard lock(m);
+      keyed.emplace_back(std::move(p), std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  });
   WritableSampler sampler(*lab);
   const auto count = [&] {
     std::lock_guard lock(m);
@@ -447,6 +511,7 @@ WriteFigures writes_across(const std::string& author, const std::function<void()
       << "no new primary taking writes within 60 s of the fault";
   stop = true;
   writer.join();
+  keyed_writer.join();
   sampler.stop();
   f.new_primary = writable_node();
   f.acknowledged = acknowledged.size();
@@ -477,6 +542,30 @@ WriteFigures writes_across(const std::string& author, const std::function<void()
       ++missing;
     }
   }
+  const auto keyed_stored =
+      f.new_primary.empty() ? std::set<std::string>() : stored_texts(f.new_primary, author + "-k");
+  std::size_t keyed_missing = 0;
+  for (const auto& [p, seconds] : keyed) {
+    ++f.keyed;
+    f.keyed_first_failed += p.first_status != 201 ? 1 : 0;
+    f.keyed_failed += p.status != 201 ? 1 : 0;
+    f.keyed_replayed += p.replayed ? 1 : 0;
+    f.keyed_slowest = std::max(f.keyed_slowest, seconds);
+  }
+  for (int i = 0; i < f.keyed; ++i) {
+    const auto& p = keyed[static_cast<std::size_t>(i)].first;
+    keyed_missing += p.status == 201 && keyed_stored.count(fmt::format("k{}", i)) == 0 ? 1 : 0;
+  }
+  if (!f.new_primary.empty())
+    f.keyed_twice = webstack::test::stored_twice(*lab, f.new_primary, author + "-k");
+  // Exactly once for keyed writes: each acknowledged on its first try (the app waited for
+  // the new primary, or HAProxy retried it), stored, and never twice.
+  EXPECT_GT(f.keyed, 0) << "no keyed write was sent";
+  EXPECT_EQ(f.keyed_first_failed, 0) << "keyed writes not acknowledged on their first try\n"
+                                     << manager_log();
+  EXPECT_EQ(f.keyed_failed, 0) << "keyed writes never acknowledged";
+  EXPECT_EQ(keyed_missing, 0u) << "acknowledged keyed writes lost";
+  EXPECT_EQ(f.keyed_twice, "") << "keyed writes stored twice";
   EXPECT_NE(f.new_primary, f.old_primary);
   EXPECT_EQ(missing, 0u) << "acknowledged writes lost\n" << manager_log();
   EXPECT_EQ(f.both_writable, 0) << "two writable nodes at once\n" << manager_log();
@@ -560,10 +649,14 @@ void primary_back_to_web01() {
 
 // One write through the site: when it was sent and answered, the answer, which node took it.
 struct WriteRecord {
-  Clock::time_point sent, got;
-  int status = 0;  // 0: no HTTP answer (connection reset, timeout)
+  Clock::time_point sent, got;  // the first try sent, the last one answered
+  int status = 0;               // the last try's; 0: no HTTP answer (connection reset, timeout)
+  int first_status = 0;         // the first try's: what a client that does not resend got
+  bool replayed = false;        // acknowledged from the stored key (Idempotent-Replayed)
   std::string node, text;
-  std::string gtid;  // X-GTID: the commit's GTID ("0-1-17": domain, server id, sequence)
+  // X-GTID: the commit's GTID ("0-1-17": domain, server id, sequence); for a replayed
+  // acknowledgement, the position of the node that answered (it covers the write).
+  std::string gtid;
   std::int64_t id = 0;
 };
 
@@ -576,10 +669,11 @@ struct ReadRecord {
 };
 
 // Writers through the site (HTTPS to the virtual address, from the client host), each POST
-// with a unique text, every outcome recorded, until stop() (bounded at 240 s whatever
-// happens). With `readers`, beside each writer a reader, as the same user in another tab:
-// it reads the newest messages with the cookie of its writer's last acknowledged write,
-// which must be among them (or the read refused).
+// with a unique text under its own Idempotency-Key, sent again with that key until it is
+// acknowledged (webstack::test::keyed_post), every outcome recorded, until stop() (bounded
+// at 240 s whatever happens). With `readers`, beside each writer a reader, as the same user in
+// another tab: it reads the newest messages with the cookie of its writer's last acknowledged
+// write, which must be among them (or the read refused).
 class Writers {
  public:
   Writers(const TestLab& lab, const std::string& author, int n = 3, bool readers = false)
@@ -596,29 +690,22 @@ class Writers {
         c.use_tls({lab.ca_file(), "www.foobar.test"});
         const auto deadline = Clock::now() + 240s;
         for (int i = 0; !stop_ && Clock::now() < deadline; ++i) {
+          // Each write under its key, sent again with it until acknowledged (60 s at most).
           WriteRecord r;
           r.text = fmt::format("w{}-{}", w, i);
           r.sent = Clock::now();
-          try {
-            const auto res = c.post("/api/messages",
-                                    R"({"author":")" + author + R"(","text":")" + r.text + R"("})",
-                                    "application/json");
-            r.status = res.status;
-            r.node = res.header("X-DB-Node");
-            r.gtid = res.header("X-GTID");
-            if (r.status == 201)
-              r.id = boost::json::parse(res.body).at("id").to_number<std::int64_t>();
-          } catch (const std::exception&) {
-            c.close();
-          }
+          const auto p = webstack::test::keyed_post(c, author, r.text, 60s);
           r.got = Clock::now();
+          r.status = p.status;
+          r.first_status = p.first_status;
+          r.replayed = p.replayed;
+          r.node = p.node;
+          r.gtid = p.gtid;
+          r.id = p.id;
           const bool ok = r.status == 201;
-          {
-            std::lock_guard lock(m_);
-            if (ok) last_[w] = r;
-            records_.push_back(std::move(r));
-          }
-          if (!ok) std::this_thread::sleep_for(20ms);  // pacing of retries after a failure
+          std::lock_guard lock(m_);
+          if (ok) last_[w] = r;
+          records_.push_back(std::move(r));
         }
       }));
     }
@@ -1004,7 +1091,10 @@ struct RoundFigures {
   std::string fault;
   bool failed_over = false;
   std::size_t acknowledged = 0, lost = 0;
-  int failed = 0, wrong = 0, both_writable = 0, two_nodes_acknowledging = 0, samples = 0;
+  // Writes: not acknowledged on the first try (the writer then sent them again with the
+  // same key), not acknowledged even so, stored more than once (exactly once broken).
+  int first_failed = 0, failed = 0, stored_twice = 0;
+  int wrong = 0, both_writable = 0, two_nodes_acknowledging = 0, samples = 0;
   // Reads with the cookie: answered 200 and checked, refused (503), a write missing from a
   // 200 (a read-your-writes violation), any other status than 200, 502, 503, 504.
   int reads_checked = 0, reads_refused = 0, ryw_violations = 0, wrong_reads = 0;
@@ -1056,15 +1146,21 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   f.samples = sampler.samples();
   f.both_writable = sampler.both_writable();
   const auto records = writers.records();
-  std::vector<const WriteRecord*> acked;
+  std::vector<const WriteRecord*> acked, committed_here;
   std::vector<Clock::time_point> acks_after{fault_at};
   for (const auto& w : records) {
+    if (w.first_status != 201) {
+      ++f.first_failed;
+      const int st = w.first_status;
+      if (st != 0 && st != 502 && st != 503 && st != 504) ++f.wrong;
+    }
     if (w.status == 201) {
       acked.push_back(&w);
+      // A replayed acknowledgement names a position, not its commit: not in the order check.
+      if (!w.replayed) committed_here.push_back(&w);
       if (w.got >= fault_at) acks_after.push_back(w.got);
     } else {
       ++f.failed;
-      if (w.status != 0 && w.status != 502 && w.status != 503 && w.status != 504) ++f.wrong;
     }
   }
   for (const auto& rd : writers.reads()) {
@@ -1093,7 +1189,7 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   // never repeat a sequence number, and a write acknowledged before another was sent has
   // the smaller one. Two primaries taking writes at once break this (each numbers its own
   // commits on from the same point); a reply delayed by a frozen host does not.
-  f.two_nodes_acknowledging = out_of_gtid_order(acked);
+  f.two_nodes_acknowledging = out_of_gtid_order(committed_here);
   // Every acknowledged write on the primary and, once it caught up, on the replica.
   f.acknowledged = acked.size();
   if (redundant) {
@@ -1104,6 +1200,10 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
     for (const auto* w : acked) {
       f.lost += stored[0].count(w->text) == 0 || stored[1].count(w->text) == 0 ? 1 : 0;
     }
+    const auto twice = webstack::test::stored_twice(*lab, now_primary, author);
+    f.stored_twice =
+        twice.empty() ? 0 : 1 + static_cast<int>(std::count(twice.begin(), twice.end(), ','));
+    EXPECT_EQ(twice, "") << fault.name << ": writes stored more than once";
   }
   EXPECT_TRUE(redundant) << fault.name << ": not back to full redundancy within 90 s\n"
                          << manager_log();
@@ -1112,6 +1212,8 @@ RoundFigures nemesis_round(const Fault& fault, int round) {
   EXPECT_EQ(f.two_nodes_acknowledging, 0)
       << fault.name << ": acknowledged writes out of GTID order (two primaries took writes)";
   EXPECT_EQ(f.wrong, 0) << fault.name << ": a write answered other than 201 or 502/503/504";
+  EXPECT_EQ(f.failed, 0) << fault.name
+                         << ": writes not acknowledged within 60 s of the client's retries";
   EXPECT_EQ(f.ryw_violations, 0) << fault.name << ": reads missing their own acknowledged write";
   EXPECT_EQ(f.wrong_reads, 0) << fault.name << ": a read answered other than 200 or 502/503/504";
   EXPECT_GT(f.reads_checked, 0) << fault.name << ": no read checked";
@@ -1147,25 +1249,26 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
     rounds.push_back(nemesis_round(fault, static_cast<int>(i)));
     const auto& r = rounds.back();
     std::printf(
-        "  held %.1f s, %s, %zu acknowledged, %zu lost, %d failed, %.2f s without an acknowledged "
-        "write, "
+        "  held %.1f s, %s, %zu acknowledged, %zu lost, %d failed on the first try, %d after "
+        "the client's retries, %d stored twice, %.2f s without an acknowledged write, "
+
         "redundant %.1f s after the heal, %d of %d samples with two writable nodes; reads with "
         "the cookie: %d checked, %d refused, %d missing their write\n",
-        r.held, r.failed_over ? "failed over" : "no failover", r.acknowledged, r.lost, r.failed,
-        r.unavailable, r.redundant_after, r.both_writable, r.samples, r.reads_checked,
-        r.reads_refused, r.ryw_violations);
+        r.held, r.failed_over ? "failed over" : "no failover", r.acknowledged, r.lost,
+        r.first_failed, r.failed, r.stored_twice, r.unavailable, r.redundant_after, r.both_writable,
+        r.samples, r.reads_checked, r.reads_refused, r.ryw_violations);
     std::fflush(stdout);
   }
   std::printf(
-      "\n%s\n| fault | rounds | failovers | acknowledged | lost | two writable | "
-      "reads checked | RYW violations | errant saved | "
+      "\n%s\n| fault | rounds | failovers | acknowledged | lost | failed first try / after "
+      "retries | stored twice | two writable | reads checked | RYW violations | errant saved | "
       "writes unavailable s (median, max) | back to redundancy s (median, max) |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
       title.c_str());
   for (const auto& fault : nemesis_faults()) {
     std::vector<double> unavailable, redundant;
     std::size_t n = 0, failovers = 0, acknowledged = 0, lost = 0;
-    int both = 0, checked = 0, violations = 0, errant = 0;
+    int both = 0, checked = 0, violations = 0, errant = 0, first_failed = 0, failed = 0, twice = 0;
     for (const auto& r : rounds) {
       if (r.fault != fault.name) continue;
       ++n;
@@ -1175,16 +1278,21 @@ void nemesis_campaign(const std::vector<std::size_t>& order, const std::string& 
       both += r.both_writable;
       checked += r.reads_checked;
       violations += r.ryw_violations;
+      first_failed += r.first_failed;
+      failed += r.failed;
+      twice += r.stored_twice;
       errant += r.errant;
       unavailable.push_back(r.unavailable);
       redundant.push_back(r.redundant_after);
     }
     if (n == 0) continue;
-    std::printf("| %s | %zu | %zu | %zu | %zu | %d | %d | %d | %d | %.1f, %.1f | %.1f, %.1f |\n",
-                fault.name.c_str(), n, failovers, acknowledged, lost, both, checked, violations,
-                errant, median(unavailable),
-                *std::max_element(unavailable.begin(), unavailable.end()), median(redundant),
-                *std::max_element(redundant.begin(), redundant.end()));
+    std::printf(
+        "| %s | %zu | %zu | %zu | %zu | %d / %d | %d | %d | %d | %d | %d | %.1f, %.1f | "
+        "%.1f, %.1f |\n",
+        fault.name.c_str(), n, failovers, acknowledged, lost, first_failed, failed, twice, both,
+        checked, violations, errant, median(unavailable),
+        *std::max_element(unavailable.begin(), unavailable.end()), median(redundant),
+        *std::max_element(redundant.begin(), redundant.end()));
   }
   std::fflush(stdout);
 }

@@ -398,6 +398,13 @@ struct WebFault {
   std::vector<std::string> lost;  // answered 201, not stored
   std::string dupes;              // stored twice
   std::string logs;               // the apps' and failover's last lines, when one failed
+  // Keyed posts (Idempotency-Key; HAProxy may retry them): how many, how many a single
+  // try did not get 201 for (the client then sent them again with the same key), how
+  // many were not acknowledged even so, lost, stored twice.
+  int keyed = 0, keyed_first_failed = 0, keyed_failed = 0, keyed_replayed = 0;
+  std::string keyed_failures;
+  std::vector<std::string> keyed_lost;
+  std::string keyed_dupes;
 };
 
 WebFault under_load(const std::string& host, const std::function<void()>& fault,
@@ -446,6 +453,21 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
       }
     }));
   }
+  const std::string keyed_author = author + "-k";
+  std::map<std::string, webstack::test::KeyedPost> keyed_posts;  // text -> outcome
+  workers.push_back(in_namespace(lab->client_namespace(), [&] {
+    // Longer than HAProxy's `timeout server` (30 s), after which it retries a keyed post
+    // that got no answer on another host.
+    HttpClient c(443, 40s, lab->lb_address());
+    c.use_tls({lab->ca_file(), "www.foobar.test"});
+    const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
+    for (int i = 0; !stop && Clock::now() < deadline; ++i) {
+      const std::string text = fmt::format("k{}", i);
+      auto p = webstack::test::keyed_post(c, keyed_author, text, 60s);
+      std::lock_guard lock(mu);
+      keyed_posts[text] = std::move(p);
+    }
+  }));
   workers.push_back(in_namespace(lab->client_namespace(), [&] {
     HttpClient c(443, 20s, lab->lb_address());
     c.use_tls({lab->ca_file(), "www.foobar.test"});
@@ -511,7 +533,10 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   }
 
   // What the apps and the failover saw, for a failure's diagnosis.
-  if (!f.get_failures.empty() || !failed_posts.empty()) {
+  const bool keyed_trouble =
+      std::any_of(keyed_posts.begin(), keyed_posts.end(),
+                  [](const auto& kp) { return kp.second.first_status != 201; });
+  if (!f.get_failures.empty() || !failed_posts.empty() || keyed_trouble) {
     for (const char* service : {"web-01/webstack-app", "web-02/webstack-app",
                                 "web-01/failover-agent", "mon-01/failover-manager"}) {
       f.logs +=
@@ -533,6 +558,27 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   for (const auto& [text, status] : f.post_status) {
     if (status == 201 && stored_texts.count(text) == 0) f.lost.push_back(text);
   }
+
+  // The keyed posts: each acknowledged one stored, none twice.
+  std::map<int, int> keyed_by_status;
+  std::set<std::string> keyed_stored;
+  std::istringstream keyed_rows(lab->sql(
+      primary, "SELECT body FROM webstack.messages WHERE author = '" + keyed_author + "'"));
+  for (std::string row; std::getline(keyed_rows, row);) keyed_stored.insert(row);
+  for (const auto& [text, p] : keyed_posts) {
+    ++f.keyed;
+    if (p.first_status != 201) {
+      ++f.keyed_first_failed;
+      ++keyed_by_status[p.first_status];
+    }
+    if (p.status != 201) ++f.keyed_failed;
+    if (p.replayed) ++f.keyed_replayed;
+    if (p.status == 201 && keyed_stored.count(text) == 0) f.keyed_lost.push_back(text);
+  }
+  for (const auto& [status, count] : keyed_by_status)
+    f.keyed_failures +=
+        fmt::format("{}status {} x{}", f.keyed_failures.empty() ? "" : ", ", status, count);
+  f.keyed_dupes = webstack::test::stored_twice(*lab, primary, keyed_author);
   return f;
 }
 
@@ -546,15 +592,29 @@ void expect_no_failed_get_and_no_lost_post(const WebFault& f, const std::string&
                                       << f.logs;
   EXPECT_TRUE(f.lost.empty()) << f.lost.size() << " POSTs answered 201 and not stored";
   EXPECT_EQ(f.dupes, "") << "POSTs stored twice";
+  // Keyed posts: HAProxy retries them on the other host, so not one needs the client's
+  // own retry, and each is stored exactly once.
+  EXPECT_GT(f.keyed, 0) << "no keyed post was sent";
+  EXPECT_EQ(f.keyed_first_failed, 0)
+      << "keyed posts not acknowledged on their first try: " << f.keyed_failures << "\n"
+      << f.logs;
+  EXPECT_EQ(f.keyed_failed, 0) << "keyed posts never acknowledged";
+  EXPECT_TRUE(f.keyed_lost.empty())
+      << f.keyed_lost.size() << " keyed posts acknowledged, not stored";
+  EXPECT_EQ(f.keyed_dupes, "") << "keyed posts stored twice";
 }
 
 std::string figures(const WebFault& f, const std::string& host) {
   return fmt::format(
       "HAProxy marked {} DOWN {:.2f} s after the fault, UP {:.2f} s after the cure; {} GETs, {} "
-      "failed; {} POSTs: {} created, {} failed{}, {} stored",
+      "failed; {} POSTs: {} created, {} failed{}, {} stored; {} keyed POSTs: {} failed on the "
+      "first try{}, {} after the client's retries, {} acknowledged from the stored key, {} lost, "
+      "stored twice: {}",
       host, f.down_after_s, f.up_after_s, f.gets, f.get_failures.size(), f.post_status.size(),
       f.created, f.post_failed, f.post_failures.empty() ? "" : " (" + f.post_failures + ")",
-      f.stored);
+      f.stored, f.keyed, f.keyed_first_failed,
+      f.keyed_failures.empty() ? "" : " (" + f.keyed_failures + ")", f.keyed_failed,
+      f.keyed_replayed, f.keyed_lost.size(), f.keyed_dupes.empty() ? "none" : f.keyed_dupes);
 }
 
 // A planned stop (`webstack stop`): the app's lame duck (/readyz 503 while still serving,

@@ -1,6 +1,9 @@
 #include "test_lab.hpp"
 
 #include "http_client.hpp"
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
 #include "lab/status.hpp"
 
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <sstream>
 
 namespace webstack::test {
 
@@ -86,14 +90,18 @@ SiteLoad::SiteLoad(const std::string& ns, const std::string& address, const std:
       c.use_tls({ca_file, "www.foobar.test"});
       const auto deadline = std::chrono::steady_clock::now() + bound;
       auto next = std::chrono::steady_clock::now();
+      const auto run = std::random_device{}();
+      int sent = 0;
       while (!stop_ && std::chrono::steady_clock::now() < deadline &&
              (max_requests == 0 || started_++ < max_requests)) {
         next += pace;
         std::this_thread::sleep_until(next);  // the traffic's rate, not a synchronisation
         try {
+          // Each post with a key of its own: the site may retry it on the way.
           const auto r =
               post ? c.post("/api/messages", R"({"author":"load","text":"steady traffic"})",
-                            "application/json")
+                            "application/json",
+                            {{"Idempotency-Key", fmt::format("\"load-{}-{}\"", run, ++sent)}})
                    : c.get("/db");
           if (r.status != (post ? 201 : 200)) {
             throw std::runtime_error("status " + std::to_string(r.status));
@@ -114,6 +122,46 @@ SiteLoad::SiteLoad(const std::string& ns, const std::string& address, const std:
   workers_.push_back(worker(false));
   workers_.push_back(worker(false));
   workers_.push_back(worker(true));
+}
+
+KeyedPost keyed_post(it::HttpClient& c, const std::string& author, const std::string& text,
+                     std::chrono::milliseconds give_up) {
+  KeyedPost p;
+  const auto until = std::chrono::steady_clock::now() + give_up;
+  const std::string body = R"({"author":")" + author + R"(","text":")" + text + R"("})";
+  const std::string key = "\"" + author + "/" + text + "\"";
+  for (;;) {
+    ++p.attempts;
+    p.status = 0;
+    try {
+      const auto r = c.post("/api/messages", body, "application/json", {{"Idempotency-Key", key}});
+      p.status = r.status;
+      if (r.status == 201) {
+        p.id = boost::json::parse(r.body).at("id").to_number<std::int64_t>();
+        p.gtid = r.header("X-GTID");
+        p.node = r.header("X-DB-Node");
+        p.replayed = r.header("Idempotent-Replayed") == "true";
+      }
+    } catch (const std::exception&) {
+      c.close();
+    }
+    if (p.attempts == 1) p.first_status = p.status;
+    if (p.status == 201 || std::chrono::steady_clock::now() >= until) return p;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // pacing of the client's retries
+  }
+}
+
+std::string stored_twice(const TestLab& lab, const std::string& host, const std::string& author) {
+  std::string out;
+  std::istringstream rows(
+      lab.sql(host, "SELECT body, COUNT(*) FROM webstack.messages WHERE author = '" + author +
+                        "' GROUP BY body HAVING COUNT(*) > 1"));
+  for (std::string row; std::getline(rows, row);) {
+    const auto tab = row.find('\t');
+    out += fmt::format("{}{} x{}", out.empty() ? "" : ", ", row.substr(0, tab),
+                       tab == std::string::npos ? "?" : row.substr(tab + 1));
+  }
+  return out;
 }
 
 std::optional<std::chrono::steady_clock::time_point> SiteLoad::finished() const {

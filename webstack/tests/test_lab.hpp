@@ -22,6 +22,10 @@
 
 #include "lab/process.hpp"
 
+namespace webstack::it {
+class HttpClient;
+}
+
 namespace webstack::test {
 
 class TestLab {
@@ -147,6 +151,24 @@ class SiteLoad {
   std::string first_failure_;
   std::vector<std::thread> workers_;
 };
+
+// One guestbook write under an Idempotency-Key, sent the way an application's own client
+// would: again with the same key after no answer or a status other than 201, until it is
+// acknowledged or `give_up` has passed (a browser would not resend a form by itself, so
+// `first_status` is kept: what one try got). The key is "<author>/<text>".
+struct KeyedPost {
+  int first_status = 0;  // 0: no HTTP answer
+  int status = 0;        // the last try's
+  int attempts = 0;
+  std::int64_t id = 0;
+  std::string gtid, node;  // X-GTID and X-DB-Node of the acknowledgement
+  bool replayed = false;   // acknowledged from the stored key (Idempotent-Replayed)
+};
+KeyedPost keyed_post(it::HttpClient& c, const std::string& author, const std::string& text,
+                     std::chrono::milliseconds give_up);
+
+// "text xN, ..." for every text of `author` stored more than once on `host` ("": none).
+std::string stored_twice(const TestLab& lab, const std::string& host, const std::string& author);
 
 // Requests the site's balancers (lb-01 and lb-02) have sent to the web hosts so far.
 // Round robin is exact at the balancer; a test that counts its own requests' split sees

@@ -13,7 +13,9 @@ namespace webstack::idempotency {
 
 namespace {
 
-bool key_char(char c) { return c >= 0x20 && c <= 0x7E; }
+bool key_char(char c) {
+  return c >= 0x20 && c <= 0x7E;
+}
 
 std::string length_error(std::size_t n) {
   if (n == 0) return "is empty";

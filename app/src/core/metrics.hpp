@@ -50,7 +50,15 @@ std::string_view ryw_outcome_name(RywOutcome o);
 // 422), in_progress (its first run held the key past the lock wait: 409), retried (an
 // attempt run again after an unknown outcome: counted per retry), expired (keys deleted
 // by the cleanup).
-enum class KeyedOutcome : std::uint8_t { Stored, Replayed, Mismatch, InProgress, Retried, Expired, Count };
+enum class KeyedOutcome : std::uint8_t {
+  Stored,
+  Replayed,
+  Mismatch,
+  InProgress,
+  Retried,
+  Expired,
+  Count
+};
 std::string_view keyed_outcome_name(KeyedOutcome o);
 
 // Status codes kept apart; anything else is counted under "other".

@@ -731,8 +731,8 @@ void Cluster::stop() {
 
 void Cluster::every(std::chrono::milliseconds period, std::string name,
                     std::function<asio::awaitable<void>()> task) {
-  impl_->periodic.push_back(std::make_unique<Impl::Periodic>(impl_->io, period, std::move(name),
-                                                             std::move(task)));
+  impl_->periodic.push_back(
+      std::make_unique<Impl::Periodic>(impl_->io, period, std::move(name), std::move(task)));
 }
 
 const DatabaseConfig& Cluster::config() const {

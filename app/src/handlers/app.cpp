@@ -122,8 +122,7 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
   if (w.form) {
     response = hex_literal(kFormAnswer);
   } else {
-    for (auto [name, value] : {std::pair{"author", w.author},
-                               std::pair{"text", w.text},
+    for (auto [name, value] : {std::pair{"author", w.author}, std::pair{"text", w.text},
                                std::pair{"served_by", std::string_view(w.served_by)},
                                std::pair{"db_node", std::string_view(answer.node)}}) {
       fmt::format_to(std::back_inserter(rest), R"(,"{}":{})", name,
@@ -513,9 +512,8 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
       "required></textarea></label></p>";
   // One key per rendered form: a post sent twice (a retry anywhere on the way, the
   // button pressed again) is stored once.
-  fmt::format_to(std::back_inserter(out),
-                 "<input type=\"hidden\" name=\"{}\" value=\"{}\">", kKeyField,
-                 idempotency::new_key());
+  fmt::format_to(std::back_inserter(out), "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                 kKeyField, idempotency::new_key());
   out += "<p><button type=\"submit\">Sign</button></p></form><ul>";
   for (auto& row : res.rows) {
     out += "<li><b>";
@@ -553,11 +551,10 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
       auto parsed = idempotency::check_form_field(decoded ? *decoded : std::string_view{});
       if (!decoded || !parsed.error.empty()) {
         co_return json_response(
-            400,
-            json::object{
-                {"error", fmt::format("{} {}", kKeyField,
-                                      decoded ? parsed.error : "is not valid form encoding")},
-                {"field", kKeyField}});
+            400, json::object{
+                     {"error", fmt::format("{} {}", kKeyField,
+                                           decoded ? parsed.error : "is not valid form encoding")},
+                     {"field", kKeyField}});
       }
       key = std::move(parsed.key);
     }
@@ -660,9 +657,9 @@ asio::awaitable<Response> App::messages_post_keyed(const Request& req, const std
   if (answer.mismatch) {
     metrics_.keyed_write(KeyedOutcome::Mismatch);
     co_return json_response(
-        422, json::object{{"error", fmt::format("this {} was first used with another request",
-                                                kKeyHeader)},
-                          {"header", kKeyHeader}});
+        422, json::object{
+                 {"error", fmt::format("this {} was first used with another request", kKeyHeader)},
+                 {"header", kKeyHeader}});
   }
   metrics_.keyed_write(answer.replayed ? KeyedOutcome::Replayed : KeyedOutcome::Stored);
   Response r;

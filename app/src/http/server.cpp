@@ -272,8 +272,12 @@ asio::awaitable<void> session(Worker& w, tcp::socket socket) {
       break;
     }
 
-    Request in{req.method_string(), req.target(), req[bhttp::field::cookie],
-               req[bhttp::field::content_type], req.body(), std::nullopt};
+    Request in{req.method_string(),
+               req.target(),
+               req[bhttp::field::cookie],
+               req[bhttp::field::content_type],
+               req.body(),
+               std::nullopt};
     std::string joined_keys;
     if (const auto n = req.count("Idempotency-Key"); n == 1) {
       in.idempotency_key = req["Idempotency-Key"];

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <random>
 #include <stdexcept>
 
 namespace webstack::dashboard {
@@ -221,6 +222,10 @@ void LoadGenerator::run(int rate) {
   const auto period = std::chrono::microseconds(1'000'000 / rate);
   const auto end = Clock::now() + kMaxDuration;
   auto next = Clock::now();
+  // Each post names itself (Idempotency-Key): the site may then retry it anywhere on the
+  // way without storing it twice.
+  const std::string run =
+      fmt::format("{:08x}{:08x}", std::random_device{}(), std::random_device{}());
   for (std::uint64_t i = 0; !stop_ && Clock::now() < end; ++i) {
     next += period;
     {
@@ -241,6 +246,7 @@ void LoadGenerator::run(int rate) {
     req.keep_alive(true);
     if (step.verb == bhttp::verb::post) {
       req.set(bhttp::field::content_type, "application/json");
+      req.set("Idempotency-Key", fmt::format("\"dashboard-{}-{}\"", run, i));
       req.body() = fmt::format(R"({{"author":"dashboard","text":"request {}"}})", i);
       req.prepare_payload();
     }
