@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS messages (
   KEY idx_messages_created_at (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
--- Idempotency keys (docs/webstack-app.md, "Exactly-once writes"): a keyed write stores
+-- Idempotency keys (docs/high-availability.md, "Exactly-once writes"): a keyed write stores
 -- its key, the request's SHA-256 and its answer in the same transaction as the write; a
 -- repeat is answered from here. Rows past expires_at are deleted by the app.
 CREATE TABLE IF NOT EXISTS idempotency_keys (

@@ -111,7 +111,7 @@ constexpr std::string_view kFormAnswer = "See /guestbook\n";
 // One attempt on a write connection. The whole transaction is one round trip (the
 // server runs it through even if this process stops meanwhile, so no key stays locked
 // by a stalled client); the request's text reaches the SQL only as hex literals. A
-// stored key (a committed earlier run, or a concurrent one waited for) fails the first
+// stored key (a committed earlier run, or a concurrent one waited for) fails the key's
 // INSERT with a duplicate: then the stored answer is read instead.
 asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
   using idempotency::hex_literal;
@@ -132,17 +132,18 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
     response = fmt::format("CONCAT({}, LAST_INSERT_ID(), {})", hex_literal(R"({"id":)"),
                            hex_literal(rest));
   }
+  // The message first, so that the key's row is written once, with the answer (which
+  // names the message's id); a duplicate key rolls the message back with it.
   const std::string sql = fmt::format(
       "START TRANSACTION;"
-      "INSERT INTO idempotency_keys (idem_key, request_hash, status, response, expires_at) "
-      "VALUES ({0}, {1}, {2}, '', NOW(3) + INTERVAL {3} SECOND);"
       "INSERT INTO messages (author, body) "
-      "VALUES (CONVERT({4} USING utf8mb4), CONVERT({5} USING utf8mb4));"
-      "UPDATE idempotency_keys SET response = {6} WHERE idem_key = {0};"
+      "VALUES (CONVERT({0} USING utf8mb4), CONVERT({1} USING utf8mb4));"
+      "INSERT INTO idempotency_keys (idem_key, request_hash, status, response, expires_at) "
+      "VALUES ({2}, {3}, {4}, {5}, NOW(3) + INTERVAL {6} SECOND);"
       "COMMIT;"
       "SELECT @@last_gtid, LAST_INSERT_ID()",
-      key, hex_literal(w.hash), w.form ? 303 : 201, w.ttl.count(), hex_literal(w.author),
-      hex_literal(w.text), response);
+      hex_literal(w.author), hex_literal(w.text), key, hex_literal(w.hash), w.form ? 303 : 201,
+      response, w.ttl.count());
   for (int round = 0;; ++round) {
     std::vector<db::Result> results;
     std::exception_ptr failure;
@@ -182,16 +183,16 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
       answer.gtid = as_text(row[4]);
       co_return answer;
     }
-    if (results.size() != 6 || results[5].rows.empty()) {
-      throw db::QueryError(fmt::format("keyed write: {} results, expected 6", results.size()));
+    if (results.size() != 5 || results[4].rows.empty()) {
+      throw db::QueryError(fmt::format("keyed write: {} results, expected 5", results.size()));
     }
     answer.status = w.form ? 303 : 201;
-    answer.gtid = as_text(results[5].rows[0][0]);
+    answer.gtid = as_text(results[4].rows[0][0]);
     if (w.form) {
       answer.body = kFormAnswer;
     } else {
       // The same text the UPDATE stored.
-      answer.body = fmt::format(R"({{"id":{}{})", as_int(results[5].rows[0][1]), rest);
+      answer.body = fmt::format(R"({{"id":{}{})", as_int(results[4].rows[0][1]), rest);
     }
     co_return answer;
   }

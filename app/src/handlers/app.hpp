@@ -75,7 +75,7 @@ class App {
   boost::asio::awaitable<Response> messages_list(const Request& req, std::string_view query,
                                                  bool html);
   boost::asio::awaitable<Response> messages_post(const Request& req);
-  // The post's write under an idempotency key (docs/webstack-app.md, "Exactly-once
+  // The post's write under an idempotency key (docs/high-availability.md, "Exactly-once
   // writes"): stored with the key in one transaction, or answered from the stored key.
   boost::asio::awaitable<Response> messages_post_keyed(const Request& req, const std::string& key,
                                                        const std::string& author,

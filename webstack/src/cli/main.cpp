@@ -325,7 +325,8 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   bench
       ->add_option("--test", bench_opts.tests,
-                   "Tests: plaintext, json, db, queries, fortunes, updates (all)")
+                   "Tests: plaintext, json, db, queries, fortunes, updates (all); write, write-keyed "
+                   "(guestbook posts without and with an Idempotency-Key) when named")
       ->delimiter(',');
   bench->add_option("--duration", bench_seconds, "Seconds per run")->capture_default_str();
   bench->add_option("--connections", bench_opts.connections, "wrk connections = sysbench threads")
