@@ -182,7 +182,8 @@ TEST_F(Endpoints, MessagesArePostedToThePrimaryAndListed) {
   ASSERT_EQ(page.status, 200);
   EXPECT_EQ(page.header("Content-Type"), "text/html; charset=utf-8");
   EXPECT_NE(page.body.find("hello &lt;b&gt;world&lt;/b&gt; フ"), std::string::npos);
-  EXPECT_NE(page.body.find("<form method=\"post\" action=\"/api/messages\">"), std::string::npos);
+  EXPECT_NE(page.body.find("<form method=\"post\" action=\"/api/messages\" autocomplete=\"off\">"),
+            std::string::npos);
   EXPECT_NE(page.body.find("Served by web-test"), std::string::npos);
 }
 

@@ -23,12 +23,18 @@
 namespace webstack::it {
 namespace {
 
+// The message id a 201 answer names.
+std::string id_of(const std::string& body) {
+  static const std::regex re(R"("id":(\d+))");
+  std::smatch m;
+  return std::regex_search(body, m, re) ? m[1].str() : std::string();
+}
+
 class Idempotency : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto opts = app_options_for(MariaDbPair::shared());
-    for (const char* s : {"server.threads=2", "db.idempotency_ttl_s=2",
-                          "db.idempotency_cleanup_ms=250", "db.probe_interval_ms=250"})
+    for (const char* s : {"server.threads=2", "db.probe_interval_ms=250"})
       opts.settings.emplace_back(s);
     app_ = new AppProcess(std::move(opts));
   }
@@ -50,11 +56,6 @@ class Idempotency : public ::testing::Test {
   static HttpResponse post(HttpClient& c, const std::string& key, const std::string& body) {
     return c.request("POST", "/api/messages",
                      {{"Content-Type", "application/json"}, {"Idempotency-Key", key}}, body);
-  }
-  static std::string id_of(const std::string& body) {
-    static const std::regex re(R"("id":(\d+))");
-    std::smatch m;
-    return std::regex_search(body, m, re) ? m[1].str() : std::string();
   }
   static AppProcess* app_;
   HttpClient client_{app_->port()};
@@ -121,8 +122,10 @@ TEST_F(Idempotency, ConcurrentRepeatsWriteOnce) {
 }
 
 TEST_F(Idempotency, AMalformedOrOversizedKeyIs400NamingTheHeader) {
-  for (const std::string& key : {std::string("unquoted"), std::string(R"("")"),
-                                 std::string(R"("a";x=1)"), "\"" + std::string(256, 'k') + "\""}) {
+  std::string oversized = std::string(258, 'k');
+  oversized.front() = oversized.back() = '"';  // 256 characters between the quotes
+  for (const std::string& key :
+       {std::string("unquoted"), std::string(R"("")"), std::string(R"("a";x=1)"), oversized}) {
     const auto r = post(client_, key, R"({"author":"idem-bad","text":"x"})");
     EXPECT_EQ(r.status, 400) << key << " -> " << r.body;
     EXPECT_NE(r.body.find("Idempotency-Key header"), std::string::npos) << r.body;
@@ -135,24 +138,6 @@ TEST_F(Idempotency, AMalformedOrOversizedKeyIs400NamingTheHeader) {
                                    R"({"author":"idem-bad","text":"x"})");
   EXPECT_EQ(two.status, 400) << two.body;
   EXPECT_EQ(stored("idem-bad"), "0\n");
-}
-
-TEST_F(Idempotency, KeysExpireAndAreDeletedThenTheKeyWritesAgain) {
-  const std::string body = R"({"author":"idem-ttl","text":"t"})";
-  const auto first = post(client_, R"("ttl-1")", body);
-  ASSERT_EQ(first.status, 201) << first.body;
-  EXPECT_EQ(keys_named("ttl-1"), "1\n");
-  // db.idempotency_ttl_s=2, cleanup every 250 ms.
-  ASSERT_TRUE(eventually([&] { return keys_named("ttl-1") == "0\n"; }, 15s))
-      << "the expired key was never deleted";
-  const auto later = post(client_, R"("ttl-1")", body);
-  ASSERT_EQ(later.status, 201) << later.body;
-  EXPECT_FALSE(later.has_header("Idempotent-Replayed"));
-  EXPECT_NE(id_of(later.body), id_of(first.body));
-  EXPECT_EQ(stored("idem-ttl"), "2\n");
-  EXPECT_NE(
-      client_.get("/metrics").body.find("webstack_idempotent_writes_total{outcome=\"expired\"}"),
-      std::string::npos);
 }
 
 TEST_F(Idempotency, TheGuestbookFormCarriesAKeyAndAResubmitIsStoredOnce) {
@@ -181,6 +166,156 @@ TEST_F(Idempotency, TheGuestbookFormCarriesAKeyAndAResubmitIsStoredOnce) {
                    "author=idem-form&text=x&idempotency_key=", "application/x-www-form-urlencoded");
   EXPECT_EQ(bad.status, 400) << bad.body;
   EXPECT_NE(bad.body.find(R"("field":"idempotency_key")"), std::string::npos) << bad.body;
+}
+
+// The value of webstack_idempotent_writes_total{outcome="<outcome>"} (-1: absent).
+long keyed_metric(HttpClient& c, const std::string& outcome) {
+  std::smatch m;
+  const std::string body = c.get("/metrics").body;
+  if (!std::regex_search(
+          body, m,
+          std::regex(R"(webstack_idempotent_writes_total\{outcome=")" + outcome + R"("\} (\d+))")))
+    return -1;
+  return std::stol(m[1].str());
+}
+
+// SQL as root on the primary.
+std::string primary_sql(const std::string& q) {
+  return MariaDbPair::shared().root_sql(MariaDbPair::kPrimary, q);
+}
+
+// An app of its own with a one-second time to live and `cleanup_ms`, and posts of one
+// body under `key` to it.
+struct ShortLivedKeys {
+  ShortLivedKeys(const char* cleanup, std::string k, std::string b)
+      : app([cleanup] {
+          auto opts = app_options_for(MariaDbPair::shared());
+          opts.settings.emplace_back("db.idempotency_ttl_s=1");
+          opts.settings.emplace_back(cleanup);
+          return opts;
+        }()),
+        client(app.port()),
+        key(std::move(k)),
+        body(std::move(b)) {}
+  HttpResponse post() {
+    return client.request(
+        "POST", "/api/messages",
+        {{"Content-Type", "application/json"}, {"Idempotency-Key", "\"" + key + "\""}}, body);
+  }
+  AppProcess app;
+  HttpClient client;
+  std::string key, body;
+};
+
+TEST(IdempotencyExpiry, KeysExpireAndAreDeletedThenTheKeyWritesAgain) {
+  ShortLivedKeys t("db.idempotency_cleanup_ms=250", "ttl-1", R"({"author":"idem-ttl","text":"t"})");
+  const auto first = t.post();
+  ASSERT_EQ(first.status, 201) << first.body;
+  ASSERT_TRUE(eventually(
+      [&] {
+        return primary_sql(
+                   "SELECT COUNT(*) FROM webstack.idempotency_keys WHERE idem_key = 'ttl-1'") ==
+               "0\n";
+      },
+      15s))
+      << "the expired key was never deleted";
+  EXPECT_GE(keyed_metric(t.client, "expired"), 1);
+  const auto later = t.post();
+  ASSERT_EQ(later.status, 201) << later.body;
+  EXPECT_FALSE(later.has_header("Idempotent-Replayed"));
+  EXPECT_EQ(primary_sql("SELECT COUNT(*) FROM webstack.messages WHERE author = 'idem-ttl'"), "2\n");
+}
+
+// A key past its expiry that the cleanup has not deleted yet: used again, it is deleted
+// and the write runs afresh (not answered from the expired row).
+TEST(IdempotencyExpiry, AnExpiredKeyNotYetDeletedWritesAgain) {
+  ShortLivedKeys t("db.idempotency_cleanup_ms=3600000", "ttl-2",
+                   R"({"author":"idem-ttl2","text":"t"})");
+  const auto first = t.post();
+  ASSERT_EQ(first.status, 201) << first.body;
+  ASSERT_TRUE(eventually(
+      [&] {
+        return primary_sql(
+                   "SELECT COUNT(*) FROM webstack.idempotency_keys WHERE idem_key = "
+                   "'ttl-2' AND expires_at <= NOW(3)") == "1\n";
+      },
+      15s));
+  const auto later = t.post();
+  ASSERT_EQ(later.status, 201) << later.body;
+  EXPECT_FALSE(later.has_header("Idempotent-Replayed"));
+  EXPECT_NE(id_of(later.body), id_of(first.body));
+  EXPECT_EQ(primary_sql("SELECT COUNT(*) FROM webstack.messages WHERE author = 'idem-ttl2'"),
+            "2\n");
+  EXPECT_EQ(primary_sql("SELECT COUNT(*) FROM webstack.idempotency_keys WHERE idem_key = "
+                        "'ttl-2' AND expires_at > NOW(3)"),
+            "1\n");
+}
+
+// Another session holds the key's row (a run in progress: here a transaction that sleeps
+// holding its lock): a post under that key waits for it, and gets 409 only when the
+// app's db.keyed_write_wait_ms ends first.
+TEST(IdempotencyInProgress, ARunHoldingTheKeyIsWaitedForThen409) {
+  auto& db = MariaDbPair::shared();
+  const auto hold = [&db](const std::string& key, int seconds) {
+    return std::thread([&db, key, seconds] {
+      db.root_sql(MariaDbPair::kPrimary,
+                  "START TRANSACTION; INSERT INTO webstack.idempotency_keys (idem_key, "
+                  "request_hash, status, response, expires_at) VALUES ('" +
+                      key + "', REPEAT('x', 32), 201, '', NOW(3) + INTERVAL 1 DAY); SELECT SLEEP(" +
+                      std::to_string(seconds) + "); ROLLBACK",
+                  60s);
+    });
+  };
+  const auto held = [&db](int seconds) {
+    return eventually(
+        [&] {
+          return db.root_sql(MariaDbPair::kPrimary,
+                             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = "
+                             "'SELECT SLEEP(" +
+                                 std::to_string(seconds) + ")'") == "1\n";
+        },
+        10s);
+  };
+  const auto post = [](AppProcess& app, const std::string& key) {
+    HttpClient c(app.port(), 60s);
+    return c.request("POST", "/api/messages",
+                     {{"Content-Type", "application/json"}, {"Idempotency-Key", "\"" + key + "\""}},
+                     R"({"author":"idem-held","text":")" + key + R"("})");
+  };
+  {
+    // The lock wait (1 s: the 2 s query timeout less one) ends, then tries again until 2.5 s.
+    auto opts = app_options_for(db);
+    for (const char* s : {"db.query_timeout_ms=2000", "db.keyed_write_wait_ms=2500"})
+      opts.settings.emplace_back(s);
+    AppProcess app(std::move(opts));
+    auto holder = hold("held-1", 8);
+    const bool locked = held(8);
+    const auto r = locked ? post(app, "held-1") : HttpResponse{};
+    holder.join();
+    ASSERT_TRUE(locked) << "the holder never held the key";
+    EXPECT_EQ(r.status, 409) << r.body;
+    EXPECT_NE(r.body.find(R"("header":"Idempotency-Key")"), std::string::npos) << r.body;
+    HttpClient metrics(app.port());
+    EXPECT_EQ(keyed_metric(metrics, "in_progress"), 1);
+    const auto again = post(app, "held-1");  // the holder rolled back: the write runs
+    EXPECT_EQ(again.status, 201) << again.body;
+  }
+  {
+    auto opts = app_options_for(db);
+    for (const char* s : {"db.query_timeout_ms=2000", "db.keyed_write_wait_ms=15000"})
+      opts.settings.emplace_back(s);
+    AppProcess app(std::move(opts));
+    auto holder = hold("held-2", 3);
+    const bool locked = held(3);
+    const auto r = locked ? post(app, "held-2") : HttpResponse{};  // waits out the holder
+    holder.join();
+    ASSERT_TRUE(locked) << "the holder never held the key";
+    EXPECT_EQ(r.status, 201) << r.body;
+    EXPECT_FALSE(r.has_header("Idempotent-Replayed"));
+  }
+  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary,
+                        "SELECT COUNT(*) FROM webstack.messages WHERE author = 'idem-held'"),
+            "2\n");
 }
 
 // The primary stops (SIGSTOP) with keyed writes in flight: their statements time out
@@ -244,13 +379,11 @@ TEST(IdempotencyUnknownOutcome, WritesInFlightWhenThePrimaryStallsAreRepeatedAnd
                         "SELECT COUNT(*), COUNT(DISTINCT body) FROM webstack.messages WHERE "
                         "author = 'idem-stall'"),
             "4\t4\n");
-  const auto metrics = HttpClient(app.port()).get("/metrics").body;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(
-      metrics, m, std::regex(R"(webstack_idempotent_writes_total\{outcome="retried"\} (\d+))")));
-  EXPECT_GE(std::stoi(m[1].str()), 1) << "no keyed write was sent to the stalled primary";
-  std::printf("keyed writes through a 1 s query timeout on a stalled primary: %s retries\n",
-              m[1].str().c_str());
+  HttpClient metrics(app.port());
+  const long retried = keyed_metric(metrics, "retried");
+  EXPECT_GE(retried, 1) << "no keyed write was sent to the stalled primary";
+  std::printf("keyed writes through a 1 s query timeout on a stalled primary: %ld retries\n",
+              retried);
 }
 
 }  // namespace

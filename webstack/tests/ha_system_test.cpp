@@ -79,6 +79,9 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
     // would have seen these), failed even so, stored twice.
     int keyed = 0, keyed_first_failed = 0, keyed_failed = 0;
     std::string keyed_twice;
+    std::string keyed_primary;             // the writable node they were checked on
+    std::vector<std::string> keyed_lost;   // acknowledged, not stored there
+    std::vector<std::string> keyed_acked;  // texts acknowledged
     std::string keyed_line() const {
       return fmt::format(
           "{} keyed writes: {} failed on the first try, {} after the client's retries, stored "
@@ -91,6 +94,9 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
   static void expect_keyed_exactly_once(const Outage& o) {
     EXPECT_GT(o.keyed, 0) << "no keyed write was sent";
     EXPECT_EQ(o.keyed_failed, 0) << "keyed writes not acknowledged within 30 s of retries";
+    ASSERT_FALSE(o.keyed_primary.empty()) << "no writable node to check the keyed writes on";
+    EXPECT_TRUE(o.keyed_lost.empty())
+        << o.keyed_lost.size() << " keyed writes acknowledged, not stored";
     EXPECT_EQ(o.keyed_twice, "") << "keyed writes stored twice";
   }
   static Outage under_load(const std::function<void()>& fault) {
@@ -130,11 +136,13 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
       HttpClient c(443, 40s, lab_->lb_address());
       c.use_tls({lab_->ca_file(), "www.foobar.test"});
       for (int i = 0; !stop && Clock::now() < deadline; ++i) {
-        const auto p = webstack::test::keyed_post(c, author, fmt::format("k{}", i), 30s);
+        const std::string text = fmt::format("k{}", i);
+        const auto p = webstack::test::keyed_post(c, author, text, 30s);
         std::lock_guard lock(m);
         ++o.keyed;
         o.keyed_first_failed += p.first_status != 201 ? 1 : 0;
         o.keyed_failed += p.status != 201 ? 1 : 0;
+        if (p.status == 201) o.keyed_acked.push_back(text);
       }
     });
     // Some traffic first, then the fault.
@@ -162,9 +170,16 @@ class LoadBalancerPairTest : public webstack::test::SharedLabTest {
     load.join();
     writes.join();
     for (const char* host : {"web-01", "web-02"}) {
-      if (lab_->try_sql(host, "SELECT @@GLOBAL.read_only") == "0\n") {
-        o.keyed_twice = webstack::test::stored_twice(*lab_, host, author);
-      }
+      if (lab_->try_sql(host, "SELECT @@GLOBAL.read_only") == "0\n") o.keyed_primary = host;
+    }
+    if (!o.keyed_primary.empty()) {
+      o.keyed_twice = webstack::test::stored_twice(*lab_, o.keyed_primary, author);
+      std::set<std::string> stored;
+      std::istringstream rows(lab_->sql(
+          o.keyed_primary, "SELECT body FROM webstack.messages WHERE author = '" + author + "'"));
+      for (std::string row; std::getline(rows, row);) stored.insert(row);
+      for (const auto& text : o.keyed_acked)
+        if (!stored.contains(text)) o.keyed_lost.push_back(text);
     }
     if (recovered != Clock::time_point{}) {
       o.seconds = std::chrono::duration<double>(recovered - fault_at).count();

@@ -456,9 +456,9 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   const std::string keyed_author = author + "-k";
   std::map<std::string, webstack::test::KeyedPost> keyed_posts;  // text -> outcome
   workers.push_back(in_namespace(lab->client_namespace(), [&] {
-    // Longer than HAProxy's `timeout server` (30 s), after which it retries a keyed post
-    // that got no answer on another host.
-    HttpClient c(443, 40s, lab->lb_address());
+    // Longer than HAProxy's retries of a keyed post that got no answer (10 s each, on
+    // another host) could take.
+    HttpClient c(443, 50s, lab->lb_address());
     c.use_tls({lab->ca_file(), "www.foobar.test"});
     const auto deadline = Clock::now() + 120s;  // bounded, whatever happens
     for (int i = 0; !stop && Clock::now() < deadline; ++i) {

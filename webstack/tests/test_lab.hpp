@@ -155,7 +155,8 @@ class SiteLoad {
 // One guestbook write under an Idempotency-Key, sent the way an application's own client
 // would: again with the same key after no answer or a status other than 201, until it is
 // acknowledged or `give_up` has passed (a browser would not resend a form by itself, so
-// `first_status` is kept: what one try got). The key is "<author>/<text>".
+// `first_status` is kept: what one try got). The key is "<author>/<text>/<a nonce of this
+// process>".
 struct KeyedPost {
   int first_status = 0;  // 0: no HTTP answer
   int status = 0;        // the last try's

@@ -330,6 +330,12 @@ asio::awaitable<std::vector<Result>> Lease::query_multi(std::string_view sql) {
   co_return co_await conn_->query_multi(sql);
 }
 
+void Lease::discard() {
+  if (conn_) {
+    conn_->discard();
+  }
+}
+
 const std::string& Lease::node_name() const {
   static const std::string none;
   return pool_ ? pool_->name() : none;

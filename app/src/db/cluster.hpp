@@ -119,9 +119,14 @@ class Lease {
   }
   // Text protocol, for statements that are not hot (topology, GTID).
   boost::asio::awaitable<Result> query(std::string_view sql);
-  // Statements separated by ';', sent in one round trip, one Result each: for a batch of
-  // independent reads the app builds itself (never from request input).
+  // Statements separated by ';', sent in one round trip, one Result each: for batches
+  // the app builds itself (request input only as hex literals, never as SQL text). A
+  // failed statement ends the batch (the rest do not run) and throws.
   boost::asio::awaitable<std::vector<Result>> query_multi(std::string_view sql);
+
+  // The session's state is unknown (a transaction may be open, a ROLLBACK failed): the
+  // connection is closed when the lease ends instead of going back to the pool.
+  void discard();
 
   const std::string& node_name() const;    // "host:port" of the node that answers
   ReadPath path() const { return path_; }  // for reads: how this node was chosen

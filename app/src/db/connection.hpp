@@ -54,6 +54,9 @@ class Connection {
   bool idle_alive() const;
   // Aborts the operation in flight (shutdown); the connection becomes broken.
   void cancel();
+  // Its session state is unknown (a transaction may be open): closed when released,
+  // never pooled again.
+  void discard() { broken_ = true; }
   // The node was found unreachable while this connection is on loan: the operation in
   // flight, or the next one, ends at once with ConnectionLost instead of waiting out the
   // query timeout on a dead path (a read is then retried on another node). Broken after.

@@ -104,7 +104,25 @@ struct KeyedWrite {
   std::string_view key, hash, author, text, served_by;
   bool form = false;
   std::chrono::seconds ttl;
+  long lock_wait_s = 1;  // how long the key's INSERT waits for a run in progress
 };
+
+// A run under the same key held it past the lock wait: Cluster::write_repeatable tries
+// again until its deadline (waiting for that run), then 409.
+class KeyInProgress : public db::Unavailable {
+  using Unavailable::Unavailable;
+};
+
+// Ends a batch's open transaction before the connection goes back to the pool; a
+// connection whose ROLLBACK failed is never pooled again.
+asio::awaitable<void> rollback(db::Lease& lease) {
+  try {
+    co_await lease.query("ROLLBACK");
+  } catch (...) {
+    lease.discard();
+    throw;
+  }
+}
 
 constexpr std::string_view kFormAnswer = "See /guestbook\n";
 
@@ -138,12 +156,13 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
       "START TRANSACTION;"
       "INSERT INTO messages (author, body) "
       "VALUES (CONVERT({0} USING utf8mb4), CONVERT({1} USING utf8mb4));"
+      "SET STATEMENT innodb_lock_wait_timeout = {7} FOR "
       "INSERT INTO idempotency_keys (idem_key, request_hash, status, response, expires_at) "
       "VALUES ({2}, {3}, {4}, {5}, NOW(3) + INTERVAL {6} SECOND);"
       "COMMIT;"
       "SELECT @@last_gtid, LAST_INSERT_ID()",
       hex_literal(w.author), hex_literal(w.text), key, hex_literal(w.hash), w.form ? 303 : 201,
-      response, w.ttl.count());
+      response, w.ttl.count(), w.lock_wait_s);
   for (int round = 0;; ++round) {
     std::vector<db::Result> results;
     std::exception_ptr failure;
@@ -157,9 +176,11 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
       failure = std::current_exception();
     }
     if (failure) {
-      // The batch stopped at the failed statement with its transaction open: end it
-      // before the connection goes back to the pool.
-      co_await lease.query("ROLLBACK");
+      // The batch stopped at the failed statement with its transaction open.
+      co_await rollback(lease);
+      if (code == kLockWaitTimeout) {
+        throw KeyInProgress("db: a run under the same key holds it (lock wait timeout)");
+      }
       if ((code != kDuplicateKey && code != kDeadlock) || round >= 3) {
         std::rethrow_exception(failure);
       }
@@ -184,6 +205,7 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
       co_return answer;
     }
     if (results.size() != 5 || results[4].rows.empty()) {
+      co_await rollback(lease);  // (a no-op once the COMMIT ran)
       throw db::QueryError(fmt::format("keyed write: {} results, expected 5", results.size()));
     }
     answer.status = w.form ? 303 : 201;
@@ -191,7 +213,7 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
     if (w.form) {
       answer.body = kFormAnswer;
     } else {
-      // The same text the UPDATE stored.
+      // The same text the key's row stored.
       answer.body = fmt::format(R"({{"id":{}{})", as_int(results[4].rows[0][1]), rest);
     }
     co_return answer;
@@ -502,12 +524,15 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
     co_return r;
   }
   r.content_type = kHtml;
+  // The form's key is good for one post: a page from the browser's cache (back, reload)
+  // would post a new message under a spent key (422).
+  r.headers.emplace_back("Cache-Control", "no-store");
   std::string& out = r.body;
   out +=
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Guestbook</title>"
       "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}li{margin:.5em 0}"
       "small{color:#666}</style></head><body><h1>Guestbook</h1>"
-      "<form method=\"post\" action=\"/api/messages\">"
+      "<form method=\"post\" action=\"/api/messages\" autocomplete=\"off\">"
       "<p><label>Name <input name=\"author\" maxlength=\"64\" required></label></p>"
       "<p><label>Message<br><textarea name=\"text\" maxlength=\"2000\" rows=\"4\" cols=\"50\" "
       "required></textarea></label></p>";
@@ -635,7 +660,12 @@ asio::awaitable<Response> App::messages_post_keyed(const Request& req, const std
   const auto& cfg = cluster_.config();
   const std::string hash =
       idempotency::fingerprint(req.method, req.target, req.content_type, req.body);
-  const KeyedWrite w{key, hash, author, text, shared_.served_by, form, cfg.idempotency_ttl};
+  // The key's lock wait ends before the statement's own timeout (which would break the
+  // connection): a run in progress is then waited for by trying again.
+  const long lock_wait_s =
+      std::max<long>(1, static_cast<long>(cfg.query_timeout.count() / 1000) - 1);
+  const KeyedWrite w{key,        hash, author, text, shared_.served_by, form, cfg.idempotency_ttl,
+                     lock_wait_s};
   KeyedAnswer answer;
   bool in_progress = false;
   try {
@@ -643,8 +673,7 @@ asio::awaitable<Response> App::messages_post_keyed(const Request& req, const std
         [&](db::Lease& lease) -> asio::awaitable<void> { answer = co_await run_keyed(lease, w); },
         std::chrono::steady_clock::now() + cfg.keyed_write_wait,
         [&] { metrics_.keyed_write(KeyedOutcome::Retried); });
-  } catch (const db::QueryError& e) {
-    if (e.code() != kLockWaitTimeout) throw;
+  } catch (const KeyInProgress&) {
     in_progress = true;
   }
   if (in_progress) {
@@ -689,11 +718,13 @@ void App::start_housekeeping() {
                  [this] { return delete_expired_keys(); });
 }
 
-// In batches, so that no statement holds many row locks for long.
+// In batches, so that no statement holds many row locks for long; for at most one period,
+// so that a backlog is worked off over several.
 asio::awaitable<void> App::delete_expired_keys() {
   constexpr std::uint64_t kBatch = 1000;
   std::uint64_t deleted = 0;
-  for (int round = 0; round < 100; ++round) {
+  const auto until = std::chrono::steady_clock::now() + cluster_.config().idempotency_cleanup;
+  while (std::chrono::steady_clock::now() < until) {
     db::Result res;
     co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
       res = co_await lease.execute(

@@ -238,11 +238,12 @@ mstch::data site_context(const Topology& t, const Options& o) {
   for (const Host* h : hosts_with(t, Role::LoadBalancer)) site_addresses.push_back(h->address);
   d.set("site_addresses", fmt::format("{}", fmt::join(site_addresses, ", ")));
   d.set("get_timeout", std::string(o.lab ? "3s" : "10s"));  // HAProxy: a GET's wait for an answer
-  // HAProxy: a keyed write's wait before it is retried on another web host. Longer than
-  // the app's own wait for a promotion (the lab's promotes within about 5 s), short enough
-  // that a write stuck on a host cut off is not held for `timeout server`.
+  // HAProxy: a keyed write's wait before it is retried on another web host. Longer than a
+  // promotion usually takes (about 5 s in the lab), short enough that a write stuck on a
+  // host cut off is not held for `timeout server`; a retry that meets the first run still
+  // going (the app waits up to db.keyed_write_wait_ms) waits on its key, never writes twice.
   d.set("keyed_timeout", std::string(o.lab ? "10s" : "20s"));
-  d.set("advert_int", std::string(o.lab ? "0.2" : "1"));    // VRRP advertisements, seconds
+  d.set("advert_int", std::string(o.lab ? "0.2" : "1"));  // VRRP advertisements, seconds
   d.set("prometheus_port", std::string("9090"));
   d.set("alertmanager_port", std::string("9093"));
   d.set("node_exporter_port", std::string("9100"));
