@@ -1,6 +1,9 @@
 // The application: routes a parsed request to its endpoint and produces a response.
 // Transport-free (no Beast here): http/server.cpp parses the wire format into Request
 // and writes Response back. One App per I/O thread, used only from that thread.
+// Where each part is: the router, /readyz and /api/info in app.cpp; the TechEmpower
+// database tests in techempower.cpp; the guestbook in guestbook.cpp, its keyed posts in
+// keyed_post.cpp; what they share (JSON answers, result fields, headers) in reply.hpp.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
