@@ -251,71 +251,108 @@ TEST(IdempotencyExpiry, AnExpiredKeyNotYetDeletedWritesAgain) {
             "1\n");
 }
 
-// Another session holds the key's row (a run in progress: here a transaction that sleeps
-// holding its lock): a post under that key waits for it, and gets 409 only when the
-// app's db.keyed_write_wait_ms ends first.
-TEST(IdempotencyInProgress, ARunHoldingTheKeyIsWaitedForThen409) {
-  auto& db = MariaDbPair::shared();
-  const auto hold = [&db](const std::string& key, int seconds) {
-    return std::thread([&db, key, seconds] {
-      db.root_sql(MariaDbPair::kPrimary,
-                  "START TRANSACTION; INSERT INTO webstack.idempotency_keys (idem_key, "
-                  "request_hash, status, response, expires_at) VALUES ('" +
-                      key + "', REPEAT('x', 32), 201, '', NOW(3) + INTERVAL 1 DAY); SELECT SLEEP(" +
-                      std::to_string(seconds) + "); ROLLBACK",
-                  60s);
-    });
-  };
-  const auto held = [&db](int seconds) {
-    return eventually(
+// A run in progress under `key`: another session that inserted the key's row and holds
+// it, its transaction open (a long SLEEP), until release() kills that session (its
+// transaction then rolls back). The constructor returns once the row is held.
+class KeyHolder {
+ public:
+  KeyHolder(const std::string& key, int tag)
+      : sleep_("SELECT SLEEP(" + std::to_string(tag) + ")"), thread_([this, key] {
+          try {
+            MariaDbPair::shared().root_sql(
+                MariaDbPair::kPrimary,
+                "START TRANSACTION; INSERT INTO webstack.idempotency_keys (idem_key, "
+                "request_hash, status, response, expires_at) VALUES ('" +
+                    key + "', REPEAT('x', 32), 201, '', NOW(3) + INTERVAL 1 DAY); " + sleep_ +
+                    "; ROLLBACK",
+                600s);
+          } catch (const std::exception&) {
+            // Killed by release(): expected.
+          }
+        }) {
+    held_ = eventually([&] { return session() != ""; }, 10s);
+  }
+  ~KeyHolder() { release(); }
+  bool held() const { return held_; }
+  void release() {
+    if (!thread_.joinable()) return;
+    eventually(
         [&] {
-          return db.root_sql(MariaDbPair::kPrimary,
-                             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = "
-                             "'SELECT SLEEP(" +
-                                 std::to_string(seconds) + ")'") == "1\n";
+          const std::string id = session();
+          if (!id.empty()) primary_sql("KILL " + id);
+          return id.empty();
         },
         10s);
-  };
-  const auto post = [](AppProcess& app, const std::string& key) {
-    HttpClient c(app.port(), 60s);
-    return c.request("POST", "/api/messages",
-                     {{"Content-Type", "application/json"}, {"Idempotency-Key", "\"" + key + "\""}},
-                     R"({"author":"idem-held","text":")" + key + R"("})");
-  };
-  {
-    // The lock wait (1 s: the 2 s query timeout less one) ends, then tries again until 2.5 s.
-    auto opts = app_options_for(db);
-    for (const char* s : {"db.query_timeout_ms=2000", "db.keyed_write_wait_ms=2500"})
-      opts.settings.emplace_back(s);
-    AppProcess app(std::move(opts));
-    auto holder = hold("held-1", 8);
-    const bool locked = held(8);
-    const auto r = locked ? post(app, "held-1") : HttpResponse{};
-    holder.join();
-    ASSERT_TRUE(locked) << "the holder never held the key";
-    EXPECT_EQ(r.status, 409) << r.body;
-    EXPECT_NE(r.body.find(R"("header":"Idempotency-Key")"), std::string::npos) << r.body;
-    HttpClient metrics(app.port());
-    EXPECT_EQ(keyed_metric(metrics, "in_progress"), 1);
-    const auto again = post(app, "held-1");  // the holder rolled back: the write runs
-    EXPECT_EQ(again.status, 201) << again.body;
+    thread_.join();
   }
-  {
-    auto opts = app_options_for(db);
-    for (const char* s : {"db.query_timeout_ms=2000", "db.keyed_write_wait_ms=15000"})
-      opts.settings.emplace_back(s);
-    AppProcess app(std::move(opts));
-    auto holder = hold("held-2", 3);
-    const bool locked = held(3);
-    const auto r = locked ? post(app, "held-2") : HttpResponse{};  // waits out the holder
-    holder.join();
-    ASSERT_TRUE(locked) << "the holder never held the key";
-    EXPECT_EQ(r.status, 201) << r.body;
-    EXPECT_FALSE(r.has_header("Idempotent-Replayed"));
+
+ private:
+  // The holding session's id ("" once it is gone).
+  std::string session() const {
+    std::string id =
+        primary_sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = '" + sleep_ + "'");
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
   }
-  EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary,
-                        "SELECT COUNT(*) FROM webstack.messages WHERE author = 'idem-held'"),
-            "2\n");
+  std::string sleep_;
+  std::thread thread_;
+  bool held_ = false;
+};
+
+// An app of its own whose keyed writes give up after `keyed_wait_ms`, with a 2 s query
+// timeout (so the key's lock wait is 1 s).
+AppOptions held_key_app(const std::string& keyed_wait_ms) {
+  auto opts = app_options_for(MariaDbPair::shared());
+  opts.settings.emplace_back("db.query_timeout_ms=2000");
+  opts.settings.emplace_back("db.keyed_write_wait_ms=" + keyed_wait_ms);
+  return opts;
+}
+
+HttpResponse post_held(const AppProcess& app, const std::string& key) {
+  HttpClient c(app.port(), 60s);
+  return c.request("POST", "/api/messages",
+                   {{"Content-Type", "application/json"}, {"Idempotency-Key", "\"" + key + "\""}},
+                   R"({"author":"idem-held","text":")" + key + R"("})");
+}
+
+// A run holding the key past db.keyed_write_wait_ms: 409; once it is gone, the write runs.
+TEST(IdempotencyInProgress, ARunHoldingTheKeyPastTheWaitGets409) {
+  AppProcess app(held_key_app("2500"));
+  KeyHolder holder("held-1", 301);
+  ASSERT_TRUE(holder.held()) << "the holder never held the key";
+  const auto r = post_held(app, "held-1");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find(R"("header":"Idempotency-Key")"), std::string::npos) << r.body;
+  HttpClient metrics(app.port());
+  EXPECT_EQ(keyed_metric(metrics, "in_progress"), 1);
+  holder.release();  // its transaction rolls back: the key was never stored
+  const auto again = post_held(app, "held-1");
+  EXPECT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(primary_sql("SELECT COUNT(*) FROM webstack.messages WHERE body = 'held-1'"), "1\n");
+}
+
+// A post that meets a run in progress waits for it (the app tries the key again after
+// each lock wait) and runs once that run is gone.
+TEST(IdempotencyInProgress, APostWaitsForARunHoldingTheKey) {
+  AppProcess app(held_key_app("15000"));
+  KeyHolder holder("held-2", 302);
+  ASSERT_TRUE(holder.held()) << "the holder never held the key";
+  HttpResponse r;
+  std::thread poster([&] { r = post_held(app, "held-2"); });
+  // The post waits on the key's row lock, then the holder goes.
+  const bool waited = eventually(
+      [] {
+        return primary_sql(
+                   "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
+                   "trx_state = 'LOCK WAIT'") != "0\n";
+      },
+      10s);
+  holder.release();
+  poster.join();
+  EXPECT_TRUE(waited) << "the post never waited on the key's lock";
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_FALSE(r.has_header("Idempotent-Replayed"));
+  EXPECT_EQ(primary_sql("SELECT COUNT(*) FROM webstack.messages WHERE body = 'held-2'"), "1\n");
 }
 
 // The primary stops (SIGSTOP) with keyed writes in flight: their statements time out
@@ -349,12 +386,7 @@ TEST(IdempotencyUnknownOutcome, WritesInFlightWhenThePrimaryStallsAreRepeatedAnd
   }
   const pid_t pid = db.pid(MariaDbPair::kPrimary);
   ASSERT_GT(pid, 0);
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pid};
-  ASSERT_TRUE(eventually([&] { return is_stopped(pid); }, 5s));
+  Paused paused(pid);  // stopped (state T) when this returns; resumed at the end
 
   std::vector<HttpResponse> answers(kWriters);
   std::vector<std::thread> writers;
@@ -372,7 +404,7 @@ TEST(IdempotencyUnknownOutcome, WritesInFlightWhenThePrimaryStallsAreRepeatedAnd
   const auto unkeyed = plain.post("/api/messages", R"({"author":"idem-stall-plain","text":"u"})");
   EXPECT_EQ(unkeyed.status, 503) << "an unkeyed write is not repeated: " << unkeyed.body;
   // The keyed ones are still waiting: resume the primary.
-  ::kill(pid, SIGCONT);
+  paused.resume();
   for (auto& t : writers) t.join();
   for (const auto& a : answers) EXPECT_EQ(a.status, 201) << a.body;
   EXPECT_EQ(db.root_sql(MariaDbPair::kPrimary,

@@ -223,13 +223,7 @@ TEST_F(Topology, ReadsWaitingOnAHungReplicaMoveToThePrimary) {
 
   const pid_t pid = db_.pid(MariaDbPair::kReplica);
   ASSERT_GT(pid, 0);
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pid};
-  // SIGSTOP takes effect asynchronously: wait until the process is stopped (state T).
-  ASSERT_TRUE(eventually([&] { return is_stopped(pid); }, 5s));
+  Paused paused(pid);  // stopped (state T) when this returns; resumed at the end
   // Reads sent right after the hang: they reach the replica before the prober notices.
   std::vector<std::thread> readers;
   std::vector<HttpResponse> answers(4);
@@ -256,7 +250,7 @@ TEST_F(Topology, ReadsWaitingOnAHungReplicaMoveToThePrimary) {
       << app.log();
 
   // Resumed, the replica serves reads again.
-  ::kill(pid, SIGCONT);
+  paused.resume();
   EXPECT_TRUE(eventually([&] { return client.get("/db").header("X-DB-Node") == replica; }, 20s));
 }
 

@@ -470,6 +470,25 @@ std::string random_token(std::size_t length) {
   return s;
 }
 
+Paused::Paused(pid_t pid) : pid_(pid) {
+  if (::kill(pid_, SIGSTOP) != 0) {
+    throw std::runtime_error(fmt::format("SIGSTOP to {}: {}", pid_, std::strerror(errno)));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!is_stopped(pid_)) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      resume();
+      throw std::runtime_error(fmt::format("process {} did not stop within 5 s", pid_));
+    }
+    std::this_thread::sleep_for(10ms);  // poll interval
+  }
+}
+
+void Paused::resume() {
+  if (paused_) ::kill(pid_, SIGCONT);
+  paused_ = false;
+}
+
 bool is_stopped(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());

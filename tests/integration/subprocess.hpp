@@ -72,6 +72,22 @@ std::string describe_wait_status(int status);
 // asynchronously, so a test waits for this before it counts on the stop.
 bool is_stopped(pid_t pid);
 
+// SIGSTOP to `pid` and a wait (5 s at most) until it is stopped; SIGCONT when resumed or
+// destroyed, so that a failed test leaves nothing stopped. Throws std::runtime_error when
+// the process does not stop.
+class Paused {
+ public:
+  explicit Paused(pid_t pid);
+  ~Paused() { resume(); }
+  Paused(const Paused&) = delete;
+  Paused& operator=(const Paused&) = delete;
+  void resume();
+
+ private:
+  pid_t pid_;
+  bool paused_ = true;
+};
+
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, then close).
 std::uint16_t free_tcp_port();
 

@@ -216,28 +216,30 @@ class Cluster {
   // The lease's node refused a write as read-only: not the writer any more, re-probe.
   void demoted(const Lease& lease);
   std::chrono::steady_clock::time_point writer_deadline() const;
+  // write() and write_repeatable(): a refused (read-only) write runs again until
+  // `deadline`; with `repeat_unknown`, a write whose outcome is unknown does too.
+  template <class Body, class OnRetry>
+  boost::asio::awaitable<void> write_loop(Body body, std::chrono::steady_clock::time_point deadline,
+                                          bool repeat_unknown, OnRetry retried);
   // Shared with the prober coroutines, which keep it alive until they have finished.
   std::shared_ptr<Impl> impl_;
 };
 
 template <class Body>
 boost::asio::awaitable<void> Cluster::write(Body body) {
-  const auto deadline = writer_deadline();
-  for (;;) {
-    Lease lease = co_await acquire_write(deadline);
-    try {
-      co_await body(lease);
-      co_return;
-    } catch (const RefusedReadOnly&) {
-      if (std::chrono::steady_clock::now() >= deadline) throw;
-      demoted(lease);
-    }
-  }
+  co_await write_loop(std::move(body), writer_deadline(), false, [] {});
 }
 
 template <class Body, class OnRetry>
 boost::asio::awaitable<void> Cluster::write_repeatable(
     Body body, std::chrono::steady_clock::time_point deadline, OnRetry retried) {
+  co_await write_loop(std::move(body), deadline, true, std::move(retried));
+}
+
+template <class Body, class OnRetry>
+boost::asio::awaitable<void> Cluster::write_loop(Body body,
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 bool repeat_unknown, OnRetry retried) {
   for (bool first = true;; first = false) {
     if (!first) retried();
     Lease lease = co_await acquire_write(deadline);
@@ -245,12 +247,14 @@ boost::asio::awaitable<void> Cluster::write_repeatable(
       co_await body(lease);
       co_return;
     } catch (const RefusedReadOnly&) {
+      // Refused before it ran: safe to run again on the new primary, keyed or not.
       if (std::chrono::steady_clock::now() >= deadline) throw;
       demoted(lease);
     } catch (const Unavailable&) {
-      // Lost, timed out or cancelled: the lease's connection is broken and goes with it;
-      // whether the attempt committed is unknown, which the body's key resolves.
-      if (std::chrono::steady_clock::now() >= deadline) throw;
+      // Lost, timed out or cancelled: the lease's connection is broken and goes with it.
+      // Whether the attempt committed is unknown; only a body whose key resolves that
+      // (repeat_unknown) runs again.
+      if (!repeat_unknown || std::chrono::steady_clock::now() >= deadline) throw;
     }
   }
 }
