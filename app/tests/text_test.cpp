@@ -62,12 +62,6 @@ TEST(Utf8, RejectsMalformedSequences) {
   EXPECT_EQ(utf8_length("aフb"), 3u);
 }
 
-TEST(JsonEscape, EscapesControlsAndQuotes) {
-  std::string out;
-  json_escape("a\"b\\c\n\x01", out);
-  EXPECT_EQ(out, "a\\\"b\\\\c\\n\\u0001");
-}
-
 TEST(RequestId, AcceptsOnlySafeIds) {
   EXPECT_TRUE(acceptable_request_id("3f2a-01:lb.x_y"));
   EXPECT_FALSE(acceptable_request_id(""));

@@ -1,4 +1,5 @@
 #include "http_client.hpp"
+#include "common/text.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -34,17 +35,11 @@ bool iequals(std::string_view a, std::string_view b) {
                                             [](char x, char y) { return lower(x) == lower(y); });
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // True if the comma-separated header value contains `token` (case-insensitive).
 bool has_token(std::string_view value, std::string_view token) {
   while (!value.empty()) {
     const auto comma = value.find(',');
-    if (iequals(trim(value.substr(0, comma)), token)) return true;
+    if (iequals(webstack::text::trim(value.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
   }
@@ -322,7 +317,7 @@ HttpResponse HttpClient::read_response(bool head_request) {
       throw HttpProtocolError("bad header line: " + line);
     }
     std::string name = line.substr(0, colon);
-    std::string value(trim(std::string_view(line).substr(colon + 1)));
+    std::string value(webstack::text::trim(std::string_view(line).substr(colon + 1)));
     auto [it, inserted] = r.headers.emplace(name, value);
     if (!inserted) it->second += ", " + value;
     r.header_list.emplace_back(std::move(name), std::move(value));

@@ -1,4 +1,5 @@
 #include "mariadb_pair.hpp"
+#include "common/text.hpp"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -24,12 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kPollInterval = 50ms;
-
-std::string trim(std::string s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
   for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
@@ -241,7 +236,7 @@ void MariaDbPair::wait_ready(Node& n, std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(kPollInterval);
   }
   throw std::runtime_error(fmt::format("mariadbd node {} not ready after {} ms: {}\n{}:\n{}",
-                                       n.index, timeout.count(), trim(last_error),
+                                       n.index, timeout.count(), webstack::text::trim(last_error),
                                        error_log_path(n.index), error_log_tail(n.index)));
 }
 
@@ -257,7 +252,7 @@ void MariaDbPair::provision() {
                                  "START SLAVE;",
                                  port(kPrimary), repl_password_));
   wait_replica_caught_up(60s);
-  const auto rows = trim(root_sql(kReplica, "SELECT COUNT(*) FROM webstack.World"));
+  const auto rows = webstack::text::trim(root_sql(kReplica, "SELECT COUNT(*) FROM webstack.World"));
   if (rows != "10000") {
     throw std::runtime_error("replica has " + rows + " World rows after catching up");
   }
@@ -283,9 +278,9 @@ std::string MariaDbPair::root_sql(int node, std::string_view sql,
   args.insert(args.end(), {"-e", std::string(sql)});
   const auto r = run_command(args, {}, timeout);
   if (r.exit_code != 0) {
-    throw std::runtime_error(
-        fmt::format("SQL on node {} failed ({}): {}\nSQL: {}", node, r.exit_code, trim(r.err),
-                    sql.size() > 500 ? std::string(sql.substr(0, 500)) + "..." : sql));
+    throw std::runtime_error(fmt::format(
+        "SQL on node {} failed ({}): {}\nSQL: {}", node, r.exit_code, webstack::text::trim(r.err),
+        sql.size() > 500 ? std::string(sql.substr(0, 500)) + "..." : sql));
   }
   return r.out;
 }
@@ -294,8 +289,8 @@ std::string MariaDbPair::root_sql_file(int node, const std::string& path,
                                        std::chrono::milliseconds timeout) const {
   const auto r = run_command(client_args(node_at(node)), read_file(path), timeout);
   if (r.exit_code != 0) {
-    throw std::runtime_error(
-        fmt::format("{} on node {} failed ({}): {}", path, node, r.exit_code, trim(r.err)));
+    throw std::runtime_error(fmt::format("{} on node {} failed ({}): {}", path, node, r.exit_code,
+                                         webstack::text::trim(r.err)));
   }
   return r.out;
 }
@@ -356,15 +351,15 @@ std::map<std::string, std::string> MariaDbPair::slave_status(int node) const {
   for (std::string line; std::getline(lines, line);) {
     const auto colon = line.find(": ");
     if (colon == std::string::npos || line.rfind("***", 0) == 0) continue;
-    status[trim(line.substr(0, colon))] = line.substr(colon + 2);
+    status[webstack::text::trim(line.substr(0, colon))] = line.substr(colon + 2);
   }
   return status;
 }
 
 void MariaDbPair::wait_replica_caught_up(std::chrono::milliseconds timeout) const {
-  const auto pos = trim(root_sql(kPrimary, "SELECT @@GLOBAL.gtid_binlog_pos"));
+  const auto pos = webstack::text::trim(root_sql(kPrimary, "SELECT @@GLOBAL.gtid_binlog_pos"));
   if (pos.empty()) return;
-  const auto result = trim(root_sql(
+  const auto result = webstack::text::trim(root_sql(
       kReplica, fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos, timeout.count() / 1e3),
       timeout + 30s));
   if (result != "0") {
@@ -377,8 +372,8 @@ void MariaDbPair::wait_replica_caught_up(std::chrono::milliseconds timeout) cons
     throw std::runtime_error(fmt::format(
         "replica did not reach primary GTID position {} within {} ms (MASTER_GTID_WAIT: {}, "
         "replica gtid_slave_pos: {})\n{}",
-        pos, timeout.count(), result, trim(root_sql(kReplica, "SELECT @@GLOBAL.gtid_slave_pos")),
-        status));
+        pos, timeout.count(), result,
+        webstack::text::trim(root_sql(kReplica, "SELECT @@GLOBAL.gtid_slave_pos")), status));
   }
 }
 

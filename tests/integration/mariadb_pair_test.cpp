@@ -6,15 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "common/text.hpp"
 #include "mariadb_pair.hpp"
 
 namespace webstack::it {
 namespace {
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
 
 // SHOW GRANTS FOR `account`, one grant a line, without the password hash.
 std::vector<std::string> grants_of(const MariaDbPair& db, int node, const std::string& account) {
@@ -82,7 +78,7 @@ TEST_F(MariaDbPairTest, InsertOnPrimaryReachesReplica) {
                              "INSERT INTO messages (author, body) VALUES ('fixture', 'héllo ✓'); "
                              "SELECT LAST_INSERT_ID()");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string id = trim(r.out);
+  const std::string id = webstack::text::trim(r.out);
   db.wait_replica_caught_up();
   EXPECT_EQ(db.root_sql(MariaDbPair::kReplica,
                         "SELECT author, body FROM webstack.messages WHERE id = " + id),

@@ -11,6 +11,7 @@
 #include <future>
 #include <string>
 
+#include "common/text.hpp"
 #include "eventually.hpp"
 #include "failover/semi_sync_sql.hpp"
 #include "mariadb_pair.hpp"
@@ -20,15 +21,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 TEST(SemiSyncRelease, EndsTheReplicasDumpThreadSwitchesAndTheReplicaAcknowledgesAgain) {
   MariaDbPair db;
   constexpr int kPrimary = MariaDbPair::kPrimary;
-  const auto primary = [&](const std::string& sql) { return trim(db.root_sql(kPrimary, sql)); };
+  const auto primary = [&](const std::string& sql) {
+    return webstack::text::trim(db.root_sql(kPrimary, sql));
+  };
   const auto status = [&](const std::string& name) {
     return primary(
         "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '" +

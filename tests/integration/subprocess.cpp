@@ -86,20 +86,6 @@ struct ExecPlan {
   bool own_process_group = false;
 };
 
-std::vector<std::string> merged_environment(
-    const std::vector<std::pair<std::string, std::string>>& overrides) {
-  std::vector<std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv(*e);
-    const auto name = kv.substr(0, kv.find('='));
-    const bool overridden = std::any_of(overrides.begin(), overrides.end(),
-                                        [&](const auto& o) { return o.first == name; });
-    if (!overridden) env.emplace_back(kv);
-  }
-  for (const auto& [k, v] : overrides) env.push_back(k + "=" + v);
-  return env;
-}
-
 void child_fd(int from, int to) {
   if (from == to) {
     ::fcntl(to, F_SETFD, 0);
@@ -243,72 +229,14 @@ CommandResult run_command(const std::vector<std::string>& argv, std::string_view
                           std::chrono::milliseconds timeout,
                           const std::vector<std::pair<std::string, std::string>>& env) {
   if (argv.empty()) throw std::invalid_argument("run_command: empty argv");
-  ignore_sigpipe_once();
-  auto [in_read, in_write] = make_pipe();
-  auto [out_read, out_write] = make_pipe();
-  auto [err_read, err_write] = make_pipe();
-  ExecPlan plan{find_executable(argv[0]), argv,           merged_environment(env), in_read.get(),
-                out_write.get(),          err_write.get()};
-  const pid_t pid = fork_exec(plan);
-  in_read.reset();
-  out_write.reset();
-  err_write.reset();
-  ::fcntl(in_write.get(), F_SETFL, O_NONBLOCK);
-  if (input.empty()) in_write.reset();
-
-  CommandResult result;
-  const auto deadline = Clock::now() + timeout;
-  std::size_t written = 0;
-  char buf[16384];
-  while (out_read.get() >= 0 || err_read.get() >= 0) {
-    pollfd fds[3];
-    nfds_t n = 0;
-    for (int fd : {out_read.get(), err_read.get()}) {
-      if (fd >= 0) fds[n++] = {fd, POLLIN, 0};
-    }
-    if (in_write.get() >= 0) fds[n++] = {in_write.get(), POLLOUT, 0};
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      ::kill(pid, SIGKILL);
-      int status;
-      ::waitpid(pid, &status, 0);
-      throw std::runtime_error(fmt::format("{} timed out after {} ms; stderr: {}", argv[0],
-                                           timeout.count(), result.err));
-    }
-    const int r = ::poll(fds, n, static_cast<int>(left));
-    if (r < 0 && errno != EINTR) throw_errno("poll");
-    for (nfds_t i = 0; i < n && r > 0; ++i) {
-      if (fds[i].revents == 0) continue;
-      if (fds[i].fd == in_write.get()) {
-        const ssize_t w = ::write(in_write.get(), input.data() + written, input.size() - written);
-        if (w > 0) written += static_cast<std::size_t>(w);
-        if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) {
-          in_write.reset();  // EOF for the child, or it stopped reading (EPIPE)
-        }
-        continue;
-      }
-      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        (fds[i].fd == out_read.get() ? result.out : result.err).append(buf, got);
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        (fds[i].fd == out_read.get() ? out_read : err_read).reset();
-      }
-    }
+  find_executable(argv[0]);  // a wrong name is an exception here, not a child exiting 127
+  auto r =
+      webstack::run(argv, webstack::RunOptions{.timeout = timeout, .input = input, .env = env});
+  if (r.timed_out) {
+    throw std::runtime_error(
+        fmt::format("{} timed out after {} ms; stderr: {}", argv[0], timeout.count(), r.err));
   }
-  in_write.reset();
-  int status = 0;
-  // Both pipes are closed; the child is exiting (or closed its outputs and lingers).
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  auto st = wait_for_exit(pid, std::max(left, std::chrono::milliseconds(1)));
-  if (!st) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    throw std::runtime_error(argv[0] + " timed out (closed its output but did not exit)");
-  }
-  status = *st;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
+  return r;
 }
 
 pid_t spawn_daemon(const SpawnOptions& options) {
@@ -321,7 +249,7 @@ pid_t spawn_daemon(const SpawnOptions& options) {
   if (out.get() < 0) throw_errno("open " + out_path);
   ExecPlan plan{find_executable(options.argv[0]),
                 options.argv,
-                merged_environment(options.env),
+                webstack::environment_with(options.env),
                 devnull.get(),
                 out.get(),
                 out.get(),
@@ -458,16 +386,6 @@ std::string tail_file(const std::string& path, std::size_t max_bytes) {
   std::string out(size - start, '\0');
   in.read(out.data(), static_cast<std::streamsize>(out.size()));
   return out;
-}
-
-std::string random_token(std::size_t length) {
-  static constexpr std::string_view chars =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device rd;
-  std::uniform_int_distribution<std::size_t> pick(0, chars.size() - 1);
-  std::string s(length, ' ');
-  for (auto& c : s) c = chars[pick(rd)];
-  return s;
 }
 
 Paused::Paused(pid_t pid) : pid_(pid) {

@@ -30,19 +30,20 @@
 #include <utility>
 #include <vector>
 
+#include "common/process.hpp"
+
 namespace webstack::it {
 
 using namespace std::chrono_literals;
 
-struct CommandResult {
-  int exit_code = -1;  // exit status, or 128 + signal number if killed by a signal
-  std::string out;     // stdout
-  std::string err;     // stderr
-};
+// exit_code (128 + signal number if killed by a signal), out, err.
+using CommandResult = webstack::ProcessResult;
+using webstack::random_token;  // [A-Za-z0-9] characters, e.g. for passwords
 
 // Runs argv[0] (searched in PATH unless it contains '/') to completion with `input` on its
-// stdin and returns its exit code and output. Throws std::runtime_error if it cannot be
-// started, or if it does not finish within `timeout` (it is then SIGKILLed).
+// stdin and returns its exit code and output (common/process.hpp's run). Throws
+// std::runtime_error if it cannot be found or started, or if it does not finish within
+// `timeout` (it is then SIGKILLed).
 CommandResult run_command(const std::vector<std::string>& argv, std::string_view input = {},
                           std::chrono::milliseconds timeout = 120s,
                           const std::vector<std::pair<std::string, std::string>>& env = {});
@@ -105,9 +106,6 @@ void write_file(const std::string& path, std::string_view content);
 
 // The last `max_bytes` of a file ("" if it cannot be read), for diagnostics.
 std::string tail_file(const std::string& path, std::size_t max_bytes = 4096);
-
-// Random [A-Za-z0-9] string, e.g. for passwords.
-std::string random_token(std::size_t length);
 
 // Full path of an executable: `name` itself if it contains '/', else searched in PATH.
 // Throws std::runtime_error if not found.

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
 #include "test_lab.hpp"
 
 namespace {
@@ -87,7 +87,7 @@ TEST(BenchSystemTest, PeersServeTheSameTestsAndBenchWritesItsReport) {
   ASSERT_EQ(lab_bench.exit_code, 0) << lab_bench.out << lab_bench.err;
   EXPECT_NE(lab_bench.out.find("median of 1: cold up "), std::string::npos) << lab_bench.out;
   EXPECT_FALSE(fs::exists("/var/lib/webstack/wsbench-lab"));
-  const auto netns = webstack::lab::run({"ip", "netns", "list"});
+  const auto netns = ::webstack::run({"ip", "netns", "list"});
   EXPECT_EQ(netns.out.find("wsbench-"), std::string::npos) << netns.out;
 }
 

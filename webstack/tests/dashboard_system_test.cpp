@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "common/process.hpp"
 #include "http_client.hpp"
-#include "lab/process.hpp"
 #include "test_lab.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere
@@ -180,7 +180,7 @@ TEST_F(DashboardTest, TheBrowserShowsTheSiteAndItsFaults) {
       << "npm ci in " << dir << " (scripts/setup.sh does it)";
   const std::string shot = fs::absolute("artifacts/dashboard.png").string();
   fs::create_directories(fs::path(shot).parent_path());
-  const auto r = webstack::lab::run(
+  const auto r = ::webstack::run(
       {"env", fmt::format("DASHBOARD_URL=http://127.0.0.1:{}/#token={}", port_, kToken),
        fmt::format("SCREENSHOT={}", shot), "HOSTS=lb-01,lb-02,web-01,web-02,mon-01,client", "node",
        fmt::format("{}/dashboard.mjs", dir)},

@@ -31,9 +31,10 @@
 #include <mysql.h>
 #include <boost/json.hpp>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "failover/sql_session.hpp"
 #include "http_client.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 #include "test_lab.hpp"
 #include "topology/topology.hpp"
@@ -277,7 +278,7 @@ class WritableSampler {
   explicit WritableSampler(const TestLab& lab) {
     mysql_library_init(0, nullptr, nullptr);  // once, before the threads (not thread-safe)
     const auto secret = [&](const char* name) {
-      return webstack::lab::trim(webstack::test::read_file(lab.state() + "/secrets/" + name));
+      return webstack::text::trim(webstack::test::read_file(lab.state() + "/secrets/" + name));
     };
     struct Vantage {
       std::string host, user, password;
@@ -429,7 +430,7 @@ struct WriteFigures {
 bool caught_up(const std::string& replica, const std::string& primary) {
   const auto* lab = webstack::test::SharedLabTest::lab();
   const std::string pos =
-      webstack::lab::trim(lab->try_sql(primary, "SELECT @@GLOBAL.gtid_binlog_pos"));
+      webstack::text::trim(lab->try_sql(primary, "SELECT @@GLOBAL.gtid_binlog_pos"));
   return wait_for(
       [&] { return lab->try_sql(replica, "SELECT MASTER_GTID_WAIT('" + pos + "', 0)") == "0\n"; },
       30s, 100ms);
@@ -846,7 +847,7 @@ bool failover_refused(std::string& state) {
 // A table of the fault's own in a host's namespace: its rules drop what the fault cuts.
 void nemesis_rules(const std::string& host, const std::string& rules) {
   const auto* lab = webstack::test::SharedLabTest::lab();
-  const auto r = webstack::lab::run(
+  const auto r = ::webstack::run(
       {"ip", "netns", "exec", lab->name() + "-" + host, "nft",
        "add table inet nemesis; "
        "add chain inet nemesis in { type filter hook input priority -20; policy accept; }; "
@@ -857,7 +858,7 @@ void nemesis_rules(const std::string& host, const std::string& rules) {
 }
 void nemesis_heal(const std::string& host) {
   const auto* lab = webstack::test::SharedLabTest::lab();
-  webstack::lab::run(
+  ::webstack::run(
       {"ip", "netns", "exec", lab->name() + "-" + host, "nft", "delete table inet nemesis"}, 10s);
 }
 
@@ -865,7 +866,7 @@ void nemesis_heal(const std::string& host) {
 // virtual machine: its database, its fencing agent, its app and web server).
 void signal_host(const std::string& host, int sig) {
   const auto* lab = webstack::test::SharedLabTest::lab();
-  const auto r = webstack::lab::run({"ip", "netns", "pids", lab->name() + "-" + host}, 10s);
+  const auto r = ::webstack::run({"ip", "netns", "pids", lab->name() + "-" + host}, 10s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream pids(r.out);
   for (int pid; pids >> pid;) ::kill(pid, sig);
@@ -1342,7 +1343,7 @@ TEST_F(LoadBalancerPairTest, PromotionUnderWritesLosesNoAcknowledgedWrite) {
   const std::string old = writable_node();
   ASSERT_FALSE(old.empty());
   const std::string next = old == "web-01" ? "web-02" : "web-01";
-  webstack::lab::ProcessResult promote;
+  ::webstack::ProcessResult promote;
   const auto f = writes_across(fmt::format("promote-{}", ::getpid()), [&] {
     promote = lab_->cli({"db", "promote", next}, 90s);
   });
@@ -1368,7 +1369,7 @@ TEST_F(LoadBalancerPairTest, PromotionWithThePrimaryDownAppliesTheRelayLogAndTak
   ASSERT_TRUE(wait_for(
       [&] {
         old = writable_node();
-        recorded = webstack::lab::trim(webstack::test::read_file(lab_->state() + "/primary"));
+        recorded = webstack::text::trim(webstack::test::read_file(lab_->state() + "/primary"));
         return !old.empty() && recorded == old;
       },
       30s, 100ms))
@@ -1568,7 +1569,7 @@ TEST_F(LoadBalancerPairTest, ForcedPromotionNamesTheLossAndTheOldPrimaryIsRebuil
   lab_->sql(p, "INSERT INTO webstack.messages (author, body) VALUES ('force', '" + text + "')");
   const std::string async_file = lab_->state() + "/async-gtid";
   ASSERT_TRUE(
-      wait_for([&] { return !webstack::lab::trim(webstack::test::read_file(async_file)).empty(); },
+      wait_for([&] { return !webstack::text::trim(webstack::test::read_file(async_file)).empty(); },
                20s, 100ms))
       << manager_log();
   cli_ok({"stop", p + "/mariadb"});

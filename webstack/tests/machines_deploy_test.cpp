@@ -15,15 +15,16 @@
 #include <string>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "test_lab.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::lab::ProcessResult;
 using webstack::test::TestLab;
+using ::webstack::ProcessResult;
 
 const std::vector<std::string> kMachines = {"lb-01", "lb-02", "web-01", "web-02", "mon-01"};
 
@@ -50,12 +51,12 @@ class MachinesTest : public ::testing::Test {
                                      "--state-dir",
                                      state_};
     argv.insert(argv.end(), args.begin() + 1, args.end());
-    return webstack::lab::run(argv, timeout);
+    return ::webstack::run(argv, timeout);
   }
   std::string on(const std::string& host, const std::string& command) {
     const auto r = machines({"ssh", host, "--", "sh", "-c", command}, 60s);
     EXPECT_EQ(r.exit_code, 0) << host << ": " << command << ": " << r.out << r.err;
-    return webstack::lab::trim(r.out);
+    return webstack::text::trim(r.out);
   }
 
   TestLab lab_{"mch"};
@@ -107,9 +108,9 @@ TEST_F(MachinesTest, EveryServerBootsSystemdAndAnswersSshAndAnsibleFromTheAdminH
   EXPECT_EQ(down.exit_code, 0) << down.out << down.err;
   EXPECT_FALSE(fs::exists(state_));
   EXPECT_EQ(webstack::test::processes_naming(state_ + "/").size(), 0u);
-  const auto mounts = webstack::lab::read_text_or_empty("/proc/self/mounts");
+  const auto mounts = ::webstack::read_text_or_empty("/proc/self/mounts");
   EXPECT_EQ(mounts.find(state_), std::string::npos) << mounts;
-  const auto namespaces = webstack::lab::run({"ip", "netns", "list"});
+  const auto namespaces = ::webstack::run({"ip", "netns", "list"});
   EXPECT_EQ(namespaces.out.find(lab_.name() + "-"), std::string::npos) << namespaces.out;
   state_.clear();
 }
@@ -126,11 +127,11 @@ TEST_F(MachinesTest, AFailedUpStartsNothing) {
                                    lab_.topology(),
                                    "--state-dir",
                                    state_};
-  const auto r = webstack::lab::run(argv, 60s);
+  const auto r = ::webstack::run(argv, 60s);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("/nonexistent/machines.sh"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(state_));
-  const auto namespaces = webstack::lab::run({"ip", "netns", "list"});
+  const auto namespaces = ::webstack::run({"ip", "netns", "list"});
   EXPECT_EQ(namespaces.out.find(lab_.name() + "-"), std::string::npos) << namespaces.out;
 }
 
@@ -200,7 +201,7 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
   ASSERT_EQ(first.exit_code, 0) << recap_text(first.out) << first.err;
   std::printf("first deploy:\n%s\n", recap_text(first.out).c_str());
   // The secrets were made and are on disk encrypted only.
-  EXPECT_EQ(webstack::lab::read_text_or_empty(vault).rfind("$ANSIBLE_VAULT;", 0), 0u);
+  EXPECT_EQ(::webstack::read_text_or_empty(vault).rfind("$ANSIBLE_VAULT;", 0), 0u);
   EXPECT_FALSE(fs::exists(vault + ".partial"));
 
   // Every server runs what its roles need, and nothing failed.
@@ -238,14 +239,14 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
   for (int i = 0; i < 20; ++i) {
     const auto r = curl({"-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}",
                          "https://www.foobar.test/json"});
-    ++served_by[webstack::lab::trim(r.out)];
+    ++served_by[webstack::text::trim(r.out)];
   }
   EXPECT_EQ(served_by, (std::map<std::string, int>{{"200 web-01", 10}, {"200 web-02", 10}}));
   const auto posted =
       curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-d",
             R"({"author":"deploy-test","text":"on real servers"})",
             "https://www.foobar.test/api/messages"});
-  EXPECT_EQ(webstack::lab::trim(posted.out), "201") << posted.err;
+  EXPECT_EQ(webstack::text::trim(posted.out), "201") << posted.err;
   // The firewall: from the client only the site; MariaDB is not reachable.
   const auto db = curl({"--connect-timeout", "2", "telnet://" + lab_.address(11) + ":3306"});
   EXPECT_NE(db.exit_code, 0) << db.out;
@@ -293,7 +294,7 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
   // --check with a changed topology (least connections): the balancers would change, and
   // the diff says how; nothing is changed.
   const std::string leastconn = lab_.dir() + "/leastconn.toml";
-  std::ofstream(leastconn) << webstack::lab::read_text_or_empty(lab_.topology())
+  std::ofstream(leastconn) << ::webstack::read_text_or_empty(lab_.topology())
                            << "[site]\nbalance = \"leastconn\"\n";
   const auto check = deploy(leastconn, {"--check"});
   ASSERT_EQ(check.exit_code, 0) << recap_text(check.out) << check.err;
@@ -331,9 +332,9 @@ TEST_F(MachinesTest, DeployPutsTheSiteOnTheServersAndRollsWithoutAFailedRequest)
 TEST(AnsiblePlaybook, PassesAnsibleLintAndTheSyntaxCheck) {
   const std::string dir = WEBSTACK_SOURCE_DIR "/deploy/ansible";
   const auto lint =
-      webstack::lab::run({"sh", "-c", "cd " + dir + " && ansible-lint --offline -q"}, 10min);
+      ::webstack::run({"sh", "-c", "cd " + dir + " && ansible-lint --offline -q"}, 10min);
   EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
-  const auto syntax = webstack::lab::run(
+  const auto syntax = ::webstack::run(
       {"sh", "-c",
        "cd " + dir +
            " && ansible-playbook --syntax-check -i inventory.example.yml site.yml -e "

@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/process.hpp"
 #include "http_client.hpp"
-#include "lab/process.hpp"
 #include "test_lab.hpp"
 
 namespace {
@@ -29,10 +29,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using webstack::it::HttpClient;
-using webstack::lab::ProcessResult;
 using webstack::test::in_namespace;
 using webstack::test::TestLab;
 using webstack::test::wait_for;
+using ::webstack::ProcessResult;
 namespace json = boost::json;
 
 class MonitoringTest : public webstack::test::SharedLabTest {
@@ -67,7 +67,7 @@ class MonitoringTest : public webstack::test::SharedLabTest {
     std::vector<std::string> argv = {"curl", "-sS", "--fail", "--max-time", "5"};
     if (!query.empty()) argv.insert(argv.end(), {"-G", "--data-urlencode", "query=" + query});
     argv.push_back(fmt::format("http://127.0.0.1:{}{}", lab_->prometheus_port(), path));
-    const auto r = webstack::lab::run(argv, 10s);
+    const auto r = ::webstack::run(argv, 10s);
     if (r.exit_code != 0) return json::value(nullptr);
     json::error_code ec;
     auto v = json::parse(r.out, ec);
@@ -232,10 +232,10 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
       << "probe_success " << scalar(R"(probe_success{job="site"})") << ", probe_http_ssl "
       << scalar(R"(probe_http_ssl{job="site"})");
   // Alertmanager answers through the edge too.
-  const auto am =
-      webstack::lab::run({"curl", "-sS", "--fail", "--max-time", "5",
-                          fmt::format("http://127.0.0.1:{}/-/ready", lab_->alertmanager_port())},
-                         10s);
+  const auto am = ::webstack::run(
+      {"curl", "-sS", "--fail", "--max-time", "5",
+       fmt::format("http://127.0.0.1:{}/-/ready", lab_->alertmanager_port())},
+      10s);
   EXPECT_EQ(am.exit_code, 0) << am.err;
 }
 

@@ -25,18 +25,15 @@
 #include <thread>
 #include <vector>
 
+#include "common/process.hpp"
+#include "common/time.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "topology/topology.hpp"
 
 namespace {
 
 using namespace webstack;
 using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 std::string lab_name() {
   char buf[16];
@@ -62,7 +59,7 @@ topo::Topology make_topology() {
 
 std::set<std::string> namespaces() {
   std::set<std::string> out;
-  std::istringstream in(lab::run_checked({"ip", "netns", "list"}));
+  std::istringstream in(::webstack::run_checked({"ip", "netns", "list"}));
   std::string name;
   std::string line;
   while (std::getline(in, line)) {
@@ -180,7 +177,7 @@ class LabNetworkSystem : public ::testing::Test {
     if (::geteuid() != 0) {
       GTEST_FAIL() << "needs root (network namespaces)";
     }
-    if (lab::run({"ip", "-V"}).exit_code != 0) {
+    if (::webstack::run({"ip", "-V"}).exit_code != 0) {
       GTEST_FAIL() << "needs iproute2";
     }
     topology_ = make_topology();
@@ -193,7 +190,7 @@ class LabNetworkSystem : public ::testing::Test {
       return;
     }
     if (!blocker_.empty()) {
-      (void)lab::run({"ip", "link", "del", blocker_});
+      (void)::webstack::run({"ip", "link", "del", blocker_});
     }
     lab::down(topology_);
     EXPECT_TRUE(lab_namespaces(topology_).empty());
@@ -216,10 +213,10 @@ class LabNetworkSystem : public ::testing::Test {
   // that host's temporary veth end.
   void block_host(std::size_t index) {
     blocker_ = lab::temp_veth_name(topology_, index, true);
-    lab::run_checked({"ip", "link", "add", blocker_, "type", "bridge"});
+    ::webstack::run_checked({"ip", "link", "add", blocker_, "type", "bridge"});
   }
   void unblock() {
-    lab::run_checked({"ip", "link", "del", blocker_});
+    ::webstack::run_checked({"ip", "link", "del", blocker_});
     blocker_.clear();
   }
 
@@ -248,16 +245,16 @@ TEST_F(LabNetworkSystem, UpCreatesNamespacesAndConnectsTheHosts) {
   EXPECT_EQ(tcp_check(ns("web-02"), ns("lb-01"), address("lb-01")), "");
   if (have_program("ping")) {
     const auto r =
-        lab::run(lab::in_host(topology_, "client", {"ping", "-c1", "-W1", address("web-01")}),
-                 std::chrono::seconds(5));
+        ::webstack::run(lab::in_host(topology_, "client", {"ping", "-c1", "-W1", address("web-01")}),
+                      std::chrono::seconds(5));
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   } else {
     std::cout << "[ note   ] no ping on this machine: reachability checked over TCP only\n";
   }
 
   // Each host's default route is the bridge's gateway address.
-  const std::string route =
-      lab::run_checked(lab::in_host(topology_, "client", {"ip", "-4", "route", "show", "default"}));
+  const std::string route = ::webstack::run_checked(
+      lab::in_host(topology_, "client", {"ip", "-4", "route", "show", "default"}));
   EXPECT_NE(route.find("default via " + topology_.gateway() + " dev eth0"), std::string::npos)
       << route;
 
@@ -279,7 +276,7 @@ TEST_F(LabNetworkSystem, UpRepairsAPartialLab) {
   lab::up(topology_);
 
   // A host namespace deleted by hand.
-  lab::run_checked({"ip", "netns", "delete", ns("web-02")});
+  ::webstack::run_checked({"ip", "netns", "delete", ns("web-02")});
   auto st = lab::status(topology_);
   EXPECT_FALSE(st[2].ns_exists);
   auto log = lab::up(topology_);
@@ -289,22 +286,22 @@ TEST_F(LabNetworkSystem, UpRepairsAPartialLab) {
   EXPECT_EQ(tcp_check(ns("client"), ns("web-02"), address("web-02")), "");
 
   // The bridge namespace deleted by hand: every host loses its link, up rebuilds them all.
-  lab::run_checked({"ip", "netns", "delete", lab::bridge_namespace(topology_)});
+  ::webstack::run_checked({"ip", "netns", "delete", lab::bridge_namespace(topology_)});
   log = lab::up(topology_);
   EXPECT_GE(log.size(), topology_.hosts.size());
   expect_all_up();
   EXPECT_EQ(tcp_check(ns("client"), ns("web-01"), address("web-01")), "");
 
   // A crash between creating a veth and moving it: both temporary ends in the root ns.
-  lab::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 1, true), "type", "veth",
-                    "peer", "name", lab::temp_veth_name(topology_, 1, false)});
+  ::webstack::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 1, true), "type",
+                         "veth", "peer", "name", lab::temp_veth_name(topology_, 1, false)});
   EXPECT_NE(lab::root_namespace_leaks(topology_), "");
   log = lab::up(topology_);
   EXPECT_EQ(log.size(), 1u);
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
 
   // eth0 of a host gone (its namespace kept): rebuilt.
-  lab::run_checked(lab::in_host(topology_, "lb-01", {"ip", "link", "del", "eth0"}));
+  ::webstack::run_checked(lab::in_host(topology_, "lb-01", {"ip", "link", "del", "eth0"}));
   EXPECT_FALSE(lab::status(topology_)[0].address_ok);
   log = lab::up(topology_);
   EXPECT_FALSE(log.empty());
@@ -316,8 +313,8 @@ TEST_F(LabNetworkSystem, UpRepairsAPartialLab) {
 TEST_F(LabNetworkSystem, DownRemovesEverythingAndTwiceIsFine) {
   lab::up(topology_);
   // A stray temporary veth, as a crashed up would leave it.
-  lab::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 3, true), "type", "veth",
-                    "peer", "name", lab::temp_veth_name(topology_, 3, false)});
+  ::webstack::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 3, true), "type",
+                         "veth", "peer", "name", lab::temp_veth_name(topology_, 3, false)});
 
   const auto start = Clock::now();
   lab::down(topology_);
@@ -345,8 +342,8 @@ TEST_F(LabNetworkSystem, AFailedUpLeavesNothingBehind) {
 
 TEST_F(LabNetworkSystem, AFailedRepairUndoesOnlyItsOwnWork) {
   lab::up(topology_);
-  lab::run_checked({"ip", "netns", "delete", ns("web-02")});
-  lab::run_checked({"ip", "netns", "delete", ns("client")});
+  ::webstack::run_checked({"ip", "netns", "delete", ns("web-02")});
+  ::webstack::run_checked({"ip", "netns", "delete", ns("client")});
   block_host(4);  // client: after web-02 was rebuilt by this call
   try {
     lab::up(topology_);
@@ -387,15 +384,15 @@ TEST_F(LabNetworkSystem, InHostAndNames) {
 }
 
 TEST(Process, CapturesOutputExitCodeAndTimeout) {
-  auto r = lab::run({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  auto r = ::webstack::run({"sh", "-c", "echo out; echo err >&2; exit 3"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "out\n");
   EXPECT_EQ(r.err, "err\n");
-  r = lab::run({"sleep", "5"}, std::chrono::milliseconds(100));
+  r = ::webstack::run({"sleep", "5"}, std::chrono::milliseconds(100));
   EXPECT_EQ(r.exit_code, 128 + 9);
-  EXPECT_EQ(lab::run({"/nonexistent/program"}).exit_code, 127);
+  EXPECT_EQ(::webstack::run({"/nonexistent/program"}).exit_code, 127);
   try {
-    lab::run_checked({"ip", "link", "show", "dev", "no-such-if-x"});
+    ::webstack::run_checked({"ip", "link", "show", "dev", "no-such-if-x"});
     ADD_FAILURE();
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("`ip link show dev no-such-if-x` failed (exit 1): ", 0),
@@ -403,7 +400,7 @@ TEST(Process, CapturesOutputExitCodeAndTimeout) {
         << e.what();
   }
   // Arguments are never interpreted by a shell.
-  EXPECT_EQ(lab::run({"echo", "$(id)", ";", "|"}).out, "$(id) ; |\n");
+  EXPECT_EQ(::webstack::run({"echo", "$(id)", ";", "|"}).out, "$(id) ; |\n");
 }
 
 }  // namespace

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
 #include "lab/status.hpp"
 #include "test_lab.hpp"
 
@@ -26,10 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::lab::ProcessResult;
-using webstack::lab::run;
 using webstack::test::read_file;
 using webstack::test::TestLab;
+using ::webstack::ProcessResult;
+using ::webstack::run;
 
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();

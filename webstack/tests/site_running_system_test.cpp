@@ -30,8 +30,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/process.hpp"
 #include "http_client.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 #include "test_lab.hpp"
 
@@ -41,11 +41,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using webstack::it::HttpClient;
-using webstack::lab::ProcessResult;
 using webstack::test::in_namespace;
 using webstack::test::read_file;
 using webstack::test::TestLab;
 using webstack::test::wait_for;
+using ::webstack::ProcessResult;
 
 class RunningSiteTest : public webstack::test::SharedLabTest {
  protected:
@@ -295,7 +295,7 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
 
   // MariaDB's root is the machine's root only (unix_socket authentication): another local
   // user reaching the socket is refused.
-  const auto as_nobody = webstack::lab::run(
+  const auto as_nobody = ::webstack::run(
       {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "mariadb",
        "--defaults-file=" + lab_->state() + "/hosts/web-01/mariadb/my.cnf", "--user=root",
        "--protocol=SOCKET", "-e", "SELECT 1"},

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
 #include "lab/site.hpp"
 #include "test_lab.hpp"
 #include "topology/topology.hpp"
@@ -32,11 +32,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::lab::port_free;
-using webstack::lab::ProcessResult;
-using webstack::lab::run;
 using webstack::test::processes_naming;
 using webstack::test::TestLab;
+using ::webstack::port_free;
+using ::webstack::ProcessResult;
+using ::webstack::run;
 
 class SiteSystemTest : public ::testing::Test {
  protected:

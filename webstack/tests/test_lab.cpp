@@ -276,12 +276,12 @@ TestLab::~TestLab() {
   fs::remove_all(dir_, ec);
 }
 
-lab::ProcessResult TestLab::cli(std::vector<std::string> args,
-                                std::chrono::milliseconds timeout) const {
+::webstack::ProcessResult TestLab::cli(std::vector<std::string> args,
+                                     std::chrono::milliseconds timeout) const {
   std::vector<std::string> argv = {cli_path(), args.front(), "-f", topology_};
   if (args.front() != "exec") argv.insert(argv.end(), {"--state-dir", state_});
   argv.insert(argv.end(), args.begin() + 1, args.end());
-  return lab::run(argv, timeout);
+  return ::webstack::run(argv, timeout);
 }
 
 std::string TestLab::client_curl(const std::vector<std::string>& curl_args) const {
@@ -303,9 +303,9 @@ std::string TestLab::client_curl(const std::vector<std::string>& curl_args) cons
 }
 
 namespace {
-lab::ProcessResult root_sql(const std::string& state, const std::string& host,
-                            const std::string& statement) {
-  return lab::run(
+::webstack::ProcessResult root_sql(const std::string& state, const std::string& host,
+                                 const std::string& statement) {
+  return ::webstack::run(
       {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
        "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", statement},
       30s);

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
 
 namespace webstack::it {
 class HttpClient;
@@ -43,7 +43,8 @@ class TestLab {
   TestLab& operator=(const TestLab&) = delete;
 
   // Runs `webstack <args[0]> -f <topology> [--state-dir <state>] <args[1..]>`.
-  lab::ProcessResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout) const;
+  ::webstack::ProcessResult cli(std::vector<std::string> args,
+                              std::chrono::milliseconds timeout) const;
   // curl -s --max-time 5 <curl_args> from the client host, the site's name resolved to
   // lb-01 and the lab CA trusted; returns stdout (expects exit 0).
   std::string client_curl(const std::vector<std::string>& curl_args) const;

@@ -1,5 +1,5 @@
 #include "core/config.hpp"
-#include "core/text.hpp"
+#include "common/text.hpp"
 
 #include <fmt/format.h>
 

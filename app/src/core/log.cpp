@@ -1,5 +1,5 @@
 #include "core/log.hpp"
-#include "core/text.hpp"
+#include "common/text.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>

@@ -33,10 +33,6 @@ bool valid_utf8(std::string_view s);
 // Number of code points in valid UTF-8.
 std::size_t utf8_length(std::string_view s);
 
-// Appends `in` as the inside of a double-quoted string with backslash escapes (\" \\ \n
-// \r \t, \u00XX for other controls and DEL): valid JSON, TOML basic string and logfmt.
-void json_escape(std::string_view in, std::string& out);
-
 // An incoming X-Request-Id is kept if it is 1..128 chars of [A-Za-z0-9._:-]; else a new
 // one is made.
 bool acceptable_request_id(std::string_view id);

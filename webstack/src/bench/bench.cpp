@@ -19,8 +19,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 #include "render/render.hpp"
 
@@ -70,7 +71,7 @@ void write_private(const std::string& path, const std::string& content) {
 }
 
 std::string mysql_root(const std::string& state, const std::string& host, const std::string& sql) {
-  return lab::run_checked(
+  return run_checked(
       {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
        "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", sql},
       60s);
@@ -95,33 +96,32 @@ std::string prepare_sysbench(const topo::Topology& t, const std::string& state) 
                               "ALTER USER 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
                               "GRANT ALL PRIVILEGES ON sbtest.* TO 'sbtest'@'%';\n",
                               pw));
-    const auto r = lab::run({"sh", "-c",
-                             "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET < "
-                             "\"$2\"",
-                             "sh", state + "/hosts/" + primary.name + "/mariadb/my.cnf", sql_file},
-                            60s);
+    const auto r = run({"sh", "-c",
+                        "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET < "
+                        "\"$2\"",
+                        "sh", state + "/hosts/" + primary.name + "/mariadb/my.cnf", sql_file},
+                       60s);
     fs::remove(sql_file);
-    if (r.exit_code != 0) throw std::runtime_error("sysbench account: " + lab::trim(r.err));
+    if (r.exit_code != 0) throw std::runtime_error("sysbench account: " + text::trim(r.err));
     write_private(cfg, fmt::format("db-driver=mysql\nmysql-user=sbtest\nmysql-password={}\n"
                                    "mysql-db=sbtest\nmysql-port={}\ntables=1\ntable-size=10000\n",
                                    pw, t.db_port));
   }
-  const auto have = lab::trim(
+  const auto have = text::trim(
       mysql_root(state, primary.name,
                  "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sbtest' AND "
                  "table_name = 'sbtest1'"));
   if (have != "1") {
     // From the primary's own host (its firewall lets a database host reach 3306).
-    lab::run_checked(
-        lab::in_host(t, primary.name,
-                     {"sysbench", "--config-file=" + cfg, "--mysql-host=" + primary.address,
-                      "oltp_point_select", "prepare"}),
-        120s);
+    run_checked(lab::in_host(t, primary.name,
+                             {"sysbench", "--config-file=" + cfg, "--mysql-host=" + primary.address,
+                              "oltp_point_select", "prepare"}),
+                120s);
   }
   // The replica has it all before it is measured.
-  const auto pos = lab::trim(mysql_root(state, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos"));
+  const auto pos = text::trim(mysql_root(state, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos"));
   for (const auto* r : t.replicas()) {
-    const auto res = lab::trim(
+    const auto res = text::trim(
         mysql_root(state, r->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', 60)", pos)));
     if (res != "0")
       throw std::runtime_error("replica " + r->name + " did not catch up with sbtest");
@@ -138,14 +138,14 @@ WrkResult run_sysbench(const topo::Topology& t, const std::string& cfg, const Op
     if (w->name != target.name && from == nullptr) from = w;
   if (from == nullptr) from = t.with_role(Role::Web).front();
   const auto r =
-      lab::run(lab::in_host(t, from->name,
-                            {"sysbench", "--config-file=" + cfg, "--mysql-host=" + target.address,
-                             fmt::format("--threads={}", o.connections),
-                             fmt::format("--time={}", o.duration.count()), "--percentile=99",
-                             "--histogram=on", "oltp_point_select", "run"}),
-               o.duration + 60s);
+      run(lab::in_host(t, from->name,
+                       {"sysbench", "--config-file=" + cfg, "--mysql-host=" + target.address,
+                        fmt::format("--threads={}", o.connections),
+                        fmt::format("--time={}", o.duration.count()), "--percentile=99",
+                        "--histogram=on", "oltp_point_select", "run"}),
+          o.duration + 60s);
   if (r.exit_code != 0) {
-    throw std::runtime_error("sysbench run failed: " + lab::trim(r.err + r.out).substr(0, 500));
+    throw std::runtime_error("sysbench run failed: " + text::trim(r.err + r.out).substr(0, 500));
   }
   WrkResult w;
   std::smatch m;
@@ -187,11 +187,11 @@ std::string machine_description() {
   std::ifstream cpu("/proc/cpuinfo");
   for (std::string line; std::getline(cpu, line);) {
     if (line.starts_with("model name")) {
-      model = lab::trim(line.substr(line.find(':') + 1));
+      model = text::trim(line.substr(line.find(':') + 1));
       break;
     }
   }
-  const auto kernel = lab::trim(lab::run({"uname", "-r"}, 5s).out);
+  const auto kernel = text::trim(run({"uname", "-r"}, 5s).out);
   long mem_kb = 0;
   std::ifstream mem("/proc/meminfo");
   for (std::string line; std::getline(mem, line);) {
@@ -203,9 +203,9 @@ std::string machine_description() {
 
 std::string versions(const std::string& app_binary) {
   const auto first = [](const std::vector<std::string>& argv) {
-    const auto r = lab::run(argv, 10s);
+    const auto r = run(argv, 10s);
     const auto text = r.out.empty() ? r.err : r.out;
-    return lab::trim(text.substr(0, text.find('\n')));
+    return text::trim(text.substr(0, text.find('\n')));
   };
   return fmt::format("{}; {}; {}; {}; {}; {}; Node {}; {}", first({app_binary, "--version"}),
                      first({"haproxy", "-v"}), first({"nginx", "-v"}),
@@ -379,7 +379,7 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
   // 2. Warm-up (not recorded): each app's caches, pools and JITs, a second each test.
   for (const auto& test : o.tests) {
     for (const auto& app : o.apps) {
-      lab::run(wrk_argv(app, test, 2s), 60s);
+      run(wrk_argv(app, test, 2s), 60s);
     }
   }
 
@@ -390,10 +390,10 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
       std::vector<std::string> apps = o.apps;
       if (o.ceilings && test == "plaintext") apps.push_back("nginx");
       for (const auto& app : apps) {
-        const auto r = lab::run(wrk_argv(app, test, o.duration), o.duration + 60s);
+        const auto r = run(wrk_argv(app, test, o.duration), o.duration + 60s);
         if (r.exit_code != 0) {
           throw std::runtime_error(
-              fmt::format("wrk failed for {} {}: {}", app, test, lab::trim(r.err + r.out)));
+              fmt::format("wrk failed for {} {}: {}", app, test, text::trim(r.err + r.out)));
         }
         Sample s{test, app, round, parse_wrk(r.out)};
         std::fprintf(out, "  round %d  %-10s %-9s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms%s\n",
@@ -523,10 +523,10 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
     }
     gp << "\n";
   }
-  const auto plotted = lab::run({"gnuplot", dir + "/chart.gp"}, 60s);
+  const auto plotted = run({"gnuplot", dir + "/chart.gp"}, 60s);
   if (plotted.exit_code != 0) {
     std::fprintf(out, "webstack: gnuplot failed (%s); the table is still in report.md\n",
-                 lab::trim(plotted.err).c_str());
+                 text::trim(plotted.err).c_str());
   }
   std::ofstream md(dir + "/report.md");
   md << "# webstack bench, " << now_utc("%Y-%m-%d %H:%M UTC") << "\n\n"
@@ -568,7 +568,7 @@ void run_lab_bench(const topo::Topology& t, const lab::SiteOptions& site, int ro
   // Free edge ports beside the real lab's: the site's, Prometheus's and Alertmanager's.
   std::uint16_t port = 18443;
   const auto next_free = [&port] {
-    while (!lab::port_free(port)) ++port;
+    while (!port_free(port)) ++port;
     return port++;
   };
   copy.edge_port = next_free();

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "common/process.hpp"
 #include "lab/machines.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::cli {
 
@@ -55,8 +55,8 @@ void add_machines_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    return 0;
                  }});
   out.push_back({ssh, [options, o](const topo::Topology& t) {
-                   const auto r = lab::run(lab::ssh_command(t, options(t), o->host, o->argv),
-                                           std::chrono::minutes(10));
+                   const auto r = run(lab::ssh_command(t, options(t), o->host, o->argv),
+                                      std::chrono::minutes(10));
                    std::fputs(r.out.c_str(), stdout);
                    std::fputs(r.err.c_str(), stderr);
                    return r.exit_code;

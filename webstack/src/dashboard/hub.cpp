@@ -9,8 +9,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -296,16 +297,16 @@ Reply Hub::start_action(std::vector<std::string> args, std::string label) {
 
 void Hub::start_thread(std::vector<std::string> argv, const std::string& label) {
   action_ = std::thread([this, argv = std::move(argv), label] {
-    lab::ProcessResult r;
+    ProcessResult r;
     try {
-      r = lab::run(argv, kActionTimeout);
+      r = run(argv, kActionTimeout);
     } catch (const std::exception& e) {
       r.err = e.what();
     }
-    std::string out = lab::trim(r.out + (r.err.empty() ? "" : "\n" + r.err));
+    std::string out = text::trim(r.out + (r.err.empty() ? "" : "\n" + r.err));
     std::istringstream lines(out);
     for (std::string line; std::getline(lines, line);) {
-      if (!lab::trim(line).empty()) event(r.exit_code == 0 ? "info" : "error", line);
+      if (!text::trim(line).empty()) event(r.exit_code == 0 ? "info" : "error", line);
     }
     event(r.exit_code == 0 ? "info" : "error",
           fmt::format("{}: {}", label,

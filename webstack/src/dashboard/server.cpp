@@ -17,9 +17,9 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/process.hpp"
 #include "dashboard/dashboard.hpp"
 #include "dashboard/hub.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 
 namespace webstack::dashboard {
@@ -205,7 +205,7 @@ std::map<std::string, Page> read_pages(const std::string& dir) {
                                    std::pair{"dashboard.js", "text/javascript; charset=utf-8"},
                                    std::pair{"dashboard.css", "text/css; charset=utf-8"}}) {
     const std::string path = fmt::format("{}/{}", dir, name);
-    std::string body = lab::read_text_or_empty(path);
+    std::string body = read_text_or_empty(path);
     if (body.empty()) {
       throw std::runtime_error(fmt::format(
           "{}: missing or empty (the page's files: dashboard/ of webstack's sources, env "
@@ -252,7 +252,7 @@ void run_dashboard(const topo::Topology& t, const DashboardOptions& o) {
   const std::string host = bind.is_v6() ? fmt::format("[{}]", o.bind) : o.bind;
   Server s{hub,
            std::move(pages),
-           o.token.empty() ? lab::random_token(32) : o.token,
+           o.token.empty() ? random_token(32) : o.token,
            {fmt::format("{}:{}", host, port), fmt::format("localhost:{}", port)},
            {fmt::format("http://{}:{}", host, port), fmt::format("http://localhost:{}", port)},
            workers};

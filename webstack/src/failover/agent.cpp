@@ -14,6 +14,8 @@
 
 #include <mysql.h>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "failover/config.hpp"
 #include "failover/daemon.hpp"
 #include "failover/lease.hpp"
@@ -21,7 +23,6 @@
 #include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "failover/wire.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::failover {
 
@@ -112,7 +113,7 @@ class LocalProbe {
           writable_ = writable;
           last_writable_ = writable;
           // Which server said so: a kill is for that one, never for the next one.
-          answered_pid_ = std::atoi(lab::trim(lab::read_text_or_empty(c_.pid_file)).c_str());
+          answered_pid_ = std::atoi(text::trim(read_text_or_empty(c_.pid_file)).c_str());
         }
       } catch (const std::exception&) {
         // Down, restarting or stalled: the view ages out below.
@@ -361,10 +362,10 @@ class Agent {
     const Gate g = s.gate == Gate::UntilLeaseEnds && open_for.count() <= 0 ? Gate::Closed : s.gate;
     bool ok = true;
     if (c_.gate) {
-      const auto r = lab::run({"nft", gate_script(c_.db_port, g, open_for)}, 2s);
+      const auto r = webstack::run({"nft", gate_script(c_.db_port, g, open_for)}, 2s);
       ok = r.exit_code == 0;
       if (!ok && gate_ok_) {
-        say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, lab::trim(r.err));
+        say("gate of {}: nft failed ({}): {}", c_.host, r.exit_code, text::trim(r.err));
       }
       gate_ok_ = ok;
     }
@@ -382,7 +383,7 @@ class Agent {
   // and is never killed for what the last one answered. `what` is for the log, written
   // after the gate is set.
   void kill_mariadbd(std::string& what) {
-    const std::string pid_text = lab::trim(lab::read_text_or_empty(c_.pid_file));
+    const std::string pid_text = text::trim(read_text_or_empty(c_.pid_file));
     const int pid = pid_text.empty() ? 0 : std::atoi(pid_text.c_str());
     const int seen = probe_.answered_pid();
     if (pid > 1 && seen > 0 && pid != seen) {
@@ -390,7 +391,7 @@ class Agent {
       // starts read-only and was never seen writable.
       what = fmt::format("mariadbd restarted since it answered (pid {}, now {}): not killed", seen,
                          pid);
-    } else if (pid > 1 && lab::alive(pid) && ::kill(pid, SIGKILL) == 0) {
+    } else if (pid > 1 && alive(pid) && ::kill(pid, SIGKILL) == 0) {
       what = fmt::format("mariadbd (pid {}) killed", pid);
     } else {
       what = fmt::format("no mariadbd running (pid file {}: \"{}\")", c_.pid_file, pid_text);

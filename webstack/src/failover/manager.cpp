@@ -34,13 +34,14 @@
 
 #include <mysql.h>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "failover/daemon.hpp"
 #include "failover/decide.hpp"
 #include "failover/lease.hpp"
 #include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "failover/wire.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::failover {
 
@@ -50,7 +51,7 @@ using namespace std::chrono_literals;
 namespace json = boost::json;
 
 std::string read_secret(const std::string& path) {
-  std::string s = lab::trim(lab::read_text_or_empty(path));
+  std::string s = text::trim(read_text_or_empty(path));
   if (s.empty()) throw std::runtime_error("cannot read " + path + " (missing or empty)");
   return s;
 }
@@ -129,9 +130,9 @@ AppView probe_app(const AppEndpoint& a, const std::vector<DbNode>& db,
   AppView v;
   v.name = a.name;
   const auto secs = fmt::format("{:.1f}", std::chrono::duration<double>(timeout).count());
-  const auto r = lab::run({"curl", "-sS", "--fail", "--max-time", secs, a.url}, timeout + 2s);
+  const auto r = run({"curl", "-sS", "--fail", "--max-time", secs, a.url}, timeout + 2s);
   if (r.exit_code != 0) {
-    v.error = lab::trim(r.err).substr(0, 120);
+    v.error = text::trim(r.err).substr(0, 120);
     return v;
   }
   try {
@@ -159,7 +160,7 @@ class Manager {
     repl_password_ = read_secret(c.repl_password_file);
     decider_.set_rebuild_available(!c.rebuild_command.empty());
     if (const std::string path = async_gtid_file(); !path.empty()) {
-      const std::string gtid = lab::trim(lab::read_text_or_empty(path));
+      const std::string gtid = text::trim(read_text_or_empty(path));
       if (!gtid.empty()) {
         decider_.set_async_gtid(gtid);
         say("failover manager: the primary committed without semi-sync up to GTID {} (recorded "
@@ -217,7 +218,7 @@ class Manager {
  private:
   static std::string initial_primary(const ManagerConfig& c) {
     if (!c.primary_file.empty()) {
-      const std::string recorded = lab::trim(lab::read_text_or_empty(c.primary_file));
+      const std::string recorded = text::trim(read_text_or_empty(c.primary_file));
       for (const auto& n : c.db)
         if (n.name == recorded) return recorded;
     }
@@ -312,7 +313,7 @@ class Manager {
     const std::string path = async_gtid_file();
     if (path.empty()) return;
     const std::string want = decider_.async_gtid().value_or("");
-    if (lab::trim(lab::read_text_or_empty(path)) == want) return;
+    if (text::trim(read_text_or_empty(path)) == want) return;
     try {
       write_file_atomically(path, want + "\n");
     } catch (const std::exception& e) {
@@ -613,7 +614,7 @@ class Manager {
       if (failed) std::rethrow_exception(failed);
     }
     say("rejoin {}: replicates from {} with GTID; semi-sync on {}: {}", name, p.name, p.name,
-        lab::trim(status()));
+        text::trim(status()));
   }
 
   // A node the primary refused as diverged stays so while its binlog and the primary are
@@ -739,7 +740,7 @@ class Manager {
       }
     }
     rebuild_started_ = Clock::now();
-    say("rebuild {}: started `{}` (pid {})", host, lab::describe(args), pid);
+    say("rebuild {}: started `{}` (pid {})", host, describe(args), pid);
   }
 
   void reap_rebuild() {
@@ -811,7 +812,7 @@ class Manager {
 
   void record_primary() {
     if (c_.primary_file.empty() || decider_.primary().empty()) return;
-    if (lab::trim(lab::read_text_or_empty(c_.primary_file)) == decider_.primary()) return;
+    if (text::trim(read_text_or_empty(c_.primary_file)) == decider_.primary()) return;
     try {
       write_file_atomically(c_.primary_file, decider_.primary() + "\n");
     } catch (const std::exception& e) {

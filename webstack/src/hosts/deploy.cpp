@@ -13,7 +13,8 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
+#include "common/text.hpp"
 
 namespace webstack::hosts {
 
@@ -70,7 +71,7 @@ class BundleDir {
 
 void require_programs(const DeployOptions& o) {
   for (const char* prog : {"ansible-playbook", "ansible-vault", "ansible-inventory"}) {
-    if (!lab::program_in_path(prog)) {
+    if (!program_in_path(prog)) {
       throw std::runtime_error(fmt::format(
           "{} not found in PATH: install the Debian package ansible on this machine (the "
           "controller)",
@@ -140,12 +141,12 @@ void make_vault(const topo::Topology& t, const DeployOptions& o, const std::stri
   if (!t.tls_certificate.empty()) {
     argv.insert(argv.end(), {"--site-cert", t.tls_certificate, "--site-key", t.tls_key});
   }
-  const auto r = lab::run(argv, std::chrono::minutes(2));
+  const auto r = run(argv, std::chrono::minutes(2));
   if (r.exit_code != 0) {
     std::error_code ec;
     fs::remove(partial, ec);
     throw std::runtime_error(fmt::format("could not make the vault {}: {}", o.vault,
-                                         lab::trim(r.err.empty() ? r.out : r.err)));
+                                         text::trim(r.err.empty() ? r.out : r.err)));
   }
   fs::rename(partial, o.vault);
   std::printf("made the vault %s (encrypted; the CA is in %s: keep both off the servers)\n",
@@ -153,7 +154,7 @@ void make_vault(const topo::Topology& t, const DeployOptions& o, const std::stri
 }
 
 bool encrypted(const std::string& vault) {
-  return lab::read_text_or_empty(vault).rfind(kVaultHeader, 0) == 0;
+  return read_text_or_empty(vault).rfind(kVaultHeader, 0) == 0;
 }
 
 }  // namespace
@@ -197,8 +198,8 @@ int deploy(const topo::Topology& t, const DeployOptions& o) {
   argv.insert(argv.end(), o.ansible_args.begin(), o.ansible_args.end());
   // The playbook's settings (filter plugins, pipelining), unless the operator has their own.
   ::setenv("ANSIBLE_CONFIG", (o.ansible_dir + "/ansible.cfg").c_str(), 0);
-  std::printf("%s\n", lab::describe(argv).c_str());
-  const int status = lab::run_attached(argv);
+  std::printf("%s\n", describe(argv).c_str());
+  const int status = run_attached(argv);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (status == 0 && o.check) {

@@ -11,8 +11,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
+#include "common/time.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 
 namespace webstack::lab {
@@ -69,7 +71,7 @@ void s6_svc(const ServiceTarget& s, const char* flag) {
   const auto r = run({"s6-svc", flag, s.dir}, 5s);
   if (r.exit_code != 0) {
     throw std::runtime_error(
-        fmt::format("s6-svc {} {} failed ({}): {}", flag, s.dir, r.exit_code, trim(r.err)));
+        fmt::format("s6-svc {} {} failed ({}): {}", flag, s.dir, r.exit_code, text::trim(r.err)));
   }
 }
 
@@ -87,10 +89,6 @@ ServiceState wait_state(const ServiceTarget& s, std::chrono::milliseconds timeou
     }
     std::this_thread::sleep_for(50ms);
   }
-}
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 }  // namespace

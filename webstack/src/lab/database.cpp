@@ -26,12 +26,13 @@
 
 #include <boost/json.hpp>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "failover/lease.hpp"
 #include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "lab/control.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -68,7 +69,7 @@ SqlResult sql(const std::string& state_dir, const std::string& host, const std::
   if (!named) argv.emplace_back("--skip-column-names");
   argv.insert(argv.end(), {"-e", statement});
   const auto r = run(argv, timeout);
-  return {r.exit_code == 0, trim(r.out), trim(r.err)};
+  return {r.exit_code == 0, text::trim(r.out), text::trim(r.err)};
 }
 
 std::string sql_checked(const std::string& state_dir, const std::string& host,
@@ -135,7 +136,7 @@ void print_step(std::FILE* out, const std::string& what, const std::function<std
 }  // namespace
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
-  const std::string recorded = trim(read_text_or_empty(primary_file(state_dir)));
+  const std::string recorded = text::trim(read_text_or_empty(primary_file(state_dir)));
   const topo::Host* h = recorded.empty() ? nullptr : t.find(recorded);
   if (h == nullptr || !h->has(Role::Database)) return t;
   topo::Topology out = t;
@@ -159,7 +160,7 @@ std::string mariadb_errors(const std::string& err) {
   }
   if (!out.empty()) return out;
   // No client error (the shell's, say): its first line, unless it is a statement.
-  const std::string first = trim(err.substr(0, err.find('\n')));
+  const std::string first = text::trim(err.substr(0, err.find('\n')));
   const bool statement = first.find("PASSWORD") != std::string::npos ||
                          first.find("IDENTIFIED") != std::string::npos ||
                          first.rfind("---", 0) == 0;
@@ -248,7 +249,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
         const auto at = st.find(name + ": ");
         if (at == std::string::npos) return std::string();
         const auto end = st.find('\n', at);
-        return trim(st.substr(at + name.size() + 2, end - at - name.size() - 2));
+        return text::trim(st.substr(at + name.size() + 2, end - at - name.size() - 2));
       };
       const auto applied = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_slave_pos");
       if (field("Gtid_IO_Pos") == applied ||
@@ -265,7 +266,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
   // replica's acknowledgement up to that GTID. With the old primary gone, a candidate that
   // lacks it would lose acknowledged writes: refused, unless forced (then said).
   const std::string async =
-      leased ? trim(read_text_or_empty(state_dir + "/async-gtid")) : std::string();
+      leased ? text::trim(read_text_or_empty(state_dir + "/async-gtid")) : std::string();
   if (!old_answers && !async.empty()) {
     const std::string have = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_current_pos");
     if (!gtid_covers(have, async)) {
@@ -323,7 +324,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
                                    {"curl", "-sS", "--max-time", "2",
                                     fmt::format("http://{}:9097/", next->address)}),
                            10s);
-        last = trim(r.out + r.err);
+        last = text::trim(r.out + r.err);
         try {
           const auto st = boost::json::parse(r.out).as_object();
           if (r.exit_code == 0 && st.at("holder").as_bool() && st.at("gate_ok").as_bool() &&
@@ -357,7 +358,8 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     if (!old_answers) return std::string("later: `webstack db rejoin " + old.name + "`");
     const std::string ca =
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
-    const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+    const std::string password =
+        text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
     // Pointed at the new primary, started only once semi-sync there is on (below).
     sql_secret(state_dir, old.name,
                (leased ? demoted_semi_sync_sql() : std::string()) + "STOP SLAVE; " +
@@ -412,7 +414,8 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
   const auto profile = recorded_profile(state_dir);
   const std::string ca =
       profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
-  const std::string password = trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+  const std::string password =
+      text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
   // A node just started (`webstack start HOST/mariadb`, then rejoin) answers once it has
   // recovered: wait for that rather than fail on its socket.
   const auto deadline = Clock::now() + 60s;
@@ -446,9 +449,9 @@ std::string failover_state(const topo::Topology& t) {
           10s);
   if (r.exit_code != 0) {
     throw std::runtime_error("the failover manager on " + mon->name +
-                             " does not answer: " + trim(r.err));
+                             " does not answer: " + text::trim(r.err));
   }
-  return trim(r.out);
+  return text::trim(r.out);
 }
 
 void failover_control(const topo::Topology& t, const std::string& state_dir,
@@ -483,7 +486,7 @@ std::vector<std::string> binlog_files(const std::string& datadir) {
   std::vector<std::string> files;
   std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
   for (std::string line; std::getline(index, line);) {
-    line = trim(line);
+    line = text::trim(line);
     if (line.empty()) continue;
     files.push_back(line.front() == '/' ? line : datadir + "/" + line.substr(line.rfind('/') + 1));
   }
@@ -506,7 +509,7 @@ std::vector<std::string> binlog_gtids(const std::vector<std::string>& files) {
   argv.insert(argv.end(), files.begin(), files.end());
   const auto r = run(argv, 300s);
   if (r.exit_code != 0) {
-    throw std::runtime_error("reading the binlog " + files.front() + "...: " + trim(r.err));
+    throw std::runtime_error("reading the binlog " + files.front() + "...: " + text::trim(r.err));
   }
   std::vector<std::string> out;
   std::istringstream lines(r.out);
@@ -539,7 +542,7 @@ std::string save_errant(const std::string& host, const std::string& datadir,
   std::map<long long, long long> floor;
   std::istringstream pos(primary_pos);
   for (std::string g; std::getline(pos, g, ',');) {
-    g = trim(g);
+    g = text::trim(g);
     if (g.empty()) continue;
     const auto [d, n] = domain_and_seq(g);
     floor[d] = n + 1;
@@ -565,7 +568,7 @@ std::string save_errant(const std::string& host, const std::string& datadir,
   const auto r = run(argv, 300s);
   if (r.exit_code != 0) {
     throw std::runtime_error(fmt::format("saving {}'s transactions the primary lacks to {}: {}",
-                                         host, file, trim(r.err)));
+                                         host, file, text::trim(r.err)));
   }
   // Every one of them in the file, or the data is not replaced.
   const std::string saved = read_text_or_empty(file);
@@ -691,7 +694,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                       "transactions were saved: look at it, move it away, then rebuild again",
                       old, h->name));
     }
-    const std::string before = trim(read_text_or_empty(saved_marker));
+    const std::string before = text::trim(read_text_or_empty(saved_marker));
     if (fs::exists(datadir)) {
       // Its data was replaced: the old copy's transactions are saved already.
       fs::remove_all(old);
@@ -760,7 +763,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                       st.out.find("Slave_SQL_Running: Yes") != std::string::npos;
     sql(state_dir, h->name, "STOP SLAVE", 30s);  // not answering: not replicating either
     const std::string primary_pos =
-        trim(sql_checked(state_dir, p.name, "SELECT @@GLOBAL.gtid_current_pos", 30s));
+        text::trim(sql_checked(state_dir, p.name, "SELECT @@GLOBAL.gtid_current_pos", 30s));
     sql_checked(state_dir, p.name, "FLUSH BINARY LOGS", 30s);
     auto primary_files = binlog_files(data + p.name + "/mysql");
     if (!primary_files.empty()) primary_files.pop_back();
@@ -799,7 +802,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     while (run(in_host(t, h->name, {"ss", "-Hltn", "sport = :" + port})).out.empty()) {
       if (receiver.wait_for(0s) == std::future_status::ready) {
         throw std::runtime_error("the receiver on " + h->name +
-                                 " ended: " + trim(receiver.get().err));
+                                 " ended: " + text::trim(receiver.get().err));
       }
       if (Clock::now() > deadline) {
         end_receiver();
@@ -819,23 +822,24 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
             30min);
     if (sent.exit_code != 0) {
       end_receiver();
-      throw std::runtime_error(
-          "mariadb-backup of " + p.name + " failed: " +
-          trim(sent.err).substr(trim(sent.err).size() > 600 ? trim(sent.err).size() - 600 : 0));
+      throw std::runtime_error("mariadb-backup of " + p.name + " failed: " +
+                               text::trim(sent.err).substr(text::trim(sent.err).size() > 600
+                                                               ? text::trim(sent.err).size() - 600
+                                                               : 0));
     }
     if (receiver.wait_for(60s) != std::future_status::ready) {
       throw std::runtime_error("the stream to " + h->name + " did not end within 60 s");
     }
     const auto got = receiver.get();
     if (got.exit_code != 0)
-      throw std::runtime_error("receiving on " + h->name + ": " + trim(got.err));
+      throw std::runtime_error("receiving on " + h->name + ": " + text::trim(got.err));
     return std::string();
   });
   std::string gtid;
   step("backup prepared", [&] {
     const auto r = run({"mariadb-backup", "--prepare", "--target-dir=" + staging}, 30min);
     if (r.exit_code != 0)
-      throw std::runtime_error("mariadb-backup --prepare: " + trim(r.err).substr(0, 600));
+      throw std::runtime_error("mariadb-backup --prepare: " + text::trim(r.err).substr(0, 600));
     // The primary's binlog position the backup matches (MariaDB 11 renames the file).
     std::string text = read_text_or_empty(staging + "/xtrabackup_binlog_info");
     if (text.empty()) text = read_text_or_empty(staging + "/mariadb_backup_binlog_info");
@@ -933,7 +937,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
         if (server.wait_for(0s) == std::future_status::ready) {
           const auto r = server.get();
           throw std::runtime_error("mariadbd on the new data of " + h->name +
-                                   " ended: " + trim(r.out + r.err).substr(0, 600));
+                                   " ended: " + text::trim(r.out + r.err).substr(0, 600));
         }
         if (Clock::now() > deadline) {
           kill_server();
@@ -945,10 +949,10 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
       // rebuild cut short, on the same socket path, once took this for itself).
       const auto dir = client("SELECT @@GLOBAL.datadir");
       std::error_code same_ec;
-      if (!fs::equivalent(trim(dir.out), datadir, same_ec)) {
+      if (!fs::equivalent(text::trim(dir.out), datadir, same_ec)) {
         kill_server();
         throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set",
-                                             sock, trim(dir.out + dir.err), datadir));
+                                             sock, text::trim(dir.out + dir.err), datadir));
       }
       const auto set =
           client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
@@ -958,7 +962,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
         throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
       }
       if (set.exit_code != 0)
-        throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + trim(set.err));
+        throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + text::trim(set.err));
       return std::string();
     });
     step(h->name + "'s MariaDB started", [&] {
@@ -997,7 +1001,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     if (!manager) {
       const std::string password =
-          trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+          text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
       sql_secret(state_dir, h->name,
                  "SET GLOBAL read_only = ON; " +
                      change_master_sql(p.address, t.db_port, password,

@@ -7,9 +7,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
+#include "common/time.hpp"
 #include "lab/control.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 
 namespace webstack::lab {
@@ -20,10 +22,6 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using topo::Role;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 std::string stats_socket(const DeployOptions& o, const std::string& lb) {
   return o.state_dir + "/run/" + lb + "/haproxy.sock";
 }
@@ -33,7 +31,7 @@ std::string stats_socket(const DeployOptions& o, const std::string& lb) {
 void set_state(const topo::Topology& t, const DeployOptions& o, const std::string& host,
                const char* state) {
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
-    const std::string answer = trim(haproxy_command(
+    const std::string answer = text::trim(haproxy_command(
         stats_socket(o, lb->name), fmt::format("set server web/{} state {}\n", host, state)));
     if (!answer.empty()) {
       throw std::runtime_error(
@@ -123,7 +121,7 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
                             {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
                              "2", fmt::format("http://127.0.0.1:{}/readyz", t.app_port)}),
                     5s);
-            last = trim(r.out + r.err);
+            last = text::trim(r.out + r.err);
             return r.out == "200";
           },
           o.ready_timeout, h + " webstack-app ready");
@@ -156,7 +154,7 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
         throw;
       }
       std::fclose(capture);
-      line = trim(std::string(buf, len));
+      line = text::trim(std::string(buf, len));
       std::free(buf);
     }
     const auto worker = line.find("worker");

@@ -9,8 +9,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::lab {
 
@@ -145,7 +146,7 @@ void machines_up(const topo::Topology& t, const MachinesOptions& o) {
       ProcessResult r;
       while (true) {
         r = run(ssh_command(t, o, host, {"systemctl", "is-system-running"}), 20s);
-        const std::string state = trim(r.out);
+        const std::string state = text::trim(r.out);
         if (state == "running" || state == "degraded") break;
         if (Clock::now() > deadline) {
           throw std::runtime_error(
@@ -155,9 +156,9 @@ void machines_up(const topo::Topology& t, const MachinesOptions& o) {
         }
         std::this_thread::sleep_for(200ms);  // poll interval of the deadline loop
       }
-      if (trim(r.out) == "degraded") {
+      if (text::trim(r.out) == "degraded") {
         const auto failed = run(ssh_command(t, o, host, {"systemctl", "--failed", "--no-legend"}));
-        std::printf("machines: %s is degraded: %s\n", host.c_str(), trim(failed.out).c_str());
+        std::printf("machines: %s is degraded: %s\n", host.c_str(), text::trim(failed.out).c_str());
       }
       // As a server with its own roles' packages only: the other roles' services are
       // disabled (an Nginx on a load balancer would hold its port 80).

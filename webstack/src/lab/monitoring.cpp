@@ -6,8 +6,9 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::lab::monitoring {
 
@@ -41,7 +42,7 @@ json::value get_json(const topo::Topology& t, int port, const std::string& path_
   const auto r = run(in_host(t, mon.name, argv), 10s);
   if (r.exit_code != 0) {
     throw std::runtime_error(fmt::format("{} on {} does not answer: {}", url, mon.name,
-                                         trim(r.err.empty() ? r.out : r.err)));
+                                         text::trim(r.err.empty() ? r.out : r.err)));
   }
   json::error_code ec;
   json::value v = json::parse(r.out, ec);

@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
 
 namespace webstack::lab {
 

@@ -28,10 +28,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
+#include "common/time.hpp"
 #include "lab/database.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
 #include "render/render.hpp"
@@ -83,10 +85,6 @@ struct Paths {
   }
   std::string datadir(const std::string& host) const { return data + "/" + host + "/mysql"; }
 };
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -160,7 +158,7 @@ int proc_ppid(int pid) {
 std::string cmdline(int pid) {
   auto s = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
   std::replace(s.begin(), s.end(), '\0', ' ');
-  return trim(s);
+  return text::trim(s);
 }
 
 // The lab's s6-svscan per its pid file, or -1.
@@ -217,9 +215,9 @@ std::string root_sql(const Paths& p, const std::string& host, const std::string&
   const auto r = run(args, timeout);
   if (r.exit_code != 0) {
     throw std::runtime_error(fmt::format("SQL on {} failed ({}): {} [{}]", host, r.exit_code,
-                                         trim(r.err), sql.substr(0, 200)));
+                                         text::trim(r.err), sql.substr(0, 200)));
   }
-  return trim(r.out);
+  return text::trim(r.out);
 }
 
 // Runs a file of SQL as root on `host` (stdin redirected by sh; the path is an argument,
@@ -276,7 +274,7 @@ void svc(const std::string& flag, const std::string& dir) {
   const auto r = run({"s6-svc", flag, dir}, 5s);
   if (r.exit_code != 0) {
     throw std::runtime_error(
-        fmt::format("s6-svc {} {} failed ({}): {}", flag, dir, r.exit_code, trim(r.err)));
+        fmt::format("s6-svc {} {} failed ({}): {}", flag, dir, r.exit_code, text::trim(r.err)));
   }
 }
 
@@ -366,7 +364,7 @@ void wait_db(const Paths& p, const std::string& host, std::chrono::milliseconds 
     args.insert(args.end(), {"--connect-timeout=2", "-e", "SELECT 1"});
     const auto r = run(args, 5s);
     if (r.exit_code == 0) return;
-    last = trim(r.err);
+    last = text::trim(r.err);
     if (Clock::now() > deadline) {
       throw std::runtime_error(fmt::format(
           "MariaDB on {} does not answer after {} ms: {}\n{}:\n{}", host, timeout.count(), last,
@@ -392,7 +390,7 @@ bool failover_on(const Topology& t, const SiteOptions& o) {
 // node's state, stops and points replication, and sets read_only. No data access.
 std::string failover_account_sql(const Topology& t, const Paths& p) {
   const std::string user = fmt::format("'webstack_failover'@'{}'", t.monitor()->address);
-  const std::string password = trim(read_text(p.failover_password));
+  const std::string password = text::trim(read_text(p.failover_password));
   return fmt::format(
       "CREATE USER IF NOT EXISTS {0} IDENTIFIED BY '{1}'; "
       "ALTER USER {0} IDENTIFIED BY '{1}' REQUIRE SSL; "
@@ -453,9 +451,9 @@ void write_client_hosts(const Topology& t) {
 void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
   const auto& primary = t.primary();
   std::string users = read_text(o.sql_dir + "/users.sql.in");
-  replace_all(users, "@APP_PASSWORD@", trim(read_text(p.app_password)));
-  replace_all(users, "@REPL_PASSWORD@", trim(read_text(p.repl_password)));
-  replace_all(users, "@PROBE_PASSWORD@", trim(read_text(p.probe_password)));
+  replace_all(users, "@APP_PASSWORD@", text::trim(read_text(p.app_password)));
+  replace_all(users, "@REPL_PASSWORD@", text::trim(read_text(p.repl_password)));
+  replace_all(users, "@PROBE_PASSWORD@", text::trim(read_text(p.probe_password)));
   replace_all(users, "@HOST@", "%");
   // Replication over TLS only (hardened): the repl account may not connect without it.
   if (o.profile == render::Profile::Hardened) users += "\nALTER USER 'repl'@'%' REQUIRE SSL;\n";
@@ -467,7 +465,7 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
         p, r->name,
         "STOP SLAVE; " +
             change_master_sql(
-                primary.address, t.db_port, trim(read_text(p.repl_password)),
+                primary.address, t.db_port, text::trim(read_text(p.repl_password)),
                 o.profile == render::Profile::Hardened ? lab_ca_path(p.state) : std::string(),
                 "slave_pos") +
             "; START SLAVE;\n");
@@ -566,9 +564,9 @@ void wait_site(const Topology& t, const SiteOptions& o, std::chrono::millisecond
     std::string last;
     for (;;) {
       const auto r = run(curl, 5s);
-      last = trim(r.out + " " + r.err);
+      last = text::trim(r.out + " " + r.err);
       if (r.exit_code == 0 && r.out.starts_with("200 ")) {
-        seen.insert(trim(r.out.substr(4)));
+        seen.insert(text::trim(r.out.substr(4)));
         if (std::includes(seen.begin(), seen.end(), want.begin(), want.end())) break;
         continue;
       }
@@ -953,7 +951,7 @@ void site_up(const Topology& topology, const SiteOptions& o) {
           std::error_code ec;
           fs::remove_all(p.datadir(host), ec);  // no half-made datadir for the next up
           throw std::runtime_error(fmt::format("mariadb-install-db for {} failed ({}): {}", host,
-                                               r.exit_code, trim(r.out + r.err)));
+                                               r.exit_code, text::trim(r.out + r.err)));
         }
       }
     });
@@ -1074,12 +1072,12 @@ std::vector<std::string> recorded_peers(const std::string& state_dir) {
   std::vector<std::string> out;
   std::istringstream in(read_text_or_empty(state_dir + "/peers"));
   for (std::string k; std::getline(in, k);)
-    if (!trim(k).empty()) out.push_back(trim(k));
+    if (!text::trim(k).empty()) out.push_back(text::trim(k));
   return out;
 }
 
 std::optional<render::Profile> recorded_profile(const std::string& state_dir) {
-  const auto text = trim(read_text_or_empty(state_dir + "/profile"));
+  const auto text = text::trim(read_text_or_empty(state_dir + "/profile"));
   if (text.empty()) return std::nullopt;
   return render::parse_profile(text);
 }

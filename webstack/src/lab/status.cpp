@@ -20,10 +20,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/process.hpp"
+#include "common/text.hpp"
 #include "failover/sql_session.hpp"
 #include "lab/database.hpp"
 #include "lab/network.hpp"
-#include "lab/process.hpp"
 
 namespace webstack::lab {
 
@@ -35,7 +36,7 @@ using topo::Role;
 using topo::Topology;
 
 std::string first_line(const std::string& s) {
-  return trim(s.substr(0, s.find('\n')));
+  return text::trim(s.substr(0, s.find('\n')));
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -105,7 +106,7 @@ std::map<std::string, std::string> parse_vertical(const std::string& out) {
     if (line.starts_with("***")) continue;
     const auto colon = line.find(':');
     if (colon == std::string::npos) continue;
-    kv[trim(line.substr(0, colon))] = trim(line.substr(colon + 1));
+    kv[text::trim(line.substr(0, colon))] = text::trim(line.substr(colon + 1));
   }
   return kv;
 }
@@ -211,11 +212,11 @@ ServiceState service_state(const std::string& name, const std::string& dir) {
   st.name = name;
   const auto r = run({"s6-svstat", dir}, 5s);
   if (r.exit_code != 0) {
-    st.text = "unknown: " + trim(r.err);
+    st.text = "unknown: " + text::trim(r.err);
     return st;
   }
   st.known = true;
-  st.text = trim(r.out);
+  st.text = text::trim(r.out);
   parse_svstat(st.text, st);
   if (st.up && st.pid > 0) {
     st.user = process_user(st.pid);
@@ -324,7 +325,7 @@ std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std:
 }
 
 int lab_svscan_pid(const std::string& state_dir) {
-  const auto text = trim(read_text_or_empty(state_dir + "/run/s6-svscan.pid"));
+  const auto text = text::trim(read_text_or_empty(state_dir + "/run/s6-svscan.pid"));
   const int pid = static_cast<int>(to_ll(text, -1));
   if (!alive(pid)) return -1;
   auto cmd = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
@@ -571,7 +572,7 @@ std::string firewall_summary(const std::string& ruleset) {
     verdict = verdict.substr(0, verdict.find(';'));
     out += (out.empty() ? "" : ", ") + name + " " + verdict;
   }
-  return out.empty() ? (trim(ruleset).empty() ? "none" : "no base chain") : out;
+  return out.empty() ? (text::trim(ruleset).empty() ? "none" : "no base chain") : out;
 }
 
 namespace {

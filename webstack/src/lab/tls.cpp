@@ -12,7 +12,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "lab/process.hpp"
+#include "common/process.hpp"
+#include "common/text.hpp"
 
 namespace webstack::lab {
 
@@ -28,7 +29,7 @@ void openssl(const std::vector<std::string>& args, const std::string& what) {
   const auto r = run(argv, 60s);
   if (r.exit_code != 0) {
     throw std::runtime_error(
-        fmt::format("openssl: {} failed ({}): {}", what, r.exit_code, trim(r.err + r.out)));
+        fmt::format("openssl: {} failed ({}): {}", what, r.exit_code, text::trim(r.err + r.out)));
   }
 }
 
@@ -128,7 +129,7 @@ void ensure_lab_tls(const topo::Topology& t, const std::string& state_dir, uid_t
   const std::string wanted =
       t.tls_certificate.empty() ? sans : "given:" + t.tls_certificate + "," + t.tls_key;
   std::string current;
-  if (exists(made_for)) current = trim(read_all(made_for));
+  if (exists(made_for)) current = text::trim(read_all(made_for));
   if (!exists(pem) || current != wanted || !t.tls_certificate.empty()) {
     std::string cert_text, key_text;
     if (!t.tls_certificate.empty()) {

@@ -1,6 +1,6 @@
 #include "topology/topology.hpp"
 
-#include "core/text.hpp"
+#include "common/text.hpp"
 
 #include <fmt/format.h>
 

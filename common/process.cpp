@@ -1,4 +1,4 @@
-#include "lab/process.hpp"
+#include "common/process.hpp"
 
 #include <fmt/format.h>
 
@@ -12,19 +12,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere
 
-namespace webstack::lab {
+namespace webstack {
 
 namespace {
 
@@ -41,6 +44,103 @@ void close_fd(int& fd) {
   }
 }
 
+// The child's stdin (when there is input), stdout and stderr; [0] reads, [1] writes.
+struct Pipes {
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  void open(bool with_input) {
+    if ((with_input && ::pipe2(in, O_CLOEXEC) != 0) || ::pipe2(out, O_CLOEXEC) != 0 ||
+        ::pipe2(err, O_CLOEXEC) != 0) {
+      const int saved = errno;
+      close_all();
+      errno = saved;
+      fail("pipe");
+    }
+    // The parent writes the input without blocking: a child that does not read it yet
+    // must not stop us from reading its output.
+    if (in[1] >= 0) ::fcntl(in[1], F_SETFL, O_NONBLOCK);
+  }
+  void close_all() {
+    for (int* fd : {&in[0], &in[1], &out[0], &out[1], &err[0], &err[1]}) close_fd(*fd);
+  }
+};
+
+// A write to a pipe whose reader has gone: EPIPE for us rather than a SIGPIPE that ends
+// the whole program. Blocked in this thread while writing; one raised meanwhile is taken.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlocked() {
+    const timespec zero{};
+    while (::sigtimedwait(&pipe_, nullptr, &zero) > 0) {
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+};
+
+// The child has exited and `status` is its wait status.
+bool reaped(pid_t pid, int& status) {
+  pid_t r;
+  while ((r = ::waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  // r < 0: no such child any more (someone reaped it); its status is lost.
+  return r == pid || r < 0;
+}
+
+// Writes `input` to the child's stdin and reads its stdout and stderr until both close.
+// False when the deadline passed first.
+bool exchange(Pipes& p, std::string_view input, Clock::time_point deadline, ProcessResult& result) {
+  std::optional<SigpipeBlocked> no_sigpipe;
+  if (p.in[1] >= 0) no_sigpipe.emplace();
+  std::size_t written = 0;
+  if (p.in[1] >= 0 && input.empty()) close_fd(p.in[1]);
+  std::array<char, 4096> buf{};
+  int* fds[2] = {&p.out[0], &p.err[0]};
+  std::string* sinks[2] = {&result.out, &result.err};
+  while (*fds[0] >= 0 || *fds[1] >= 0) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      return false;
+    }
+    pollfd pfds[3] = {{*fds[0], POLLIN, 0}, {*fds[1], POLLIN, 0}, {p.in[1], POLLOUT, 0}};
+    if (::poll(pfds, 3, static_cast<int>(left)) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (*fds[i] < 0 || pfds[i].revents == 0) {
+        continue;
+      }
+      const ssize_t got = ::read(*fds[i], buf.data(), buf.size());
+      if (got > 0) {
+        sinks[i]->append(buf.data(), static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close_fd(*fds[i]);
+      }
+    }
+    if (p.in[1] >= 0 && pfds[2].revents != 0) {
+      const ssize_t put = ::write(p.in[1], input.data() + written, input.size() - written);
+      if (put > 0) written += static_cast<std::size_t>(put);
+      // All written, or the child closed its stdin (EPIPE): it reads no more.
+      if (written == input.size() || (put < 0 && errno != EINTR && errno != EAGAIN)) {
+        close_fd(p.in[1]);
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string describe(const std::vector<std::string>& argv) {
@@ -54,112 +154,104 @@ std::string describe(const std::vector<std::string>& argv) {
   return s;
 }
 
+std::vector<std::string> environment_with(
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const auto name = kv.substr(0, kv.find('='));
+    const bool overridden = std::any_of(overrides.begin(), overrides.end(),
+                                        [&](const auto& o) { return o.first == name; });
+    if (!overridden) env.emplace_back(kv);
+  }
+  for (const auto& [k, v] : overrides) env.push_back(k + "=" + v);
+  return env;
+}
+
 ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  return run(argv, RunOptions{.timeout = timeout, .input = {}, .env = {}});
+}
+
+ProcessResult run(const std::vector<std::string>& argv, const RunOptions& options) {
   if (argv.empty()) {
     throw std::runtime_error("run: empty argv");
   }
+  // Everything the child needs is made before fork: after it, only async-signal-safe calls.
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) {
     args.push_back(const_cast<char*>(a.c_str()));
   }
   args.push_back(nullptr);
-
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    fail("pipe");
-  }
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close_fd(out_pipe[0]);
-    close_fd(out_pipe[1]);
-    fail("pipe");
+  std::vector<std::string> env_strings;
+  std::vector<char*> envp;
+  if (!options.env.empty()) {
+    env_strings = environment_with(options.env);
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
   }
 
+  Pipes p;
+  p.open(!options.input.empty());
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int saved = errno;
-    close_fd(out_pipe[0]);
-    close_fd(out_pipe[1]);
-    close_fd(err_pipe[0]);
-    close_fd(err_pipe[1]);
+    p.close_all();
     errno = saved;
     fail("fork");
   }
   if (pid == 0) {
     // Child: only async-signal-safe calls from here on.
-    const int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) {
-      ::dup2(devnull, STDIN_FILENO);
+    const int in = p.in[0] >= 0 ? p.in[0] : ::open("/dev/null", O_RDONLY);
+    if (in >= 0) {
+      ::dup2(in, STDIN_FILENO);
     }
-    ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::dup2(p.out[1], STDOUT_FILENO);
+    ::dup2(p.err[1], STDERR_FILENO);
     // Nothing else of ours: Asio's sockets (a server's listener, its connections) are not
     // close-on-exec, and a child that outlives them would keep them open.
     ::close_range(3, ~0U, 0);
-    ::execvp(args[0], args.data());
+    if (envp.empty()) {
+      ::execvp(args[0], args.data());
+    } else {
+      ::execvpe(args[0], args.data(), envp.data());
+    }
     const char msg[] = "exec failed: ";
     (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
     const char* why = ::strerror(errno);
     (void)!::write(STDERR_FILENO, why, ::strlen(why));
     ::_exit(127);
   }
-
-  close_fd(out_pipe[1]);
-  close_fd(err_pipe[1]);
+  close_fd(p.in[0]);
+  close_fd(p.out[1]);
+  close_fd(p.err[1]);
 
   ProcessResult result;
-  const auto deadline = Clock::now() + timeout;
-  bool timed_out = false;
-  std::array<char, 4096> buf{};
-  int fds[2] = {out_pipe[0], err_pipe[0]};
-  std::string* sinks[2] = {&result.out, &result.err};
-  while (fds[0] >= 0 || fds[1] >= 0) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd pfds[2];
-    for (int i = 0; i < 2; ++i) {
-      pfds[i] = pollfd{fds[i], POLLIN, 0};  // a negative fd is ignored by poll
-    }
-    const int n = ::poll(pfds, 2, static_cast<int>(left));
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i] < 0 || pfds[i].revents == 0) {
-        continue;
-      }
-      const ssize_t got = ::read(fds[i], buf.data(), buf.size());
-      if (got > 0) {
-        sinks[i]->append(buf.data(), static_cast<std::size_t>(got));
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        close_fd(fds[i]);
-      }
-    }
-  }
-  if (timed_out) {
-    ::kill(pid, SIGKILL);
-  }
-  close_fd(fds[0]);
-  close_fd(fds[1]);
-
+  const auto deadline = Clock::now() + options.timeout;
+  result.timed_out = !exchange(p, options.input, deadline, result);
+  p.close_all();
+  // Its output closed, the child may still linger (it handed its pipes on): the same
+  // deadline holds for its exit.
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (!result.timed_out && !reaped(pid, status)) {
+    if (Clock::now() >= deadline) {
+      result.timed_out = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  if (result.timed_out) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   if (WIFEXITED(status)) {
     result.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
     result.exit_code = 128 + WTERMSIG(status);
   }
-  if (timed_out) {
-    result.err += "timed out after " + std::to_string(timeout.count()) + " ms";
+  if (result.timed_out) {
+    result.err += "timed out after " + std::to_string(options.timeout.count()) + " ms";
   }
   return result;
 }
@@ -183,14 +275,6 @@ std::string read_text_or_empty(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string trim(std::string s) {
-  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!s.empty() && blank(s.back())) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && blank(s[i])) ++i;
-  return s.substr(i);
 }
 
 char proc_state(int pid) {
@@ -286,4 +370,4 @@ std::string random_token(std::size_t n) {
   return s;
 }
 
-}  // namespace webstack::lab
+}  // namespace webstack
