@@ -1,5 +1,7 @@
 #include "common/text.hpp"
 
+#include <charconv>
+
 namespace webstack::text {
 
 void json_escape(std::string_view in, std::string& out) {
@@ -43,6 +45,24 @@ std::string trim(std::string_view s) {
   while (!s.empty() && blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && blank(s.back())) s.remove_suffix(1);
   return std::string(s);
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (c == sep) {
+      out.emplace_back();
+    } else {
+      out.back() += c;
+    }
+  }
+  return out;
+}
+
+long long to_ll(std::string_view s, long long fallback) {
+  long long v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty() ? v : fallback;
 }
 
 }  // namespace webstack::text

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace webstack::text {
 
@@ -14,5 +15,11 @@ void json_escape(std::string_view in, std::string& out);
 // `s` without leading and trailing blanks (space, tab) and line ends (\r, \n). A copy:
 // nothing points into a temporary (`trim(read_file(...))`).
 std::string trim(std::string_view s);
+
+// The fields of `s` between `sep`s ("a,,b" gives "a", "", "b"; "" gives one empty field).
+std::vector<std::string> split(std::string_view s, char sep);
+
+// `s` as a whole decimal integer, or `fallback` (empty, trailing text, out of range).
+long long to_ll(std::string_view s, long long fallback);
 
 }  // namespace webstack::text

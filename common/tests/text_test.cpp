@@ -17,5 +17,18 @@ TEST(Trim, DropsBlanksAndLineEndsAtBothEnds) {
   EXPECT_EQ(trim(""), "");
 }
 
+TEST(Split, KeepsEmptyFields) {
+  EXPECT_EQ(split("a,,b", ','), (std::vector<std::string>{"a", "", "b"}));
+  EXPECT_EQ(split("", ','), (std::vector<std::string>{""}));
+}
+
+TEST(ToLl, WholeNumbersOnly) {
+  EXPECT_EQ(to_ll("42", -1), 42);
+  EXPECT_EQ(to_ll("-7", 0), -7);
+  EXPECT_EQ(to_ll("", -1), -1);
+  EXPECT_EQ(to_ll("12 ", -1), -1);
+  EXPECT_EQ(to_ll("99999999999999999999", -1), -1);
+}
+
 }  // namespace
 }  // namespace webstack::text

@@ -22,8 +22,10 @@
 #include "common/process.hpp"
 #include "common/text.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
 #include "lab/status.hpp"
 #include "render/render.hpp"
+#include "tools/mariadb.hpp"
 
 namespace webstack::bench {
 
@@ -71,10 +73,8 @@ void write_private(const std::string& path, const std::string& content) {
 }
 
 std::string mysql_root(const std::string& state, const std::string& host, const std::string& sql) {
-  return run_checked(
-      {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
-       "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", sql},
-      60s);
+  return tools::MariaDbRoot(lab::StatePaths(state).mysqld_socket(host))
+      .query_checked(host, sql, 60s);
 }
 
 struct Sample {
@@ -85,24 +85,19 @@ struct Sample {
 
 // The database ceiling's account, table and options file (made once, kept).
 std::string prepare_sysbench(const topo::Topology& t, const std::string& state) {
-  const std::string cfg = state + "/secrets/sysbench.cfg";
+  const std::string cfg = lab::StatePaths(state).secret("sysbench.cfg");
   const auto& primary = t.primary();
   if (!fs::exists(cfg)) {
     const std::string pw = random_password();
-    const std::string sql_file = state + "/secrets/bench-sbtest.sql";
-    write_private(sql_file,
-                  fmt::format("CREATE DATABASE IF NOT EXISTS sbtest;\n"
-                              "CREATE USER IF NOT EXISTS 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
-                              "ALTER USER 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
-                              "GRANT ALL PRIVILEGES ON sbtest.* TO 'sbtest'@'%';\n",
-                              pw));
-    const auto r = run({"sh", "-c",
-                        "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET < "
-                        "\"$2\"",
-                        "sh", state + "/hosts/" + primary.name + "/mariadb/my.cnf", sql_file},
-                       60s);
-    fs::remove(sql_file);
-    if (r.exit_code != 0) throw std::runtime_error("sysbench account: " + text::trim(r.err));
+    const auto r =
+        tools::MariaDbRoot(lab::StatePaths(state).mysqld_socket(primary.name))
+            .script(fmt::format("CREATE DATABASE IF NOT EXISTS sbtest;\n"
+                                "CREATE USER IF NOT EXISTS 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
+                                "ALTER USER 'sbtest'@'%' IDENTIFIED BY '{0}';\n"
+                                "GRANT ALL PRIVILEGES ON sbtest.* TO 'sbtest'@'%';\n",
+                                pw),
+                    60s);
+    if (!r.ok) throw std::runtime_error("sysbench account: " + tools::mariadb_errors(r.err));
     write_private(cfg, fmt::format("db-driver=mysql\nmysql-user=sbtest\nmysql-password={}\n"
                                    "mysql-db=sbtest\nmysql-port={}\ntables=1\ntable-size=10000\n",
                                    pw, t.db_port));

@@ -15,6 +15,7 @@
 #include "common/text.hpp"
 #include "common/time.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
 #include "lab/status.hpp"
 
 namespace webstack::lab {
@@ -68,11 +69,7 @@ void signal_service(const ServiceTarget& s, int pid, int sig) {
 }
 
 void s6_svc(const ServiceTarget& s, const char* flag) {
-  const auto r = run({"s6-svc", flag, s.dir}, 5s);
-  if (r.exit_code != 0) {
-    throw std::runtime_error(
-        fmt::format("s6-svc {} {} failed ({}): {}", flag, s.dir, r.exit_code, text::trim(r.err)));
-  }
+  tools::s6_svc(s.dir, flag);
 }
 
 // Polls s6-svstat until `done` holds; throws after `timeout` with the last state.
@@ -81,7 +78,7 @@ ServiceState wait_state(const ServiceTarget& s, std::chrono::milliseconds timeou
                         const char* wanted, Pred done) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    auto st = service_state(s.service, s.dir);
+    auto st = tools::service_state(s.service, s.dir);
     if (st.known && done(st)) return st;
     if (Clock::now() > deadline) {
       throw std::runtime_error(fmt::format("{} is not {} after {} ms (s6-svstat: {})", s.label(),
@@ -121,7 +118,7 @@ ServiceTarget resolve_service(const topo::Topology& t, const std::string& state_
   const std::string ref_host = host == "edge" ? "" : host;
   for (const auto& r : refs) {
     if (r.host != ref_host || r.name != service) continue;
-    return ServiceTarget{host, service, r.dir, state_dir + "/log/" + host + "/" + service};
+    return ServiceTarget{host, service, r.dir, StatePaths(state_dir).log_dir(host, service)};
   }
   throw std::invalid_argument(fmt::format("\"{}\": {} runs no service {} (it runs: {})", spec, host,
                                           service, services_of_host(refs, ref_host)));
@@ -132,7 +129,7 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
   if (::geteuid() != 0) throw std::runtime_error("controlling a lab's services needs root");
   require_up(t, state_dir);
   const auto s = resolve_service(t, state_dir, spec);
-  const auto before = service_state(s.service, s.dir);
+  const auto before = tools::service_state(s.service, s.dir);
   if (!before.known) throw std::runtime_error(fmt::format("{}: {}", s.label(), before.text));
   const auto t0 = Clock::now();
   const auto is_up = [](const ServiceState& st) { return st.up; };
@@ -193,10 +190,10 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
       }
       if (s.service == "haproxy") {
         // The worker answering on the stats socket changes once the new config is live.
-        const std::string sock = state_dir + "/run/" + s.host + "/haproxy.sock";
+        const std::string sock = StatePaths(state_dir).haproxy_socket(s.host);
         const auto worker = [&] {
           try {
-            const auto info = haproxy_command(sock, "show info\n");
+            const auto info = tools::haproxy_command(sock, "show info\n");
             const auto at = info.find("\nPid: ");
             return at == std::string::npos ? std::string()
                                            : info.substr(at + 6, info.find('\n', at + 1) - at - 6);

@@ -33,10 +33,12 @@
 #include "failover/sql_session.hpp"
 #include "lab/control.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
 #include "lab/site.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
 #include "render/render.hpp"
+#include "tools/mariadb.hpp"
 
 namespace webstack::lab {
 
@@ -49,68 +51,39 @@ using topo::Role;
 namespace fs = std::filesystem;
 
 std::string primary_file(const std::string& state_dir) {
-  return state_dir + "/primary";
+  return StatePaths(state_dir).primary();
 }
 
-struct SqlResult {
-  bool ok = false;
-  std::string out, err;
-};
+tools::MariaDbRoot root_of(const std::string& state_dir, const std::string& host) {
+  return tools::MariaDbRoot(StatePaths(state_dir).mysqld_socket(host));
+}
 
-// As root over the host's socket (no network: works while the host's link is down).
-// Values only, unless `named`: a statement ending in \G then gives "Name: value" lines
-// (--skip-column-names would drop the names from vertical output too).
-SqlResult sql(const std::string& state_dir, const std::string& host, const std::string& statement,
-              std::chrono::milliseconds timeout = 30s, bool named = false) {
-  std::vector<std::string> argv = {
-      "mariadb", "--no-defaults",     "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
-      "-uroot",  "--protocol=SOCKET", "--connect-timeout=3",
-      "--batch"};
-  if (!named) argv.emplace_back("--skip-column-names");
-  argv.insert(argv.end(), {"-e", statement});
-  const auto r = run(argv, timeout);
-  return {r.exit_code == 0, text::trim(r.out), text::trim(r.err)};
+tools::SqlResult sql(const std::string& state_dir, const std::string& host,
+                     const std::string& statement, std::chrono::milliseconds timeout = 30s,
+                     bool named = false) {
+  return root_of(state_dir, host).query(statement, timeout, named);
 }
 
 std::string sql_checked(const std::string& state_dir, const std::string& host,
                         const std::string& statement, std::chrono::milliseconds timeout = 30s,
                         bool named = false) {
-  const auto r = sql(state_dir, host, statement, timeout, named);
-  if (!r.ok) {
-    throw std::runtime_error(fmt::format("{}: {}: {}", host, statement.substr(0, 80), r.err));
-  }
-  return r.out;
+  return root_of(state_dir, host).query_checked(host, statement, timeout, named);
 }
 
-// SQL holding a secret (the replication password): through a 0600 file on stdin, never
-// on a command line, where `ps` would show it.
+// SQL holding a secret (the replication password): on stdin, never on a command line.
 void sql_secret(const std::string& state_dir, const std::string& host,
                 const std::string& statement) {
-  const std::string path = state_dir + "/secrets/promote-" + host + ".sql";
-  {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
-    const bool ok =
-        ::write(fd, statement.data(), statement.size()) == static_cast<ssize_t>(statement.size());
-    ::close(fd);
-    if (!ok) throw std::runtime_error("cannot write " + path);
-  }
-  ProcessResult r;
+  tools::SqlResult r;
   // ERROR 1198 "running slave": someone (the failover manager, rejoining the same node to
   // the same primary) started replication between our STOP SLAVE and CHANGE MASTER; the
   // script stops replication before it points it, so running it again settles it.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    r = run({"sh", "-c",
-             "exec mariadb --no-defaults --socket=\"$1\" -uroot --protocol=SOCKET "
-             "--connect-timeout=3 --batch < \"$2\"",
-             "sh", state_dir + "/run/" + host + "/mysqld.sock", path},
-            30s);
-    if (r.exit_code == 0 || r.err.find("ERROR 1198") == std::string::npos) break;
+    r = root_of(state_dir, host).script(statement, 30s);
+    if (r.ok || r.err.find("ERROR 1198") == std::string::npos) break;
   }
-  ::unlink(path.c_str());
-  if (r.exit_code != 0) {
+  if (!r.ok) {
     throw std::runtime_error(
-        fmt::format("{}: CHANGE MASTER failed: {}", host, mariadb_errors(r.err)));
+        fmt::format("{}: CHANGE MASTER failed: {}", host, tools::mariadb_errors(r.err)));
   }
 }
 
@@ -146,25 +119,6 @@ topo::Topology with_current_primary(const topo::Topology& t, const std::string& 
     }
   }
   return out;
-}
-
-std::string mariadb_errors(const std::string& err) {
-  std::string out;
-  std::istringstream lines(err);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("ERROR", 0) != 0) continue;
-    // A syntax error quotes the statement from where it failed on ("... near '...'").
-    if (const auto near = line.find(" near '"); near != std::string::npos) line.erase(near);
-    if (!out.empty()) out += "; ";
-    out += line;
-  }
-  if (!out.empty()) return out;
-  // No client error (the shell's, say): its first line, unless it is a statement.
-  const std::string first = text::trim(err.substr(0, err.find('\n')));
-  const bool statement = first.find("PASSWORD") != std::string::npos ||
-                         first.find("IDENTIFIED") != std::string::npos ||
-                         first.rfind("---", 0) == 0;
-  return first.empty() || statement ? "(no error message)" : first;
 }
 
 std::string change_master_sql(const std::string& primary_address, int port,
@@ -266,7 +220,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
   // replica's acknowledgement up to that GTID. With the old primary gone, a candidate that
   // lacks it would lose acknowledged writes: refused, unless forced (then said).
   const std::string async =
-      leased ? text::trim(read_text_or_empty(state_dir + "/async-gtid")) : std::string();
+      leased ? text::trim(read_text_or_empty(StatePaths(state_dir).async_gtid())) : std::string();
   if (!old_answers && !async.empty()) {
     const std::string have = sql_checked(state_dir, next->name, "SELECT @@GLOBAL.gtid_current_pos");
     if (!gtid_covers(have, async)) {
@@ -359,7 +313,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     const std::string ca =
         profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
     const std::string password =
-        text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+        text::trim(read_text_or_empty(StatePaths(state_dir).repl_password()));
     // Pointed at the new primary, started only once semi-sync there is on (below).
     sql_secret(state_dir, old.name,
                (leased ? demoted_semi_sync_sql() : std::string()) + "STOP SLAVE; " +
@@ -415,11 +369,11 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
   const std::string ca =
       profile && *profile == render::Profile::Seed ? std::string() : lab_ca_path(state_dir);
   const std::string password =
-      text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+      text::trim(read_text_or_empty(StatePaths(state_dir).repl_password()));
   // A node just started (`webstack start HOST/mariadb`, then rejoin) answers once it has
   // recovered: wait for that rather than fail on its socket.
   const auto deadline = Clock::now() + 60s;
-  for (SqlResult r; !(r = sql(state_dir, h->name, "SELECT 1", 5s)).ok;) {
+  for (tools::SqlResult r; !(r = sql(state_dir, h->name, "SELECT 1", 5s)).ok;) {
     if (Clock::now() > deadline) {
       throw std::runtime_error(
           fmt::format("{}: MariaDB does not answer within 60 s ({}): start "
@@ -461,7 +415,7 @@ void failover_control(const topo::Topology& t, const std::string& state_dir,
         "failover is manual in this topology ([db] failover, a monitor host and a replica "
         "make it automatic): `webstack db promote` is the way");
   }
-  const std::string pause_file = state_dir + "/failover-paused";
+  const std::string pause_file = StatePaths(state_dir).failover_paused();
   if (action == "pause") {
     std::ofstream(pause_file) << "paused by webstack failover pause\n";
     std::fprintf(out,
@@ -651,7 +605,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   }
   const auto profile = recorded_profile(state_dir);
   const bool tls = !(profile && *profile == render::Profile::Seed);
-  const std::string data = state_dir + "/data/", datadir = data + h->name + "/mysql";
+  const StatePaths paths(state_dir);
+  const std::string data = paths.data + "/", datadir = paths.datadir(h->name);
   const std::string staging = data + h->name + "/rebuild", old = data + h->name + "/mysql.old";
   const std::string stamp = [] {
     const std::time_t now = std::time(nullptr);
@@ -661,7 +616,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
     return std::string(buf);
   }();
-  const std::string errant = state_dir + "/errant/" + h->name + "-" + stamp + ".sql";
+  const std::string errant = paths.errant() + "/" + h->name + "-" + stamp + ".sql";
   // One rebuild of a node at a time (by hand, or the failover manager's): a lock held
   // while this runs, released by the kernel however it ends.
   const std::string lock_path = data + h->name + "/rebuild.lock";
@@ -752,8 +707,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   }};
   step("transactions " + h->name + " holds that " + p.name + " lacks, saved", [&] {
     std::error_code ec;
-    fs::create_directories(state_dir + "/errant", ec);
-    fs::permissions(state_dir + "/errant", fs::perms::owner_all, ec);
+    fs::create_directories(paths.errant(), ec);
+    fs::permissions(paths.errant(), fs::perms::owner_all, ec);
     // Replication stopped first (a node that still replicates would take transactions
     // into its binlog that the primary's newest file holds); then the primary's binlog
     // rotated: its files but the new one are complete (read while it runs), and the new
@@ -817,8 +772,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
                      "set -o pipefail; mkdir -p \"$2\" && mariadb-backup --defaults-file=\"$1\" "
                      "--backup --user=root --socket=\"$4\" --stream=xbstream --target-dir=\"$2\" "
                      "| socat -u STDIN \"$3\"; s=$?; rm -rf \"$2\"; exit $s",
-                     "bash", state_dir + "/hosts/" + p.name + "/mariadb/my.cnf", staging + ".tmp",
-                     connect, state_dir + "/run/" + p.name + "/mysqld.sock"}),
+                     "bash", StatePaths(state_dir).my_cnf(p.name), staging + ".tmp", connect,
+                     StatePaths(state_dir).mysqld_socket(p.name)}),
             30min);
     if (sent.exit_code != 0) {
       end_receiver();
@@ -917,7 +872,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
       fs::remove(pid);  // a stale one would name some other process
       auto server = std::async(std::launch::async, [&] {
         return run(
-            {"mariadbd", "--defaults-file=" + state_dir + "/hosts/" + h->name + "/mariadb/my.cnf",
+            {"mariadbd", "--defaults-file=" + StatePaths(state_dir).my_cnf(h->name),
              "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
             10min);
       });
@@ -1001,7 +956,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     if (!manager) {
       const std::string password =
-          text::trim(read_text_or_empty(state_dir + "/secrets/db-repl-password"));
+          text::trim(read_text_or_empty(StatePaths(state_dir).repl_password()));
       sql_secret(state_dir, h->name,
                  "SET GLOBAL read_only = ON; " +
                      change_master_sql(p.address, t.db_port, password,

@@ -21,10 +21,6 @@ topo::Topology with_current_primary(const topo::Topology& t, const std::string& 
 // GTID position `have` includes `want` (failover/decide.hpp).
 using failover::gtid_covers;
 
-// The mariadb client's ERROR lines of `err` only: a statement read from a file that fails
-// is echoed whole between dashes, and it may hold a password (CHANGE MASTER, CREATE USER).
-std::string mariadb_errors(const std::string& err);
-
 // CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
 // with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
 std::string change_master_sql(const std::string& primary_address, int port,

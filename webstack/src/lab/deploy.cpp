@@ -12,6 +12,7 @@
 #include "common/time.hpp"
 #include "lab/control.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
 #include "lab/status.hpp"
 
 namespace webstack::lab {
@@ -23,7 +24,7 @@ using namespace std::chrono_literals;
 using topo::Role;
 
 std::string stats_socket(const DeployOptions& o, const std::string& lb) {
-  return o.state_dir + "/run/" + lb + "/haproxy.sock";
+  return StatePaths(o.state_dir).haproxy_socket(lb);
 }
 
 // `set server web/<host> state <state>` on every load balancer; HAProxy answers nothing
@@ -31,11 +32,10 @@ std::string stats_socket(const DeployOptions& o, const std::string& lb) {
 void set_state(const topo::Topology& t, const DeployOptions& o, const std::string& host,
                const char* state) {
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
-    const std::string answer = text::trim(haproxy_command(
-        stats_socket(o, lb->name), fmt::format("set server web/{} state {}\n", host, state)));
-    if (!answer.empty()) {
-      throw std::runtime_error(
-          fmt::format("{}: set server web/{} state {}: {}", lb->name, host, state, answer));
+    try {
+      tools::set_server_state(stats_socket(o, lb->name), "web/" + host, state);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(lb->name + ": " + e.what());
     }
   }
 }
@@ -59,7 +59,7 @@ bool on_every_lb(const topo::Topology& t, const DeployOptions& o, const std::str
                  const std::function<bool(const LbServer&)>& pred, std::string& last) {
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
     bool found = false;
-    for (const auto& s : haproxy_servers(stats_socket(o, lb->name), "web")) {
+    for (const auto& s : tools::haproxy_servers(stats_socket(o, lb->name), "web")) {
       if (s.name != host) continue;
       found = true;
       last = fmt::format("{}: {} {} sessions {}", lb->name, host, s.status, s.sessions);
@@ -111,7 +111,7 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
       if (quiet != nullptr) std::fclose(quiet);
     });
     step("reload nginx (SIGHUP)", [&] {
-      run_checked({"s6-svc", "-h", o.state_dir + "/service/" + h + "-nginx"});
+      run_checked({"s6-svc", "-h", StatePaths(o.state_dir).service_link(h, "nginx")});
     });
     step("webstack-app ready (/readyz)", [&] {
       wait_until(

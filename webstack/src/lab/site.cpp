@@ -34,9 +34,11 @@
 #include "lab/database.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
 #include "render/render.hpp"
+#include "tools/mariadb.hpp"
 
 namespace webstack::lab {
 
@@ -56,34 +58,6 @@ struct Service {
   std::string name;  // "mariadb", "nginx", "webstack-app", "haproxy", "edge"
   std::string dir;   // the rendered service dir, <state>/hosts/<host>/s6/<name>
   std::string link;  // <state>/service/<host>-<name> (or "edge")
-};
-
-struct Paths {
-  std::string state;
-  std::string hosts, service, run, log, data, secrets;
-  std::string svscan_pid, svscan_log, bootstrap_marker, app_password, repl_password;
-  std::string probe_password, stats_password, failover_password, profile;
-  explicit Paths(const std::string& s)
-      : state(s),
-        hosts(s + "/hosts"),
-        service(s + "/service"),
-        run(s + "/run"),
-        log(s + "/log"),
-        data(s + "/data"),
-        secrets(s + "/secrets"),
-        svscan_pid(s + "/run/s6-svscan.pid"),
-        svscan_log(s + "/log/s6-svscan.log"),
-        bootstrap_marker(s + "/data/bootstrap-done"),
-        app_password(s + "/secrets/db-app-password"),
-        repl_password(s + "/secrets/db-repl-password"),
-        probe_password(s + "/secrets/db-probe-password"),
-        stats_password(s + "/secrets/haproxy-stats-password"),
-        failover_password(s + "/secrets/db-failover-password"),
-        profile(s + "/profile") {}
-  std::string my_cnf(const std::string& host) const {
-    return hosts + "/" + host + "/mariadb/my.cnf";
-  }
-  std::string datadir(const std::string& host) const { return data + "/" + host + "/mysql"; }
 };
 
 std::string read_text(const std::string& path) {
@@ -162,12 +136,12 @@ std::string cmdline(int pid) {
 }
 
 // The lab's s6-svscan per its pid file, or -1.
-int running_svscan(const Paths& p) {
+int running_svscan(const StatePaths& p) {
   return lab_svscan_pid(p.state);
 }
 
 // Every service the render produced: a "s6/<name>/run" file.
-std::vector<Service> services_of(const std::vector<render::File>& files, const Paths& p) {
+std::vector<Service> services_of(const std::vector<render::File>& files, const StatePaths& p) {
   std::vector<Service> out;
   for (const auto& f : files) {
     if (!f.path.starts_with("s6/") || !f.path.ends_with("/run")) continue;
@@ -198,53 +172,36 @@ render::Options render_options(const SiteOptions& o) {
   return r;
 }
 
-std::vector<std::string> mariadb_args(const Paths& p, const std::string& host) {
-  return {"mariadb",
-          "--defaults-file=" + p.my_cnf(host),
-          "--user=root",
-          "--protocol=SOCKET",
-          "--batch",
-          "--skip-column-names",
-          "--default-character-set=utf8mb4"};
+tools::MariaDbRoot root_of(const StatePaths& p, const std::string& host) {
+  return tools::MariaDbRoot(p.mysqld_socket(host));
 }
 
-std::string root_sql(const Paths& p, const std::string& host, const std::string& sql,
+std::string root_sql(const StatePaths& p, const std::string& host, const std::string& sql,
                      std::chrono::milliseconds timeout = 60s) {
-  auto args = mariadb_args(p, host);
-  args.insert(args.end(), {"-e", sql});
-  const auto r = run(args, timeout);
-  if (r.exit_code != 0) {
-    throw std::runtime_error(fmt::format("SQL on {} failed ({}): {} [{}]", host, r.exit_code,
-                                         text::trim(r.err), sql.substr(0, 200)));
+  auto r = root_of(p, host).query(sql, timeout);
+  if (!r.ok) {
+    throw std::runtime_error(fmt::format("SQL on {} failed ({}): {} [{}]", host, r.exit_code, r.err,
+                                         sql.substr(0, 200)));
   }
-  return text::trim(r.out);
+  return std::move(r.out);
 }
 
-// Runs a file of SQL as root on `host` (stdin redirected by sh; the path is an argument,
-// never part of the script).
-void root_sql_file(const Paths& p, const std::string& host, const std::string& path) {
-  const auto r = run({"sh", "-c",
-                      "exec mariadb --defaults-file=\"$1\" --user=root --protocol=SOCKET --batch "
-                      "--default-character-set=utf8mb4 < \"$2\"",
-                      "sh", p.my_cnf(host), path},
-                     120s);
-  if (r.exit_code != 0) {
+// Runs a file of SQL as root on `host`.
+void root_sql_file(const StatePaths& p, const std::string& host, const std::string& path) {
+  const auto r = root_of(p, host).script(read_text(path), 120s);
+  if (!r.ok) {
+    throw std::runtime_error(fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code,
+                                         tools::mariadb_errors(r.err)));
+  }
+}
+
+// SQL holding a secret: on stdin, never on a command line.
+void root_sql_secret(const StatePaths& p, const std::string& host, const std::string& sql) {
+  const auto r = root_of(p, host).script(sql, 120s);
+  if (!r.ok) {
     throw std::runtime_error(
-        fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code, mariadb_errors(r.err)));
+        fmt::format("SQL on {} failed ({}): {}", host, r.exit_code, tools::mariadb_errors(r.err)));
   }
-}
-
-// SQL holding a secret: through a 0600 file, never on a command line.
-void root_sql_secret(const Paths& p, const std::string& host, const std::string& sql) {
-  const std::string path = p.secrets + "/bootstrap-" + host + ".sql";
-  write_secret(path, sql, 0, 0, 0600);
-  try {
-    root_sql_file(p, host, path);
-  } catch (...) {
-    ::unlink(path.c_str());
-    throw;
-  }
-  ::unlink(path.c_str());
 }
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
@@ -278,14 +235,14 @@ void svc(const std::string& flag, const std::string& dir) {
   }
 }
 
-pid_t start_svscan(const Paths& p) {
+pid_t start_svscan(const StatePaths& p) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
   if (pid == 0) {
     ::setsid();
     ::signal(SIGPIPE, SIG_DFL);
     const int in = ::open("/dev/null", O_RDONLY);
-    const int out = ::open(p.svscan_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    const int out = ::open(p.svscan_log().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
     if (in < 0 || out < 0) ::_exit(127);
     ::dup2(in, 0);
     ::dup2(out, 1);
@@ -356,15 +313,13 @@ bool namespaces_present(const Topology& t) {
   return true;
 }
 
-void wait_db(const Paths& p, const std::string& host, std::chrono::milliseconds timeout) {
+void wait_db(const StatePaths& p, const std::string& host, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::string last;
   for (;;) {
-    auto args = mariadb_args(p, host);
-    args.insert(args.end(), {"--connect-timeout=2", "-e", "SELECT 1"});
-    const auto r = run(args, 5s);
-    if (r.exit_code == 0) return;
-    last = text::trim(r.err);
+    const auto r = root_of(p, host).query("SELECT 1", 5s);
+    if (r.ok) return;
+    last = r.err;
     if (Clock::now() > deadline) {
       throw std::runtime_error(fmt::format(
           "MariaDB on {} does not answer after {} ms: {}\n{}:\n{}", host, timeout.count(), last,
@@ -388,9 +343,9 @@ bool failover_on(const Topology& t, const SiteOptions& o) {
 
 // The failover manager's account, from the monitor host only, over TLS: it reads every
 // node's state, stops and points replication, and sets read_only. No data access.
-std::string failover_account_sql(const Topology& t, const Paths& p) {
+std::string failover_account_sql(const Topology& t, const StatePaths& p) {
   const std::string user = fmt::format("'webstack_failover'@'{}'", t.monitor()->address);
-  const std::string password = text::trim(read_text(p.failover_password));
+  const std::string password = text::trim(read_text(p.failover_password()));
   return fmt::format(
       "CREATE USER IF NOT EXISTS {0} IDENTIFIED BY '{1}'; "
       "ALTER USER {0} IDENTIFIED BY '{1}' REQUIRE SSL; "
@@ -448,12 +403,12 @@ void write_client_hosts(const Topology& t) {
   write_secret(dir + "/hosts", text, 0, 0, 0644);
 }
 
-void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
+void bootstrap(const Topology& t, const StatePaths& p, const SiteOptions& o) {
   const auto& primary = t.primary();
   std::string users = read_text(o.sql_dir + "/users.sql.in");
-  replace_all(users, "@APP_PASSWORD@", text::trim(read_text(p.app_password)));
-  replace_all(users, "@REPL_PASSWORD@", text::trim(read_text(p.repl_password)));
-  replace_all(users, "@PROBE_PASSWORD@", text::trim(read_text(p.probe_password)));
+  replace_all(users, "@APP_PASSWORD@", text::trim(read_text(p.app_password())));
+  replace_all(users, "@REPL_PASSWORD@", text::trim(read_text(p.repl_password())));
+  replace_all(users, "@PROBE_PASSWORD@", text::trim(read_text(p.probe_password())));
   replace_all(users, "@HOST@", "%");
   // Replication over TLS only (hardened): the repl account may not connect without it.
   if (o.profile == render::Profile::Hardened) users += "\nALTER USER 'repl'@'%' REQUIRE SSL;\n";
@@ -465,7 +420,7 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
         p, r->name,
         "STOP SLAVE; " +
             change_master_sql(
-                primary.address, t.db_port, text::trim(read_text(p.repl_password)),
+                primary.address, t.db_port, text::trim(read_text(p.repl_password())),
                 o.profile == render::Profile::Hardened ? lab_ca_path(p.state) : std::string(),
                 "slave_pos") +
             "; START SLAVE;\n");
@@ -495,7 +450,7 @@ void bootstrap(const Topology& t, const Paths& p, const SiteOptions& o) {
 // Every replica's replication threads run and it has applied what the primary had when
 // asked. On every up, not only after the bootstrap: a lab brought up again must be
 // replicating too.
-void wait_replicas(const Topology& t, const Paths& p, std::chrono::milliseconds timeout) {
+void wait_replicas(const Topology& t, const StatePaths& p, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   const auto pos = root_sql(p, t.primary().name, "SELECT @@GLOBAL.gtid_binlog_pos");
   for (const auto* r : t.replicas()) {
@@ -608,12 +563,12 @@ void wait_preferred_holders(const Topology& t, std::chrono::milliseconds timeout
 
 // The edge's health checks (TCP, every second, up after two) find every load balancer,
 // so that 127.0.0.1:<edge_port> answers as soon as `up` returns.
-void wait_edge(const Paths& p, std::chrono::milliseconds timeout) {
+void wait_edge(const StatePaths& p, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::string last;
   for (;;) {
     try {
-      const auto servers = haproxy_servers(p.run + "/edge/haproxy.sock", "lb");
+      const auto servers = tools::haproxy_servers(p.run + "/edge/haproxy.sock", "lb");
       last.clear();
       for (const auto& s : servers)
         if (s.status != "UP") last += (last.empty() ? "" : ", ") + s.name + " " + s.status;
@@ -662,7 +617,7 @@ std::vector<int> site_processes(const Topology& t, const std::string& state_dir)
 }
 
 void site_down(const Topology& t, const SiteOptions& o, bool purge) {
-  const Paths p(o.state_dir);
+  const StatePaths p(o.state_dir);
   // Ask s6 first: every service down, then s6-svscan to end its supervisors and exit.
   bool asked_s6 = false;
   if (const int pid = running_svscan(p); pid > 0) {
@@ -731,7 +686,7 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
 void site_up(const Topology& topology, const SiteOptions& o) {
   // The database roles as they are now (a promotion moves the primary).
   const Topology t = with_current_primary(topology, o.state_dir);
-  const Paths p(o.state_dir);
+  const StatePaths p(o.state_dir);
   const auto t0 = Clock::now();
   // 1. Checks: nothing is created before they pass.
   if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
@@ -857,9 +812,9 @@ void site_up(const Topology& topology, const SiteOptions& o) {
     step("state directory and secrets", [&] {
       make_dir(p.state);
       std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
-      std::ofstream(p.profile) << render::profile_name(o.profile) << "\n";
+      std::ofstream(p.profile()) << render::profile_name(o.profile) << "\n";
       {
-        std::ofstream peers(p.state + "/peers");
+        std::ofstream peers(p.peers());
         for (const auto& k : o.peers) peers << k << "\n";
       }
       for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
@@ -878,17 +833,18 @@ void site_up(const Topology& topology, const SiteOptions& o) {
         }
         if (h.has(Role::Web)) make_dir(p.run + "/" + h.name + "/nginx-tmp");
       }
-      if (!fs::exists(p.app_password))
-        write_secret(p.app_password, random_token(24), 0, www_gid, 0640);
-      set_owner_mode(p.app_password, 0, www_gid, 0640);
-      if (!fs::exists(p.repl_password)) write_secret(p.repl_password, random_token(24), 0, 0, 0600);
-      if (!fs::exists(p.probe_password))
-        write_secret(p.probe_password, random_token(24), 0, www_gid, 0640);
-      set_owner_mode(p.probe_password, 0, www_gid, 0640);
-      if (!fs::exists(p.stats_password))
-        write_secret(p.stats_password, random_token(24), 0, 0, 0600);
-      if (!fs::exists(p.failover_password))
-        write_secret(p.failover_password, random_token(24), 0, 0, 0600);
+      if (!fs::exists(p.app_password()))
+        write_secret(p.app_password(), random_token(24), 0, www_gid, 0640);
+      set_owner_mode(p.app_password(), 0, www_gid, 0640);
+      if (!fs::exists(p.repl_password()))
+        write_secret(p.repl_password(), random_token(24), 0, 0, 0600);
+      if (!fs::exists(p.probe_password()))
+        write_secret(p.probe_password(), random_token(24), 0, www_gid, 0640);
+      set_owner_mode(p.probe_password(), 0, www_gid, 0640);
+      if (!fs::exists(p.stats_password()))
+        write_secret(p.stats_password(), random_token(24), 0, 0, 0600);
+      if (!fs::exists(p.failover_password()))
+        write_secret(p.failover_password(), random_token(24), 0, 0, 0600);
     });
 
     // 4. Configs and network.
@@ -960,7 +916,7 @@ void site_up(const Topology& topology, const SiteOptions& o) {
     // of one (docs/high-availability.md) belongs to the data directories just replaced.
     if (fresh_db) {
       std::error_code ec;
-      fs::remove(o.state_dir + "/async-gtid", ec);
+      fs::remove(StatePaths(o.state_dir).async_gtid(), ec);
     }
 
     // 6. One s6-svscan; the databases start at once, everything else is held down.
@@ -973,16 +929,16 @@ void site_up(const Topology& topology, const SiteOptions& o) {
         fs::create_directory_symlink(s.dir, s.link);
       }
       const pid_t pid = start_svscan(p);
-      write_secret(p.svscan_pid, std::to_string(pid) + "\n", 0, 0, 0644);
+      write_secret(p.svscan_pid(), std::to_string(pid) + "\n", 0, 0, 0644);
       // s6-svscan is scanning once its control FIFO exists; a crash shows as a dead pid.
       const auto deadline = Clock::now() + 5s;
       while (!fs::exists(p.service + "/.s6-svscan/control")) {
         if (!alive(pid)) {
-          throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log, 500));
+          throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log(), 500));
         }
         if (Clock::now() > deadline) {
           throw std::runtime_error("s6-svscan did not start scanning within 5 s: " +
-                                   tail(p.svscan_log, 500));
+                                   tail(p.svscan_log(), 500));
         }
         std::this_thread::sleep_for(10ms);
       }
@@ -996,10 +952,10 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       step("primary " + t.primary().name + " writable",
            [&] { root_sql(p, t.primary().name, "SET GLOBAL read_only = OFF"); });
     }
-    if (fresh_db || !fs::exists(p.bootstrap_marker)) {
+    if (fresh_db || !fs::exists(p.bootstrap_marker())) {
       step("bootstrap: users, schema, seed, replication", [&] {
         bootstrap(t, p, o);
-        write_secret(p.bootstrap_marker, "done\n", 0, 0, 0644);
+        write_secret(p.bootstrap_marker(), "done\n", 0, 0, 0644);
       });
     }
     if (!t.replicas().empty()) {
@@ -1065,19 +1021,19 @@ void rerender_database_configs(const Topology& topology, const SiteOptions& o) {
   const Topology t = with_current_primary(topology, o.state_dir);
   auto files = render::render_site(t, render_options(o));
   std::erase_if(files, [](const render::File& f) { return f.path != "mariadb/my.cnf"; });
-  render::write_files(files, Paths(o.state_dir).hosts);
+  render::write_files(files, StatePaths(o.state_dir).hosts);
 }
 
 std::vector<std::string> recorded_peers(const std::string& state_dir) {
   std::vector<std::string> out;
-  std::istringstream in(read_text_or_empty(state_dir + "/peers"));
+  std::istringstream in(read_text_or_empty(StatePaths(state_dir).peers()));
   for (std::string k; std::getline(in, k);)
     if (!text::trim(k).empty()) out.push_back(text::trim(k));
   return out;
 }
 
 std::optional<render::Profile> recorded_profile(const std::string& state_dir) {
-  const auto text = text::trim(read_text_or_empty(state_dir + "/profile"));
+  const auto text = text::trim(read_text_or_empty(StatePaths(state_dir).profile()));
   if (text.empty()) return std::nullopt;
   return render::parse_profile(text);
 }

@@ -25,6 +25,8 @@
 #include "failover/sql_session.hpp"
 #include "lab/database.hpp"
 #include "lab/network.hpp"
+#include "lab/paths.hpp"
+#include "tools/mariadb.hpp"
 
 namespace webstack::lab {
 
@@ -39,91 +41,18 @@ std::string first_line(const std::string& s) {
   return text::trim(s.substr(0, s.find('\n')));
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == sep) {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
-long long to_ll(const std::string& s, long long fallback) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    return used == s.size() ? v : fallback;
-  } catch (const std::exception&) {
-    return fallback;
-  }
-}
-
-// The servers of `backend` in a "show stat" CSV.
-std::vector<LbServer> parse_show_stat(const std::string& csv, const std::string& backend) {
-  std::istringstream in(csv);
-  std::map<std::string, std::size_t> col;
-  std::vector<LbServer> out;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.starts_with("# ")) {
-      const auto names = split(line.substr(2), ',');
-      for (std::size_t i = 0; i < names.size(); ++i) col[names[i]] = i;
-      continue;
-    }
-    if (line.empty() || col.empty()) continue;
-    const auto f = split(line, ',');
-    auto field = [&](const char* name) -> std::string {
-      const auto it = col.find(name);
-      return it != col.end() && it->second < f.size() ? f[it->second] : std::string();
-    };
-    if (field("pxname") != backend) continue;
-    const auto sv = field("svname");
-    if (sv == "BACKEND" || sv == "FRONTEND") continue;
-    out.push_back({sv, field("status"), field("check_status"), to_ll(field("scur"), 0),
-                   to_ll(field("stot"), 0)});
-  }
-  if (col.empty()) throw std::runtime_error("no CSV header in the answer to show stat");
-  return out;
-}
-
-std::vector<std::string> mariadb_root(const std::string& state_dir, const std::string& host) {
-  return {"mariadb", "--no-defaults",     "--socket=" + state_dir + "/run/" + host + "/mysqld.sock",
-          "-uroot",  "--protocol=SOCKET", "--connect-timeout=3",
-          "--batch"};
-}
-
-// "key: value" lines of a vertical (\G) result.
-std::map<std::string, std::string> parse_vertical(const std::string& out) {
-  std::map<std::string, std::string> kv;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("***")) continue;
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    kv[text::trim(line.substr(0, colon))] = text::trim(line.substr(colon + 1));
-  }
-  return kv;
-}
-
 }  // namespace
 
 ReplicaReport replica_report(const std::string& state_dir, const std::string& host) {
   ReplicaReport r;
   r.host = host;
-  auto args = mariadb_root(state_dir, host);
-  args.insert(args.end(), {"-e", "SHOW SLAVE STATUS\\G"});
-  const auto res = run(args, 10s);
-  if (res.exit_code != 0) {
+  const auto res = tools::MariaDbRoot(StatePaths(state_dir).mysqld_socket(host))
+                       .query("SHOW SLAVE STATUS\\G", 10s, true);
+  if (!res.ok) {
     r.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
     return r;
   }
-  const auto kv = parse_vertical(res.out);
+  const auto kv = tools::parse_vertical(res.out);
   if (kv.empty()) {
     r.error = "not a replica (SHOW SLAVE STATUS is empty)";
     return r;
@@ -135,7 +64,7 @@ ReplicaReport replica_report(const std::string& state_dir, const std::string& ho
   r.io_running = get("Slave_IO_Running") == "Yes";
   r.sql_running = get("Slave_SQL_Running") == "Yes";
   const auto lag = get("Seconds_Behind_Master");
-  if (!lag.empty() && lag != "NULL") r.lag_s = to_ll(lag, -1);
+  if (!lag.empty() && lag != "NULL") r.lag_s = text::to_ll(lag, -1);
   r.last_error = get("Last_Error");
   if (r.last_error.empty()) r.last_error = get("Last_IO_Error");
   return r;
@@ -144,17 +73,17 @@ ReplicaReport replica_report(const std::string& state_dir, const std::string& ho
 PrimaryReport primary_report(const std::string& state_dir, const std::string& host) {
   PrimaryReport p;
   p.host = host;
-  auto args = mariadb_root(state_dir, host);
-  args.insert(args.end(), {"--skip-column-names", "-e",
+  const auto res = tools::MariaDbRoot(StatePaths(state_dir).mysqld_socket(host))
+                       .query(
                            "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, "
                            "@@GLOBAL.rpl_semi_sync_master_enabled, " +
-                               failover::global_status("RPL_SEMI_SYNC_MASTER_STATUS")});
-  const auto res = run(args, 10s);
-  if (res.exit_code != 0) {
+                               failover::global_status("RPL_SEMI_SYNC_MASTER_STATUS"),
+                           10s);
+  if (!res.ok) {
     p.error = fmt::format("mariadb failed ({}): {}", res.exit_code, first_line(res.err));
     return p;
   }
-  const auto f = split(first_line(res.out), '\t');
+  const auto f = text::split(first_line(res.out), '\t');
   p.read_only = f.empty() || f[0] != "0";
   if (f.size() > 1) p.gtid_binlog_pos = f[1];
   if (f.size() > 3) p.semi_sync = f[2] != "1" ? "disabled" : f[3] == "ON" ? "on" : "off";
@@ -162,21 +91,6 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
 }
 
 namespace {
-
-// The effective user of `pid` per /proc/<pid>/status ("Uid: real effective ..."), by name.
-std::string process_user(int pid) {
-  std::istringstream in(read_text_or_empty(fmt::format("/proc/{}/status", pid)));
-  for (std::string line; std::getline(in, line);) {
-    if (!line.starts_with("Uid:")) continue;
-    std::istringstream ids(line.substr(4));
-    long long real = -1, effective = -1;
-    ids >> real >> effective;
-    if (effective < 0) return "";
-    const passwd* pw = ::getpwuid(static_cast<uid_t>(effective));
-    return pw != nullptr ? pw->pw_name : std::to_string(effective);
-  }
-  return "";
-}
 
 boost::json::object service_json(const ServiceState& s) {
   boost::json::object o;
@@ -192,44 +106,12 @@ boost::json::object service_json(const ServiceState& s) {
 
 }  // namespace
 
-void parse_svstat(const std::string& line, ServiceState& st) {
-  st.up = line.starts_with("up ");
-  st.pid = -1;
-  st.seconds = -1;
-  if (const auto p = line.find("(pid "); p != std::string::npos) {
-    st.pid = static_cast<int>(to_ll(line.substr(p + 5, line.find(')', p) - p - 5), -1));
-  }
-  // The first "<N> seconds".
-  if (const auto s = line.find(" seconds"); s != std::string::npos) {
-    auto b = s;
-    while (b > 0 && std::isdigit(static_cast<unsigned char>(line[b - 1]))) --b;
-    if (b < s) st.seconds = to_ll(line.substr(b, s - b), -1);
-  }
-}
-
-ServiceState service_state(const std::string& name, const std::string& dir) {
-  ServiceState st;
-  st.name = name;
-  const auto r = run({"s6-svstat", dir}, 5s);
-  if (r.exit_code != 0) {
-    st.text = "unknown: " + text::trim(r.err);
-    return st;
-  }
-  st.known = true;
-  st.text = text::trim(r.out);
-  parse_svstat(st.text, st);
-  if (st.up && st.pid > 0) {
-    st.user = process_user(st.pid);
-    st.paused = proc_state(st.pid) == 'T';
-  }
-  return st;
-}
-
 std::vector<ServiceRef> scan_services(const std::string& state_dir) {
-  const std::string hosts = state_dir + "/hosts/";
+  const StatePaths paths(state_dir);
+  const std::string hosts = paths.hosts + "/";
   std::vector<ServiceRef> out;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(state_dir + "/service", ec)) {
+  for (const auto& e : fs::directory_iterator(paths.service, ec)) {
     if (e.path().filename().string().starts_with(".")) continue;
     std::error_code ec2;
     const auto target = fs::read_symlink(e.path(), ec2).string();
@@ -251,7 +133,8 @@ std::vector<ServiceRef> scan_services(const std::string& state_dir) {
 
 void print_services(const Topology& t, const std::vector<ServiceRef>& services, std::FILE* out) {
   auto show = [out](const ServiceRef& s) {
-    std::fprintf(out, "    %-17s %s\n", s.name.c_str(), service_state(s.name, s.dir).text.c_str());
+    std::fprintf(out, "    %-17s %s\n", s.name.c_str(),
+                 tools::service_state(s.name, s.dir).text.c_str());
   };
   for (const auto& h : t.hosts) {
     std::fprintf(out, "  %-12s %-15s ns %s\n", h.name.c_str(), h.address.c_str(),
@@ -266,72 +149,17 @@ void print_services(const Topology& t, const std::vector<ServiceRef>& services, 
 }
 
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host) {
-  return haproxy_servers(state_dir + "/run/" + lb_host + "/haproxy.sock", "web");
-}
-
-// Sends `command` to an HAProxy stats socket and returns everything it answers (HAProxy
-// closes the connection after a non-interactive command).
-std::string haproxy_command(const std::string& socket_path, const std::string& command) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof a.sun_path)
-    throw std::runtime_error("socket path too long: " + socket_path);
-  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
-  timeval tv{};
-  tv.tv_sec = 3;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw std::runtime_error(
-        fmt::format("cannot connect to {}: {}", socket_path, std::strerror(e)));
-  }
-  std::size_t sent = 0;
-  while (sent < command.size()) {
-    const auto n = ::send(fd, command.data() + sent, command.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      throw std::runtime_error(
-          fmt::format("cannot write to {}: {}", socket_path, std::strerror(e)));
-    }
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string out;
-  char buf[8192];
-  for (;;) {
-    const auto n = ::recv(fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      throw std::runtime_error(fmt::format("reading {}: {}", socket_path, std::strerror(e)));
-    }
-    break;
-  }
-  ::close(fd);
-  return out;
-}
-
-std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend) {
-  return parse_show_stat(haproxy_command(socket_path, "show stat\n"), backend);
+  return tools::haproxy_servers(StatePaths(state_dir).haproxy_socket(lb_host), "web");
 }
 
 int lab_svscan_pid(const std::string& state_dir) {
-  const auto text = text::trim(read_text_or_empty(state_dir + "/run/s6-svscan.pid"));
-  const int pid = static_cast<int>(to_ll(text, -1));
+  const auto text = text::trim(read_text_or_empty(StatePaths(state_dir).svscan_pid()));
+  const int pid = static_cast<int>(text::to_ll(text, -1));
   if (!alive(pid)) return -1;
   auto cmd = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
   std::replace(cmd.begin(), cmd.end(), '\0', ' ');
   if (cmd.find("s6-svscan") == std::string::npos ||
-      cmd.find(state_dir + "/service") == std::string::npos) {
+      cmd.find(StatePaths(state_dir).service) == std::string::npos) {
     return -1;
   }
   return pid;
@@ -369,7 +197,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
       hr.link_up = n.link_up;
     }
     for (const auto& sv : services)
-      if (sv.host == h.name) hr.services.push_back(service_state(sv.name, sv.dir));
+      if (sv.host == h.name) hr.services.push_back(tools::service_state(sv.name, sv.dir));
     if (hr.namespace_ok) {
       const auto r = run(in_host(t, h.name, {"nft", "list", "ruleset"}), 5s);
       if (r.exit_code == 0) {
@@ -381,7 +209,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
     s.hosts.push_back(std::move(hr));
   }
   for (const auto& sv : services)
-    if (sv.host.empty()) s.edge.push_back(service_state(sv.name, sv.dir));
+    if (sv.host.empty()) s.edge.push_back(tools::service_state(sv.name, sv.dir));
 
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
     LbReport r;
@@ -405,7 +233,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   }
   {
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(state_dir + "/errant", ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(StatePaths(state_dir).errant(), ec)) {
       if (e.path().extension() == ".sql") s.errant_files.push_back(e.path().string());
     }
     std::sort(s.errant_files.begin(), s.errant_files.end());  // HOST-<UTC time>.sql

@@ -13,28 +13,14 @@
 #include <vector>
 
 #include "lab/monitoring.hpp"
+#include "tools/haproxy.hpp"
+#include "tools/s6.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::lab {
 
-// One supervised service per `s6-svstat <dir>`.
-struct ServiceState {
-  std::string name;    // "nginx", ...
-  bool known = false;  // s6-svstat answered
-  bool up = false;
-  int pid = -1;            // -1 when down or unknown
-  long long seconds = -1;  // time in the current state (uptime when up)
-  std::string text;        // s6-svstat's line, or "unknown: <error>"
-  std::string user;        // the process's effective user ("www-data"), "" when down
-  bool paused = false;     // up but stopped by SIGSTOP (`webstack pause`)
-};
-
-// Runs `s6-svstat dir` once and parses "up (pid 123) 45 seconds" / "down (exitcode 0) 3
-// seconds, normally up"; the user and the paused state come from /proc/<pid>.
-ServiceState service_state(const std::string& name, const std::string& dir);
-
-// Parses one line of plain s6-svstat output into `st` (up, pid, seconds); for tests.
-void parse_svstat(const std::string& line, ServiceState& st);
+using tools::LbServer;
+using tools::ServiceState;
 
 struct HostReport {
   std::string name;
@@ -48,14 +34,6 @@ struct HostReport {
 
 // "input drop, output drop" from a ruleset's base chains ("none" for an empty ruleset).
 std::string firewall_summary(const std::string& ruleset);
-
-struct LbServer {
-  std::string name;              // svname
-  std::string status;            // "UP", "DOWN", "MAINT", "UP 1/3", ...
-  std::string check;             // check_status: "L7OK", "L4CON", ...
-  long long sessions = 0;        // scur
-  long long sessions_total = 0;  // stot: requests sent to it so far
-};
 
 struct LbReport {
   std::string host;
@@ -116,10 +94,6 @@ PrimaryReport primary_report(const std::string& state_dir, const std::string& ho
 // The servers of backend `web` of load balancer `lb_host`, read from its stats socket now
 // (run/<lb_host>/haproxy.sock). Throws std::runtime_error when the socket does not answer.
 std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string& lb_host);
-// Sends one command to an HAProxy stats socket (the runtime API) and returns its answer.
-std::string haproxy_command(const std::string& socket_path, const std::string& command);
-// The servers of any HAProxy backend, by its stats socket.
-std::vector<LbServer> haproxy_servers(const std::string& socket_path, const std::string& backend);
 
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
