@@ -192,7 +192,7 @@ class LabNetworkSystem : public ::testing::Test {
     if (!blocker_.empty()) {
       (void)::webstack::run({"ip", "link", "del", blocker_});
     }
-    lab::down(topology_);
+    lab::network_down(topology_);
     EXPECT_TRUE(lab_namespaces(topology_).empty());
     EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
   }
@@ -203,7 +203,7 @@ class LabNetworkSystem : public ::testing::Test {
   }
 
   void expect_all_up() const {
-    for (const auto& s : lab::status(topology_)) {
+    for (const auto& s : lab::network_status(topology_)) {
       EXPECT_TRUE(s.ns_exists) << s.ns;
       EXPECT_TRUE(s.address_ok) << s.ns << " " << s.address;
     }
@@ -226,7 +226,7 @@ class LabNetworkSystem : public ::testing::Test {
 
 TEST_F(LabNetworkSystem, UpCreatesNamespacesAndConnectsTheHosts) {
   const auto start = Clock::now();
-  const auto log = lab::up(topology_);
+  const auto log = lab::network_up(topology_);
   const double up_ms = ms_since(start);
   std::cout << "[ timing ] up (" << topology_.hosts.size() << " hosts): " << up_ms << " ms\n";
   RecordProperty("up_ms", std::to_string(up_ms));
@@ -244,9 +244,9 @@ TEST_F(LabNetworkSystem, UpCreatesNamespacesAndConnectsTheHosts) {
   EXPECT_EQ(tcp_check(ns("client"), ns("web-03"), address("web-03")), "");
   EXPECT_EQ(tcp_check(ns("web-02"), ns("lb-01"), address("lb-01")), "");
   if (have_program("ping")) {
-    const auto r =
-        ::webstack::run(lab::in_host(topology_, "client", {"ping", "-c1", "-W1", address("web-01")}),
-                      std::chrono::seconds(5));
+    const auto r = ::webstack::run(
+        lab::in_host(topology_, "client", {"ping", "-c1", "-W1", address("web-01")}),
+        std::chrono::seconds(5));
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   } else {
     std::cout << "[ note   ] no ping on this machine: reachability checked over TCP only\n";
@@ -262,9 +262,9 @@ TEST_F(LabNetworkSystem, UpCreatesNamespacesAndConnectsTheHosts) {
 }
 
 TEST_F(LabNetworkSystem, UpTwiceChangesNothing) {
-  lab::up(topology_);
+  lab::network_up(topology_);
   const auto start = Clock::now();
-  const auto log = lab::up(topology_);
+  const auto log = lab::network_up(topology_);
   std::cout << "[ timing ] up again (nothing to do): " << ms_since(start) << " ms\n";
   EXPECT_TRUE(log.empty()) << log.front();
   expect_all_up();
@@ -273,13 +273,13 @@ TEST_F(LabNetworkSystem, UpTwiceChangesNothing) {
 }
 
 TEST_F(LabNetworkSystem, UpRepairsAPartialLab) {
-  lab::up(topology_);
+  lab::network_up(topology_);
 
   // A host namespace deleted by hand.
   ::webstack::run_checked({"ip", "netns", "delete", ns("web-02")});
-  auto st = lab::status(topology_);
+  auto st = lab::network_status(topology_);
   EXPECT_FALSE(st[2].ns_exists);
-  auto log = lab::up(topology_);
+  auto log = lab::network_up(topology_);
   ASSERT_FALSE(log.empty());
   EXPECT_NE(log.back().find(ns("web-02")), std::string::npos) << log.back();
   expect_all_up();
@@ -287,66 +287,66 @@ TEST_F(LabNetworkSystem, UpRepairsAPartialLab) {
 
   // The bridge namespace deleted by hand: every host loses its link, up rebuilds them all.
   ::webstack::run_checked({"ip", "netns", "delete", lab::bridge_namespace(topology_)});
-  log = lab::up(topology_);
+  log = lab::network_up(topology_);
   EXPECT_GE(log.size(), topology_.hosts.size());
   expect_all_up();
   EXPECT_EQ(tcp_check(ns("client"), ns("web-01"), address("web-01")), "");
 
   // A crash between creating a veth and moving it: both temporary ends in the root ns.
   ::webstack::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 1, true), "type",
-                         "veth", "peer", "name", lab::temp_veth_name(topology_, 1, false)});
+                           "veth", "peer", "name", lab::temp_veth_name(topology_, 1, false)});
   EXPECT_NE(lab::root_namespace_leaks(topology_), "");
-  log = lab::up(topology_);
+  log = lab::network_up(topology_);
   EXPECT_EQ(log.size(), 1u);
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
 
   // eth0 of a host gone (its namespace kept): rebuilt.
   ::webstack::run_checked(lab::in_host(topology_, "lb-01", {"ip", "link", "del", "eth0"}));
-  EXPECT_FALSE(lab::status(topology_)[0].address_ok);
-  log = lab::up(topology_);
+  EXPECT_FALSE(lab::network_status(topology_)[0].address_ok);
+  log = lab::network_up(topology_);
   EXPECT_FALSE(log.empty());
   expect_all_up();
   EXPECT_EQ(tcp_check(ns("web-01"), ns("lb-01"), address("lb-01")), "");
-  EXPECT_TRUE(lab::up(topology_).empty());
+  EXPECT_TRUE(lab::network_up(topology_).empty());
 }
 
 TEST_F(LabNetworkSystem, DownRemovesEverythingAndTwiceIsFine) {
-  lab::up(topology_);
+  lab::network_up(topology_);
   // A stray temporary veth, as a crashed up would leave it.
   ::webstack::run_checked({"ip", "link", "add", lab::temp_veth_name(topology_, 3, true), "type",
-                         "veth", "peer", "name", lab::temp_veth_name(topology_, 3, false)});
+                           "veth", "peer", "name", lab::temp_veth_name(topology_, 3, false)});
 
   const auto start = Clock::now();
-  lab::down(topology_);
+  lab::network_down(topology_);
   const double down_ms = ms_since(start);
   std::cout << "[ timing ] down (" << topology_.hosts.size() << " hosts): " << down_ms << " ms\n";
   RecordProperty("down_ms", std::to_string(down_ms));
 
   EXPECT_TRUE(lab_namespaces(topology_).empty());
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
-  for (const auto& s : lab::status(topology_)) {
+  for (const auto& s : lab::network_status(topology_)) {
     EXPECT_FALSE(s.ns_exists);
     EXPECT_FALSE(s.address_ok);
   }
-  EXPECT_NO_THROW(lab::down(topology_));
+  EXPECT_NO_THROW(lab::network_down(topology_));
   EXPECT_TRUE(lab_namespaces(topology_).empty());
 }
 
 TEST_F(LabNetworkSystem, AFailedUpLeavesNothingBehind) {
   block_host(2);
-  EXPECT_THROW(lab::up(topology_), std::runtime_error);
+  EXPECT_THROW(lab::network_up(topology_), std::runtime_error);
   EXPECT_TRUE(lab_namespaces(topology_).empty());
   unblock();
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
 }
 
 TEST_F(LabNetworkSystem, AFailedRepairUndoesOnlyItsOwnWork) {
-  lab::up(topology_);
+  lab::network_up(topology_);
   ::webstack::run_checked({"ip", "netns", "delete", ns("web-02")});
   ::webstack::run_checked({"ip", "netns", "delete", ns("client")});
   block_host(4);  // client: after web-02 was rebuilt by this call
   try {
-    lab::up(topology_);
+    lab::network_up(topology_);
     ADD_FAILURE() << "up succeeded despite the blocker";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("failed (exit"), std::string::npos) << e.what();
@@ -356,14 +356,14 @@ TEST_F(LabNetworkSystem, AFailedRepairUndoesOnlyItsOwnWork) {
   EXPECT_TRUE(present.count(lab::bridge_namespace(topology_)));
   EXPECT_FALSE(present.count(ns("web-02")));
   EXPECT_FALSE(present.count(ns("client")));
-  const auto st = lab::status(topology_);
+  const auto st = lab::network_status(topology_);
   for (const std::size_t i : {0u, 1u, 3u}) {
     EXPECT_TRUE(st[i].ns_exists && st[i].address_ok) << st[i].ns;
   }
   EXPECT_EQ(tcp_check(ns("web-01"), ns("lb-01"), address("lb-01")), "");
   unblock();
   EXPECT_EQ(lab::root_namespace_leaks(topology_), "");
-  lab::up(topology_);
+  lab::network_up(topology_);
   expect_all_up();
 }
 
@@ -379,7 +379,7 @@ TEST_F(LabNetworkSystem, InHostAndNames) {
 
   topo::Topology bad = topology_;
   bad.hosts[3].name = "net";
-  EXPECT_THROW(lab::up(bad), std::invalid_argument);
+  EXPECT_THROW(lab::network_up(bad), std::invalid_argument);
   EXPECT_TRUE(lab_namespaces(topology_).empty());
 }
 

@@ -8,7 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "hosts/deploy.hpp"
-#include "lab/deploy.hpp"
+#include "lab/rolling_restart.hpp"
 
 namespace webstack::cli {
 
@@ -79,9 +79,9 @@ void add_deploy_command(CLI::App& cli, Context& ctx, Commands& out) {
                            opt->get_name()));
                      }
                    }
-                   lab::DeployOptions d;
+                   lab::RollingRestartOptions d;
                    d.state_dir = ctx.lab_dir(t);
-                   lab::rolling_deploy(t, d, stdout);
+                   lab::rolling_restart(t, d, stdout);
                    return 0;
                  }});
 }

@@ -105,10 +105,13 @@ void add_service_controls(CLI::App& cli, Context& ctx, Commands& out,
                     "HOST/SERVICE: lb-01/haproxy, web-01/nginx, web-01/webstack-app (or "
                     "web-01/app), web-01/mariadb, edge")
         ->required();
-    out.push_back({sub, [&ctx, o, action = action](const topo::Topology& t) {
-                     lab::control_service(t, ctx.lab_dir(t), o->service_spec, action, stdout);
-                     return 0;
-                   }});
+    out.push_back(
+        {sub, [&ctx, o, action = action](const topo::Topology& t) {
+           std::printf(
+               "%s\n",
+               lab::control_service(t, ctx.lab_dir(t), o->service_spec, action).summary.c_str());
+           return 0;
+         }});
   }
 }
 

@@ -5,7 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "common/process.hpp"
-#include "lab/machines.hpp"
+#include "hosts/machines.hpp"
 
 namespace webstack::cli {
 
@@ -39,7 +39,7 @@ void add_machines_commands(CLI::App& cli, Context& ctx, Commands& out) {
                     "State directory (default: /var/lib/webstack/<lab>-machines)");
   }
   const auto options = [&ctx, o](const topo::Topology& t) {
-    lab::MachinesOptions m;
+    hosts::MachinesOptions m;
     m.state_dir =
         o->state_dir.empty() ? "/var/lib/webstack/" + t.name + "-machines" : absolute(o->state_dir);
     m.script = ctx.source_path("WEBSTACK_MACHINES", "deploy/machines/machines.sh");
@@ -47,15 +47,15 @@ void add_machines_commands(CLI::App& cli, Context& ctx, Commands& out) {
     return m;
   };
   out.push_back({up, [options](const topo::Topology& t) {
-                   lab::machines_up(t, options(t));
+                   hosts::machines_up(t, options(t));
                    return 0;
                  }});
   out.push_back({down, [options, o](const topo::Topology& t) {
-                   lab::machines_down(t, options(t), o->purge);
+                   hosts::machines_down(t, options(t), o->purge);
                    return 0;
                  }});
   out.push_back({ssh, [options, o](const topo::Topology& t) {
-                   const auto r = run(lab::ssh_command(t, options(t), o->host, o->argv),
+                   const auto r = run(hosts::ssh_command(t, options(t), o->host, o->argv),
                                       std::chrono::minutes(10));
                    std::fputs(r.out.c_str(), stdout);
                    std::fputs(r.err.c_str(), stderr);

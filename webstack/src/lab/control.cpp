@@ -124,8 +124,9 @@ ServiceTarget resolve_service(const topo::Topology& t, const std::string& state_
                                           service, services_of_host(refs, ref_host)));
 }
 
-void control_service(const topo::Topology& t, const std::string& state_dir, std::string_view spec,
-                     ServiceAction action, std::FILE* out, std::chrono::milliseconds timeout) {
+ServiceChange control_service(const topo::Topology& t, const std::string& state_dir,
+                              std::string_view spec, ServiceAction action,
+                              std::chrono::milliseconds timeout) {
   if (::geteuid() != 0) throw std::runtime_error("controlling a lab's services needs root");
   require_up(t, state_dir);
   const auto s = resolve_service(t, state_dir, spec);
@@ -133,21 +134,24 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
   if (!before.known) throw std::runtime_error(fmt::format("{}: {}", s.label(), before.text));
   const auto t0 = Clock::now();
   const auto is_up = [](const ServiceState& st) { return st.up; };
+  ServiceChange c;
+  c.old_pid = before.up ? before.pid : -1;
   switch (action) {
     case ServiceAction::Stop: {
       s6_svc(s, "-d");
       // A paused service's other processes (Nginx's workers) must see the SIGTERM too.
       if (before.up && before.pid > 0) signal_service(s, before.pid, SIGCONT);
       wait_state(s, timeout, "down", [](const ServiceState& st) { return !st.up; });
-      std::fprintf(out, "%s stopped (was pid %d) in %.0f ms\n", s.label().c_str(), before.pid,
-                   ms_since(t0));
+      c.summary =
+          fmt::format("{} stopped (was pid {}) in {:.0f} ms", s.label(), before.pid, ms_since(t0));
       break;
     }
     case ServiceAction::Start: {
       s6_svc(s, "-u");
       const auto st = wait_state(s, timeout, "up", is_up);
-      std::fprintf(out, "%s %s as pid %d in %.0f ms\n", s.label().c_str(),
-                   before.up ? "already up" : "started", st.pid, ms_since(t0));
+      c.new_pid = st.pid;
+      c.summary = fmt::format("{} {} as pid {} in {:.0f} ms", s.label(),
+                              before.up ? "already up" : "started", st.pid, ms_since(t0));
       break;
     }
     case ServiceAction::Restart:
@@ -165,10 +169,12 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
       const auto st = wait_state(s, timeout, "running again", [&](const ServiceState& x) {
         return x.up && x.pid > 0 && x.pid != before.pid;
       });
-      std::fprintf(out, "%s %s pid %d; s6 started pid %d, %.0f ms later\n", s.label().c_str(),
-                   action == ServiceAction::Kill ? "killed (SIGKILL to its process group)"
-                                                 : "restarted (SIGTERM)",
-                   before.pid, st.pid, ms_since(t0));
+      c.new_pid = st.pid;
+      c.summary =
+          fmt::format("{} {} pid {}; s6 started pid {}, {:.0f} ms later", s.label(),
+                      action == ServiceAction::Kill ? "killed (SIGKILL to its process group)"
+                                                    : "restarted (SIGTERM)",
+                      before.pid, st.pid, ms_since(t0));
       break;
     }
     case ServiceAction::Pause:
@@ -180,8 +186,9 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
       signal_service(s, before.pid, pause ? SIGSTOP : SIGCONT);
       wait_state(s, timeout, pause ? "paused" : "resumed",
                  [&](const ServiceState& x) { return x.paused == pause; });
-      std::fprintf(out, "%s pid %d %s\n", s.label().c_str(), before.pid,
-                   pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
+      c.summary =
+          fmt::format("{} pid {} {}", s.label(), before.pid,
+                      pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
       break;
     }
     case ServiceAction::Reload: {
@@ -214,14 +221,16 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
           std::this_thread::sleep_for(50ms);  // poll interval
           now = worker();
         }
-        std::fprintf(out,
-                     "%s reloaded (SIGUSR2 to the master, pid %d): worker %s replaced %s in "
-                     "%.0f ms; the old one finishes its connections\n",
-                     s.label().c_str(), before.pid, now.c_str(), old_worker.c_str(), ms_since(t0));
+        c.old_worker = old_worker;
+        c.new_worker = now;
+        c.summary = fmt::format(
+            "{} reloaded (SIGUSR2 to the master, pid {}): worker {} replaced {} in {:.0f} ms; "
+            "the old one finishes its connections",
+            s.label(), before.pid, now, old_worker, ms_since(t0));
       } else if (s.service == "nginx" || s.service == "keepalived" || s.service == "prometheus" ||
                  s.service == "alertmanager") {
         s6_svc(s, "-h");
-        std::fprintf(out, "%s reloaded (SIGHUP to pid %d)\n", s.label().c_str(), before.pid);
+        c.summary = fmt::format("{} reloaded (SIGHUP to pid {})", s.label(), before.pid);
       } else {
         throw std::invalid_argument(fmt::format(
             "{} has no reload (haproxy, nginx, keepalived, prometheus and alertmanager do): "
@@ -231,7 +240,8 @@ void control_service(const topo::Topology& t, const std::string& state_dir, std:
       break;
     }
   }
-  std::fflush(out);
+  c.ms = ms_since(t0);
+  return c;
 }
 
 std::string service_log_file(const topo::Topology& t, const std::string& state_dir,

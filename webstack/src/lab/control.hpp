@@ -45,12 +45,20 @@ enum class ServiceAction {
 // Parses "stop", "start", ...; throws std::invalid_argument otherwise.
 ServiceAction parse_action(std::string_view name);
 
-// Does `action` on the service and prints one line of what happened on `out`. Throws
-// std::runtime_error when the lab is not up, s6 refuses, or the service does not reach
-// the state asked for within `timeout`.
-void control_service(const topo::Topology& t, const std::string& state_dir, std::string_view spec,
-                     ServiceAction action, std::FILE* out,
-                     std::chrono::milliseconds timeout = std::chrono::seconds(20));
+// What control_service did.
+struct ServiceChange {
+  std::string summary;  // one line: "web-01/nginx restarted (SIGTERM) pid 12; s6 started ..."
+  int old_pid = -1;     // the service's pid before (-1: it was down)
+  int new_pid = -1;     // after a start, restart or kill
+  std::string old_worker, new_worker;  // HAProxy's worker pids around a reload
+  double ms = 0;                       // how long the action took
+};
+
+// Does `action` on the service. Throws std::runtime_error when the lab is not up, s6
+// refuses, or the service does not reach the state asked for within `timeout`.
+ServiceChange control_service(const topo::Topology& t, const std::string& state_dir,
+                              std::string_view spec, ServiceAction action,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 // `webstack link HOST down|up`: sets the host's network link (eth0 in its namespace) down
 // or up, as a pulled cable would; prints one line. Throws std::invalid_argument for an

@@ -27,6 +27,7 @@
 #include <boost/json.hpp>
 
 #include "common/process.hpp"
+#include "common/steps.hpp"
 #include "common/text.hpp"
 #include "failover/lease.hpp"
 #include "failover/semi_sync_sql.hpp"
@@ -96,16 +97,6 @@ std::string demoted_semi_sync_sql() {
       failover::release_semi_sync_sql(failover::kShortSemiSyncTimeoutMs, false));
 }
 
-// One step of a command: run, then printed with its time and what it returned.
-void print_step(std::FILE* out, const std::string& what, const std::function<std::string()>& f) {
-  const auto s0 = Clock::now();
-  const std::string note = f();
-  std::fprintf(out, "  %-58s %6.0f ms%s\n", what.c_str(),
-               std::chrono::duration<double, std::milli>(Clock::now() - s0).count(),
-               note.empty() ? "" : ("  " + note).c_str());
-  std::fflush(out);
-}
-
 }  // namespace
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
@@ -152,8 +143,9 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     throw std::invalid_argument(fmt::format("{} is the primary already", next->name));
   }
   const auto t0 = Clock::now();
+  StepPrinter printer(out);
   const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
-    print_step(out, what, f);
+    printer.note(what, f);
   };
   const auto profile = recorded_profile(state_dir);
   const bool leased = t.automatic_failover() && profile && *profile == render::Profile::Hardened;
@@ -679,8 +671,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
   }
   const auto t0 = Clock::now();
+  StepPrinter printer(out);
   const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
-    print_step(out, what, f);
+    printer.note(what, f);
   };
   std::fprintf(out, "rebuilding %s from %s (its data replaced by a backup of the primary)\n",
                h->name.c_str(), p.name.c_str());
@@ -804,10 +797,8 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     if (gtid.empty()) throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
     return "at GTID " + gtid;
   });
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> quiet(std::fopen("/dev/null", "w"),
-                                                              &std::fclose);
   const auto service = [&](ServiceAction a) {
-    control_service(t, state_dir, h->name + "/mariadb", a, quiet ? quiet.get() : out, 60s);
+    control_service(t, state_dir, h->name + "/mariadb", a, 60s);
   };
   // A promotion since the start (the manager's, or by hand) could have made the node the
   // primary: its data is replaced only while the roles are what they were.

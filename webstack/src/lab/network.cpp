@@ -377,7 +377,7 @@ std::string temp_veth_name(const topo::Topology& t, std::size_t index, bool host
 // ---------------------------------------------------------------------------------------------
 // up / down / status.
 
-std::vector<std::string> up(const topo::Topology& t) {
+std::vector<std::string> network_up(const topo::Topology& t) {
   validate(t);
   std::vector<std::string> log;
   const std::string brns = bridge_namespace(t);
@@ -486,7 +486,7 @@ std::vector<std::string> up(const topo::Topology& t) {
   return log;
 }
 
-void down(const topo::Topology& t) {
+void network_down(const topo::Topology& t) {
   const std::set<std::string> existing = list_namespaces();
   std::vector<std::string> names;
   for (const auto& h : t.hosts) {
@@ -509,7 +509,7 @@ void down(const topo::Topology& t) {
   }
 }
 
-std::vector<HostStatus> status(const topo::Topology& t) {
+std::vector<HostStatus> network_status(const topo::Topology& t) {
   const std::set<std::string> existing = list_namespaces();
   std::vector<HostStatus> out;
   for (const auto& h : t.hosts) {

@@ -47,16 +47,16 @@ struct HostStatus {
 // (namespaces, veths, the bridge) and rethrows: a failed up leaves nothing of its own.
 // Throws std::invalid_argument for a topology whose namespace names would collide (a
 // host named "net").
-std::vector<std::string> up(const topo::Topology& t);
+std::vector<std::string> network_up(const topo::Topology& t);
 
 // Deletes every host namespace and the bridge namespace (with them, their veth ends)
 // and any temporary veth a crashed up left in the root namespace. Missing pieces are
 // fine; down twice is a no-op. Throws std::runtime_error (after trying everything) only
 // if something that exists could not be deleted.
-void down(const topo::Topology& t);
+void network_down(const topo::Topology& t);
 
 // One entry per host, in topology order.
-std::vector<HostStatus> status(const topo::Topology& t);
+std::vector<HostStatus> network_status(const topo::Topology& t);
 
 // {"ip", "netns", "exec", "<lab>-<host>", argv...}. Throws std::invalid_argument for an
 // unknown host.

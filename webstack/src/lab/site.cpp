@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "common/process.hpp"
+#include "common/steps.hpp"
 #include "common/text.hpp"
 #include "common/time.hpp"
 #include "lab/database.hpp"
@@ -255,32 +256,6 @@ pid_t start_svscan(const StatePaths& p) {
   return pid;
 }
 
-class Steps {
- public:
-  template <class F>
-  auto operator()(const std::string& what, F&& f) {
-    const auto t0 = Clock::now();
-    std::printf("  %-58s ", (what + " ...").c_str());
-    std::fflush(stdout);
-    try {
-      if constexpr (std::is_void_v<decltype(f())>) {
-        f();
-        std::printf("ok (%.0f ms)\n", ms_since(t0));
-        std::fflush(stdout);
-      } else {
-        auto r = f();
-        std::printf("ok (%.0f ms)\n", ms_since(t0));
-        std::fflush(stdout);
-        return r;
-      }
-    } catch (...) {
-      std::printf("FAILED (%.0f ms)\n", ms_since(t0));
-      std::fflush(stdout);
-      throw;
-    }
-  }
-};
-
 void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Service>& services) {
   if (o.profile == render::Profile::Hardened) {
     std::printf("\nsite %s: https://127.0.0.1:%u/ (profile hardened; certificate authority: %s)\n",
@@ -308,7 +283,7 @@ void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Se
 }
 
 bool namespaces_present(const Topology& t) {
-  for (const auto& st : status(t))
+  for (const auto& st : network_status(t))
     if (!st.ns_exists || !st.address_ok) return false;
   return true;
 }
@@ -656,7 +631,7 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
     }
     std::this_thread::sleep_for(50ms);
   }
-  down(t);
+  network_down(t);
   std::error_code ec;
   if (!t.with_role(Role::Client).empty()) fs::remove_all(client_hosts_dir(t), ec);
   if (purge) {
@@ -783,9 +758,9 @@ void site_up(const Topology& topology, const SiteOptions& o) {
     print_summary(t, o, services_of(files, p));
     return;
   }
-  Steps step;
+  StepPrinter step(stdout);
   bool partial = existing > 0 || !site_processes(t, o.state_dir).empty();
-  for (const auto& st : status(t)) partial = partial || st.ns_exists;
+  for (const auto& st : network_status(t)) partial = partial || st.ns_exists;
   if (partial) step("clean up a partial lab", [&] { site_down(t, o, false); });
   if (!port_free(t.edge_port)) {
     throw std::runtime_error(fmt::format("edge port 127.0.0.1:{} is in use", t.edge_port));
@@ -864,7 +839,7 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       step("TLS: lab CA, site and database certificates",
            [&] { ensure_lab_tls(t, p.state, mysql_uid, mysql_gid); });
     }
-    step("network namespaces", [&] { up(t); });
+    step("network namespaces", [&] { network_up(t); });
     if (!t.virtual_addresses.empty()) {
       step("virtual addresses: balancers may bind them, the client resolves the site to them", [&] {
         for (const auto* lb : t.with_role(Role::LoadBalancer)) {

@@ -186,7 +186,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   if (!s.up) return s;
 
   const auto services = scan_services(state_dir);
-  const auto net = status(t);
+  const auto net = network_status(t);
   for (const auto& h : t.hosts) {
     HostReport hr;
     hr.name = h.name;

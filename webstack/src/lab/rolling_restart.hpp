@@ -16,7 +16,7 @@
 
 namespace webstack::lab {
 
-struct DeployOptions {
+struct RollingRestartOptions {
   std::string state_dir;
   std::chrono::milliseconds drain_timeout{15000};  // in-flight requests of a drained host
   std::chrono::milliseconds ready_timeout{30000};  // the restarted app ready, and UP again
@@ -25,6 +25,6 @@ struct DeployOptions {
 // Prints one line per step with its time on `out`. Throws std::runtime_error (naming
 // the host and the step) when the lab is not up or a step does not finish in time; the
 // host being deployed is then left drained, never half in rotation.
-void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* out);
+void rolling_restart(const topo::Topology& t, const RollingRestartOptions& o, std::FILE* out);
 
 }  // namespace webstack::lab

@@ -17,7 +17,7 @@
 
 #include "topology/topology.hpp"
 
-namespace webstack::lab {
+namespace webstack::hosts {
 
 struct MachinesOptions {
   std::string state_dir;  // absolute
@@ -44,4 +44,4 @@ void machines_down(const topo::Topology& t, const MachinesOptions& o, bool purge
 std::vector<std::string> ssh_command(const topo::Topology& t, const MachinesOptions& o,
                                      const std::string& host, const std::vector<std::string>& argv);
 
-}  // namespace webstack::lab
+}  // namespace webstack::hosts

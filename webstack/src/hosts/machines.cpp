@@ -1,4 +1,4 @@
-#include "lab/machines.hpp"
+#include "hosts/machines.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -10,10 +10,11 @@
 #include <thread>
 
 #include "common/process.hpp"
+#include "common/steps.hpp"
 #include "common/text.hpp"
 #include "lab/network.hpp"
 
-namespace webstack::lab {
+namespace webstack::hosts {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -103,7 +104,40 @@ std::vector<std::string> ssh_command(const topo::Topology& t, const MachinesOpti
     remote += '\'';
   }
   cmd.push_back(remote);
-  return in_host(t, client_of(t).name, cmd);
+  return lab::in_host(t, client_of(t).name, cmd);
+}
+
+// `host` answers SSH from the client host (systemd running, or degraded: the note says
+// which units failed), with the other roles' services disabled.
+std::string ready_over_ssh(const topo::Topology& t, const MachinesOptions& o,
+                           const std::string& host) {
+  const auto deadline = Clock::now() + 60s;
+  ProcessResult r;
+  while (true) {
+    r = run(ssh_command(t, o, host, {"systemctl", "is-system-running"}), 20s);
+    const std::string state = text::trim(r.out);
+    if (state == "running" || state == "degraded") break;
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(
+          fmt::format("machines up: {} does not answer SSH from the "
+                      "client host: exit {} {}{}",
+                      host, r.exit_code, r.out, r.err));
+    }
+    std::this_thread::sleep_for(200ms);  // poll interval of the deadline loop
+  }
+  std::string note;
+  if (text::trim(r.out) == "degraded") {
+    const auto failed = run(ssh_command(t, o, host, {"systemctl", "--failed", "--no-legend"}));
+    note = "degraded: " + text::trim(failed.out);
+  }
+  // As a server with its own roles' packages only: the other roles' services are
+  // disabled (an Nginx on a load balancer would hold its port 80).
+  std::vector<std::string> disable = {"systemctl", "disable", "--now", "--quiet"};
+  for (const auto& [role, units] : role_units()) {
+    if (!t.find(host)->has(role)) disable.insert(disable.end(), units.begin(), units.end());
+  }
+  run_checked(ssh_command(t, o, host, disable), 60s);
+  return note;
 }
 
 void machines_up(const topo::Topology& t, const MachinesOptions& o) {
@@ -121,57 +155,32 @@ void machines_up(const topo::Topology& t, const MachinesOptions& o) {
   fs::permissions(o.state_dir + "/ssh", fs::perms::owner_all, fs::perm_options::replace);
   std::ofstream(o.state_dir + "/" + kMarker) << "made by webstack machines up\n";
 
-  auto t0 = Clock::now();
-  run_checked({o.script, "rootfs", o.cache_dir}, 15min);
-  std::printf("machines: root file system ready in %s (%.1f s)\n", o.cache_dir.c_str(),
-              seconds_since(t0));
+  StepPrinter step(stdout);
+  step("root file system ready in " + o.cache_dir, [&] {
+    run_checked({o.script, "rootfs", o.cache_dir}, 15min);
+  });
   if (!fs::exists(key_path(o))) {
     run_checked({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "webstack-machines", "-f",
                  key_path(o)});
   }
   try {
-    t0 = Clock::now();
-    up(t);
-    std::printf("machines: network up (%.1f s)\n", seconds_since(t0));
+    step("network namespaces", [&] { lab::network_up(t); });
     for (const auto& host : machine_hosts(t)) {
-      t0 = Clock::now();
-      run_checked({o.script, "boot", host, host_namespace(t, host), o.cache_dir,
-                   o.state_dir + "/machines", key_path(o) + ".pub"},
-                  3min);
-      std::printf("machines: %s booted (%.1f s)\n", host.c_str(), seconds_since(t0));
+      step(host + " booted", [&] {
+        run_checked({o.script, "boot", host, lab::host_namespace(t, host), o.cache_dir,
+                     o.state_dir + "/machines", key_path(o) + ".pub"},
+                    3min);
+      });
     }
     // The administrators' view: each answers SSH from the client host.
     for (const auto& host : machine_hosts(t)) {
-      const auto deadline = Clock::now() + 60s;
-      ProcessResult r;
-      while (true) {
-        r = run(ssh_command(t, o, host, {"systemctl", "is-system-running"}), 20s);
-        const std::string state = text::trim(r.out);
-        if (state == "running" || state == "degraded") break;
-        if (Clock::now() > deadline) {
-          throw std::runtime_error(
-              fmt::format("machines up: {} does not answer SSH from the "
-                          "client host: exit {} {}{}",
-                          host, r.exit_code, r.out, r.err));
-        }
-        std::this_thread::sleep_for(200ms);  // poll interval of the deadline loop
-      }
-      if (text::trim(r.out) == "degraded") {
-        const auto failed = run(ssh_command(t, o, host, {"systemctl", "--failed", "--no-legend"}));
-        std::printf("machines: %s is degraded: %s\n", host.c_str(), text::trim(failed.out).c_str());
-      }
-      // As a server with its own roles' packages only: the other roles' services are
-      // disabled (an Nginx on a load balancer would hold its port 80).
-      std::vector<std::string> disable = {"systemctl", "disable", "--now", "--quiet"};
-      for (const auto& [role, units] : role_units()) {
-        if (!t.find(host)->has(role)) disable.insert(disable.end(), units.begin(), units.end());
-      }
-      run_checked(ssh_command(t, o, host, disable), 60s);
+      step.note(host + " answers SSH from the client host",
+                [&] { return ready_over_ssh(t, o, host); });
     }
   } catch (...) {
     stop_all(t, o);
     try {
-      down(t);
+      lab::network_down(t);
     } catch (const std::exception&) {
       // the original error says more
     }
@@ -185,7 +194,7 @@ void machines_up(const topo::Topology& t, const MachinesOptions& o) {
 void machines_down(const topo::Topology& t, const MachinesOptions& o, bool purge) {
   std::string failed;
   if (fs::exists(o.state_dir + "/machines")) failed = stop_all(t, o);
-  down(t);
+  lab::network_down(t);
   if (!failed.empty()) throw std::runtime_error("machines down: " + failed);
   if (purge && fs::exists(o.state_dir)) {
     if (!fs::exists(o.state_dir + "/" + kMarker)) {
@@ -196,4 +205,4 @@ void machines_down(const topo::Topology& t, const MachinesOptions& o, bool purge
   }
 }
 
-}  // namespace webstack::lab
+}  // namespace webstack::hosts

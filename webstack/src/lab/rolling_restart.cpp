@@ -1,4 +1,4 @@
-#include "lab/deploy.hpp"
+#include "lab/rolling_restart.hpp"
 
 #include <fmt/format.h>
 
@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/process.hpp"
+#include "common/steps.hpp"
 #include "common/text.hpp"
 #include "common/time.hpp"
 #include "lab/control.hpp"
@@ -23,13 +24,13 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using topo::Role;
 
-std::string stats_socket(const DeployOptions& o, const std::string& lb) {
+std::string stats_socket(const RollingRestartOptions& o, const std::string& lb) {
   return StatePaths(o.state_dir).haproxy_socket(lb);
 }
 
 // `set server web/<host> state <state>` on every load balancer; HAProxy answers nothing
 // when it accepts the command.
-void set_state(const topo::Topology& t, const DeployOptions& o, const std::string& host,
+void set_state(const topo::Topology& t, const RollingRestartOptions& o, const std::string& host,
                const char* state) {
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
     try {
@@ -55,7 +56,7 @@ void wait_until(const std::function<bool(std::string&)>& done, std::chrono::mill
 }
 
 // The server `host` of backend web on every balancer passes `pred` (a status row).
-bool on_every_lb(const topo::Topology& t, const DeployOptions& o, const std::string& host,
+bool on_every_lb(const topo::Topology& t, const RollingRestartOptions& o, const std::string& host,
                  const std::function<bool(const LbServer&)>& pred, std::string& last) {
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
     bool found = false;
@@ -75,21 +76,16 @@ bool on_every_lb(const topo::Topology& t, const DeployOptions& o, const std::str
 
 }  // namespace
 
-void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* out) {
+void rolling_restart(const topo::Topology& t, const RollingRestartOptions& o, std::FILE* out) {
   if (lab_svscan_pid(o.state_dir) <= 0) {
     throw std::runtime_error("lab " + t.name + " is not up (state " + o.state_dir + ")");
   }
   const auto t0 = Clock::now();
-  const auto step = [&](const std::string& what, const std::function<void()>& f) {
-    const auto s0 = Clock::now();
-    f();
-    std::fprintf(out, "  %-52s %6.0f ms\n", what.c_str(), ms_since(s0));
-    std::fflush(out);
-  };
+  StepPrinter step(out);
   const auto webs = t.with_role(Role::Web);
   for (const auto* web : webs) {
     const std::string& h = web->name;
-    std::fprintf(out, "%s:\n", h.c_str());
+    step.heading(h + ":");
     step("drain on every load balancer", [&] {
       set_state(t, o, h, "drain");
       wait_until(
@@ -99,17 +95,8 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
           },
           o.drain_timeout, h + " drained (no session left)");
     });
-    step("restart webstack-app", [&] {
-      std::FILE* quiet = std::fopen("/dev/null", "w");
-      try {
-        control_service(t, o.state_dir, h + "/webstack-app", ServiceAction::Restart,
-                        quiet != nullptr ? quiet : out);
-      } catch (...) {
-        if (quiet != nullptr) std::fclose(quiet);
-        throw;
-      }
-      if (quiet != nullptr) std::fclose(quiet);
-    });
+    step("restart webstack-app",
+         [&] { control_service(t, o.state_dir, h + "/webstack-app", ServiceAction::Restart); });
     step("reload nginx (SIGHUP)", [&] {
       run_checked({"s6-svc", "-h", StatePaths(o.state_dir).service_link(h, "nginx")});
     });
@@ -139,28 +126,10 @@ void rolling_deploy(const topo::Topology& t, const DeployOptions& o, std::FILE* 
   // The balancers last, one at a time: HAProxy takes its config as it is on disk now (a
   // new backend list, new timeouts) without closing a connection.
   for (const auto* lb : t.with_role(Role::LoadBalancer)) {
-    const auto s0 = Clock::now();
-    std::string line;
-    {
-      char* buf = nullptr;
-      std::size_t len = 0;
-      std::FILE* capture = ::open_memstream(&buf, &len);
-      if (capture == nullptr) throw std::runtime_error("open_memstream failed");
-      try {
-        control_service(t, o.state_dir, lb->name + "/haproxy", ServiceAction::Reload, capture);
-      } catch (...) {
-        std::fclose(capture);
-        std::free(buf);
-        throw;
-      }
-      std::fclose(capture);
-      line = text::trim(std::string(buf, len));
-      std::free(buf);
-    }
-    const auto worker = line.find("worker");
-    std::fprintf(out, "  %-52s %6.0f ms  %s\n", (lb->name + ": reload HAProxy").c_str(),
-                 ms_since(s0), worker == std::string::npos ? "" : line.substr(worker).c_str());
-    std::fflush(out);
+    step.note(lb->name + ": reload HAProxy", [&] {
+      const auto c = control_service(t, o.state_dir, lb->name + "/haproxy", ServiceAction::Reload);
+      return fmt::format("worker {} replaced {}", c.new_worker, c.old_worker);
+    });
   }
   std::fprintf(out, "deployed %zu web host%s in %.1f s\n", webs.size(), webs.size() == 1 ? "" : "s",
                ms_since(t0) / 1000.0);
