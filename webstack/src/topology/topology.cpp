@@ -1,6 +1,7 @@
 #include "topology/topology.hpp"
 
 #include "core/text.hpp"
+#include "topology/ipv4.hpp"
 
 #include <fmt/format.h>
 
@@ -123,74 +124,9 @@ roles = ["client"]
 constexpr std::array<Role, 5> kRoles = {Role::LoadBalancer, Role::Web, Role::Database, Role::Client,
                                         Role::Monitor};
 
-// ---------------------------------------------------------------------------------------------
-// IPv4.
-
-struct Cidr {
-  std::uint32_t network = 0;
-  int prefix = 0;
-
-  std::uint32_t mask() const { return prefix == 0 ? 0u : ~std::uint32_t{0} << (32 - prefix); }
-  std::uint32_t broadcast() const { return network | ~mask(); }
-  std::uint32_t gateway() const { return network + 1; }
-  bool contains(std::uint32_t a) const { return (a & mask()) == network; }
-};
-
-// Decimal 0..max, no sign, no leading zeros ("0" itself is fine).
-std::optional<std::uint32_t> parse_decimal(std::string_view s, std::uint32_t max) {
-  if (s.empty() || s.size() > 3 || (s.size() > 1 && s.front() == '0')) {
-    return std::nullopt;
-  }
-  std::uint32_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') {
-      return std::nullopt;
-    }
-    v = v * 10 + static_cast<std::uint32_t>(c - '0');
-  }
-  if (v > max) {
-    return std::nullopt;
-  }
-  return v;
-}
-
-std::optional<std::uint32_t> parse_ipv4(std::string_view s) {
-  std::uint32_t out = 0;
-  for (int i = 0; i < 4; ++i) {
-    const auto dot = s.find('.');
-    if ((i < 3) != (dot != std::string_view::npos)) {
-      return std::nullopt;
-    }
-    const auto octet = parse_decimal(s.substr(0, dot), 255);
-    if (!octet) {
-      return std::nullopt;
-    }
-    out = (out << 8) | *octet;
-    s = i < 3 ? s.substr(dot + 1) : std::string_view{};
-  }
-  return out;
-}
-
-std::string format_ipv4(std::uint32_t a) {
-  return fmt::format("{}.{}.{}.{}", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
-}
-
-// Only the syntax: "a.b.c.d/p" with p 0..32.
-std::optional<Cidr> parse_cidr(std::string_view s) {
-  const auto slash = s.find('/');
-  if (slash == std::string_view::npos) {
-    return std::nullopt;
-  }
-  const auto address = parse_ipv4(s.substr(0, slash));
-  const auto prefix = parse_decimal(s.substr(slash + 1), 32);
-  if (!address || !prefix) {
-    return std::nullopt;
-  }
-  return Cidr{*address, static_cast<int>(*prefix)};
-}
-
-Cidr checked_cidr(const std::string& subnet) {
-  const auto cidr = parse_cidr(subnet);
+// The topology's subnet (parse_lab has checked it: anything else is a bug).
+ipv4::Cidr checked_cidr(const std::string& subnet) {
+  const auto cidr = ipv4::parse_cidr(subnet);
   if (!cidr) {
     throw std::logic_error("topology subnet is not an IPv4 CIDR: " + subnet);
   }
@@ -409,7 +345,7 @@ class Parser {
         for (const toml::node& element : *array) {
           const auto* text = element.as_string();
           const std::string item = text == nullptr ? std::string() : text->get();
-          if (text == nullptr || (!parse_ipv4(item) && !parse_cidr(item))) {
+          if (text == nullptr || (!ipv4::parse_address(item) && !ipv4::parse_cidr(item))) {
             fail(line_of(element), full,
                  fmt::format("must be an IPv4 address or CIDR block like \"192.0.2.10\" or "
                              "\"192.0.2.0/24\", got {}",
@@ -477,7 +413,7 @@ class Parser {
           fail(line_of(*value), full,
                fmt::format("must be an array of IPv4 addresses, got {}", describe(*value)));
         }
-        const Cidr cidr = checked_cidr(t_.subnet);
+        const ipv4::Cidr cidr = checked_cidr(t_.subnet);
         for (const toml::node& element : *array) {
           const auto* text = element.as_string();
           if (text == nullptr) {
@@ -559,7 +495,7 @@ class Parser {
         }
       } else if (name == "subnet") {
         t_.subnet = string_value(*value, full);
-        const auto cidr = parse_cidr(t_.subnet);
+        const auto cidr = ipv4::parse_cidr(t_.subnet);
         if (!cidr) {
           fail(line_of(*value), full,
                fmt::format("must be an IPv4 network like \"10.77.0.0/24\", got {}",
@@ -572,7 +508,7 @@ class Parser {
         if ((cidr->network & cidr->mask()) != cidr->network) {
           fail(line_of(*value), full,
                fmt::format("{} has host bits set; the network address is {}/{}",
-                           in_quotes(t_.subnet), format_ipv4(cidr->network & cidr->mask()),
+                           in_quotes(t_.subnet), ipv4::format_address(cidr->network & cidr->mask()),
                            cidr->prefix));
         }
       } else if (name == "edge_port") {
@@ -678,13 +614,13 @@ class Parser {
     if (array->empty()) {
       fail(line_of(*node), "host", "the site has no hosts; add at least one [[host]] table");
     }
-    const Cidr cidr = checked_cidr(t_.subnet);
+    const ipv4::Cidr cidr = checked_cidr(t_.subnet);
     for (std::size_t i = 0; i < array->size(); ++i) {
       parse_host(*array->get(i)->as_table(), i, cidr);
     }
   }
 
-  void parse_host(const toml::table& table, std::size_t index, const Cidr& cidr) {
+  void parse_host(const toml::table& table, std::size_t index, const ipv4::Cidr& cidr) {
     Host host;
     HostSource src;
     host.line = line_of(table);
@@ -831,15 +767,16 @@ class Parser {
     sources_.push_back(src);
   }
 
-  void check_address(const std::string& text, const Cidr& cidr, int line,
+  void check_address(const std::string& text, const ipv4::Cidr& cidr, int line,
                      const std::string& key) const {
-    const auto address = parse_ipv4(text);
+    const auto address = ipv4::parse_address(text);
     if (!address) {
       fail(line, key,
            fmt::format("must be an IPv4 address like \"{}\", got {}",
-                       format_ipv4(cidr.network + 10), in_quotes(text)));
+                       ipv4::format_address(cidr.network + 10), in_quotes(text)));
     }
-    const std::string subnet = fmt::format("{}/{}", format_ipv4(cidr.network), cidr.prefix);
+    const std::string subnet =
+        fmt::format("{}/{}", ipv4::format_address(cidr.network), cidr.prefix);
     if (!cidr.contains(*address)) {
       fail(line, key, fmt::format("{} is outside the lab subnet {}", text, subnet));
     }
@@ -852,7 +789,7 @@ class Parser {
     if (*address == cidr.gateway()) {
       fail(line, key,
            fmt::format("{} is the gateway (the bridge's address) of {}; hosts start at {}", text,
-                       subnet, format_ipv4(cidr.gateway() + 1)));
+                       subnet, ipv4::format_address(cidr.gateway() + 1)));
     }
   }
 
@@ -1090,7 +1027,7 @@ const Host* Topology::monitor() const {
 }
 
 std::string Topology::gateway() const {
-  return format_ipv4(checked_cidr(subnet).gateway());
+  return ipv4::format_address(checked_cidr(subnet).gateway());
 }
 
 int Topology::prefix_length() const {
