@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace {
@@ -117,6 +118,15 @@ TEST(Topology, DefaultTextIsACommentedValidFile) {
   ASSERT_EQ(t.hosts.size(), 6u);
   EXPECT_GT(t.hosts[0].line, 0);
   EXPECT_EQ(text.substr(0, 1), "#");
+}
+
+// The compiled-in text is src/topology/default.toml, byte for byte.
+TEST(Topology, DefaultTextIsTheDefaultTomlFile) {
+  const std::string path = WEBSTACK_SOURCE_DIR "/webstack/src/topology/default.toml";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << path;
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(default_topology_text(), file);
 }
 
 TEST(Topology, HelpersFindAndFilter) {

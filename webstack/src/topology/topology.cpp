@@ -20,107 +20,6 @@ namespace {
 
 using namespace std::string_view_literals;
 
-// ---------------------------------------------------------------------------------------------
-// The embedded default: the seed's site.
-
-constexpr std::string_view kDefaultText =
-    R"(# webstack topology: the site's hosts, their roles and addresses.
-# `webstack init` prints this file; `webstack validate -f FILE` checks one.
-# Every key of [lab] and [site] is optional (the values below are the defaults);
-# at least one [[host]] is required.
-
-# The lab: on one machine every host becomes a network namespace on a bridge, and the
-# bridge takes the subnet's first address (the gateway, 10.77.0.1 here).
-[lab]
-name = "webstack"        # prefix of namespace and link names: [a-z][a-z0-9-]*, <= 8 characters
-subnet = "10.77.0.0/24"  # IPv4 network address and prefix length (16..29)
-edge_port = 8080         # the edge HAProxy on 127.0.0.1 forwards this port to the load balancer
-prometheus_port = 9090   # and these to the monitor host's Prometheus and Alertmanager
-alertmanager_port = 9093
-
-# The site: its name, how the load balancer spreads requests, and the ports of the services.
-[site]
-name = "www.foobar.test"
-balance = "roundrobin"   # roundrobin | leastconn | source
-http_port = 80           # the load balancer listens here (HTTP: a redirect to HTTPS)
-https_port = 443         # and here for HTTPS (TLS ends at the load balancer)
-# tls_certificate = "site.crt"  # your certificate (PEM, with its chain) and key for the
-# tls_key = "site.key"          # site; without them the lab makes its own CA and certificate
-app_port = 8080          # webstack-app on each web host (loopback)
-web_port = 80            # Nginx on each web host
-db_port = 3306           # MariaDB on each db host
-
-# The hosts, in order. name: [a-z][a-z0-9-]*, <= 12 characters; address: inside the
-# subnet, not its network, broadcast or gateway address.
-# roles: lb (HAProxy), web (Nginx + webstack-app), db (MariaDB), client (stands for the
-# internet: tests send traffic from it; exactly one, and it has no other role),
-# monitor (Prometheus, Alertmanager and the blackbox prober; at most one host; every
-# lb, web and db host then also runs the exporters it scrapes).
-# A db host needs db = "primary" (exactly one in the site) or db = "replica".
-# A web host may set app = "webstack" (the default: webstack-app), "php" (PHP-FPM) or
-# "node" (Node.js): the benchmarks' peers from bench/peers/, behind the same Nginx.
-# Another web host (web-03, ...) is one more [[host]] table.
-
-# The database: "automatic" failover runs a manager on the monitor host that promotes the
-# replica when the primary is lost (no writable primary for failover_after seconds, seen
-# from the manager and from every web host's app); "manual": `webstack db promote` only.
-[db]
-failover = "automatic"
-# failover_after = 3     # seconds; the default is 3 in the lab, 30 on real servers
-
-# The load balancers: a pair sharing the site's virtual address (keepalived, VRRP).
-# mode "active-passive": one holds the address, the other takes it over when the holder's
-# HAProxy dies or its host drops off the network. "active-active": two addresses, each
-# normally held by one balancer; the client resolves the site name to both.
-[lb]
-mode = "active-passive"
-virtual_addresses = ["10.77.0.5"]   # one per active balancer; inside the subnet
-
-# Real servers (`webstack render --target hosts`): who may reach the servers' SSH (the
-# firewall opens port 22 to them only) and the account Ansible logs in as. A [[host]]
-# may also set ssh = "web-01.example.com" (default: its address) and interface = "ens3"
-# (default "eth0": the interface with its address, where keepalived runs VRRP).
-# [deploy]
-# admin_addresses = ["192.0.2.10"]
-# ssh_user = "root"
-
-[[host]]
-name = "lb-01"
-address = "10.77.0.10"
-roles = ["lb"]
-
-[[host]]
-name = "lb-02"
-address = "10.77.0.14"
-roles = ["lb"]
-
-# A web host with the database primary.
-[[host]]
-name = "web-01"
-address = "10.77.0.11"
-roles = ["web", "db"]
-db = "primary"
-
-# A web host with a database replica of web-01.
-[[host]]
-name = "web-02"
-address = "10.77.0.12"
-roles = ["web", "db"]
-db = "replica"
-
-# The monitoring host.
-[[host]]
-name = "mon-01"
-address = "10.77.0.20"
-roles = ["monitor"]
-
-# The client: the internet.
-[[host]]
-name = "client"
-address = "10.77.0.100"
-roles = ["client"]
-)";
-
 constexpr std::array<Role, 5> kRoles = {Role::LoadBalancer, Role::Web, Role::Database, Role::Client,
                                         Role::Monitor};
 
@@ -1041,15 +940,11 @@ TopologyError::TopologyError(std::string file, int line, std::string key, const 
       key_(std::move(key)) {}
 
 Topology default_topology() {
-  Topology t = parse_topology(kDefaultText, "<embedded default>");
+  Topology t = parse_topology(default_topology_text(), "<embedded default>");
   for (Host& h : t.hosts) {
     h.line = 0;  // not from a file
   }
   return t;
-}
-
-std::string_view default_topology_text() {
-  return kDefaultText;
 }
 
 Topology load_topology_file(const std::string& path) {

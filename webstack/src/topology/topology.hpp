@@ -113,7 +113,8 @@ class TopologyError : public std::runtime_error {
 // The seed's site: lb-01 (HAProxy, round robin), web-01 (Nginx + webstack-app + MariaDB
 // primary), web-02 (Nginx + webstack-app + MariaDB replica), and a client host.
 Topology default_topology();
-// The text of the default topology, a valid topology file (`webstack init` prints it).
+// The text of the default topology, a valid topology file (`webstack init` prints it):
+// src/topology/default.toml, compiled in (cmake/embed_text.cmake).
 std::string_view default_topology_text();
 
 Topology load_topology_file(const std::string& path);
