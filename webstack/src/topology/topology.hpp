@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "topology/ipv4.hpp"
+
 namespace webstack::topo {
 
 enum class Role { LoadBalancer, Web, Database, Client, Monitor };
@@ -94,6 +96,8 @@ struct Topology {
   std::vector<std::string> site_addresses() const;
   std::string gateway() const;  // the subnet's first address (the bridge)
   int prefix_length() const;    // 24 for "10.77.0.0/24"
+  // The subnet as numbers; std::logic_error if it is not a CIDR (a parsed topology's is).
+  ipv4::Cidr subnet_cidr() const;
 };
 
 class TopologyError : public std::runtime_error {
@@ -109,6 +113,9 @@ class TopologyError : public std::runtime_error {
   int line_;
   std::string key_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Parsing (parse.cpp; parser.hpp lists the parser's files).
 
 // The seed's site: lb-01 (HAProxy, round robin), web-01 (Nginx + webstack-app + MariaDB
 // primary), web-02 (Nginx + webstack-app + MariaDB replica), and a client host.
