@@ -142,6 +142,12 @@ TEST(Topology, HelpersFindAndFilter) {
   EXPECT_EQ(t.with_role(Role::Client).size(), 1u);
   EXPECT_TRUE(t.hosts[2].has(Role::Database));
   EXPECT_FALSE(t.hosts[0].has(Role::Web));
+  EXPECT_TRUE(t.hosts[2].is_primary());
+  EXPECT_FALSE(t.hosts[2].is_replica());
+  EXPECT_TRUE(t.hosts[3].is_replica());
+  EXPECT_FALSE(t.hosts[3].is_primary());
+  EXPECT_FALSE(t.hosts[0].is_primary());
+  EXPECT_FALSE(t.hosts[0].is_replica());
   EXPECT_EQ(role_name(Role::LoadBalancer), "lb");
   EXPECT_EQ(role_name(Role::Web), "web");
   EXPECT_EQ(role_name(Role::Database), "db");

@@ -29,8 +29,6 @@ using topo::Host;
 using topo::Role;
 using topo::Topology;
 
-// Only the struct fields of the topology are used here (no topology.cpp functions), so
-// that rendering depends on the model, not on the parser.
 // A TOML basic string: "..." with quotes, backslashes and control characters escaped.
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
@@ -45,18 +43,6 @@ std::string toml_string(const std::string& s) {
     }
   }
   return out + "\"";
-}
-
-bool has_role(const Host& h, Role r) {
-  return std::find(h.roles.begin(), h.roles.end(), r) != h.roles.end();
-}
-
-bool is_primary(const Host& h) {
-  return h.db && *h.db == topo::DbRole::Primary;
-}
-
-bool is_replica(const Host& h) {
-  return h.db && *h.db == topo::DbRole::Replica;
 }
 
 std::string ns_of(const Topology& t, const Host& h) {
@@ -128,8 +114,8 @@ mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) 
     mstch::data item = host_item(t, *hosts[i], i == 0);
     item.set("index", std::to_string(i + 1));
     if (hosts[i]->db) {
-      item.set("is_primary", is_primary(*hosts[i]));
-      item.set("is_replica", is_replica(*hosts[i]));
+      item.set("is_primary", hosts[i]->is_primary());
+      item.set("is_replica", hosts[i]->is_replica());
     }
     list.push_back(item);
   }
@@ -139,7 +125,7 @@ mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) 
 std::vector<const Host*> hosts_with(const Topology& t, Role r) {
   std::vector<const Host*> out;
   for (const auto& h : t.hosts) {
-    if (has_role(h, r)) out.push_back(&h);
+    if (h.has(r)) out.push_back(&h);
   }
   return out;
 }
@@ -206,7 +192,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("mon_addresses", addresses(hosts_with(t, Role::Monitor)));
   std::vector<const Host*> monitored;
   for (const auto& h : t.hosts) {
-    if (!has_role(h, Role::Client)) monitored.push_back(&h);
+    if (!h.has(Role::Client)) monitored.push_back(&h);
   }
   d.set("node_hosts", host_list(t, monitored));
   std::vector<const Host*> app_hosts;  // web hosts whose own app is webstack-app
@@ -311,14 +297,14 @@ mstch::data site_context(const Topology& t, const Options& o) {
   // The database nodes as the app wants them: the primary first, then the replicas.
   std::vector<const Host*> nodes;
   for (const Host* h : dbs) {
-    if (is_primary(*h)) nodes.push_back(h);
+    if (h->is_primary()) nodes.push_back(h);
   }
   for (const Host* h : dbs) {
-    if (!is_primary(*h)) nodes.push_back(h);
+    if (!h->is_primary()) nodes.push_back(h);
   }
   d.set("db_nodes", host_list(t, nodes));
   const auto primary =
-      std::find_if(dbs.begin(), dbs.end(), [](const Host* h) { return is_primary(*h); });
+      std::find_if(dbs.begin(), dbs.end(), [](const Host* h) { return h->is_primary(); });
   d.set("primary_name", primary == dbs.end() ? std::string() : (*primary)->name);
   d.set("primary_address", primary == dbs.end() ? std::string() : (*primary)->address);
   return d;
@@ -396,19 +382,19 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("monitor_name", t.monitor() != nullptr ? t.monitor()->name : std::string());
   d.set("monitor_address", t.monitor() != nullptr ? t.monitor()->address : std::string());
   d.set("ns", ns_of(t, h));
-  d.set("is_lb", has_role(h, Role::LoadBalancer));
-  d.set("is_web", has_role(h, Role::Web));
-  d.set("is_db", has_role(h, Role::Database));
-  d.set("is_client", has_role(h, Role::Client));
-  d.set("is_mon", has_role(h, Role::Monitor));
-  d.set("is_primary", is_primary(h));
-  d.set("is_replica", is_replica(h));
+  d.set("is_lb", h.has(Role::LoadBalancer));
+  d.set("is_web", h.has(Role::Web));
+  d.set("is_db", h.has(Role::Database));
+  d.set("is_client", h.has(Role::Client));
+  d.set("is_mon", h.has(Role::Monitor));
+  d.set("is_primary", h.is_primary());
+  d.set("is_replica", h.is_replica());
   int server_id = 0;
   for (const auto& other : t.hosts) {
-    if (has_role(other, Role::Database)) ++server_id;
+    if (other.has(Role::Database)) ++server_id;
     if (&other == &h) break;
   }
-  d.set("server_id", has_role(h, Role::Database) ? std::to_string(server_id) : std::string());
+  d.set("server_id", h.has(Role::Database) ? std::to_string(server_id) : std::string());
   // The web host's application servers: the one its site traffic goes to, and whether
   // each kind runs here (for the benchmarks' "<kind>.bench" server blocks).
   d.set("default_webstack", h.app == "webstack");
@@ -417,7 +403,7 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("runs_webstack", runs(o, h, "webstack"));
   d.set("runs_php", runs(o, h, "php"));
   d.set("runs_node", runs(o, h, "node"));
-  if (has_role(h, Role::LoadBalancer) && !t.virtual_addresses.empty()) {
+  if (h.has(Role::LoadBalancer) && !t.virtual_addresses.empty()) {
     d.set("vrrp_instances", vrrp_instances(t, h, o));
   }
   return d;
@@ -642,7 +628,7 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& giv
       throw std::runtime_error("the benchmark peers (--peers) run in the lab only");
     }
     for (const auto& h : topology.hosts) {
-      if (has_role(h, Role::Web) && h.app != "webstack") {
+      if (h.has(Role::Web) && h.app != "webstack") {
         throw topo::TopologyError(
             topology.source, h.line, "app",
             fmt::format("host {} runs \"{}\", a benchmark peer, for the lab only; real "
@@ -671,30 +657,30 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& giv
   std::vector<File> files;
   for (const auto& h : topology.hosts) {
     // The client stands for the internet: no real server of the site.
-    if (target == Target::Hosts && has_role(h, Role::Client)) continue;
+    if (target == Target::Hosts && h.has(Role::Client)) continue;
     const mstch::data context = host_context(site, topology, h, options);
     const auto out = [&](const auto& outputs) { emit(files, r, h.name, outputs, context, target); };
     // Roles in a fixed order, whatever their order in the file.
-    if (has_role(h, Role::LoadBalancer)) {
+    if (h.has(Role::LoadBalancer)) {
       out(kLbFiles);
       if (!topology.virtual_addresses.empty()) out(kKeepalivedFiles);
     }
-    if (has_role(h, Role::Web)) {
+    if (h.has(Role::Web)) {
       out(kWebFiles);
       if (runs(options, h, "webstack")) out(kWebstackAppFiles);
       if (runs(options, h, "php")) out(kPhpFiles);
       if (runs(options, h, "node")) out(kNodeFiles);
     }
-    if (has_role(h, Role::Database)) out(kDbFiles);
+    if (h.has(Role::Database)) out(kDbFiles);
     if (options.profile == Profile::Hardened && topology.automatic_failover()) {
-      if (has_role(h, Role::Monitor)) out(kFailoverManagerFiles);
-      if (has_role(h, Role::Database)) out(kFailoverAgentFiles);
+      if (h.has(Role::Monitor)) out(kFailoverManagerFiles);
+      if (h.has(Role::Database)) out(kFailoverAgentFiles);
     }
-    if (topology.monitor() != nullptr && !has_role(h, Role::Client)) {
-      if (has_role(h, Role::Monitor)) out(kMonitorFiles);
+    if (topology.monitor() != nullptr && !h.has(Role::Client)) {
+      if (h.has(Role::Monitor)) out(kMonitorFiles);
       out(kNodeExporterFiles);
-      if (has_role(h, Role::Web)) out(kNginxExporterFiles);
-      if (has_role(h, Role::Database)) out(kMysqldExporterFiles);
+      if (h.has(Role::Web)) out(kNginxExporterFiles);
+      if (h.has(Role::Database)) out(kMysqldExporterFiles);
     }
     // A client host runs nothing of the site, but gets its firewall like every host.
     if (options.profile == Profile::Hardened) out(kFirewallFiles);

@@ -46,6 +46,14 @@ bool Host::has(Role r) const {
   return std::find(roles.begin(), roles.end(), r) != roles.end();
 }
 
+bool Host::is_primary() const {
+  return db == DbRole::Primary;
+}
+
+bool Host::is_replica() const {
+  return db == DbRole::Replica;
+}
+
 const Host* Topology::find(std::string_view host_name) const {
   for (const Host& h : hosts) {
     if (h.name == host_name) {

@@ -39,6 +39,8 @@ struct Host {
   int line = 0;  // where the host's table starts in its file (0: embedded)
 
   bool has(Role r) const;
+  bool is_primary() const;  // db = "primary"
+  bool is_replica() const;  // db = "replica"
 };
 
 struct Topology {
