@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace {
@@ -119,6 +120,15 @@ TEST(Topology, DefaultTextIsACommentedValidFile) {
   EXPECT_EQ(text.substr(0, 1), "#");
 }
 
+// The compiled-in text is src/topology/default.toml, byte for byte.
+TEST(Topology, DefaultTextIsTheDefaultTomlFile) {
+  const std::string path = WEBSTACK_SOURCE_DIR "/webstack/src/topology/default.toml";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << path;
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(default_topology_text(), file);
+}
+
 TEST(Topology, HelpersFindAndFilter) {
   const Topology t = default_topology();
   ASSERT_NE(t.find("web-02"), nullptr);
@@ -132,6 +142,12 @@ TEST(Topology, HelpersFindAndFilter) {
   EXPECT_EQ(t.with_role(Role::Client).size(), 1u);
   EXPECT_TRUE(t.hosts[2].has(Role::Database));
   EXPECT_FALSE(t.hosts[0].has(Role::Web));
+  EXPECT_TRUE(t.hosts[2].is_primary());
+  EXPECT_FALSE(t.hosts[2].is_replica());
+  EXPECT_TRUE(t.hosts[3].is_replica());
+  EXPECT_FALSE(t.hosts[3].is_primary());
+  EXPECT_FALSE(t.hosts[0].is_primary());
+  EXPECT_FALSE(t.hosts[0].is_replica());
   EXPECT_EQ(role_name(Role::LoadBalancer), "lb");
   EXPECT_EQ(role_name(Role::Web), "web");
   EXPECT_EQ(role_name(Role::Database), "db");

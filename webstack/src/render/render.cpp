@@ -29,8 +29,6 @@ using topo::Host;
 using topo::Role;
 using topo::Topology;
 
-// Only the struct fields of the topology are used here (no topology.cpp functions), so
-// that rendering depends on the model, not on the parser.
 // A TOML basic string: "..." with quotes, backslashes and control characters escaped.
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
@@ -45,18 +43,6 @@ std::string toml_string(const std::string& s) {
     }
   }
   return out + "\"";
-}
-
-bool has_role(const Host& h, Role r) {
-  return std::find(h.roles.begin(), h.roles.end(), r) != h.roles.end();
-}
-
-bool is_primary(const Host& h) {
-  return h.db && *h.db == topo::DbRole::Primary;
-}
-
-bool is_replica(const Host& h) {
-  return h.db && *h.db == topo::DbRole::Replica;
 }
 
 std::string ns_of(const Topology& t, const Host& h) {
@@ -128,8 +114,8 @@ mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) 
     mstch::data item = host_item(t, *hosts[i], i == 0);
     item.set("index", std::to_string(i + 1));
     if (hosts[i]->db) {
-      item.set("is_primary", is_primary(*hosts[i]));
-      item.set("is_replica", is_replica(*hosts[i]));
+      item.set("is_primary", hosts[i]->is_primary());
+      item.set("is_replica", hosts[i]->is_replica());
     }
     list.push_back(item);
   }
@@ -139,7 +125,7 @@ mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) 
 std::vector<const Host*> hosts_with(const Topology& t, Role r) {
   std::vector<const Host*> out;
   for (const auto& h : t.hosts) {
-    if (has_role(h, r)) out.push_back(&h);
+    if (h.has(r)) out.push_back(&h);
   }
   return out;
 }
@@ -161,9 +147,9 @@ constexpr std::uint16_t kFailoverPort = 9096;
 // Each database host's fencing agent: its vote and its state.
 constexpr std::uint16_t kFailoverAgentPort = 9097;
 
-// Everything every template may use; the per-host keys are set by host_context().
-mstch::data site_context(const Topology& t, const Options& o) {
-  mstch::data d;
+// The site context (site_context) in parts. Who runs it and how: the target, the
+// administrators, the profile, the benchmark peers.
+void set_profile(mstch::data& d, const Topology& t, const Options& o) {
   const bool hardened = o.profile == Profile::Hardened;
   const bool real = o.target == Target::Hosts;
   d.set("real_hosts", real);  // for real servers (SSH, systemd, Debian's paths)
@@ -195,6 +181,10 @@ mstch::data site_context(const Topology& t, const Options& o) {
         t.https_port == 443 ? std::string() : fmt::format(":{}", t.https_port));
   // The port the edge relays to on the load balancers: TLS untouched when there is TLS.
   d.set("edge_target_port", std::to_string(hardened ? t.https_port : t.http_port));
+}
+
+// The hosts of each role, monitoring and the application servers.
+void set_roles(mstch::data& d, const Topology& t, const Options& o) {
   d.set("lb_addresses", addresses(hosts_with(t, Role::LoadBalancer)));
   d.set("web_addresses", addresses(hosts_with(t, Role::Web)));
   d.set("db_addresses", addresses(hosts_with(t, Role::Database)));
@@ -206,7 +196,7 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("mon_addresses", addresses(hosts_with(t, Role::Monitor)));
   std::vector<const Host*> monitored;
   for (const auto& h : t.hosts) {
-    if (!has_role(h, Role::Client)) monitored.push_back(&h);
+    if (!h.has(Role::Client)) monitored.push_back(&h);
   }
   d.set("node_hosts", host_list(t, monitored));
   std::vector<const Host*> app_hosts;  // web hosts whose own app is webstack-app
@@ -216,6 +206,11 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("app_hosts", host_list(t, app_hosts));
   d.set("has_app_hosts", !app_hosts.empty());
   d.set("node_addresses", addresses(monitored));
+}
+
+// The load balancers' virtual addresses, the client's namespace, where the site is
+// reached, HAProxy's and VRRP's timings.
+void set_load_balancing(mstch::data& d, const Topology& t, const Options& o) {
   // The load balancers' shared virtual addresses (keepalived), when the site has them.
   const bool vip = !t.virtual_addresses.empty();
   d.set("vip", vip);
@@ -244,6 +239,11 @@ mstch::data site_context(const Topology& t, const Options& o) {
   // going (the app waits up to db.keyed_write_wait_ms) waits on its key, never writes twice.
   d.set("keyed_timeout", std::string(o.lab ? "10s" : "20s"));
   d.set("advert_int", std::string(o.lab ? "0.2" : "1"));  // VRRP advertisements, seconds
+}
+
+// Ports, names and paths.
+void set_ports_and_paths(mstch::data& d, const Topology& t, const Options& o) {
+  const bool real = o.target == Target::Hosts;
   d.set("prometheus_port", std::string("9090"));
   d.set("alertmanager_port", std::string("9093"));
   d.set("node_exporter_port", std::string("9100"));
@@ -267,6 +267,12 @@ mstch::data site_context(const Topology& t, const Options& o) {
   d.set("state_dir", o.state_dir);
   d.set("www_dir", real ? std::string("/var/www/webstack") : o.www_dir);
   d.set("app_binary", real ? std::string(kHostAppBinary) : o.app_binary);
+  d.set("templates_dir", o.templates_dir);
+}
+
+void set_failover(mstch::data& d, const Topology& t, const Options& o) {
+  const bool hardened = o.profile == Profile::Hardened;
+  const bool real = o.target == Target::Hosts;
   // Automatic failover (hardened only: it relies on semi-sync): the manager on the monitor
   // host, a fencing agent on each database host. The timings come from these few values;
   // render_test asserts how they must relate (docs/high-availability.md, "Timings").
@@ -301,8 +307,10 @@ mstch::data site_context(const Topology& t, const Options& o) {
     }
     d.set("failover_rebuild_command", array + "]");
   }
-  d.set("templates_dir", o.templates_dir);
+}
 
+// The hosts of each role as lists, and the database nodes.
+void set_host_lists(mstch::data& d, const Topology& t) {
   const auto dbs = hosts_with(t, Role::Database);
   d.set("lb_hosts", host_list(t, hosts_with(t, Role::LoadBalancer)));
   d.set("web_hosts", host_list(t, hosts_with(t, Role::Web)));
@@ -311,16 +319,27 @@ mstch::data site_context(const Topology& t, const Options& o) {
   // The database nodes as the app wants them: the primary first, then the replicas.
   std::vector<const Host*> nodes;
   for (const Host* h : dbs) {
-    if (is_primary(*h)) nodes.push_back(h);
+    if (h->is_primary()) nodes.push_back(h);
   }
   for (const Host* h : dbs) {
-    if (!is_primary(*h)) nodes.push_back(h);
+    if (!h->is_primary()) nodes.push_back(h);
   }
   d.set("db_nodes", host_list(t, nodes));
   const auto primary =
-      std::find_if(dbs.begin(), dbs.end(), [](const Host* h) { return is_primary(*h); });
+      std::find_if(dbs.begin(), dbs.end(), [](const Host* h) { return h->is_primary(); });
   d.set("primary_name", primary == dbs.end() ? std::string() : (*primary)->name);
   d.set("primary_address", primary == dbs.end() ? std::string() : (*primary)->address);
+}
+
+// Everything every template may use; the per-host keys are set by host_context().
+mstch::data site_context(const Topology& t, const Options& o) {
+  mstch::data d;
+  set_profile(d, t, o);
+  set_roles(d, t, o);
+  set_load_balancing(d, t, o);
+  set_ports_and_paths(d, t, o);
+  set_failover(d, t, o);
+  set_host_lists(d, t);
   return d;
 }
 
@@ -396,19 +415,19 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("monitor_name", t.monitor() != nullptr ? t.monitor()->name : std::string());
   d.set("monitor_address", t.monitor() != nullptr ? t.monitor()->address : std::string());
   d.set("ns", ns_of(t, h));
-  d.set("is_lb", has_role(h, Role::LoadBalancer));
-  d.set("is_web", has_role(h, Role::Web));
-  d.set("is_db", has_role(h, Role::Database));
-  d.set("is_client", has_role(h, Role::Client));
-  d.set("is_mon", has_role(h, Role::Monitor));
-  d.set("is_primary", is_primary(h));
-  d.set("is_replica", is_replica(h));
+  d.set("is_lb", h.has(Role::LoadBalancer));
+  d.set("is_web", h.has(Role::Web));
+  d.set("is_db", h.has(Role::Database));
+  d.set("is_client", h.has(Role::Client));
+  d.set("is_mon", h.has(Role::Monitor));
+  d.set("is_primary", h.is_primary());
+  d.set("is_replica", h.is_replica());
   int server_id = 0;
   for (const auto& other : t.hosts) {
-    if (has_role(other, Role::Database)) ++server_id;
+    if (other.has(Role::Database)) ++server_id;
     if (&other == &h) break;
   }
-  d.set("server_id", has_role(h, Role::Database) ? std::to_string(server_id) : std::string());
+  d.set("server_id", h.has(Role::Database) ? std::to_string(server_id) : std::string());
   // The web host's application servers: the one its site traffic goes to, and whether
   // each kind runs here (for the benchmarks' "<kind>.bench" server blocks).
   d.set("default_webstack", h.app == "webstack");
@@ -417,7 +436,7 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   d.set("runs_webstack", runs(o, h, "webstack"));
   d.set("runs_php", runs(o, h, "php"));
   d.set("runs_node", runs(o, h, "node"));
-  if (has_role(h, Role::LoadBalancer) && !t.virtual_addresses.empty()) {
+  if (h.has(Role::LoadBalancer) && !t.virtual_addresses.empty()) {
     d.set("vrrp_instances", vrrp_instances(t, h, o));
   }
   return d;
@@ -548,6 +567,59 @@ void emit(std::vector<File>& files, Renderer& r, const std::string& host,
   }
 }
 
+// Real servers: what only the lab can run, and what they need.
+void check_hosts_target(const Topology& topology, const Options& options) {
+  if (topology.admin_addresses.empty()) {
+    throw topo::TopologyError(
+        topology.source, 0, "deploy.admin_addresses",
+        "missing; real servers need it (their firewalls open SSH to these addresses only), "
+        "e.g. [deploy] admin_addresses = [\"192.0.2.10\"]");
+  }
+  if (!options.peers.empty()) {
+    throw std::runtime_error("the benchmark peers (--peers) run in the lab only");
+  }
+  for (const auto& h : topology.hosts) {
+    if (h.has(Role::Web) && h.app != "webstack") {
+      throw topo::TopologyError(
+          topology.source, h.line, "app",
+          fmt::format("host {} runs \"{}\", a benchmark peer, for the lab only; real "
+                      "servers run webstack-app",
+                      h.name, h.app));
+    }
+  }
+}
+
+// Host `h`'s files, rendered with its `context`.
+void emit_host(std::vector<File>& files, Renderer& r, const Topology& topology, const Host& h,
+               const mstch::data& context, const Options& options) {
+  const Target target = options.target;
+  const auto out = [&](const auto& outputs) { emit(files, r, h.name, outputs, context, target); };
+  // Roles in a fixed order, whatever their order in the file.
+  if (h.has(Role::LoadBalancer)) {
+    out(kLbFiles);
+    if (!topology.virtual_addresses.empty()) out(kKeepalivedFiles);
+  }
+  if (h.has(Role::Web)) {
+    out(kWebFiles);
+    if (runs(options, h, "webstack")) out(kWebstackAppFiles);
+    if (runs(options, h, "php")) out(kPhpFiles);
+    if (runs(options, h, "node")) out(kNodeFiles);
+  }
+  if (h.has(Role::Database)) out(kDbFiles);
+  if (options.profile == Profile::Hardened && topology.automatic_failover()) {
+    if (h.has(Role::Monitor)) out(kFailoverManagerFiles);
+    if (h.has(Role::Database)) out(kFailoverAgentFiles);
+  }
+  if (topology.monitor() != nullptr && !h.has(Role::Client)) {
+    if (h.has(Role::Monitor)) out(kMonitorFiles);
+    out(kNodeExporterFiles);
+    if (h.has(Role::Web)) out(kNginxExporterFiles);
+    if (h.has(Role::Database)) out(kMysqldExporterFiles);
+  }
+  // A client host runs nothing of the site, but gets its firewall like every host.
+  if (options.profile == Profile::Hardened) out(kFirewallFiles);
+}
+
 [[noreturn]] void fail(const std::string& what, const std::string& path, int err) {
   throw std::runtime_error(what + " " + path + ": " + std::strerror(err));
 }
@@ -632,24 +704,7 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& giv
   Options options = given;
   const Target target = options.target;
   if (target == Target::Hosts) {
-    if (topology.admin_addresses.empty()) {
-      throw topo::TopologyError(
-          topology.source, 0, "deploy.admin_addresses",
-          "missing; real servers need it (their firewalls open SSH to these addresses only), "
-          "e.g. [deploy] admin_addresses = [\"192.0.2.10\"]");
-    }
-    if (!options.peers.empty()) {
-      throw std::runtime_error("the benchmark peers (--peers) run in the lab only");
-    }
-    for (const auto& h : topology.hosts) {
-      if (has_role(h, Role::Web) && h.app != "webstack") {
-        throw topo::TopologyError(
-            topology.source, h.line, "app",
-            fmt::format("host {} runs \"{}\", a benchmark peer, for the lab only; real "
-                        "servers run webstack-app",
-                        h.name, h.app));
-      }
-    }
+    check_hosts_target(topology, options);
     options.lab = false;  // production intervals
   }
   Renderer r(options.templates_dir);
@@ -671,33 +726,8 @@ std::vector<File> render_site(const topo::Topology& topology, const Options& giv
   std::vector<File> files;
   for (const auto& h : topology.hosts) {
     // The client stands for the internet: no real server of the site.
-    if (target == Target::Hosts && has_role(h, Role::Client)) continue;
-    const mstch::data context = host_context(site, topology, h, options);
-    const auto out = [&](const auto& outputs) { emit(files, r, h.name, outputs, context, target); };
-    // Roles in a fixed order, whatever their order in the file.
-    if (has_role(h, Role::LoadBalancer)) {
-      out(kLbFiles);
-      if (!topology.virtual_addresses.empty()) out(kKeepalivedFiles);
-    }
-    if (has_role(h, Role::Web)) {
-      out(kWebFiles);
-      if (runs(options, h, "webstack")) out(kWebstackAppFiles);
-      if (runs(options, h, "php")) out(kPhpFiles);
-      if (runs(options, h, "node")) out(kNodeFiles);
-    }
-    if (has_role(h, Role::Database)) out(kDbFiles);
-    if (options.profile == Profile::Hardened && topology.automatic_failover()) {
-      if (has_role(h, Role::Monitor)) out(kFailoverManagerFiles);
-      if (has_role(h, Role::Database)) out(kFailoverAgentFiles);
-    }
-    if (topology.monitor() != nullptr && !has_role(h, Role::Client)) {
-      if (has_role(h, Role::Monitor)) out(kMonitorFiles);
-      out(kNodeExporterFiles);
-      if (has_role(h, Role::Web)) out(kNginxExporterFiles);
-      if (has_role(h, Role::Database)) out(kMysqldExporterFiles);
-    }
-    // A client host runs nothing of the site, but gets its firewall like every host.
-    if (options.profile == Profile::Hardened) out(kFirewallFiles);
+    if (target == Target::Hosts && h.has(Role::Client)) continue;
+    emit_host(files, r, topology, h, host_context(site, topology, h, options), options);
   }
   if (target == Target::Hosts) {
     // Ansible's inventory of these servers, beside their bundles.

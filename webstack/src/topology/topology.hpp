@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "topology/ipv4.hpp"
+
 namespace webstack::topo {
 
 enum class Role { LoadBalancer, Web, Database, Client, Monitor };
@@ -37,6 +39,8 @@ struct Host {
   int line = 0;  // where the host's table starts in its file (0: embedded)
 
   bool has(Role r) const;
+  bool is_primary() const;  // db = "primary"
+  bool is_replica() const;  // db = "replica"
 };
 
 struct Topology {
@@ -94,6 +98,8 @@ struct Topology {
   std::vector<std::string> site_addresses() const;
   std::string gateway() const;  // the subnet's first address (the bridge)
   int prefix_length() const;    // 24 for "10.77.0.0/24"
+  // The subnet as numbers; std::logic_error if it is not a CIDR (a parsed topology's is).
+  ipv4::Cidr subnet_cidr() const;
 };
 
 class TopologyError : public std::runtime_error {
@@ -110,10 +116,14 @@ class TopologyError : public std::runtime_error {
   std::string key_;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Parsing (parse.cpp; parser.hpp lists the parser's files).
+
 // The seed's site: lb-01 (HAProxy, round robin), web-01 (Nginx + webstack-app + MariaDB
 // primary), web-02 (Nginx + webstack-app + MariaDB replica), and a client host.
 Topology default_topology();
-// The text of the default topology, a valid topology file (`webstack init` prints it).
+// The text of the default topology, a valid topology file (`webstack init` prints it):
+// src/topology/default.toml, compiled in (cmake/embed_text.cmake).
 std::string_view default_topology_text();
 
 Topology load_topology_file(const std::string& path);
