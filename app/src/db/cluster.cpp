@@ -13,7 +13,7 @@
 #include <exception>
 #include <functional>
 
-#include "core/gtid.hpp"
+#include "common/gtid.hpp"
 #include "core/log.hpp"
 #include "db/connection.hpp"
 #include "db/routing.hpp"

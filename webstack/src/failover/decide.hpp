@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/gtid.hpp"
+#include "common/gtid.hpp"
 
 namespace webstack::failover {
 
@@ -79,7 +79,7 @@ struct Decision {
   std::string reason;  // the evidence, for the log
 };
 
-// GTID position `have` ("0-1-17,...") includes `want` (core/gtid.hpp, shared with the app).
+// GTID position `have` ("0-1-17,...") includes `want` (common/gtid.hpp, shared with the app).
 using webstack::gtid_covers;
 
 class Decider {

@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "common/ipv4.hpp"
 #include "common/process.hpp"
 
 namespace webstack::lab {
@@ -168,53 +170,24 @@ std::set<std::string> list_namespaces() {
 // ---------------------------------------------------------------------------------------------
 // IPv4.
 
-struct Net {
-  std::uint32_t base = 0;
-  int prefix = 32;
-  std::uint32_t mask() const { return prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix); }
-  bool contains(std::uint32_t a) const { return (a & mask()) == (base & mask()); }
-};
-
-bool parse_ipv4(std::string_view s, std::uint32_t& out) {
-  in_addr a{};
-  if (::inet_pton(AF_INET, std::string(s).c_str(), &a) != 1) {
-    return false;
+// "a.b.c.d/n" or "a.b.c.d" (a /32), as `ip` prints them.
+std::optional<ipv4::Cidr> parse_net(std::string_view s) {
+  if (s.find('/') == std::string_view::npos) {
+    const auto a = ipv4::parse_address(s);
+    return a ? std::optional(ipv4::Cidr{*a, 32}) : std::nullopt;
   }
-  out = ntohl(a.s_addr);
-  return true;
-}
-
-// "a.b.c.d/n" or "a.b.c.d" (a /32).
-bool parse_cidr(std::string_view s, Net& out) {
-  const auto slash = s.find('/');
-  if (!parse_ipv4(s.substr(0, slash), out.base)) {
-    return false;
-  }
-  out.prefix = 32;
-  if (slash != std::string_view::npos) {
-    try {
-      out.prefix = std::stoi(std::string(s.substr(slash + 1)));
-    } catch (const std::exception&) {
-      return false;
-    }
-    if (out.prefix < 0 || out.prefix > 32) {
-      return false;
-    }
-  }
-  return true;
+  return ipv4::parse_cidr(s);
 }
 
 // A network (or address) inside the lab subnet: as specific as the subnet or more.
-bool inside(const Net& lab, const Net& n) {
-  return n.prefix >= lab.prefix && lab.contains(n.base);
+bool inside(const ipv4::Cidr& lab, const ipv4::Cidr& n) {
+  return n.prefix >= lab.prefix && lab.contains(n.network);
 }
 
-Net lab_net(const topo::Topology& t) {
-  Net n;
-  if (!parse_cidr(t.subnet, n)) {
-    throw std::invalid_argument("lab subnet is not an IPv4 CIDR: " + t.subnet);
-  }
-  return n;
+ipv4::Cidr lab_net(const topo::Topology& t) {
+  const auto n = ipv4::parse_cidr(t.subnet);
+  if (!n) throw std::invalid_argument("lab subnet is not an IPv4 CIDR: " + t.subnet);
+  return ipv4::Cidr{n->network & n->mask(), n->prefix};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -549,12 +522,11 @@ std::vector<std::string> in_host(const topo::Topology& t, std::string_view host,
 }
 
 std::string root_namespace_leaks(const topo::Topology& t) {
-  const Net lab = lab_net(t);
+  const ipv4::Cidr lab = lab_net(t);
   std::vector<std::string> found;
 
   for (const auto& a : parse_addrs(run_checked({"ip", "-o", "-4", "addr", "show"}))) {
-    Net n;
-    if (parse_cidr(a.cidr, n) && lab.contains(n.base)) {
+    if (const auto n = parse_net(a.cidr); n && lab.contains(n->network)) {
       found.push_back("address " + a.cidr + " on " + a.dev);
     }
   }
@@ -578,15 +550,13 @@ std::string root_namespace_leaks(const topo::Topology& t) {
       ++i;
     }
     bool leak = false;
-    Net dest;
-    if (i < tok.size() && tok[i] != "default" && parse_cidr(tok[i], dest) && inside(lab, dest)) {
-      leak = true;
+    if (i < tok.size() && tok[i] != "default") {
+      const auto dest = parse_net(tok[i]);
+      leak = dest && inside(lab, *dest);
     }
     for (std::size_t j = i; j + 1 < tok.size(); ++j) {
-      std::uint32_t a = 0;
-      if ((tok[j] == "via" || tok[j] == "src") && parse_ipv4(tok[j + 1], a) && lab.contains(a)) {
-        leak = true;
-      }
+      if (tok[j] != "via" && tok[j] != "src") continue;
+      if (const auto a = ipv4::parse_address(tok[j + 1]); a && lab.contains(*a)) leak = true;
     }
     if (leak) {
       found.push_back("route " + line);

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "topology/ipv4.hpp"
+#include "common/ipv4.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::topo::detail {

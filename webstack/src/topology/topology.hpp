@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "topology/ipv4.hpp"
+#include "common/ipv4.hpp"
 
 namespace webstack::topo {
 

@@ -1,7 +1,7 @@
-// GTID positions compared per domain by sequence number (core/gtid.hpp): what `webstack db
+// GTID positions compared per domain by sequence number (common/gtid.hpp): what `webstack db
 // promote` and the failover manager wait on, and what read-your-writes checks on a node
 // that is not a replica.
-#include "core/gtid.hpp"
+#include "common/gtid.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "core/gtid.hpp"
+#include "common/gtid.hpp"
 
 #include <algorithm>
 #include <map>

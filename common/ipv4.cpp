@@ -1,4 +1,4 @@
-#include "topology/ipv4.hpp"
+#include "common/ipv4.hpp"
 
 #include <fmt/format.h>
 

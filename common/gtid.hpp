@@ -1,6 +1,7 @@
 // GTID positions as MariaDB prints them ("0-1-17,1-2-5": domain-server-sequence, one per
 // domain), compared the way gtid_strict_mode allows: per domain, by sequence number. Shared
-// by the app (read-your-writes on a node that is not a replica) and the failover manager.
+// by the app (read-your-writes on a node that is not a replica), the failover manager and
+// the lab (common/).
 #pragma once
 
 #include <string>
