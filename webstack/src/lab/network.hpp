@@ -7,7 +7,7 @@
 // address, route or interface: veth pairs are created there under temporary names
 // ("wsv" + a hash of the lab name + the host's index + 'a' | 'b') and moved out at once.
 //
-// Every command is `ip` run without a shell (lab/process.hpp).
+// Every command is `ip` run without a shell (common/process.hpp).
 #pragma once
 
 #include <cstddef>
