@@ -19,6 +19,7 @@
 #   - the deploy label (mostly waiting on Ansible, SSH and an alert's `for: 1m`) runs
 #     while the asan build compiles and the unit and integration labels run; the system
 #     labels (fault tests under load) run alone.
+# Before the builds, every source file is checked against clang-format.
 # Prints the time of each step at the end, and one closing line for every test run.
 # Usage: scripts/test.sh                 everything, as above
 #        scripts/test.sh [ctest args...] ctest with these args under both presets, in turn
@@ -122,6 +123,11 @@ if [ "$(id -u)" -eq 0 ]; then
   setsid deploy/machines/machines.sh rootfs "$cache" >"$cache/rootfs-background.log" 2>&1 &
   rootfs_pid=$!
 fi
+
+# Every source file as clang-format (.clang-format) would write it: seconds.
+echo "== clang-format"
+timed "clang-format (every .cpp and .hpp)" bash -c "find app common tests webstack \
+  \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 clang-format --dry-run --Werror" || true
 
 echo "== release: build"
 release_built=1 asan_built=1

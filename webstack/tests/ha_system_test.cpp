@@ -1659,8 +1659,8 @@ TEST(ActiveActiveTest, BothBalancersCarryTrafficAndEachCoversTheOther) {
 
   // Requests each balancer's HAProxy has taken so far (show info: CumReq).
   const auto served = [&](const std::string& lb) {
-    const auto info =
-        webstack::tools::haproxy_command(lab.state() + "/run/" + lb + "/haproxy.sock", "show info\n");
+    const auto info = webstack::tools::haproxy_command(lab.state() + "/run/" + lb + "/haproxy.sock",
+                                                       "show info\n");
     const auto at = info.find("\nCumReq: ");
     return at == std::string::npos ? -1L : std::stol(info.substr(at + 9));
   };

@@ -23,8 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::test::TestLab;
 using ::webstack::ProcessResult;
+using webstack::test::TestLab;
 
 const std::vector<std::string> kMachines = {"lb-01", "lb-02", "web-01", "web-02", "mon-01"};
 

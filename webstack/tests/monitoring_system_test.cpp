@@ -28,11 +28,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using ::webstack::ProcessResult;
 using webstack::it::HttpClient;
 using webstack::test::in_namespace;
 using webstack::test::TestLab;
 using webstack::test::wait_for;
-using ::webstack::ProcessResult;
 namespace json = boost::json;
 
 class MonitoringTest : public webstack::test::SharedLabTest {
@@ -232,10 +232,10 @@ TEST_F(MonitoringTest, EveryScrapeTargetIsUp) {
       << "probe_success " << scalar(R"(probe_success{job="site"})") << ", probe_http_ssl "
       << scalar(R"(probe_http_ssl{job="site"})");
   // Alertmanager answers through the edge too.
-  const auto am = ::webstack::run(
-      {"curl", "-sS", "--fail", "--max-time", "5",
-       fmt::format("http://127.0.0.1:{}/-/ready", lab_->alertmanager_port())},
-      10s);
+  const auto am =
+      ::webstack::run({"curl", "-sS", "--fail", "--max-time", "5",
+                       fmt::format("http://127.0.0.1:{}/-/ready", lab_->alertmanager_port())},
+                      10s);
   EXPECT_EQ(am.exit_code, 0) << am.err;
 }
 

@@ -26,10 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::test::read_file;
-using webstack::test::TestLab;
 using ::webstack::ProcessResult;
 using ::webstack::run;
+using webstack::test::read_file;
+using webstack::test::TestLab;
 
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();

@@ -40,12 +40,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using ::webstack::ProcessResult;
 using webstack::it::HttpClient;
 using webstack::test::in_namespace;
 using webstack::test::read_file;
 using webstack::test::TestLab;
 using webstack::test::wait_for;
-using ::webstack::ProcessResult;
 
 class RunningSiteTest : public webstack::test::SharedLabTest {
  protected:
@@ -295,11 +295,11 @@ TEST_F(RunningSiteTest, EveryServiceRunsAsTheUserItsPackageExpects) {
 
   // MariaDB's root is the machine's root only (unix_socket authentication): another local
   // user reaching the socket is refused.
-  const auto as_nobody = ::webstack::run(
-      {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "mariadb",
-       "--defaults-file=" + lab_->state() + "/hosts/web-01/mariadb/my.cnf", "--user=root",
-       "--protocol=SOCKET", "-e", "SELECT 1"},
-      30s);
+  const auto as_nobody =
+      ::webstack::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "mariadb",
+                       "--defaults-file=" + lab_->state() + "/hosts/web-01/mariadb/my.cnf",
+                       "--user=root", "--protocol=SOCKET", "-e", "SELECT 1"},
+                      30s);
   EXPECT_NE(as_nobody.exit_code, 0) << as_nobody.out;
   EXPECT_NE(as_nobody.err.find("Access denied"), std::string::npos) << as_nobody.err;
   EXPECT_EQ(lab_->sql("web-01", "SELECT 1"), "1\n");

@@ -32,11 +32,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using webstack::test::processes_naming;
-using webstack::test::TestLab;
 using ::webstack::port_free;
 using ::webstack::ProcessResult;
 using ::webstack::run;
+using webstack::test::processes_naming;
+using webstack::test::TestLab;
 
 class SiteSystemTest : public ::testing::Test {
  protected:

@@ -277,7 +277,7 @@ TestLab::~TestLab() {
 }
 
 ::webstack::ProcessResult TestLab::cli(std::vector<std::string> args,
-                                     std::chrono::milliseconds timeout) const {
+                                       std::chrono::milliseconds timeout) const {
   std::vector<std::string> argv = {cli_path(), args.front(), "-f", topology_};
   if (args.front() != "exec") argv.insert(argv.end(), {"--state-dir", state_});
   argv.insert(argv.end(), args.begin() + 1, args.end());
@@ -304,7 +304,7 @@ std::string TestLab::client_curl(const std::vector<std::string>& curl_args) cons
 
 namespace {
 ::webstack::ProcessResult root_sql(const std::string& state, const std::string& host,
-                                 const std::string& statement) {
+                                   const std::string& statement) {
   return ::webstack::run(
       {"mariadb", "--defaults-file=" + state + "/hosts/" + host + "/mariadb/my.cnf", "--user=root",
        "--protocol=SOCKET", "--batch", "--skip-column-names", "-e", statement},

@@ -44,7 +44,7 @@ class TestLab {
 
   // Runs `webstack <args[0]> -f <topology> [--state-dir <state>] <args[1..]>`.
   ::webstack::ProcessResult cli(std::vector<std::string> args,
-                              std::chrono::milliseconds timeout) const;
+                                std::chrono::milliseconds timeout) const;
   // curl -s --max-time 5 <curl_args> from the client host, the site's name resolved to
   // lb-01 and the lab CA trusted; returns stdout (expects exit 0).
   std::string client_curl(const std::vector<std::string>& curl_args) const;
