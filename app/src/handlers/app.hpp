@@ -20,6 +20,7 @@
 
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "core/route.hpp"
 
 namespace webstack::db {
 class Cluster;
