@@ -49,6 +49,14 @@ MessageError validate_message(std::string_view author, std::string_view text_val
   return check("text", text_value, kMaxText, true);
 }
 
+asio::awaitable<Response> App::messages_json(const Request& req, std::string_view query) {
+  return messages_list(req, query, false);
+}
+
+asio::awaitable<Response> App::guestbook(const Request& req, std::string_view query) {
+  return messages_list(req, query, true);
+}
+
 asio::awaitable<Response> App::messages_list(const Request& req, std::string_view query,
                                              bool html) {
   int limit = 20;
@@ -127,7 +135,7 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
   co_return r;
 }
 
-asio::awaitable<Response> App::messages_post(const Request& req) {
+asio::awaitable<Response> App::messages_post(const Request& req, std::string_view) {
   std::string author, body_text, key;
   if (req.idempotency_key) {
     auto parsed = idempotency::parse_header(*req.idempotency_key);
