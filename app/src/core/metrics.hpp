@@ -12,27 +12,9 @@
 #include <string_view>
 #include <vector>
 
-namespace webstack {
+#include "core/route.hpp"
 
-// Every route the app answers; metrics are labelled by these names.
-enum class Route : std::uint8_t {
-  Plaintext,
-  Json,
-  Db,
-  Queries,
-  Fortunes,
-  Updates,
-  MessagesList,
-  MessagesPost,
-  Guestbook,
-  Healthz,
-  Readyz,
-  Metrics,
-  Info,
-  NotFound,  // anything unrouted, and requests refused before routing (400, 408, 413, 431)
-  Count
-};
-std::string_view route_name(Route r);
+namespace webstack {
 
 // Where a read was served from: the replica, the primary by choice (read-your-writes
 // wait failed, no replica configured), or the primary because no replica was healthy.

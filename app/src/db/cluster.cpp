@@ -8,14 +8,13 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <atomic>
-#include <deque>
 #include <exception>
 #include <functional>
 
 #include "common/gtid.hpp"
 #include "core/log.hpp"
-#include "db/connection.hpp"
+#include "db/pool.hpp"
+#include "db/prober.hpp"
 #include "db/routing.hpp"
 
 namespace webstack::db {
@@ -26,342 +25,16 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Waiters beyond this are refused at once: the queue stays bounded under overload.
-constexpr std::size_t kMaxWaiters = 4096;
-// Pokes (after connection errors) re-probe at once, but no more often than this.
-constexpr auto kMinProbeGap = std::chrono::milliseconds(100);
 // A write waiting for a writable node looks again this often (the probers are poked).
 constexpr auto kWriterPoll = std::chrono::milliseconds(20);
 
-// Every prober of every thread meets the same account problem: one warning per process.
-std::atomic<bool> probe_login_refused_logged{false};
-std::atomic<bool> slave_monitor_denied_logged{false};
-
-// The prober's login: `user`/`password`, and no schema (the probe account has none, and the
-// prober reads no table).
-DatabaseConfig probe_login(const DatabaseConfig& cfg, const std::string& user,
-                           const std::string& password) {
-  DatabaseConfig login = cfg;
-  login.user = user;
-  login.password = password;
-  login.database.clear();
-  return login;
-}
-
 }  // namespace
 
-// ---------------------------------------------------------------------------------------
-// Pool: the connections of one I/O thread to one node. Single-threaded, no locks.
-
-class Pool : public std::enable_shared_from_this<Pool> {
- public:
-  Pool(asio::io_context& io, std::shared_ptr<const DatabaseConfig> cfg, std::size_t index,
-       MetricsShard& metrics, std::function<void()> on_trouble)
-      : io_(io),
-        cfg_(std::move(cfg)),
-        node_(cfg_->nodes[index]),
-        name_(node_.name()),
-        index_(index),
-        metrics_(metrics),
-        on_trouble_(std::move(on_trouble)) {
-    idle_.reserve(cfg_->pool_size);  // release() must not allocate
-    reading_.reserve(cfg_->pool_size);
-  }
-
-  const std::string& name() const { return name_; }
-
-  // `read`: the lease serves a read, which abandon_reads() may cut short.
-  asio::awaitable<Lease> lease(ReadPath path, bool read) {
-    auto self = shared_from_this();
-    Lease lease;
-    lease.pool_ = self;
-    lease.path_ = path;
-    const auto epoch = abandoned_epoch_;
-    lease.conn_.reset((co_await acquire()).release());
-    if (read) {
-      reading_.push_back(lease.conn_.get());
-      if (abandoned_epoch_ != epoch) {
-        // The node was found unreachable while this read waited for a connection (one
-        // handed over by release(), or just opened): it would wait there in vain too.
-        lease.conn_->abandon();
-      }
-    }
-    co_return lease;
-  }
-
-  // The node is unreachable: reads on loan stop waiting for it (ConnectionLost, so
-  // Cluster::read runs them again elsewhere). Writes run on: whether one ran is unknown
-  // either way, and the query timeout ends it. Returns how many reads were cut short.
-  std::size_t abandon_reads() {
-    ++abandoned_epoch_;
-    for (Connection* conn : reading_) {
-      conn->abandon();
-    }
-    return reading_.size();
-  }
-
-  // Back from a Lease. A broken connection is closed (its slot freed for a waiter) and the
-  // prober is poked; a healthy one goes to the first waiter, else to the idle stack.
-  void release(std::unique_ptr<Connection> conn) noexcept {
-    std::erase(reading_, conn.get());
-    const bool lost = conn->broken();
-    if (lost || conn->saw_read_only()) {
-      on_trouble_();
-    }
-    if (lost || stopped_) {
-      conn.reset();
-      --open_;
-      --in_use_;
-      publish();
-      if (!stopped_) {
-        give_slot();
-      }
-      return;
-    }
-    if (!waiters_.empty()) {
-      Waiter* w = waiters_.front();
-      waiters_.pop_front();
-      w->conn = std::move(conn);  // stays in use
-      error_code ec;
-      w->timer.cancel(ec);
-      return;
-    }
-    --in_use_;
-    idle_.push_back(std::move(conn));
-    publish();
-  }
-
-  // The node went away: its idle connections are dead or about to be.
-  void close_idle() {
-    open_ -= static_cast<unsigned>(idle_.size());
-    idle_.clear();
-    publish();
-  }
-
-  void stop() {
-    stopped_ = true;
-    close_idle();
-    while (!waiters_.empty()) {
-      Waiter* w = waiters_.front();
-      waiters_.pop_front();
-      error_code ec;
-      w->timer.cancel(ec);
-    }
-  }
-
- private:
-  struct Waiter {
-    asio::steady_timer timer;
-    std::unique_ptr<Connection> conn;  // handed over by release()
-    bool slot = false;                 // a connection closed: room to open one
-  };
-  // Leaves the queue however the wait ends (also when the coroutine is destroyed).
-  struct WaiterGuard {
-    Pool& pool;
-    Waiter& w;
-    ~WaiterGuard() {
-      auto it = std::find(pool.waiters_.begin(), pool.waiters_.end(), &w);
-      if (it != pool.waiters_.end()) {
-        pool.waiters_.erase(it);
-      }
-      if (w.conn) {
-        pool.release(std::move(w.conn));
-      }
-    }
-  };
-
-  asio::awaitable<std::unique_ptr<Connection>> acquire() {
-    const auto deadline = Clock::now() + cfg_->pool_wait;
-    bool counted = false;
-    for (;;) {
-      if (stopped_) {
-        throw Unavailable("db: shutting down");
-      }
-      while (!idle_.empty()) {
-        std::unique_ptr<Connection> conn = std::move(idle_.back());
-        idle_.pop_back();
-        if (conn->idle_alive()) {
-          ++in_use_;
-          publish();
-          co_return conn;
-        }
-        // Died while idle (KILL, server restart, wait_timeout): replace it.
-        conn.reset();
-        --open_;
-        publish();
-        on_trouble_();
-      }
-      if (open_ < cfg_->pool_size) {
-        ++open_;
-        ++in_use_;
-        publish();
-        auto conn = std::make_unique<Connection>(io_, cfg_->query_timeout);
-        std::exception_ptr error;
-        try {
-          co_await conn->connect(node_, *cfg_);
-        } catch (...) {
-          error = std::current_exception();
-        }
-        if (!error) {
-          co_return conn;
-        }
-        conn.reset();
-        --open_;
-        --in_use_;
-        publish();
-        give_slot();
-        std::rethrow_exception(error);
-      }
-      if (waiters_.size() >= kMaxWaiters) {
-        metrics_.pool_wait_timeout(index_);
-        throw Unavailable(fmt::format("db: pool for {} overloaded", name_));
-      }
-      if (!counted) {
-        metrics_.pool_wait(index_);
-        counted = true;
-      }
-      Waiter w{asio::steady_timer(io_, deadline), nullptr, false};
-      waiters_.push_back(&w);
-      WaiterGuard guard{*this, w};
-      error_code ec;
-      co_await w.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (w.conn) {
-        co_return std::move(w.conn);
-      }
-      if (w.slot) {
-        continue;
-      }
-      if (stopped_) {
-        throw Unavailable("db: shutting down");
-      }
-      if (Clock::now() >= deadline) {
-        metrics_.pool_wait_timeout(index_);
-        throw Unavailable(fmt::format("db: no free connection to {} within {} ms", name_,
-                                      cfg_->pool_wait.count()));
-      }
-    }
-  }
-
-  void give_slot() {
-    if (waiters_.empty()) {
-      return;
-    }
-    Waiter* w = waiters_.front();
-    waiters_.pop_front();
-    w->slot = true;
-    error_code ec;
-    w->timer.cancel(ec);
-  }
-
-  void publish() {
-    metrics_.pool_in_use(index_, in_use_);
-    metrics_.pool_open(index_, open_);
-  }
-
-  asio::io_context& io_;
-  std::shared_ptr<const DatabaseConfig> cfg_;
-  DbNode node_;
-  std::string name_;
-  std::size_t index_;
-  MetricsShard& metrics_;
-  std::function<void()> on_trouble_;
-  std::vector<std::unique_ptr<Connection>> idle_;  // LIFO: the warmest first
-  std::vector<Connection*> reading_;               // on loan to reads (not owned)
-  std::uint64_t abandoned_epoch_ = 0;              // abandon_reads() calls so far
-  std::deque<Waiter*> waiters_;                    // FIFO
-  unsigned open_ = 0;                              // idle + in use + connecting
-  unsigned in_use_ = 0;
-  bool stopped_ = false;
-};
-
-// ---------------------------------------------------------------------------------------
-// Lease
-
-void Lease::ConnectionDeleter::operator()(Connection* conn) const noexcept {
-  delete conn;
-}
-
-Lease::Lease(Lease&& other) noexcept
-    : pool_(std::move(other.pool_)), conn_(std::move(other.conn_)), path_(other.path_) {}
-
-Lease& Lease::operator=(Lease&& other) noexcept {
-  if (this != &other) {
-    if (conn_) {
-      pool_->release(std::unique_ptr<Connection>(conn_.release()));
-    }
-    pool_ = std::move(other.pool_);
-    conn_ = std::move(other.conn_);
-    path_ = other.path_;
-  }
-  return *this;
-}
-
-Lease::~Lease() {
-  if (conn_) {
-    pool_->release(std::unique_ptr<Connection>(conn_.release()));
-  }
-}
-
-asio::awaitable<Result> Lease::execute(std::string_view sql, Params params) {
-  if (!conn_) {
-    throw std::logic_error("db: execute on an empty lease");
-  }
-  co_return co_await conn_->execute(sql, params.span());
-}
-
-asio::awaitable<Result> Lease::execute_span(std::string_view sql, std::span<const Param> params) {
-  if (!conn_) {
-    throw std::logic_error("db: execute on an empty lease");
-  }
-  co_return co_await conn_->execute(sql, params);
-}
-
-asio::awaitable<Result> Lease::query(std::string_view sql) {
-  if (!conn_) {
-    throw std::logic_error("db: query on an empty lease");
-  }
-  co_return co_await conn_->query(sql);
-}
-
-asio::awaitable<std::vector<Result>> Lease::query_multi(std::string_view sql) {
-  if (!conn_) {
-    throw std::logic_error("db: query on an empty lease");
-  }
-  co_return co_await conn_->query_multi(sql);
-}
-
-void Lease::discard() {
-  if (conn_) {
-    conn_->discard();
-  }
-}
-
-const std::string& Lease::node_name() const {
-  static const std::string none;
-  return pool_ ? pool_->name() : none;
-}
-
-// ---------------------------------------------------------------------------------------
-// Cluster
-
 struct Cluster::Impl : std::enable_shared_from_this<Impl> {
-  struct Prober {
-    explicit Prober(asio::io_context& io) : wake(io) {}
-    std::unique_ptr<Connection> conn;       // dedicated, not from the pool
-    const DatabaseConfig* login = nullptr;  // the account `conn` logged in as
-    asio::steady_timer wake;
-    bool probing = false;
-    bool poked = false;
-    bool monitor_denied = false;  // the last probe's SHOW SLAVE STATUS was refused
-  };
-
   Impl(asio::io_context& io_ctx, const DatabaseConfig& config, MetricsShard& shard)
       : io(io_ctx),
         cfg(std::make_shared<const DatabaseConfig>(config)),
-        probe_account(probe_login(config, config.probe_user, config.probe_password)),
-        app_account(probe_login(config, config.user, config.password)),
         metrics(shard),
-        probe_timeout(std::min(config.connect_timeout, config.query_timeout)),
         gtid_wait_sql(fmt::format("SELECT MASTER_GTID_WAIT(?, {}.{:03})",
                                   config.gtid_wait.count() / 1000,
                                   config.gtid_wait.count() % 1000)) {}
@@ -378,7 +51,7 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
           self->poke();
         }
       }));
-      probers.push_back(std::make_unique<Prober>(io));
+      probers.push_back(std::make_unique<Prober>(io, *cfg, i));
       metrics.replica_lag(i, -1);
     }
   }
@@ -389,11 +62,7 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     for (auto& p : probers) {
-      p->poked = true;
-      error_code ec;
-      if (!p->probing) {
-        p->wake.cancel(ec);
-      }
+      p->poke();
     }
   }
 
@@ -411,177 +80,19 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
     poke();
   }
 
+  // Probes node `i` until stop(), installing each result.
   asio::awaitable<void> probe_loop(std::shared_ptr<Impl> self, std::size_t i) {
     (void)self;  // keeps Impl alive while this loop runs
     Prober& p = *probers[i];
     while (!stopped) {
-      const auto started_at = Clock::now();
-      p.poked = false;
-      p.probing = true;
-      co_await probe(i);
-      p.probing = false;
+      NodeStatus next = co_await p.probe(nodes[i]);
       if (stopped) {
         break;
       }
-      error_code ec;
-      p.wake.expires_at(started_at + (p.poked ? kMinProbeGap : cfg->probe_interval));
-      co_await p.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      while (!stopped && Clock::now() < started_at + kMinProbeGap) {  // poked: keep a gap
-        p.wake.expires_at(started_at + kMinProbeGap);
-        co_await p.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      }
-    }
-    p.conn.reset();
-  }
-
-  asio::awaitable<void> probe(std::size_t i) {
-    Prober& p = *probers[i];
-    NodeStatus next = nodes[i];
-    next.checked_at = std::chrono::system_clock::now();
-    for (int attempt = 0; attempt < 2 && !stopped; ++attempt) {
-      const bool reused = p.conn && !p.conn->broken();
-      bool answered = false;
-      bool retry = false;
-      try {
-        if (!reused) {
-          co_await connect_prober(i);
-        }
-        co_await probe_once(p, next, answered);
-      } catch (const std::exception& e) {
-        next.last_error = e.what();
-        next.replicating = false;
-        next.lag_ms.reset();
-        const bool lost = p.conn->broken();
-        if (lost || !answered) {  // else: reachable, but SHOW SLAVE STATUS failed
-          next.reachable = false;
-          next.writable = false;
-        }
-        // A long-lived probe connection may have been killed or timed out server-side:
-        // one fresh connection decides, rather than flapping the node.
-        retry = lost && reused;
-      }
-      if (!retry) {
-        break;
-      }
-    }
-    if (!stopped) {
       apply(i, std::move(next));
+      co_await p.wait();
     }
-  }
-
-  // Opens prober i's connection as the probe account; as the app's account when no probe
-  // password is configured, or when the probe account's login is refused (a monitoring
-  // account must not take the site down: the app only loses replica status, if its own
-  // account lacks SLAVE MONITOR).
-  asio::awaitable<void> connect_prober(std::size_t i) {
-    Prober& p = *probers[i];
-    if (!cfg->probe_password.empty()) {
-      p.conn = std::make_unique<Connection>(io, probe_timeout);
-      p.login = &probe_account;
-      std::string refused;
-      try {
-        co_await p.conn->connect(cfg->nodes[i], probe_account);
-        co_return;
-      } catch (const ConnectionLost&) {
-        throw;  // the node, not the account
-      } catch (const Unavailable& e) {
-        if (stopped) {
-          throw;  // cancelled
-        }
-        refused = e.what();  // credentials, account locked, connection limits
-      }
-      if (!probe_login_refused_logged.exchange(true, std::memory_order_relaxed)) {
-        log::warn(
-            "db probe account refused, probing as db.user instead",
-            {{"probe_user", probe_account.user}, {"user", app_account.user}, {"error", refused}});
-      }
-    }
-    p.conn = std::make_unique<Connection>(io, probe_timeout);
-    p.login = &app_account;
-    co_await p.conn->connect(cfg->nodes[i], app_account);
-  }
-
-  asio::awaitable<void> probe_once(Prober& p, NodeStatus& next, bool& answered) {
-    Connection& conn = *p.conn;
-    p.monitor_denied = false;
-    const Result ro = co_await conn.query("SELECT @@read_only");
-    const auto* flag =
-        ro.rows.empty() || ro.rows[0].empty() ? nullptr : std::get_if<std::int64_t>(&ro.rows[0][0]);
-    if (flag == nullptr) {
-      throw QueryError("db: unexpected answer to SELECT @@read_only");
-    }
-    answered = true;
-    next.reachable = true;
-    next.writable = *flag == 0;
-    next.replicating = false;
-    next.lag_ms.reset();
-    next.last_error.clear();
-
-    std::vector<std::string> columns;
-    Result ss;
-    try {
-      ss = co_await conn.query("SHOW SLAVE STATUS", &columns);
-    } catch (const QueryError& e) {
-      if (e.code() != 1227 /* ER_SPECIFIC_ACCESS_DENIED_ERROR */) {
-        throw;
-      }
-      p.monitor_denied = true;
-      note_monitor_denied(p, next, e.what());
-      co_return;
-    }
-    if (ss.rows.empty()) {
-      co_return;  // not a replica
-    }
-    const Row& row = ss.rows[0];
-    auto text = [&](std::string_view column) -> std::string {
-      for (std::size_t c = 0; c < columns.size() && c < row.size(); ++c) {
-        if (columns[c] != column) {
-          continue;
-        }
-        if (const auto* s = std::get_if<std::string>(&row[c])) {
-          return *s;
-        }
-        if (const auto* v = std::get_if<std::int64_t>(&row[c])) {
-          return std::to_string(*v);
-        }
-      }
-      return {};
-    };
-    next.replicating = text("Slave_IO_Running") == "Yes" && text("Slave_SQL_Running") == "Yes";
-    const std::string lag = text("Seconds_Behind_Master");  // NULL when the SQL thread is stopped
-    if (!lag.empty() && lag.size() < 12 &&
-        std::all_of(lag.begin(), lag.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      next.lag_ms = std::stoll(lag) * 1000;
-    }
-    if (!next.replicating) {
-      std::string why = text("Last_SQL_Error");
-      if (why.empty()) {
-        why = text("Last_IO_Error");
-      }
-      next.last_error = why.empty() ? "replication threads not running" : why;
-    }
-  }
-
-  // The account lacks SLAVE MONITOR. A writable node is still the primary; a read-only one
-  // might be a replica, but whether it replicates and how far behind is unknown, so it is
-  // not read from (reads go to the primary; with none, to any reachable node).
-  void note_monitor_denied(const Prober& p, NodeStatus& next, const char* error) {
-    if (next.writable) {
-      return;
-    }
-    next.last_error = fmt::format(
-        "SHOW SLAVE STATUS refused to {}: replication state unknown, not read from as a replica",
-        p.login->user);
-    if (!slave_monitor_denied_logged.exchange(true, std::memory_order_relaxed)) {
-      const char* fix = "GRANT SLAVE MONITOR ON *.* TO db.probe_user";
-      if (p.login == &app_account) {
-        fix = cfg->probe_password.empty()
-                  ? "set db.probe_password (the webstack_probe account of sql/users.sql.in)"
-                  : "make db.probe_user's login work (see the warning before)";
-      }
-      log::warn("db probe cannot see replication: replicas are not read from",
-                {{"user", p.login->user}, {"error", error}, {"fix", fix}});
-    }
+    p.close();
   }
 
   // Installs a probe result; logs what changed.
@@ -625,7 +136,7 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
     // warned about once, in note_monitor_denied()).
     if (next.reachable && !next.writable && !next.replicating && !cur.replicating &&
         !next.last_error.empty() && next.last_error != cur.last_error &&
-        !probers[i]->monitor_denied) {
+        !probers[i]->monitor_denied()) {
       log::warn("db node not usable as replica", {{"node", name}, {"error", next.last_error}});
     }
     cur = std::move(next);
@@ -639,12 +150,66 @@ struct Cluster::Impl : std::enable_shared_from_this<Impl> {
     split_brain_logged = writers > 1;
   }
 
+  // Read-your-writes on a replica: waits there for the client's last write (gtid_wait);
+  // if it does not arrive, the read goes to the primary instead.
+  asio::awaitable<void> replica_or_primary(Lease& lease, std::string_view ryw_gtid) {
+    bool caught_up = false;
+    try {
+      const Result r = co_await lease.execute(gtid_wait_sql, {ryw_gtid});
+      const auto* v =
+          r.rows.empty() || r.rows[0].empty() ? nullptr : std::get_if<std::int64_t>(&r.rows[0][0]);
+      caught_up = v != nullptr && *v == 0;  // -1: timed out, NULL: not a replica
+    } catch (const std::exception& e) {
+      log::debug("db gtid wait failed", {{"node", lease.node_name()}, {"error", e.what()}});
+    }
+    metrics.read_your_writes(caught_up ? RywOutcome::CaughtUp : RywOutcome::Behind);
+    if (caught_up) {
+      co_return;
+    }
+    lease = Lease{};  // back to its pool, or closed if it broke
+    const auto writer = choose_writer(nodes);
+    if (!writer) {
+      throw Unavailable("db: replica behind and no primary for read-your-writes");
+    }
+    std::string lost;
+    try {
+      lease = co_await pools[*writer]->lease(ReadPath::Primary, true);
+    } catch (const ConnectionLost& e) {
+      lost = e.what();
+    }
+    if (!lease) {
+      mark_lost(*writer, lost);
+      throw ConnectionLost(lost);
+    }
+  }
+
+  // No single writer (a failover under way): the node read from, whichever answered,
+  // may lack the client's last write (a replica behind, or one the old primary never
+  // reached). Its position must hold it, or the read is refused (503), never stale.
+  asio::awaitable<void> check_position(Lease& lease, std::string_view ryw_gtid) {
+    std::string have, failed;
+    try {
+      const Result r = co_await lease.query("SELECT @@GLOBAL.gtid_current_pos");
+      if (!r.rows.empty() && !r.rows[0].empty()) {
+        if (const auto* s = std::get_if<std::string>(&r.rows[0][0])) have = *s;
+      }
+    } catch (const std::exception& e) {
+      failed = e.what();
+      log::warn("db gtid position failed", {{"node", lease.node_name()}, {"error", failed}});
+    }
+    const bool holds = failed.empty() && gtid_covers(have, std::string(ryw_gtid));
+    metrics.read_your_writes(holds ? RywOutcome::CaughtUp : RywOutcome::Behind);
+    if (!holds) {
+      throw Unavailable(failed.empty() ? "db: no primary, and " + lease.node_name() +
+                                             " lacks the client's last write (read-your-writes)"
+                                       : "db: no primary, and the position of " +
+                                             lease.node_name() + " could not be read");
+    }
+  }
+
   asio::io_context& io;
   std::shared_ptr<const DatabaseConfig> cfg;
-  const DatabaseConfig probe_account;  // db.probe_user, no schema
-  const DatabaseConfig app_account;    // db.user, no schema: the prober's fallback
   MetricsShard& metrics;
-  std::chrono::milliseconds probe_timeout;
   std::string gtid_wait_sql;
   std::vector<NodeStatus> nodes;
   std::vector<std::shared_ptr<Pool>> pools;
@@ -724,11 +289,7 @@ void Cluster::stop() {
     p->timer.cancel(ec);
   }
   for (auto& p : impl_->probers) {
-    error_code ec;
-    p->wake.cancel(ec);
-    if (p->conn) {
-      p->conn->cancel();
-    }
+    p->stop();
   }
   for (auto& pool : impl_->pools) {
     pool->stop();
@@ -827,57 +388,12 @@ asio::awaitable<Lease> Cluster::acquire_read(std::string_view ryw_gtid) {
     }
 
     if (choice.path == ReadPath::Replica && ryw) {
-      bool caught_up = false;
-      try {
-        const Result r = co_await lease.execute(impl->gtid_wait_sql, {ryw_gtid});
-        const auto* v = r.rows.empty() || r.rows[0].empty()
-                            ? nullptr
-                            : std::get_if<std::int64_t>(&r.rows[0][0]);
-        caught_up = v != nullptr && *v == 0;  // -1: timed out, NULL: not a replica
-      } catch (const std::exception& e) {
-        log::debug("db gtid wait failed", {{"node", lease.node_name()}, {"error", e.what()}});
-      }
-      impl->metrics.read_your_writes(caught_up ? RywOutcome::CaughtUp : RywOutcome::Behind);
-      if (!caught_up) {
-        lease = Lease{};  // back to its pool, or closed if it broke
-        const auto writer = choose_writer(impl->nodes);
-        if (!writer) {
-          throw Unavailable("db: replica behind and no primary for read-your-writes");
-        }
-        try {
-          lease = co_await impl->pools[*writer]->lease(ReadPath::Primary, true);
-        } catch (const ConnectionLost& e) {
-          lost = e.what();
-        }
-        if (!lease) {
-          impl->mark_lost(*writer, lost);
-          throw ConnectionLost(lost);
-        }
-      }
+      co_await impl->replica_or_primary(lease, ryw_gtid);
     }
-    // No single writer (a failover under way): the node read from, whichever answered,
-    // may lack the client's last write (a replica behind, or one the old primary never
-    // reached). Its position must hold it, or the read is refused (503), never stale.
-    // (A read from the writer needs no check: it holds every acknowledged write.)
+    // No single writer: the node read from must hold the client's last write. (A read
+    // from the writer needs no check: it holds every acknowledged write.)
     if (ryw && choice.path == ReadPath::Fallback && choose_writer(impl->nodes) != node) {
-      std::string have, failed;
-      try {
-        const Result r = co_await lease.query("SELECT @@GLOBAL.gtid_current_pos");
-        if (!r.rows.empty() && !r.rows[0].empty()) {
-          if (const auto* s = std::get_if<std::string>(&r.rows[0][0])) have = *s;
-        }
-      } catch (const std::exception& e) {
-        failed = e.what();
-        log::warn("db gtid position failed", {{"node", lease.node_name()}, {"error", failed}});
-      }
-      const bool holds = failed.empty() && gtid_covers(have, std::string(ryw_gtid));
-      impl->metrics.read_your_writes(holds ? RywOutcome::CaughtUp : RywOutcome::Behind);
-      if (!holds) {
-        throw Unavailable(failed.empty() ? "db: no primary, and " + lease.node_name() +
-                                               " lacks the client's last write (read-your-writes)"
-                                         : "db: no primary, and the position of " +
-                                               lease.node_name() + " could not be read");
-      }
+      co_await impl->check_position(lease, ryw_gtid);
     }
     impl->metrics.read_path(lease.path());
     co_return lease;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "db/cluster.hpp"
+#include "db/statement.hpp"
 #include "net/deadline.hpp"
 
 namespace webstack::db {

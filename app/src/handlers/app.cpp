@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 
 #include <exception>
+#include <span>
+#include <string>
 
 #include "core/log.hpp"
 #include "db/cluster.hpp"
@@ -18,19 +20,59 @@ namespace json = boost::json;
 App::App(Shared& shared, db::Cluster& cluster, MetricsShard& metrics, unsigned seed)
     : shared_(shared), cluster_(cluster), metrics_(metrics), rng_(seed == 0 ? 1 : seed) {}
 
+namespace {
+
+// The methods an endpoint answers. kGet answers HEAD too (the server sends no body).
+constexpr unsigned kGet = 1;
+constexpr unsigned kPost = 2;
+
+bool accepts(unsigned methods, std::string_view method) {
+  return ((methods & kGet) != 0 && (method == "GET" || method == "HEAD")) ||
+         ((methods & kPost) != 0 && method == "POST");
+}
+
+std::string allow_header(unsigned methods) {
+  std::string out = (methods & kGet) != 0 ? "GET, HEAD" : "";
+  if ((methods & kPost) != 0) out += out.empty() ? "POST" : ", POST";
+  return out;
+}
+
+}  // namespace
+
+struct App::Endpoint {
+  std::string_view path;
+  unsigned methods;
+  Route route;
+  asio::awaitable<Response> (App::*handler)(const Request& req, std::string_view query);
+};
+
+// The router: every endpoint the app answers. A path answers the methods of its rows; any
+// other method gets 405 with an Allow header naming them, counted under the route of the
+// path's first row (route_for()); a path not here gets 404.
+std::span<const App::Endpoint> App::endpoints() {
+  static constexpr Endpoint kTable[] = {
+      {"/plaintext", kGet, Route::Plaintext, &App::plaintext},
+      {"/json", kGet, Route::Json, &App::json_message},
+      {"/db", kGet, Route::Db, &App::db_single},
+      {"/queries", kGet, Route::Queries, &App::db_queries},
+      {"/fortunes", kGet, Route::Fortunes, &App::fortunes},
+      {"/updates", kGet, Route::Updates, &App::updates},
+      {"/api/messages", kGet, Route::MessagesList, &App::messages_json},
+      {"/api/messages", kPost, Route::MessagesPost, &App::messages_post},
+      {"/", kGet, Route::Guestbook, &App::guestbook},
+      {"/guestbook", kGet, Route::Guestbook, &App::guestbook},
+      {"/healthz", kGet, Route::Healthz, &App::healthz},
+      {"/readyz", kGet, Route::Readyz, &App::readyz},
+      {"/metrics", kGet, Route::Metrics, &App::metrics_page},
+      {"/api/info", kGet, Route::Info, &App::info},
+  };
+  return kTable;
+}
+
 Route App::route_for(std::string_view path) {
-  if (path == "/plaintext") return Route::Plaintext;
-  if (path == "/json") return Route::Json;
-  if (path == "/db") return Route::Db;
-  if (path == "/queries") return Route::Queries;
-  if (path == "/fortunes") return Route::Fortunes;
-  if (path == "/updates") return Route::Updates;
-  if (path == "/api/messages") return Route::MessagesList;  // POST is told apart in dispatch
-  if (path == "/" || path == "/guestbook") return Route::Guestbook;
-  if (path == "/healthz") return Route::Healthz;
-  if (path == "/readyz") return Route::Readyz;
-  if (path == "/metrics") return Route::Metrics;
-  if (path == "/api/info") return Route::Info;
+  for (const Endpoint& e : endpoints()) {
+    if (e.path == path) return e.route;
+  }
   return Route::NotFound;
 }
 
@@ -40,10 +82,26 @@ asio::awaitable<Response> App::handle(const Request& req, Route& route) {
   std::string_view path = target.substr(0, qpos);
   std::string_view query =
       qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+  const Endpoint* endpoint = nullptr;
+  unsigned allowed = 0;  // the methods of the path's rows
   route = route_for(path);
-  if (route == Route::MessagesList && req.method == "POST") route = Route::MessagesPost;
+  for (const Endpoint& e : endpoints()) {
+    if (e.path != path) continue;
+    allowed |= e.methods;
+    if (accepts(e.methods, req.method)) {
+      endpoint = &e;
+      route = e.route;
+      break;
+    }
+  }
   try {
-    co_return co_await dispatch(req, route, query);
+    if (allowed == 0) co_return error_response(404, "not found");
+    if (endpoint == nullptr) {
+      Response r = error_response(405, "method not allowed");
+      r.headers.emplace_back("Allow", allow_header(allowed));
+      co_return r;
+    }
+    co_return co_await (this->*endpoint->handler)(req, query);
   } catch (const db::Unavailable& e) {
     co_return error_response(503, fmt::format("database unavailable: {}", e.what()));
   } catch (const db::QueryError& e) {
@@ -55,56 +113,23 @@ asio::awaitable<Response> App::handle(const Request& req, Route& route) {
   }
 }
 
-asio::awaitable<Response> App::dispatch(const Request& req, Route route, std::string_view query) {
-  const bool get = req.method == "GET" || req.method == "HEAD";
-  if (route == Route::NotFound) co_return error_response(404, "not found");
-  if (route == Route::MessagesPost) co_return co_await messages_post(req);
-  if (!get) {
-    Response r = error_response(405, "method not allowed");
-    r.headers.emplace_back("Allow", route == Route::MessagesList ? "GET, HEAD, POST" : "GET, HEAD");
-    co_return r;
-  }
-  switch (route) {
-    case Route::Plaintext: {
-      Response r;
-      r.body = "Hello, World!";
-      co_return r;
-    }
-    case Route::Json:
-      co_return json_response(200, json::object{{"message", "Hello, World!"}});
-    case Route::Db:
-      co_return co_await db_single();
-    case Route::Queries:
-      co_return co_await db_queries(query);
-    case Route::Fortunes:
-      co_return co_await fortunes();
-    case Route::Updates:
-      co_return co_await updates(query);
-    case Route::MessagesList:
-      co_return co_await messages_list(req, query, false);
-    case Route::Guestbook:
-      co_return co_await messages_list(req, query, true);
-    case Route::Healthz: {
-      Response r;
-      r.body = "ok\n";
-      co_return r;
-    }
-    case Route::Readyz:
-      co_return readyz();
-    case Route::Metrics: {
-      Response r;
-      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      r.body = shared_.metrics->render();
-      co_return r;
-    }
-    case Route::Info:
-      co_return info();
-    default:
-      co_return error_response(404, "not found");
-  }
+asio::awaitable<Response> App::plaintext(const Request&, std::string_view) {
+  Response r;
+  r.body = "Hello, World!";
+  co_return r;
 }
 
-Response App::readyz() const {
+asio::awaitable<Response> App::json_message(const Request&, std::string_view) {
+  co_return json_response(200, json::object{{"message", "Hello, World!"}});
+}
+
+asio::awaitable<Response> App::healthz(const Request&, std::string_view) {
+  Response r;
+  r.body = "ok\n";
+  co_return r;
+}
+
+asio::awaitable<Response> App::readyz(const Request&, std::string_view) {
   Response r;
   if (shared_.draining.load(std::memory_order_relaxed)) {
     r.status = 503;
@@ -115,10 +140,17 @@ Response App::readyz() const {
   } else {
     r.body = "ready\n";
   }
-  return r;
+  co_return r;
 }
 
-Response App::info() const {
+asio::awaitable<Response> App::metrics_page(const Request&, std::string_view) {
+  Response r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = shared_.metrics->render();
+  co_return r;
+}
+
+asio::awaitable<Response> App::info(const Request&, std::string_view) {
   json::array nodes;
   json::value primary = nullptr;
   for (const auto& n : cluster_.status()) {
@@ -133,7 +165,7 @@ Response App::info() const {
   }
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                                  shared_.started);
-  return json_response(
+  co_return json_response(
       200, json::object{{"host", shared_.served_by},
                         {"version", WEBSTACK_VERSION},
                         {"uptime_seconds", uptime.count()},

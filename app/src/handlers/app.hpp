@@ -1,9 +1,10 @@
 // The application: routes a parsed request to its endpoint and produces a response.
 // Transport-free (no Beast here): http/server.cpp parses the wire format into Request
 // and writes Response back. One App per I/O thread, used only from that thread.
-// Where each part is: the router, /readyz and /api/info in app.cpp; the TechEmpower
-// database tests in techempower.cpp; the guestbook in guestbook.cpp, its keyed posts in
-// keyed_post.cpp; what they share (JSON answers, result fields, headers) in reply.hpp.
+// Where each part is: the router (its table of endpoints), /plaintext, /json, /healthz,
+// /readyz, /metrics and /api/info in app.cpp; the TechEmpower database tests in
+// techempower.cpp; the guestbook in guestbook.cpp, its keyed posts in keyed_post.cpp;
+// what they share (JSON answers, result fields, headers) in reply.hpp.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +22,7 @@
 
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "core/route.hpp"
 
 namespace webstack::db {
 class Cluster;
@@ -69,23 +72,35 @@ class App {
   void start_housekeeping();
 
  private:
-  boost::asio::awaitable<Response> dispatch(const Request& req, Route route,
-                                            std::string_view query);
-  boost::asio::awaitable<Response> db_single();
-  boost::asio::awaitable<Response> db_queries(std::string_view query);
-  boost::asio::awaitable<Response> fortunes();
-  boost::asio::awaitable<Response> updates(std::string_view query);
+  // One row of the router's table (app.cpp): a path, the methods it answers, its route
+  // and its handler.
+  struct Endpoint;
+  static std::span<const Endpoint> endpoints();
+
+  // The endpoints, each called by the router with the request and its query string.
+  boost::asio::awaitable<Response> plaintext(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> json_message(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> db_single(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> db_queries(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> fortunes(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> updates(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> messages_json(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> guestbook(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> messages_post(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> healthz(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> readyz(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> metrics_page(const Request& req, std::string_view query);
+  boost::asio::awaitable<Response> info(const Request& req, std::string_view query);
+
+  // The messages as JSON (messages_json) or as the guestbook page (guestbook).
   boost::asio::awaitable<Response> messages_list(const Request& req, std::string_view query,
                                                  bool html);
-  boost::asio::awaitable<Response> messages_post(const Request& req);
   // The post's write under an idempotency key (docs/high-availability.md, "Exactly-once
   // writes"): stored with the key in one transaction, or answered from the stored key.
   boost::asio::awaitable<Response> messages_post_keyed(const Request& req, const std::string& key,
                                                        const std::string& author,
                                                        const std::string& text, bool form);
   boost::asio::awaitable<void> delete_expired_keys();
-  Response readyz() const;
-  Response info() const;
 
   int random_id() { return dist_(rng_); }
 

@@ -5,6 +5,9 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "core/idempotency.hpp"
 #include "core/text.hpp"
@@ -47,6 +50,14 @@ MessageError validate_message(std::string_view author, std::string_view text_val
   };
   if (auto e = check("author", author, kMaxAuthor, false); !e.field.empty()) return e;
   return check("text", text_value, kMaxText, true);
+}
+
+asio::awaitable<Response> App::messages_json(const Request& req, std::string_view query) {
+  return messages_list(req, query, false);
+}
+
+asio::awaitable<Response> App::guestbook(const Request& req, std::string_view query) {
+  return messages_list(req, query, true);
 }
 
 asio::awaitable<Response> App::messages_list(const Request& req, std::string_view query,
@@ -127,77 +138,104 @@ asio::awaitable<Response> App::messages_list(const Request& req, std::string_vie
   co_return r;
 }
 
-asio::awaitable<Response> App::messages_post(const Request& req) {
-  std::string author, body_text, key;
+namespace {
+
+// A guestbook post as sent, before its fields are validated.
+struct Post {
+  std::string author;
+  std::string text;
+  std::string key;    // its idempotency key; empty: none
+  bool form = false;  // from the guestbook's form (else JSON)
+};
+
+// The fields of a form post (and its key, unless the header gave one); or the answer that
+// refuses the body.
+std::optional<Response> read_form(std::string_view body, Post& post) {
+  if (auto k = text::query_param(body, kKeyField); k && post.key.empty()) {
+    const auto decoded = text::url_decode(*k);
+    auto parsed = idempotency::check_form_field(decoded ? *decoded : std::string_view{});
+    if (!decoded || !parsed.error.empty()) {
+      return json_response(
+          400, json::object{
+                   {"error", fmt::format("{} {}", kKeyField,
+                                         decoded ? parsed.error : "is not valid form encoding")},
+                   {"field", kKeyField}});
+    }
+    post.key = std::move(parsed.key);
+  }
+  auto a = text::query_param(body, "author");
+  auto t = text::query_param(body, "text");
+  auto da = a ? text::url_decode(*a) : std::optional<std::string>{std::string{}};
+  auto dt = t ? text::url_decode(*t) : std::optional<std::string>{std::string{}};
+  if (!da)
+    return json_response(422,
+                         json::object{{"error", "malformed form encoding"}, {"field", "author"}});
+  if (!dt)
+    return json_response(422,
+                         json::object{{"error", "malformed form encoding"}, {"field", "text"}});
+  post.author = std::move(*da);
+  post.text = std::move(*dt);
+  return std::nullopt;
+}
+
+// The fields of a JSON post; or the answer that refuses the body.
+std::optional<Response> read_json(std::string_view body, Post& post) {
+  json::error_code ec;
+  // Invalid UTF-8 inside a string is let through so that validation can name the field.
+  json::parse_options opts;
+  opts.allow_invalid_utf8 = true;
+  json::value v = json::parse(body, ec, {}, opts);
+  if (ec || !v.is_object()) return error_response(400, "body is not a JSON object");
+  const auto& obj = v.as_object();
+  for (auto [name, out] : {std::pair{"author", &post.author}, std::pair{"text", &post.text}}) {
+    if (const auto* f = obj.if_contains(name)) {
+      if (!f->is_string()) {
+        return json_response(422, json::object{{"error", fmt::format("{} must be a string", name)},
+                                               {"field", name}});
+      }
+      *out = std::string(f->as_string());
+    }
+  }
+  return std::nullopt;
+}
+
+// The post in `req` (its Idempotency-Key header, then its form or JSON body); or the
+// answer that refuses it.
+std::optional<Response> read_post(const Request& req, Post& post) {
   if (req.idempotency_key) {
     auto parsed = idempotency::parse_header(*req.idempotency_key);
     if (!parsed.error.empty()) {
-      co_return json_response(
+      return json_response(
           400, json::object{{"error", fmt::format("{} header {}", kKeyHeader, parsed.error)},
                             {"header", kKeyHeader}});
     }
-    key = std::move(parsed.key);
+    post.key = std::move(parsed.key);
   }
-  const bool form = req.content_type.starts_with("application/x-www-form-urlencoded");
-  if (form) {
-    if (auto k = text::query_param(req.body, kKeyField); k && key.empty()) {
-      const auto decoded = text::url_decode(*k);
-      auto parsed = idempotency::check_form_field(decoded ? *decoded : std::string_view{});
-      if (!decoded || !parsed.error.empty()) {
-        co_return json_response(
-            400, json::object{
-                     {"error", fmt::format("{} {}", kKeyField,
-                                           decoded ? parsed.error : "is not valid form encoding")},
-                     {"field", kKeyField}});
-      }
-      key = std::move(parsed.key);
-    }
-    auto a = text::query_param(req.body, "author");
-    auto t = text::query_param(req.body, "text");
-    auto da = a ? text::url_decode(*a) : std::optional<std::string>{std::string{}};
-    auto dt = t ? text::url_decode(*t) : std::optional<std::string>{std::string{}};
-    if (!da)
-      co_return json_response(
-          422, json::object{{"error", "malformed form encoding"}, {"field", "author"}});
-    if (!dt)
-      co_return json_response(
-          422, json::object{{"error", "malformed form encoding"}, {"field", "text"}});
-    author = std::move(*da);
-    body_text = std::move(*dt);
-  } else if (req.content_type.starts_with("application/json")) {
-    json::error_code ec;
-    // Invalid UTF-8 inside a string is let through so that validation can name the field.
-    json::parse_options opts;
-    opts.allow_invalid_utf8 = true;
-    json::value v = json::parse(req.body, ec, {}, opts);
-    if (ec || !v.is_object()) co_return error_response(400, "body is not a JSON object");
-    const auto& obj = v.as_object();
-    for (auto [name, out] : {std::pair{"author", &author}, std::pair{"text", &body_text}}) {
-      if (const auto* f = obj.if_contains(name)) {
-        if (!f->is_string()) {
-          co_return json_response(
-              422,
-              json::object{{"error", fmt::format("{} must be a string", name)}, {"field", name}});
-        }
-        *out = std::string(f->as_string());
-      }
-    }
-  } else {
-    Response r = error_response(415, "use application/json or application/x-www-form-urlencoded");
-    co_return r;
-  }
-  if (auto e = validate_message(author, body_text); !e.field.empty()) {
+  post.form = req.content_type.starts_with("application/x-www-form-urlencoded");
+  if (post.form) return read_form(req.body, post);
+  if (req.content_type.starts_with("application/json")) return read_json(req.body, post);
+  return error_response(415, "use application/json or application/x-www-form-urlencoded");
+}
+
+}  // namespace
+
+asio::awaitable<Response> App::messages_post(const Request& req, std::string_view) {
+  Post post;
+  if (auto refused = read_post(req, post)) co_return std::move(*refused);
+  if (auto e = validate_message(post.author, post.text); !e.field.empty()) {
     co_return json_response(
         422, json::object{{"error", fmt::format("{} {}", e.field, e.reason)}, {"field", e.field}});
   }
 
-  if (!key.empty()) co_return co_await messages_post_keyed(req, key, author, body_text, form);
+  if (!post.key.empty())
+    co_return co_await messages_post_keyed(req, post.key, post.author, post.text, post.form);
 
   db::Result res;
   std::string gtid, node;
   co_await cluster_.write([&](db::Lease& lease) -> asio::awaitable<void> {
-    res = co_await lease.execute("INSERT INTO messages (author, body) VALUES (?, ?)",
-                                 db::params(std::string_view(author), std::string_view(body_text)));
+    res = co_await lease.execute(
+        "INSERT INTO messages (author, body) VALUES (?, ?)",
+        db::params(std::string_view(post.author), std::string_view(post.text)));
     gtid = co_await db::Cluster::last_gtid(lease);
     node = lease.node_name();
   });
@@ -205,7 +243,7 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
   Response r;
   tag_node(r, node);
   set_gtid(r, gtid);
-  if (form) {
+  if (post.form) {
     r.status = 303;
     r.headers.emplace_back("Location", "/guestbook");
     r.body = "See /guestbook\n";
@@ -214,8 +252,8 @@ asio::awaitable<Response> App::messages_post(const Request& req) {
   r.status = 201;
   r.content_type = kJson;
   r.body = json::serialize(json::object{{"id", res.insert_id},
-                                        {"author", author},
-                                        {"text", body_text},
+                                        {"author", post.author},
+                                        {"text", post.text},
                                         {"gtid", gtid},
                                         {"served_by", shared_.served_by},
                                         {"db_node", node}});

@@ -53,7 +53,7 @@ std::string render_fortunes(const std::vector<std::pair<std::int64_t, std::strin
   return out;
 }
 
-asio::awaitable<Response> App::db_single() {
+asio::awaitable<Response> App::db_single(const Request&, std::string_view) {
   Response r;
   r.content_type = kJson;
   const std::int64_t id = random_id();
@@ -68,7 +68,7 @@ asio::awaitable<Response> App::db_single() {
   co_return r;
 }
 
-asio::awaitable<Response> App::db_queries(std::string_view query) {
+asio::awaitable<Response> App::db_queries(const Request&, std::string_view query) {
   const int n = text::queries_count(query);
   std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
   for (auto& id : ids) id = random_id();
@@ -94,7 +94,7 @@ asio::awaitable<Response> App::db_queries(std::string_view query) {
   co_return r;
 }
 
-asio::awaitable<Response> App::fortunes() {
+asio::awaitable<Response> App::fortunes(const Request&, std::string_view) {
   std::vector<std::pair<std::int64_t, std::string>> rows;
   std::string node;
   co_await cluster_.read([&](db::Lease& lease) -> asio::awaitable<void> {
@@ -114,7 +114,7 @@ asio::awaitable<Response> App::fortunes() {
   co_return r;
 }
 
-asio::awaitable<Response> App::updates(std::string_view query) {
+asio::awaitable<Response> App::updates(const Request&, std::string_view query) {
   const int n = text::queries_count(query);
   std::vector<std::pair<std::int64_t, std::int64_t>> worlds;  // id, new randomNumber
   std::string node;
