@@ -402,7 +402,7 @@ TEST(ConfigTest, PasswordFile) {
   EXPECT_TRUE(contains(e.what(), "/nonexistent/secret")) << e.what();
 }
 
-// Without a probe password the prober logs in as db.user (cluster.cpp): the default
+// Without a probe password the prober logs in as db.user (prober.cpp): the default
 // configuration is a single-account setup.
 TEST(ConfigTest, ProbeAccountDefaults) {
   Config cfg;

@@ -337,16 +337,18 @@ TEST(IdempotencyInProgress, APostWaitsForARunHoldingTheKey) {
   AppProcess app(held_key_app("15000"));
   KeyHolder holder("held-2", 302);
   ASSERT_TRUE(holder.held()) << "the holder never held the key";
+  // InnoDB counts every row lock wait: a counter, so no wait is missed between two looks
+  // (a look at INNODB_TRX could fall between the app's tries).
+  const auto lock_waits = [] {
+    return std::stoll(
+        primary_sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
+                    "VARIABLE_NAME = 'INNODB_ROW_LOCK_WAITS'"));
+  };
+  const long long waits_before = lock_waits();
   HttpResponse r;
   std::thread poster([&] { r = post_held(app, "held-2"); });
   // The post waits on the key's row lock, then the holder goes.
-  const bool waited = eventually(
-      [] {
-        return primary_sql(
-                   "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
-                   "trx_state = 'LOCK WAIT'") != "0\n";
-      },
-      10s);
+  const bool waited = eventually([&] { return lock_waits() > waits_before; }, 10s);
   holder.release();
   poster.join();
   EXPECT_TRUE(waited) << "the post never waited on the key's lock";

@@ -1,6 +1,6 @@
 // Idempotency keys (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): parsing
 // the header, the request's fingerprint, and the hex literals that carry request text
-// into SQL. Pure functions, no I/O; the write itself is in handlers/app.cpp.
+// into SQL. Pure functions, no I/O; the write itself is in handlers/keyed_post.cpp.
 #pragma once
 
 #include <cstddef>
