@@ -658,12 +658,9 @@ void site_down(const Topology& t, const SiteOptions& o, bool purge) {
   }
 }
 
-void site_up(const Topology& topology, const SiteOptions& o) {
-  // The database roles as they are now (a promotion moves the primary).
-  const Topology t = with_current_primary(topology, o.state_dir);
-  const StatePaths p(o.state_dir);
-  const auto t0 = Clock::now();
-  // 1. Checks: nothing is created before they pass.
+// Everything up needs, checked before anything is created: root, the programs (and the
+// Debian package that has each), the service users, the binaries, the lab's profile.
+void check_prerequisites(const Topology& t, const SiteOptions& o, const StatePaths& p) {
   if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
   struct Needed {
     const char* program;
@@ -748,17 +745,142 @@ void site_up(const Topology& topology, const SiteOptions& o) {
         "again with profile {}",
         t.name, render::profile_name(*made), p.state, render::profile_name(o.profile)));
   }
+}
 
-  // 2. Already up?
-  const int existing = running_svscan(p);
-  if (existing > 0 && namespaces_present(t)) {
-    std::printf("lab %s is already up (s6-svscan pid %d, state %s)\n", t.name.c_str(), existing,
-                p.state.c_str());
-    const auto files = render::render_site(t, render_options(o));
-    print_summary(t, o, services_of(files, p));
-    return;
+// The state tree, owned and moded for the services that use it, and the secrets (made
+// once, kept).
+void make_state_tree(const Topology& t, const SiteOptions& o, const StatePaths& p) {
+  const uid_t mysql_uid = uid_of("mysql");
+  const gid_t mysql_gid = gid_of("mysql");
+  const gid_t www_gid = gid_of("www-data");
+  make_dir(p.state);
+  std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
+  std::ofstream(p.profile()) << render::profile_name(o.profile) << "\n";
+  {
+    std::ofstream peers(p.peers());
+    for (const auto& k : o.peers) peers << k << "\n";
   }
-  StepPrinter step(stdout);
+  for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
+  make_dir(p.secrets, 0, www_gid, 0750);
+  make_dir(p.run + "/edge");
+  for (const auto& h : t.hosts) {
+    const bool db = h.has(Role::Database);
+    const uid_t u = db ? mysql_uid : 0;
+    const gid_t g = db ? mysql_gid : 0;
+    make_dir(p.run + "/" + h.name, u, g);
+    make_dir(p.log + "/" + h.name, u, g);
+    make_dir(p.data + "/" + h.name, u, g);
+    if (db) {
+      make_dir(p.run + "/" + h.name + "/mysql-tmp", u, g, 0700);
+      make_dir(p.datadir(h.name), u, g, 0750);
+    }
+    if (h.has(Role::Web)) make_dir(p.run + "/" + h.name + "/nginx-tmp");
+  }
+  if (!fs::exists(p.app_password()))
+    write_secret(p.app_password(), random_token(24), 0, www_gid, 0640);
+  set_owner_mode(p.app_password(), 0, www_gid, 0640);
+  if (!fs::exists(p.repl_password())) write_secret(p.repl_password(), random_token(24), 0, 0, 0600);
+  if (!fs::exists(p.probe_password()))
+    write_secret(p.probe_password(), random_token(24), 0, www_gid, 0640);
+  set_owner_mode(p.probe_password(), 0, www_gid, 0640);
+  if (!fs::exists(p.stats_password()))
+    write_secret(p.stats_password(), random_token(24), 0, 0, 0600);
+  if (!fs::exists(p.failover_password()))
+    write_secret(p.failover_password(), random_token(24), 0, 0, 0600);
+}
+
+// Every host's configs rendered into <state>/hosts, and each service's log directory.
+std::vector<Service> render_configs(const Topology& t, const SiteOptions& o, const StatePaths& p) {
+  std::error_code ec;
+  fs::remove_all(p.hosts, ec);
+  fs::remove_all(p.service, ec);
+  const auto files = render::render_site(t, render_options(o));
+  render::write_files(files, p.hosts);
+  auto found = services_of(files, p);
+  // Each service's s6-log directory (log/<host>/<service>, the edge's log/edge/edge).
+  for (const auto& s : found)
+    make_dir(p.log + "/" + (s.host.empty() ? "edge" : s.host) + "/" + s.name);
+  return found;
+}
+
+// mariadb-install-db for each database host whose datadir is empty, in parallel; true
+// when any was.
+bool install_databases(const Topology& t, const StatePaths& p) {
+  bool fresh_db = false;
+  std::vector<std::pair<std::string, std::future<ProcessResult>>> jobs;
+  for (const auto* h : t.with_role(Role::Database)) {
+    if (!dir_empty_or_missing(p.datadir(h->name))) continue;
+    fresh_db = true;
+    // root@localhost authenticates by the unix socket's peer: only the machine's root
+    // (webstack itself) is MariaDB's root, and never over the network.
+    std::vector<std::string> args = {"mariadb-install-db",
+                                     "--no-defaults",
+                                     "--datadir=" + p.datadir(h->name),
+                                     "--user=mysql",
+                                     "--auth-root-authentication-method=socket",
+                                     "--skip-test-db",
+                                     "--tmpdir=" + p.run + "/" + h->name + "/mysql-tmp"};
+    jobs.emplace_back(h->name, std::async(std::launch::async, [args] { return run(args, 120s); }));
+  }
+  for (auto& [host, job] : jobs) {
+    const auto r = job.get();
+    if (r.exit_code != 0) {
+      std::error_code ec;
+      fs::remove_all(p.datadir(host), ec);  // no half-made datadir for the next up
+      throw std::runtime_error(fmt::format("mariadb-install-db for {} failed ({}): {}", host,
+                                           r.exit_code, text::trim(r.out + r.err)));
+    }
+  }
+  return fresh_db;
+}
+
+// One s6-svscan for the whole lab; the databases start at once, everything else is held
+// down until the databases are ready.
+void start_supervisor(const StatePaths& p, const std::vector<Service>& services) {
+  make_dir(p.service);
+  for (const auto& s : services) {
+    if (s.name != "mariadb") {
+      std::ofstream(s.dir + "/down").flush();
+    }
+    fs::create_directory_symlink(s.dir, s.link);
+  }
+  const pid_t pid = start_svscan(p);
+  write_secret(p.svscan_pid(), std::to_string(pid) + "\n", 0, 0, 0644);
+  // s6-svscan is scanning once its control FIFO exists; a crash shows as a dead pid.
+  const auto deadline = Clock::now() + 5s;
+  while (!fs::exists(p.service + "/.s6-svscan/control")) {
+    if (!alive(pid)) {
+      throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log(), 500));
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error("s6-svscan did not start scanning within 5 s: " +
+                               tail(p.svscan_log(), 500));
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+// The apps, Nginx, HAProxy and the edge, in that order, then every other service.
+void start_services(const std::vector<Service>& services) {
+  for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {
+    for (const auto& s : services) {
+      if (s.name != kind) continue;
+      svc("-u", s.link);
+      fs::remove(s.dir + "/down");
+    }
+  }
+  for (const auto& s : services) {
+    if (s.name == "mariadb" || s.name == "webstack-app" || s.name == "nginx" ||
+        s.name == "haproxy" || s.name == "edge") {
+      continue;
+    }
+    svc("-u", s.link);
+    fs::remove(s.dir + "/down");
+  }
+}
+
+// A lab half up (a crash, a killed up) is taken down first; the edge's ports must be free.
+void make_room(const Topology& t, const SiteOptions& o, int existing, StepPrinter& step) {
   bool partial = existing > 0 || !site_processes(t, o.state_dir).empty();
   for (const auto& st : network_status(t)) partial = partial || st.ns_exists;
   if (partial) step("clean up a partial lab", [&] { site_down(t, o, false); });
@@ -774,70 +896,90 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       }
     }
   }
+}
+
+// The databases answer, the primary takes writes, the data is there (bootstrapped once)
+// and replicated, and the accounts of the exporters and the failover manager exist.
+void up_databases(const Topology& t, const SiteOptions& o, const StatePaths& p, bool fresh_db,
+                  StepPrinter& step) {
+  for (const auto* h : t.with_role(Role::Database)) {
+    step("mariadb on " + h->name + " answers", [&] { wait_db(p, h->name, o.db_timeout); });
+  }
+  if (failover_on(t, o)) {
+    // Every node starts read-only (my.cnf): the primary takes writes once `up` (or,
+    // later, the failover manager) says so.
+    step("primary " + t.primary().name + " writable",
+         [&] { root_sql(p, t.primary().name, "SET GLOBAL read_only = OFF"); });
+  }
+  if (fresh_db || !fs::exists(p.bootstrap_marker())) {
+    step("bootstrap: users, schema, seed, replication", [&] {
+      bootstrap(t, p, o);
+      write_secret(p.bootstrap_marker(), "done\n", 0, 0, 0644);
+    });
+  }
+  if (!t.replicas().empty()) {
+    step("replication running and caught up", [&] { wait_replicas(t, p, o.db_timeout); });
+  }
+  if (t.monitor() != nullptr) {
+    // On every up (a lab made before its topology had a monitor host gets it too).
+    step("database account of the metrics exporters",
+         [&] { root_sql(p, t.primary().name, kExporterAccount); });
+  }
+  if (failover_on(t, o)) {
+    step("database account of the failover manager",
+         [&] { root_sql_secret(p, t.primary().name, failover_account_sql(t, p)); });
+  }
+}
+
+// The site, seen from the client host, from the edge and by Prometheus.
+void check_site(const Topology& t, const SiteOptions& o, const StatePaths& p, StepPrinter& step) {
+  step("site answers through the load balancer (from client)",
+       [&] { wait_site(t, o, o.site_timeout); });
+  if (!t.virtual_addresses.empty()) {
+    step("each virtual address held by its preferred load balancer",
+         [&] { wait_preferred_holders(t, o.site_timeout); });
+  }
+  for (const auto& peer : o.peers) {
+    step("benchmark peer " + peer + ".bench answers on every web host",
+         [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });
+  }
+  step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
+  if (t.monitor() != nullptr) {
+    step("monitoring: Prometheus scrapes every target, the probe reaches the site",
+         [&] { wait_scrape_targets(t, o.site_timeout); });
+  }
+}
+
+void site_up(const Topology& topology, const SiteOptions& o) {
+  // The database roles as they are now (a promotion moves the primary).
+  const Topology t = with_current_primary(topology, o.state_dir);
+  const StatePaths p(o.state_dir);
+  const auto t0 = Clock::now();
+  check_prerequisites(t, o, p);  // nothing is created before they pass
+
+  const int existing = running_svscan(p);
+  if (existing > 0 && namespaces_present(t)) {
+    std::printf("lab %s is already up (s6-svscan pid %d, state %s)\n", t.name.c_str(), existing,
+                p.state.c_str());
+    const auto files = render::render_site(t, render_options(o));
+    print_summary(t, o, services_of(files, p));
+    return;
+  }
+  StepPrinter step(stdout);
+  make_room(t, o, existing, step);
 
   // A closed stdout (`webstack up | head`) must not kill up half way.
   ::signal(SIGPIPE, SIG_IGN);
   std::printf("bringing up lab %s (%s), state %s\n", t.name.c_str(), t.subnet.c_str(),
               p.state.c_str());
   try {
-    const uid_t mysql_uid = uid_of("mysql");
-    const gid_t mysql_gid = gid_of("mysql");
-    const gid_t www_gid = gid_of("www-data");
-    // 3. The state tree and the secrets.
-    step("state directory and secrets", [&] {
-      make_dir(p.state);
-      std::ofstream(fs::path(p.state) / kStateMarker) << t.name << "\n";
-      std::ofstream(p.profile()) << render::profile_name(o.profile) << "\n";
-      {
-        std::ofstream peers(p.peers());
-        for (const auto& k : o.peers) peers << k << "\n";
-      }
-      for (const auto& d : {p.run, p.log, p.data}) make_dir(d);
-      make_dir(p.secrets, 0, www_gid, 0750);
-      make_dir(p.run + "/edge");
-      for (const auto& h : t.hosts) {
-        const bool db = h.has(Role::Database);
-        const uid_t u = db ? mysql_uid : 0;
-        const gid_t g = db ? mysql_gid : 0;
-        make_dir(p.run + "/" + h.name, u, g);
-        make_dir(p.log + "/" + h.name, u, g);
-        make_dir(p.data + "/" + h.name, u, g);
-        if (db) {
-          make_dir(p.run + "/" + h.name + "/mysql-tmp", u, g, 0700);
-          make_dir(p.datadir(h.name), u, g, 0750);
-        }
-        if (h.has(Role::Web)) make_dir(p.run + "/" + h.name + "/nginx-tmp");
-      }
-      if (!fs::exists(p.app_password()))
-        write_secret(p.app_password(), random_token(24), 0, www_gid, 0640);
-      set_owner_mode(p.app_password(), 0, www_gid, 0640);
-      if (!fs::exists(p.repl_password()))
-        write_secret(p.repl_password(), random_token(24), 0, 0, 0600);
-      if (!fs::exists(p.probe_password()))
-        write_secret(p.probe_password(), random_token(24), 0, www_gid, 0640);
-      set_owner_mode(p.probe_password(), 0, www_gid, 0640);
-      if (!fs::exists(p.stats_password()))
-        write_secret(p.stats_password(), random_token(24), 0, 0, 0600);
-      if (!fs::exists(p.failover_password()))
-        write_secret(p.failover_password(), random_token(24), 0, 0, 0600);
-    });
+    step("state directory and secrets", [&] { make_state_tree(t, o, p); });
 
-    // 4. Configs and network.
-    const auto services = step("render configs into " + p.hosts, [&] {
-      std::error_code ec;
-      fs::remove_all(p.hosts, ec);
-      fs::remove_all(p.service, ec);
-      const auto files = render::render_site(t, render_options(o));
-      render::write_files(files, p.hosts);
-      auto found = services_of(files, p);
-      // Each service's s6-log directory (log/<host>/<service>, the edge's log/edge/edge).
-      for (const auto& s : found)
-        make_dir(p.log + "/" + (s.host.empty() ? "edge" : s.host) + "/" + s.name);
-      return found;
-    });
+    const auto services =
+        step("render configs into " + p.hosts, [&] { return render_configs(t, o, p); });
     if (o.profile == render::Profile::Hardened) {
       step("TLS: lab CA, site and database certificates",
-           [&] { ensure_lab_tls(t, p.state, mysql_uid, mysql_gid); });
+           [&] { ensure_lab_tls(t, p.state, uid_of("mysql"), gid_of("mysql")); });
     }
     step("network namespaces", [&] { network_up(t); });
     if (!t.virtual_addresses.empty()) {
@@ -857,128 +999,21 @@ void site_up(const Topology& topology, const SiteOptions& o) {
       });
     }
 
-    // 5. Empty datadirs get a system database.
-    bool fresh_db = false;
-    step("mariadb-install-db (empty datadirs)", [&] {
-      std::vector<std::pair<std::string, std::future<ProcessResult>>> jobs;
-      for (const auto* h : t.with_role(Role::Database)) {
-        if (!dir_empty_or_missing(p.datadir(h->name))) continue;
-        fresh_db = true;
-        // root@localhost authenticates by the unix socket's peer: only the machine's root
-        // (webstack itself) is MariaDB's root, and never over the network.
-        std::vector<std::string> args = {"mariadb-install-db",
-                                         "--no-defaults",
-                                         "--datadir=" + p.datadir(h->name),
-                                         "--user=mysql",
-                                         "--auth-root-authentication-method=socket",
-                                         "--skip-test-db",
-                                         "--tmpdir=" + p.run + "/" + h->name + "/mysql-tmp"};
-        jobs.emplace_back(h->name,
-                          std::async(std::launch::async, [args] { return run(args, 120s); }));
-      }
-      for (auto& [host, job] : jobs) {
-        const auto r = job.get();
-        if (r.exit_code != 0) {
-          std::error_code ec;
-          fs::remove_all(p.datadir(host), ec);  // no half-made datadir for the next up
-          throw std::runtime_error(fmt::format("mariadb-install-db for {} failed ({}): {}", host,
-                                               r.exit_code, text::trim(r.out + r.err)));
-        }
-      }
-    });
+    const bool fresh_db =
+        step("mariadb-install-db (empty datadirs)", [&] { return install_databases(t, p); });
 
     // A new database has no semi-sync fallback behind it: the failover manager's record
     // of one (docs/high-availability.md) belongs to the data directories just replaced.
     if (fresh_db) {
       std::error_code ec;
-      fs::remove(StatePaths(o.state_dir).async_gtid(), ec);
+      fs::remove(p.async_gtid(), ec);
     }
 
-    // 6. One s6-svscan; the databases start at once, everything else is held down.
-    step("start s6-svscan", [&] {
-      make_dir(p.service);
-      for (const auto& s : services) {
-        if (s.name != "mariadb") {
-          std::ofstream(s.dir + "/down").flush();
-        }
-        fs::create_directory_symlink(s.dir, s.link);
-      }
-      const pid_t pid = start_svscan(p);
-      write_secret(p.svscan_pid(), std::to_string(pid) + "\n", 0, 0, 0644);
-      // s6-svscan is scanning once its control FIFO exists; a crash shows as a dead pid.
-      const auto deadline = Clock::now() + 5s;
-      while (!fs::exists(p.service + "/.s6-svscan/control")) {
-        if (!alive(pid)) {
-          throw std::runtime_error("s6-svscan exited at once: " + tail(p.svscan_log(), 500));
-        }
-        if (Clock::now() > deadline) {
-          throw std::runtime_error("s6-svscan did not start scanning within 5 s: " +
-                                   tail(p.svscan_log(), 500));
-        }
-        std::this_thread::sleep_for(10ms);
-      }
-    });
-    for (const auto* h : t.with_role(Role::Database)) {
-      step("mariadb on " + h->name + " answers", [&] { wait_db(p, h->name, o.db_timeout); });
-    }
-    if (failover_on(t, o)) {
-      // Every node starts read-only (my.cnf): the primary takes writes once `up` (or,
-      // later, the failover manager) says so.
-      step("primary " + t.primary().name + " writable",
-           [&] { root_sql(p, t.primary().name, "SET GLOBAL read_only = OFF"); });
-    }
-    if (fresh_db || !fs::exists(p.bootstrap_marker())) {
-      step("bootstrap: users, schema, seed, replication", [&] {
-        bootstrap(t, p, o);
-        write_secret(p.bootstrap_marker(), "done\n", 0, 0, 0644);
-      });
-    }
-    if (!t.replicas().empty()) {
-      step("replication running and caught up", [&] { wait_replicas(t, p, o.db_timeout); });
-    }
-    if (t.monitor() != nullptr) {
-      // On every up (a lab made before its topology had a monitor host gets it too).
-      step("database account of the metrics exporters",
-           [&] { root_sql(p, t.primary().name, kExporterAccount); });
-    }
-    if (failover_on(t, o)) {
-      step("database account of the failover manager",
-           [&] { root_sql_secret(p, t.primary().name, failover_account_sql(t, p)); });
-    }
-    step("start apps, nginx, haproxy, edge", [&] {
-      for (const char* kind : {"webstack-app", "nginx", "haproxy", "edge"}) {
-        for (const auto& s : services) {
-          if (s.name != kind) continue;
-          svc("-u", s.link);
-          fs::remove(s.dir + "/down");
-        }
-      }
-      for (const auto& s : services) {
-        if (s.name == "mariadb" || s.name == "webstack-app" || s.name == "nginx" ||
-            s.name == "haproxy" || s.name == "edge") {
-          continue;
-        }
-        svc("-u", s.link);
-        fs::remove(s.dir + "/down");
-      }
-    });
+    step("start s6-svscan", [&] { start_supervisor(p, services); });
+    up_databases(t, o, p, fresh_db, step);
+    step("start apps, nginx, haproxy, edge", [&] { start_services(services); });
 
-    // 7. The site, seen from the client host.
-    step("site answers through the load balancer (from client)",
-         [&] { wait_site(t, o, o.site_timeout); });
-    if (!t.virtual_addresses.empty()) {
-      step("each virtual address held by its preferred load balancer",
-           [&] { wait_preferred_holders(t, o.site_timeout); });
-    }
-    for (const auto& peer : o.peers) {
-      step("benchmark peer " + peer + ".bench answers on every web host",
-           [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });
-    }
-    step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
-    if (t.monitor() != nullptr) {
-      step("monitoring: Prometheus scrapes every target, the probe reaches the site",
-           [&] { wait_scrape_targets(t, o.site_timeout); });
-    }
+    check_site(t, o, p, step);
     std::printf("lab %s up in %.1f s\n", t.name.c_str(), ms_since(t0) / 1000.0);
     print_summary(t, o, services);
   } catch (const std::exception& e) {
