@@ -1,5 +1,7 @@
 #include "common/text.hpp"
 
+#include <fmt/format.h>
+
 #include <charconv>
 
 namespace webstack::text {
@@ -45,6 +47,16 @@ std::string trim(std::string_view s) {
   while (!s.empty() && blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && blank(s.back())) s.remove_suffix(1);
   return std::string(s);
+}
+
+std::string located(std::string_view file, int line, std::string_view key, std::string_view why) {
+  std::string out;
+  if (!file.empty()) {
+    out = line > 0 ? fmt::format("{}:{}: ", file, line) : fmt::format("{}: ", file);
+  }
+  if (!key.empty()) out += fmt::format("{}: ", key);
+  out.append(why);
+  return out;
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {

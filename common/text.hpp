@@ -16,6 +16,11 @@ void json_escape(std::string_view in, std::string& out);
 // nothing points into a temporary (`trim(read_file(...))`).
 std::string trim(std::string_view s);
 
+// The one shape of every error about a file's content (the topology, the app's config,
+// the failover daemon's config): "FILE:LINE: KEY: WHY", with LINE left out when 0, KEY
+// when empty, and FILE (an origin: a path, "--set", "environment") when empty.
+std::string located(std::string_view file, int line, std::string_view key, std::string_view why);
+
 // The fields of `s` between `sep`s ("a,,b" gives "a", "", "b"; "" gives one empty field).
 std::vector<std::string> split(std::string_view s, char sep);
 

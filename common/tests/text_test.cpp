@@ -17,6 +17,14 @@ TEST(Trim, DropsBlanksAndLineEndsAtBothEnds) {
   EXPECT_EQ(trim(""), "");
 }
 
+TEST(Located, FileLineKeyWhyEachLeftOutWhenAbsent) {
+  EXPECT_EQ(located("site.toml", 12, "host[1].address", "outside the subnet"),
+            "site.toml:12: host[1].address: outside the subnet");
+  EXPECT_EQ(located("site.toml", 0, "lab", "missing"), "site.toml: lab: missing");
+  EXPECT_EQ(located("--set", 0, "", "expected KEY=VALUE"), "--set: expected KEY=VALUE");
+  EXPECT_EQ(located("", 0, "db.user", "empty"), "db.user: empty");
+}
+
 TEST(Split, KeepsEmptyFields) {
   EXPECT_EQ(split("a,,b", ','), (std::vector<std::string>{"a", "", "b"}));
   EXPECT_EQ(split("", ','), (std::vector<std::string>{""}));

@@ -56,6 +56,12 @@ TEST_F(FailoverConfigTest, AGoodAgentConfigLoads) {
   EXPECT_TRUE(c.gate);
 }
 
+TEST_F(FailoverConfigTest, BadTomlNamesTheFileAndLineAsEveryConfigDoes) {
+  const auto path = agent("lease_ms = = 1", kPeer);
+  const auto e = agent_error(path);
+  EXPECT_EQ(e.rfind(path + ":6: invalid TOML: ", 0), 0u) << e;  // the sixth line
+}
+
 TEST_F(FailoverConfigTest, TheLeaseIsNeverDefaulted) {
   const auto path = agent("", kPeer);
   EXPECT_EQ(agent_error(path), path + ": agent.lease_ms: missing (the lease, in ms)");

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.hpp"
+
 namespace webstack {
 
 struct DbNode {
@@ -77,8 +79,7 @@ class ConfigError : public std::runtime_error {
  public:
   // what() is "origin: key: why"; an empty origin or key is left out.
   ConfigError(std::string key, std::string origin, const std::string& why)
-      : std::runtime_error((origin.empty() ? std::string() : origin + ": ") +
-                           (key.empty() ? std::string() : key + ": ") + why),
+      : std::runtime_error(text::located(origin, 0, key, why)),
         key_(std::move(key)),
         origin_(std::move(origin)) {}
   const std::string& key() const { return key_; }

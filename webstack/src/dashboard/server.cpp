@@ -226,10 +226,7 @@ void run_dashboard(const topo::Topology& t, const DashboardOptions& o) {
         "--bind {}: the dashboard binds to a loopback address only (it can break the lab)",
         o.bind));
   }
-  if (!lab::lab_status(t, o.state_dir).up) {
-    throw std::runtime_error(
-        fmt::format("lab {} is not up (state {}): `webstack up` first", t.name, o.state_dir));
-  }
+  lab::require_up(t, o.state_dir);
   auto pages = read_pages(o.www_dir);
 
   asio::io_context io;

@@ -5,6 +5,8 @@
 #include <toml++/toml.h>
 #include <stdexcept>
 
+#include "common/text.hpp"
+
 namespace webstack::failover {
 
 namespace {
@@ -15,13 +17,13 @@ class Reader {
     try {
       root_ = toml::parse_file(path);
     } catch (const toml::parse_error& e) {
-      throw std::runtime_error(
-          fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
+      throw std::runtime_error(text::located(path, static_cast<int>(e.source().begin.line), {},
+                                             "invalid TOML: " + std::string(e.description())));
     }
   }
   const toml::table& root() const { return root_; }
   [[noreturn]] void fail(const std::string& key, const std::string& why) const {
-    throw std::runtime_error(fmt::format("{}: {}: {}", path_, key, why));
+    throw std::runtime_error(text::located(path_, 0, key, why));
   }
   const toml::table& table(const std::string& key) const {
     const auto* t = root_[key].as_table();

@@ -47,13 +47,6 @@ std::string services_of_host(const std::vector<ServiceRef>& refs, const std::str
   return names.empty() ? "none" : names;
 }
 
-void require_up(const topo::Topology& t, const std::string& state_dir) {
-  if (lab_svscan_pid(state_dir) <= 0) {
-    throw std::runtime_error(
-        fmt::format("lab {} is not up (no s6-svscan running for {})", t.name, state_dir));
-  }
-}
-
 // The process group s6 started the service in (s6-supervise makes each service a session
 // leader, so Nginx's workers share their master's group); just the pid otherwise.
 pid_t group_of(int pid) {

@@ -128,9 +128,7 @@ std::string change_master_sql(const std::string& primary_address, int port,
 void promote(const topo::Topology& topology, const SiteOptions& o, std::string_view target,
              bool force, std::FILE* out) {
   const std::string& state_dir = o.state_dir;
-  if (lab_svscan_pid(state_dir) <= 0) {
-    throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
-  }
+  require_up(topology, state_dir);
   const topo::Topology t = with_current_primary(topology, state_dir);
   const topo::Host& old = t.primary();
   const auto replicas = t.replicas();
@@ -573,9 +571,7 @@ void kill_rebuild_leftovers(const std::string& host_data, const std::string& ns_
 
 void rebuild(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
              std::FILE* out) {
-  if (lab_svscan_pid(state_dir) <= 0) {
-    throw std::runtime_error("lab " + topology.name + " is not up (state " + state_dir + ")");
-  }
+  require_up(topology, state_dir);
   const topo::Topology t = with_current_primary(topology, state_dir);
   const topo::Host* h = t.find(host);
   if (h == nullptr || !h->has(Role::Database)) {

@@ -77,9 +77,7 @@ bool on_every_lb(const topo::Topology& t, const RollingRestartOptions& o, const 
 }  // namespace
 
 void rolling_restart(const topo::Topology& t, const RollingRestartOptions& o, std::FILE* out) {
-  if (lab_svscan_pid(o.state_dir) <= 0) {
-    throw std::runtime_error("lab " + t.name + " is not up (state " + o.state_dir + ")");
-  }
+  require_up(t, o.state_dir);
   const auto t0 = Clock::now();
   StepPrinter step(out);
   const auto webs = t.with_role(Role::Web);

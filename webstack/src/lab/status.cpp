@@ -152,6 +152,13 @@ std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string
   return tools::haproxy_servers(StatePaths(state_dir).haproxy_socket(lb_host), "web");
 }
 
+void require_up(const Topology& t, const std::string& state_dir) {
+  if (lab_svscan_pid(state_dir) <= 0) {
+    throw std::runtime_error(fmt::format(
+        "lab {} is not up (no s6-svscan running for {}): `webstack up` first", t.name, state_dir));
+  }
+}
+
 int lab_svscan_pid(const std::string& state_dir) {
   const auto text = text::trim(read_text_or_empty(StatePaths(state_dir).svscan_pid()));
   const int pid = static_cast<int>(text::to_ll(text, -1));

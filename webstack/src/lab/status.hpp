@@ -98,6 +98,9 @@ std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
 int lab_svscan_pid(const std::string& state_dir);
+// Throws std::runtime_error "lab NAME is not up (...): `webstack up` first" unless
+// lab_svscan_pid finds the lab's s6-svscan: the guard of every command that needs a lab.
+void require_up(const topo::Topology& t, const std::string& state_dir);
 
 // The load balancers that hold `address` on eth0 now (one, unless VRRP is split).
 std::vector<std::string> address_holders(const topo::Topology& t, const std::string& address);

@@ -7,24 +7,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/text.hpp"
+
 namespace webstack::topo {
-namespace {
-
-std::string error_message(const std::string& file, int line, const std::string& key,
-                          const std::string& why) {
-  std::string out = file;
-  if (line > 0) {
-    out += fmt::format(":{}", line);
-  }
-  out += ": ";
-  if (!key.empty()) {
-    out += key + ": ";
-  }
-  out += why;
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string_view role_name(Role r) {
   switch (r) {
@@ -129,7 +115,7 @@ int Topology::prefix_length() const {
 }
 
 TopologyError::TopologyError(std::string file, int line, std::string key, const std::string& why)
-    : std::runtime_error(error_message(file, line, key, why)),
+    : std::runtime_error(text::located(file, line, key, why)),
       file_(std::move(file)),
       line_(line),
       key_(std::move(key)) {}
