@@ -1,26 +1,14 @@
 #include "lab/database.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
-#include <cctype>
-#include <cerrno>
 #include <chrono>
-#include <csignal>
-#include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <future>
-#include <map>
-#include <memory>
-#include <set>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -33,6 +21,7 @@
 #include "failover/semi_sync_sql.hpp"
 #include "failover/sql_session.hpp"
 #include "lab/control.hpp"
+#include "lab/database_internal.hpp"
 #include "lab/network.hpp"
 #include "lab/paths.hpp"
 #include "lab/site.hpp"
@@ -51,29 +40,45 @@ using topo::DbRole;
 using topo::Role;
 namespace fs = std::filesystem;
 
-std::string primary_file(const std::string& state_dir) {
-  return StatePaths(state_dir).primary();
-}
+using detail::primary_file;
+using detail::sql;
+using detail::sql_checked;
+using detail::sql_secret;
 
 tools::MariaDbRoot root_of(const std::string& state_dir, const std::string& host) {
   return tools::MariaDbRoot(StatePaths(state_dir).mysqld_socket(host));
 }
 
-tools::SqlResult sql(const std::string& state_dir, const std::string& host,
-                     const std::string& statement, std::chrono::milliseconds timeout = 30s,
-                     bool named = false) {
+// A node made a replica under automatic failover: the short semi-sync timeout back (the
+// lease holder's is a day), and any commit of its own still waiting released
+// (docs/high-availability.md, "Lossless replication"), the safe way
+// (failover/semi_sync_sql.hpp).
+std::string demoted_semi_sync_sql() {
+  return failover::for_mariadb_client(
+      failover::release_semi_sync_sql(failover::kShortSemiSyncTimeoutMs, false));
+}
+
+}  // namespace
+
+std::string detail::primary_file(const std::string& state_dir) {
+  return StatePaths(state_dir).primary();
+}
+
+tools::SqlResult detail::sql(const std::string& state_dir, const std::string& host,
+                             const std::string& statement, std::chrono::milliseconds timeout,
+                             bool named) {
   return root_of(state_dir, host).query(statement, timeout, named);
 }
 
-std::string sql_checked(const std::string& state_dir, const std::string& host,
-                        const std::string& statement, std::chrono::milliseconds timeout = 30s,
-                        bool named = false) {
+std::string detail::sql_checked(const std::string& state_dir, const std::string& host,
+                                const std::string& statement, std::chrono::milliseconds timeout,
+                                bool named) {
   return root_of(state_dir, host).query_checked(host, statement, timeout, named);
 }
 
 // SQL holding a secret (the replication password): on stdin, never on a command line.
-void sql_secret(const std::string& state_dir, const std::string& host,
-                const std::string& statement) {
+void detail::sql_secret(const std::string& state_dir, const std::string& host,
+                        const std::string& statement) {
   tools::SqlResult r;
   // ERROR 1198 "running slave": someone (the failover manager, rejoining the same node to
   // the same primary) started replication between our STOP SLAVE and CHANGE MASTER; the
@@ -87,17 +92,6 @@ void sql_secret(const std::string& state_dir, const std::string& host,
         fmt::format("{}: CHANGE MASTER failed: {}", host, tools::mariadb_errors(r.err)));
   }
 }
-
-// A node made a replica under automatic failover: the short semi-sync timeout back (the
-// lease holder's is a day), and any commit of its own still waiting released
-// (docs/high-availability.md, "Lossless replication"), the safe way
-// (failover/semi_sync_sql.hpp).
-std::string demoted_semi_sync_sql() {
-  return failover::for_mariadb_client(
-      failover::release_semi_sync_sql(failover::kShortSemiSyncTimeoutMs, false));
-}
-
-}  // namespace
 
 topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
   const std::string recorded = text::trim(read_text_or_empty(primary_file(state_dir)));
@@ -421,557 +415,6 @@ void failover_control(const topo::Topology& t, const std::string& state_dir,
     throw std::invalid_argument(
         fmt::format("unknown failover action \"{}\" (known: pause, resume, status)", action));
   }
-}
-
-namespace {
-
-// The binlog files a datadir's index names, oldest first.
-std::vector<std::string> binlog_files(const std::string& datadir) {
-  std::vector<std::string> files;
-  std::istringstream index(read_text_or_empty(datadir + "/mysql-bin.index"));
-  for (std::string line; std::getline(index, line);) {
-    line = text::trim(line);
-    if (line.empty()) continue;
-    files.push_back(line.front() == '/' ? line : datadir + "/" + line.substr(line.rfind('/') + 1));
-  }
-  return files;
-}
-
-// The GTIDs of `files` (mariadb-binlog of the files, so the server need not run), in
-// order. Throws when mariadb-binlog fails: a GTID missed could be a transaction lost.
-std::vector<std::string> binlog_gtids(const std::vector<std::string>& files) {
-  if (files.empty()) return {};
-  // Only the events' header lines ("#261207 2:32:31 server id 1 end_log_pos 813 ...
-  // GTID 0-1-4 trans"): a statement's text (the row events' annotations) may say "GTID".
-  std::vector<std::string> argv = {
-      "bash", "-c",
-      "mariadb-binlog --skip-annotate-row-events \"$@\" | sed -nE "
-      "'s/^#[0-9]{6} .* end_log_pos [0-9]+ .*[[:space:]]GTID ([0-9]+-[0-9]+-[0-9]+)( .*)?$/\\1/p'; "
-      "s=(\"${PIPESTATUS[@]}\"); [ \"${s[0]}\" = 0 ] || { echo \"mariadb-binlog exited "
-      "${s[0]}\" >&2; exit 3; }",
-      "bash"};
-  argv.insert(argv.end(), files.begin(), files.end());
-  const auto r = run(argv, 300s);
-  if (r.exit_code != 0) {
-    throw std::runtime_error("reading the binlog " + files.front() + "...: " + text::trim(r.err));
-  }
-  std::vector<std::string> out;
-  std::istringstream lines(r.out);
-  for (std::string g; std::getline(lines, g);) out.push_back(g);
-  return out;
-}
-
-// "0-2-17" -> (0, 17).
-std::pair<long long, long long> domain_and_seq(const std::string& gtid) {
-  const auto a = gtid.find('-'), b = gtid.rfind('-');
-  return {std::stoll(gtid.substr(0, a)), std::stoll(gtid.substr(b + 1))};
-}
-
-// The transactions of `host` (its binlog from `datadir`) that the primary never had,
-// written as mariadb-binlog's SQL to `file`; returns how many ("" when none). The
-// primary's history is its binlog (`primary_files`) and, before it, its position
-// (`primary_pos`, read before those files were closed): per domain, a transaction is the
-// primary's if its binlog has it, or if its sequence number lies below where that binlog
-// starts (or, when the binlog has none of the domain, at most the position's). What lies
-// below is compared by number only: a node whose binlog and the primary's both start late
-// (each rebuilt since) can miss a transaction that diverged before that.
-std::string save_errant(const std::string& host, const std::string& datadir,
-                        const std::vector<std::string>& primary_files,
-                        const std::string& primary_pos, const std::string& file) {
-  const auto files = binlog_files(datadir);
-  const auto mine = binlog_gtids(files);
-  const auto theirs = binlog_gtids(primary_files);
-  std::set<std::string> have(theirs.begin(), theirs.end());
-  // Per domain, the lowest sequence number the primary's binlog must hold to have it.
-  std::map<long long, long long> floor;
-  std::istringstream pos(primary_pos);
-  for (std::string g; std::getline(pos, g, ',');) {
-    g = text::trim(g);
-    if (g.empty()) continue;
-    const auto [d, n] = domain_and_seq(g);
-    floor[d] = n + 1;
-  }
-  std::map<long long, long long> oldest;
-  for (const auto& g : theirs) {
-    const auto [d, n] = domain_and_seq(g);
-    if (!oldest.contains(d) || n < oldest[d]) oldest[d] = n;
-  }
-  for (const auto& [d, n] : oldest) floor[d] = n;
-  std::size_t first = mine.size();
-  for (std::size_t i = 0; i < mine.size() && first == mine.size(); ++i) {
-    const auto [d, n] = domain_and_seq(mine[i]);
-    if (!have.contains(mine[i]) && (!floor.contains(d) || n >= floor[d])) first = i;
-  }
-  if (first == mine.size()) return "";
-  std::vector<std::string> argv = {"bash", "-c",
-                                   "umask 077; f=$1; shift; mariadb-binlog --verbose \"$@\" > "
-                                   "\"$f.partial\" && mv \"$f.partial\" \"$f\"",
-                                   "bash", file};
-  if (first > 0) argv.push_back("--start-position=" + mine[first - 1]);
-  argv.insert(argv.end(), files.begin(), files.end());
-  const auto r = run(argv, 300s);
-  if (r.exit_code != 0) {
-    throw std::runtime_error(fmt::format("saving {}'s transactions the primary lacks to {}: {}",
-                                         host, file, text::trim(r.err)));
-  }
-  // Every one of them in the file, or the data is not replaced.
-  const std::string saved = read_text_or_empty(file);
-  for (std::size_t i = first; i < mine.size(); ++i) {
-    if (saved.find("GTID " + mine[i]) == std::string::npos) {
-      throw std::runtime_error(
-          fmt::format("{} lacks {}'s transaction {}: nothing replaced", file, host, mine[i]));
-    }
-  }
-  // Counted exactly: the file runs from the first such to the end (mariadb-binlog reads
-  // from a position), and may hold transactions the primary has between them.
-  std::size_t errant = 0;
-  for (std::size_t i = first; i < mine.size(); ++i) {
-    const auto [d, n] = domain_and_seq(mine[i]);
-    errant += !have.contains(mine[i]) && (!floor.contains(d) || n >= floor[d]) ? 1 : 0;
-  }
-  return fmt::format("{} (GTID {} to {})", errant, mine[first], mine.back());
-}
-
-// Kills what a rebuild of a node cut short left running (while holding its lock, so none
-// is a live rebuild's): every process whose command line names the node's rebuild files
-// (the temporary server on rebuild.sock, the receiver unpacking into rebuild/, the sender
-// writing rebuild.tmp/), and the stream's listener in the node's namespace (`ns_file`,
-// /run/netns/...); waits until they are gone (10 s at most).
-void kill_rebuild_leftovers(const std::string& host_data, const std::string& ns_file,
-                            const std::string& listen) {
-  struct stat ns {};
-  const bool have_ns = ::stat(ns_file.c_str(), &ns) == 0;
-  const auto leftovers = [&] {
-    std::vector<int> pids;
-    std::error_code ec;
-    for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-      const int pid = std::stoi(name);
-      if (pid == ::getpid()) continue;
-      const std::string cmdline = read_text_or_empty("/proc/" + name + "/cmdline");
-      bool ours = cmdline.find(host_data + "/rebuild") != std::string::npos;
-      struct stat net {};
-      if (!ours && have_ns && cmdline.find(listen) != std::string::npos &&
-          ::stat(("/proc/" + name + "/ns/net").c_str(), &net) == 0) {
-        ours = net.st_ino == ns.st_ino && net.st_dev == ns.st_dev;
-      }
-      if (ours) pids.push_back(pid);
-    }
-    return pids;
-  };
-  const auto deadline = Clock::now() + 10s;
-  for (auto pids = leftovers(); !pids.empty() && Clock::now() < deadline; pids = leftovers()) {
-    for (const int pid : pids) ::kill(pid, SIGKILL);
-    std::this_thread::sleep_for(50ms);  // poll interval
-  }
-}
-
-}  // namespace
-
-void rebuild(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
-             std::FILE* out) {
-  require_up(topology, state_dir);
-  const topo::Topology t = with_current_primary(topology, state_dir);
-  const topo::Host* h = t.find(host);
-  if (h == nullptr || !h->has(Role::Database)) {
-    throw std::invalid_argument(fmt::format("\"{}\" is not a database host", host));
-  }
-  const topo::Host& p = t.primary();
-  if (h->name == p.name) {
-    throw std::invalid_argument(
-        fmt::format("{} is the primary: a rebuild copies the primary onto another node", h->name));
-  }
-  for (const char* program :
-       {"mariadb-backup", "mbstream", "mariadb-binlog", "socat", "mariadbd", "mariadb-admin"}) {
-    if (!program_in_path(program)) {
-      throw std::runtime_error(fmt::format(
-          "{} not found in PATH: install the Debian packages mariadb-backup, mariadb-client, "
-          "mariadb-server and socat (scripts/setup.sh does)",
-          program));
-    }
-  }
-  const auto profile = recorded_profile(state_dir);
-  const bool tls = !(profile && *profile == render::Profile::Seed);
-  const StatePaths paths(state_dir);
-  const std::string data = paths.data + "/", datadir = paths.datadir(h->name);
-  const std::string staging = data + h->name + "/rebuild", old = data + h->name + "/mysql.old";
-  const std::string stamp = [] {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-    return std::string(buf);
-  }();
-  const std::string errant = paths.errant() + "/" + h->name + "-" + stamp + ".sql";
-  // One rebuild of a node at a time (by hand, or the failover manager's): a lock held
-  // while this runs, released by the kernel however it ends.
-  const std::string lock_path = data + h->name + "/rebuild.lock";
-  // An OFD lock: the failover manager tests it (F_OFD_GETLK) without taking it.
-  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0)
-    throw std::runtime_error("cannot open " + lock_path + ": " + std::strerror(errno));
-  const std::unique_ptr<int, void (*)(int*)> lock_guard(new int(lock_fd), [](int* fd) {
-    ::close(*fd);
-    delete fd;
-  });
-  struct flock whole {};
-  whole.l_type = F_WRLCK;
-  whole.l_whence = SEEK_SET;
-  if (::fcntl(lock_fd, F_OFD_SETLK, &whole) != 0) {
-    throw std::runtime_error(
-        fmt::format("a rebuild of {} is running ({} is locked)", h->name, lock_path));
-  }
-  // What an earlier rebuild cut short left running goes first.
-  const std::string port = std::to_string(render::kDbRebuildPort);
-  kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                         "-LISTEN:" + port + ",");
-  // Written once the node's extra transactions are saved, before its data is replaced:
-  // a rebuild cut short after that point (mysql.old left) is taken up again.
-  const std::string saved_marker = data + h->name + "/rebuild-saved";
-  if (fs::exists(old)) {
-    if (!fs::exists(saved_marker)) {
-      throw std::runtime_error(
-          fmt::format("{} holds {}'s data from a rebuild that did not end, and no record that its "
-                      "transactions were saved: look at it, move it away, then rebuild again",
-                      old, h->name));
-    }
-    const std::string before = text::trim(read_text_or_empty(saved_marker));
-    if (fs::exists(datadir)) {
-      // Its data was replaced: the old copy's transactions are saved already.
-      fs::remove_all(old);
-      std::fprintf(out,
-                   "an earlier rebuild of %s stopped after replacing its data: its old data "
-                   "removed, rebuilding again; what it held that the primary lacked: %s\n",
-                   h->name.c_str(), before.c_str());
-    } else {
-      // Stopped between moving the old data away and the new in: the old data back.
-      fs::rename(old, datadir);
-      std::fprintf(out, "an earlier rebuild of %s stopped part way; its data put back\n",
-                   h->name.c_str());
-    }
-    fs::remove(saved_marker);
-  }
-  // Both ends present their database certificate to the other (made for clientAuth too
-  // since `db rebuild` exists; an older lab's are issued again by `webstack up` after a
-  // `webstack down`, which keeps the data).
-  for (const auto* x : {h, &p}) {
-    const std::string crt = data + x->name + "/tls/server.crt";
-    if (tls && run({"openssl", "x509", "-in", crt, "-noout", "-ext", "extendedKeyUsage"})
-                       .out.find("Client Authentication") == std::string::npos) {
-      throw std::runtime_error(
-          crt +
-          " is not made for TLS clients (a lab made before `db rebuild`): `webstack down` "
-          "(the data is kept), then `webstack up` issues it again; then rebuild");
-    }
-  }
-  const auto t0 = Clock::now();
-  StepPrinter printer(out);
-  const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
-    printer.note(what, f);
-  };
-  std::fprintf(out, "rebuilding %s from %s (its data replaced by a backup of the primary)\n",
-               h->name.c_str(), p.name.c_str());
-  step(p.name + " answers", [&] {
-    sql_checked(state_dir, p.name, "SELECT 1", 10s);
-    return std::string();
-  });
-  std::string saved;
-  // Until its data is replaced, a failure leaves the node as it was: its replication
-  // started again if it ran, and this attempt's file removed (the node still holds those
-  // transactions; the next attempt saves them again).
-  bool was_replicating = false, wrote_errant = false, stopped = false, swapped = false;
-  struct OnFailure {
-    std::function<void()> undo;
-    int exceptions = std::uncaught_exceptions();
-    ~OnFailure() {
-      if (std::uncaught_exceptions() > exceptions) undo();
-    }
-  } const before_swap{[&] {
-    if (swapped) return;  // from there on, the swap's own handling (put_back)
-    std::error_code ec;
-    if (wrote_errant) fs::remove(errant, ec);
-    if (was_replicating) sql(state_dir, h->name, "START SLAVE", 30s);
-  }};
-  step("transactions " + h->name + " holds that " + p.name + " lacks, saved", [&] {
-    std::error_code ec;
-    fs::create_directories(paths.errant(), ec);
-    fs::permissions(paths.errant(), fs::perms::owner_all, ec);
-    // Replication stopped first (a node that still replicates would take transactions
-    // into its binlog that the primary's newest file holds); then the primary's binlog
-    // rotated: its files but the new one are complete (read while it runs), and the new
-    // one holds nothing this node has.
-    const auto st = sql(state_dir, h->name, "SHOW SLAVE STATUS\\G", 10s, true);
-    was_replicating = st.ok && st.out.find("Slave_IO_Running: Yes") != std::string::npos &&
-                      st.out.find("Slave_SQL_Running: Yes") != std::string::npos;
-    sql(state_dir, h->name, "STOP SLAVE", 30s);  // not answering: not replicating either
-    const std::string primary_pos =
-        text::trim(sql_checked(state_dir, p.name, "SELECT @@GLOBAL.gtid_current_pos", 30s));
-    sql_checked(state_dir, p.name, "FLUSH BINARY LOGS", 30s);
-    auto primary_files = binlog_files(data + p.name + "/mysql");
-    if (!primary_files.empty()) primary_files.pop_back();
-    saved = save_errant(h->name, datadir, primary_files, primary_pos, errant);
-    wrote_errant = !saved.empty();
-    return saved.empty() ? std::string("none") : saved + " in " + errant;
-  });
-  step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    fs::create_directories(staging);
-    const auto tls_opts = [&](const topo::Host& x) {
-      const std::string d = data + x.name + "/tls";
-      return fmt::format(",cert={0}/server.crt,key={0}/server.key,cafile={1},verify=1", d,
-                         lab_ca_path(state_dir));
-    };
-    const std::string listen = tls ? "OPENSSL-LISTEN:" + port + ",reuseaddr" + tls_opts(*h)
-                                   : "TCP-LISTEN:" + port + ",reuseaddr";
-    // The receiver first (one connection, then it ends), then the sender.
-    auto receiver = std::async(std::launch::async, [&] {
-      return run(in_host(t, h->name,
-                         {"bash", "-c",
-                          // -T: ends after 5 minutes without data (a sender that hung).
-                          "set -o pipefail; socat -T 300 -u \"$1\" STDOUT | mbstream -x -C \"$2\"",
-                          "bash", listen, staging}),
-                 30min);
-    });
-    const std::string connect =
-        tls ? "OPENSSL:" + h->address + ":" + port + tls_opts(p) : "TCP:" + h->address + ":" + port;
-    // The receiver waits for its one connection: an empty stream ends it.
-    const auto end_receiver = [&] {
-      run(in_host(t, p.name, {"socat", "-u", "/dev/null", connect}), 10s);
-      receiver.wait_for(30s);
-    };
-    const auto deadline = Clock::now() + 10s;
-    while (run(in_host(t, h->name, {"ss", "-Hltn", "sport = :" + port})).out.empty()) {
-      if (receiver.wait_for(0s) == std::future_status::ready) {
-        throw std::runtime_error("the receiver on " + h->name +
-                                 " ended: " + text::trim(receiver.get().err));
-      }
-      if (Clock::now() > deadline) {
-        end_receiver();
-        throw std::runtime_error(
-            fmt::format("{} does not listen on port {} within 10 s", h->name, port));
-      }
-      std::this_thread::sleep_for(20ms);  // poll interval
-    }
-    const auto sent =
-        run(in_host(t, p.name,
-                    {"bash", "-c",
-                     "set -o pipefail; mkdir -p \"$2\" && mariadb-backup --defaults-file=\"$1\" "
-                     "--backup --user=root --socket=\"$4\" --stream=xbstream --target-dir=\"$2\" "
-                     "| socat -u STDIN \"$3\"; s=$?; rm -rf \"$2\"; exit $s",
-                     "bash", StatePaths(state_dir).my_cnf(p.name), staging + ".tmp", connect,
-                     StatePaths(state_dir).mysqld_socket(p.name)}),
-            30min);
-    if (sent.exit_code != 0) {
-      end_receiver();
-      throw std::runtime_error("mariadb-backup of " + p.name + " failed: " +
-                               text::trim(sent.err).substr(text::trim(sent.err).size() > 600
-                                                               ? text::trim(sent.err).size() - 600
-                                                               : 0));
-    }
-    if (receiver.wait_for(60s) != std::future_status::ready) {
-      throw std::runtime_error("the stream to " + h->name + " did not end within 60 s");
-    }
-    const auto got = receiver.get();
-    if (got.exit_code != 0)
-      throw std::runtime_error("receiving on " + h->name + ": " + text::trim(got.err));
-    return std::string();
-  });
-  std::string gtid;
-  step("backup prepared", [&] {
-    const auto r = run({"mariadb-backup", "--prepare", "--target-dir=" + staging}, 30min);
-    if (r.exit_code != 0)
-      throw std::runtime_error("mariadb-backup --prepare: " + text::trim(r.err).substr(0, 600));
-    // The primary's binlog position the backup matches (MariaDB 11 renames the file).
-    std::string text = read_text_or_empty(staging + "/xtrabackup_binlog_info");
-    if (text.empty()) text = read_text_or_empty(staging + "/mariadb_backup_binlog_info");
-    std::istringstream info(text);
-    std::string file, pos;
-    info >> file >> pos >> gtid;
-    if (gtid.empty()) throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
-    return "at GTID " + gtid;
-  });
-  const auto service = [&](ServiceAction a) {
-    control_service(t, state_dir, h->name + "/mariadb", a, 60s);
-  };
-  // A promotion since the start (the manager's, or by hand) could have made the node the
-  // primary: its data is replaced only while the roles are what they were.
-  step("the roles unchanged (" + p.name + " the primary, " + h->name + " read-only)", [&] {
-    const std::string now = with_current_primary(topology, state_dir).primary().name;
-    if (now != p.name) {
-      throw std::runtime_error(
-          fmt::format("the primary is {} now, not {}: nothing replaced", now, p.name));
-    }
-    const auto ro = sql(state_dir, h->name, "SELECT @@GLOBAL.read_only", 10s);
-    if (ro.ok && ro.out != "1") {
-      throw std::runtime_error(h->name + " is writable: nothing replaced");
-    }
-    return std::string();
-  });
-  // A failure from here on puts the old data back and starts it (the node as it was, for
-  // the next rebuild), but for the last step's: the node then has its new data and place.
-  const auto put_back = [&] {
-    try {
-      service(ServiceAction::Stop);
-      kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                             "-LISTEN:" + port + ",");
-      // Moved aside first: cut short here, the next rebuild finds the old data alone.
-      const std::string failed = data + h->name + "/mysql.failed";
-      fs::remove_all(failed);
-      if (fs::exists(datadir)) fs::rename(datadir, failed);
-      fs::rename(old, datadir);
-      fs::remove(saved_marker);
-      fs::remove_all(failed);
-      if (wrote_errant) fs::remove(errant);  // the node holds them again
-      service(ServiceAction::Start);
-      std::fprintf(out,
-                   "the rebuild failed after replacing %s's data: its old data is back, "
-                   "its MariaDB started\n",
-                   h->name.c_str());
-    } catch (const std::exception& e) {
-      std::fprintf(out,
-                   "putting %s's old data back failed too (%s); the next rebuild takes "
-                   "it up\n",
-                   h->name.c_str(), e.what());
-    }
-  };
-  try {
-    step(h->name + "'s MariaDB stopped, its data replaced", [&] {
-      std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
-                                  << "\n";
-      stopped = true;
-      service(ServiceAction::Stop);
-      fs::rename(datadir, old);
-      swapped = true;
-      fs::rename(staging, datadir);
-      run_checked({"chown", "-R", "mysql:mysql", datadir});
-      fs::permissions(datadir,
-                      fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-      return "the old data in " + old + " until the end";
-    });
-    step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
-      // Before the node is seen by anyone (the failover manager rejoins a node from its own
-      // position): a server of its own on the new data, without networking or replication.
-      const std::string sock = data + h->name + "/rebuild.sock",
-                        pid = data + h->name + "/rebuild.pid";
-      fs::remove(pid);  // a stale one would name some other process
-      auto server = std::async(std::launch::async, [&] {
-        return run(
-            {"mariadbd", "--defaults-file=" + StatePaths(state_dir).my_cnf(h->name),
-             "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
-            10min);
-      });
-      const auto client = [&](const std::string& statement) {
-        return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
-                    "--skip-column-names", "-e", statement},
-                   30s);
-      };
-      // The server started here, by its pid, when it will not answer or stop.
-      const auto kill_server = [&] {
-        kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                               "-LISTEN:" + port + ",");
-        server.wait_for(30s);
-      };
-      const auto deadline = Clock::now() + 60s;
-      while (client("SELECT 1").exit_code != 0) {
-        if (server.wait_for(0s) == std::future_status::ready) {
-          const auto r = server.get();
-          throw std::runtime_error("mariadbd on the new data of " + h->name +
-                                   " ended: " + text::trim(r.out + r.err).substr(0, 600));
-        }
-        if (Clock::now() > deadline) {
-          kill_server();
-          throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
-        }
-        std::this_thread::sleep_for(100ms);  // poll interval
-      }
-      // The server on that socket must be the one on the new data (a server left by a
-      // rebuild cut short, on the same socket path, once took this for itself).
-      const auto dir = client("SELECT @@GLOBAL.datadir");
-      std::error_code same_ec;
-      if (!fs::equivalent(text::trim(dir.out), datadir, same_ec)) {
-        kill_server();
-        throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set",
-                                             sock, text::trim(dir.out + dir.err), datadir));
-      }
-      const auto set =
-          client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
-      run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
-      if (server.wait_for(60s) != std::future_status::ready) {
-        kill_server();
-        throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
-      }
-      if (set.exit_code != 0)
-        throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + text::trim(set.err));
-      return std::string();
-    });
-    step(h->name + "'s MariaDB started", [&] {
-      service(ServiceAction::Start);
-      const auto deadline = Clock::now() + 60s;
-      while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
-        if (Clock::now() > deadline)
-          throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
-        std::this_thread::sleep_for(100ms);  // poll interval
-      }
-      return std::string();
-    });
-  } catch (const std::exception&) {
-    if (swapped) {
-      put_back();
-    } else if (stopped) {
-      try {
-        service(ServiceAction::Start);
-      } catch (const std::exception& e) {
-        std::fprintf(out, "starting %s's MariaDB again failed: %s\n", h->name.c_str(), e.what());
-      }
-    }
-    throw;
-  }
-  step(h->name + " replicates from " + p.name, [&] {
-    // With automatic failover the manager rejoins it (it sees a read-only node replicating
-    // from nobody, holding nothing the primary lacks), switching semi-sync on with it;
-    // otherwise, or while the manager is paused, this command points it.
-    bool manager = t.automatic_failover() && profile && *profile == render::Profile::Hardened;
-    if (manager) {
-      try {
-        manager = !boost::json::parse(failover_state(t)).as_object().at("paused").as_bool();
-      } catch (const std::exception&) {
-        manager = false;  // not answering: nobody else will
-      }
-    }
-    if (!manager) {
-      const std::string password =
-          text::trim(read_text_or_empty(StatePaths(state_dir).repl_password()));
-      sql_secret(state_dir, h->name,
-                 "SET GLOBAL read_only = ON; " +
-                     change_master_sql(p.address, t.db_port, password,
-                                       tls ? lab_ca_path(state_dir) : std::string(), "slave_pos") +
-                     "; START SLAVE;\n");
-    }
-    const auto deadline = Clock::now() + 60s;
-    for (;;) {
-      const auto st = sql(state_dir, h->name, "SHOW SLAVE STATUS\\G", 5s, true);
-      if (st.ok && st.out.find("Master_Host: " + p.address + "\n") != std::string::npos &&
-          st.out.find("Slave_IO_Running: Yes") != std::string::npos &&
-          st.out.find("Slave_SQL_Running: Yes") != std::string::npos) {
-        break;
-      }
-      if (Clock::now() > deadline) {
-        throw std::runtime_error(h->name + " does not replicate from " + p.name +
-                                 " within 60 s: " + st.out.substr(0, 400) + st.err);
-      }
-      std::this_thread::sleep_for(100ms);  // poll interval
-    }
-    std::error_code ec;
-    fs::remove_all(old, ec);
-    fs::remove(saved_marker, ec);
-    return std::string();
-  });
-  std::fprintf(out, "%s rebuilt from %s (%.1f s)%s\n", h->name.c_str(), p.name.c_str(),
-               std::chrono::duration<double>(Clock::now() - t0).count(),
-               saved.empty() ? "" : ("; its transactions the primary lacked: " + errant).c_str());
 }
 
 }  // namespace webstack::lab

@@ -36,6 +36,7 @@
 #include "lab/monitoring.hpp"
 #include "lab/network.hpp"
 #include "lab/paths.hpp"
+#include "lab/site_internal.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
 #include "render/render.hpp"
@@ -49,10 +50,19 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Written by up into the state directory; down --purge removes only a directory that has it.
-constexpr const char* kStateMarker = ".webstack-lab";
 using topo::Role;
 using topo::Topology;
+
+using detail::check_site;
+using detail::client_hosts_dir;
+using detail::failover_on;
+using detail::install_databases;
+using detail::kStateMarker;
+using detail::read_text;
+using detail::running_svscan;
+using detail::tail;
+using detail::up_databases;
+using detail::write_secret;
 
 struct Service {
   std::string host;  // "" for the edge
@@ -60,20 +70,6 @@ struct Service {
   std::string dir;   // the rendered service dir, <state>/hosts/<host>/s6/<name>
   std::string link;  // <state>/service/<host>-<name> (or "edge")
 };
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string tail(const std::string& path, std::size_t bytes = 1500) {
-  auto s = read_text_or_empty(path);
-  if (s.size() > bytes) s = "..." + s.substr(s.size() - bytes);
-  return s;
-}
 
 uid_t uid_of(const char* user) {
   const passwd* p = ::getpwnam(user);
@@ -101,9 +97,25 @@ void make_dir(const std::string& path, uid_t uid = 0, gid_t gid = 0, mode_t mode
   set_owner_mode(path, uid, gid, mode);
 }
 
+}  // namespace
+
+std::string detail::read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string detail::tail(const std::string& path, std::size_t bytes) {
+  auto s = read_text_or_empty(path);
+  if (s.size() > bytes) s = "..." + s.substr(s.size() - bytes);
+  return s;
+}
+
 // Writes `content` to `path` created with `mode` (never readable by others in between).
-void write_secret(const std::string& path, const std::string& content, uid_t uid, gid_t gid,
-                  mode_t mode) {
+void detail::write_secret(const std::string& path, const std::string& content, uid_t uid, gid_t gid,
+                          mode_t mode) {
   const std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -119,27 +131,19 @@ void write_secret(const std::string& path, const std::string& content, uid_t uid
   }
 }
 
-int proc_ppid(int pid) {
-  const auto stat = read_text_or_empty(fmt::format("/proc/{}/stat", pid));
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  char state = 0;
-  int ppid = 0;
-  rest >> state >> ppid;
-  return ppid;
-}
-
-std::string cmdline(int pid) {
-  auto s = read_text_or_empty(fmt::format("/proc/{}/cmdline", pid));
-  std::replace(s.begin(), s.end(), '\0', ' ');
-  return text::trim(s);
-}
-
 // The lab's s6-svscan per its pid file, or -1.
-int running_svscan(const StatePaths& p) {
+int detail::running_svscan(const StatePaths& p) {
   return lab_svscan_pid(p.state);
 }
+
+// The client host's own hosts file: `ip netns exec` bind-mounts /etc/netns/<ns>/hosts
+// over /etc/hosts, so inside the client the site's name resolves to the virtual
+// address(es), as the internet's DNS would.
+std::string detail::client_hosts_dir(const Topology& t) {
+  return "/etc/netns/" + host_namespace(t, t.with_role(Role::Client).front()->name);
+}
+
+namespace {
 
 // Every service the render produced: a "s6/<name>/run" file.
 std::vector<Service> services_of(const std::vector<render::File>& files, const StatePaths& p) {
@@ -171,61 +175,6 @@ render::Options render_options(const SiteOptions& o) {
   r.peers = o.peers;
   r.peers_dir = o.peers_dir;
   return r;
-}
-
-tools::MariaDbRoot root_of(const StatePaths& p, const std::string& host) {
-  return tools::MariaDbRoot(p.mysqld_socket(host));
-}
-
-std::string root_sql(const StatePaths& p, const std::string& host, const std::string& sql,
-                     std::chrono::milliseconds timeout = 60s) {
-  auto r = root_of(p, host).query(sql, timeout);
-  if (!r.ok) {
-    throw std::runtime_error(fmt::format("SQL on {} failed ({}): {} [{}]", host, r.exit_code, r.err,
-                                         sql.substr(0, 200)));
-  }
-  return std::move(r.out);
-}
-
-// Runs a file of SQL as root on `host`.
-void root_sql_file(const StatePaths& p, const std::string& host, const std::string& path) {
-  const auto r = root_of(p, host).script(read_text(path), 120s);
-  if (!r.ok) {
-    throw std::runtime_error(fmt::format("{} on {} failed ({}): {}", path, host, r.exit_code,
-                                         tools::mariadb_errors(r.err)));
-  }
-}
-
-// SQL holding a secret: on stdin, never on a command line.
-void root_sql_secret(const StatePaths& p, const std::string& host, const std::string& sql) {
-  const auto r = root_of(p, host).script(sql, 120s);
-  if (!r.ok) {
-    throw std::runtime_error(
-        fmt::format("SQL on {} failed ({}): {}", host, r.exit_code, tools::mariadb_errors(r.err)));
-  }
-}
-
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) {
-    s.replace(pos, from.size(), to);
-  }
-}
-
-bool dir_empty_or_missing(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return true;
-  return fs::is_empty(path, ec);
-}
-
-// Pids of this process and its ancestors (never killed as "the lab's").
-std::set<int> self_and_ancestors() {
-  std::set<int> s;
-  for (int pid = ::getpid(); pid > 1 && s.insert(pid).second;) pid = proc_ppid(pid);
-  return s;
-}
-
-bool under(const std::string& path, const std::string& dir) {
-  return path == dir || path.starts_with(dir + "/");
 }
 
 void svc(const std::string& flag, const std::string& dir) {
@@ -288,87 +237,6 @@ bool namespaces_present(const Topology& t) {
   return true;
 }
 
-void wait_db(const StatePaths& p, const std::string& host, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::string last;
-  for (;;) {
-    const auto r = root_of(p, host).query("SELECT 1", 5s);
-    if (r.ok) return;
-    last = r.err;
-    if (Clock::now() > deadline) {
-      throw std::runtime_error(fmt::format(
-          "MariaDB on {} does not answer after {} ms: {}\n{}:\n{}", host, timeout.count(), last,
-          p.log + "/" + host + "/mariadb/current", tail(p.log + "/" + host + "/mariadb/current")));
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-}
-
-// prometheus-mysqld-exporter logs in over the socket as the OS user prometheus: no
-// password anywhere. SLAVE MONITOR is all it needs (SHOW SLAVE STATUS); global status
-// and variables need no privilege. Made on the primary, it replicates.
-constexpr const char* kExporterAccount =
-    "CREATE USER IF NOT EXISTS 'prometheus'@'localhost' IDENTIFIED VIA unix_socket "
-    "WITH MAX_USER_CONNECTIONS 3; GRANT SLAVE MONITOR ON *.* TO 'prometheus'@'localhost';";
-
-// Automatic failover runs in this lab (render.cpp decides the same way).
-bool failover_on(const Topology& t, const SiteOptions& o) {
-  return o.profile == render::Profile::Hardened && t.automatic_failover();
-}
-
-// The failover manager's account, from the monitor host only, over TLS: it reads every
-// node's state, stops and points replication, and sets read_only. No data access.
-std::string failover_account_sql(const Topology& t, const StatePaths& p) {
-  const std::string user = fmt::format("'webstack_failover'@'{}'", t.monitor()->address);
-  const std::string password = text::trim(read_text(p.failover_password()));
-  return fmt::format(
-      "CREATE USER IF NOT EXISTS {0} IDENTIFIED BY '{1}'; "
-      "ALTER USER {0} IDENTIFIED BY '{1}' REQUIRE SSL; "
-      "GRANT RELOAD, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, "
-      "SLAVE MONITOR, BINLOG MONITOR ON *.* TO {0};\n",
-      user, password);
-}
-
-// Every scrape target of the monitor host's Prometheus reports up (asked from inside
-// that host: its API is not published beyond the edge).
-void wait_scrape_targets(const Topology& t, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::string last;
-  for (;;) {
-    try {
-      const auto targets = monitoring::scrape_targets(t);
-      last.clear();
-      for (const auto& target : targets) {
-        if (target.health != "up") {
-          last += fmt::format("\n  {} {} ({}): {} {}", target.job, target.host, target.url,
-                              target.health, target.error);
-        }
-      }
-      // The blackbox probe's scrape is up even when the probe fails: the site itself must
-      // answer it too (through the load balancers, over HTTPS, as a client).
-      for (const auto& [host, ok] : monitoring::query_by_host(t, "probe_success")) {
-        if (ok != 1) last += fmt::format("\n  the probe of the site via {} fails", host);
-      }
-      if (!targets.empty() && last.empty()) return;
-      if (targets.empty()) last = " no targets yet";
-    } catch (const std::exception& e) {
-      last = e.what();
-    }
-    if (Clock::now() > deadline) {
-      throw std::runtime_error(fmt::format("Prometheus does not see every target up after {} ms:{}",
-                                           timeout.count(), last));
-    }
-    std::this_thread::sleep_for(250ms);
-  }
-}
-
-// The client host's own hosts file: `ip netns exec` bind-mounts /etc/netns/<ns>/hosts
-// over /etc/hosts, so inside the client the site's name resolves to the virtual
-// address(es), as the internet's DNS would.
-std::string client_hosts_dir(const Topology& t) {
-  return "/etc/netns/" + host_namespace(t, t.with_role(Role::Client).front()->name);
-}
-
 void write_client_hosts(const Topology& t) {
   const std::string dir = client_hosts_dir(t);
   make_dir(dir);
@@ -378,285 +246,7 @@ void write_client_hosts(const Topology& t) {
   write_secret(dir + "/hosts", text, 0, 0, 0644);
 }
 
-void bootstrap(const Topology& t, const StatePaths& p, const SiteOptions& o) {
-  const auto& primary = t.primary();
-  std::string users = read_text(o.sql_dir + "/users.sql.in");
-  replace_all(users, "@APP_PASSWORD@", text::trim(read_text(p.app_password())));
-  replace_all(users, "@REPL_PASSWORD@", text::trim(read_text(p.repl_password())));
-  replace_all(users, "@PROBE_PASSWORD@", text::trim(read_text(p.probe_password())));
-  replace_all(users, "@HOST@", "%");
-  // Replication over TLS only (hardened): the repl account may not connect without it.
-  if (o.profile == render::Profile::Hardened) users += "\nALTER USER 'repl'@'%' REQUIRE SSL;\n";
-  root_sql_secret(p, primary.name, users);
-  root_sql_file(p, primary.name, o.sql_dir + "/schema.sql");
-  root_sql_file(p, primary.name, o.sql_dir + "/seed.sql");
-  for (const auto* r : t.replicas()) {
-    root_sql_secret(
-        p, r->name,
-        "STOP SLAVE; " +
-            change_master_sql(
-                primary.address, t.db_port, text::trim(read_text(p.repl_password())),
-                o.profile == render::Profile::Hardened ? lab_ca_path(p.state) : std::string(),
-                "slave_pos") +
-            "; START SLAVE;\n");
-  }
-  const auto pos = root_sql(p, primary.name, "SELECT @@GLOBAL.gtid_binlog_pos");
-  const auto rows = root_sql(p, primary.name, "SELECT COUNT(*) FROM webstack.World");
-  const double secs = static_cast<double>(o.db_timeout.count()) / 1000.0;
-  for (const auto* r : t.replicas()) {
-    const auto res =
-        root_sql(p, r->name, fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos, secs),
-                 o.db_timeout + 10s);
-    const auto got = root_sql(p, r->name, "SELECT COUNT(*) FROM webstack.World");
-    if (res != "0" || got != rows) {
-      std::string st;
-      try {
-        st = root_sql(p, r->name, "SHOW SLAVE STATUS\\G");
-      } catch (const std::exception& e) {
-        st = e.what();
-      }
-      throw std::runtime_error(fmt::format(
-          "replica {} did not catch up with the primary (GTID {}, World rows {} of {})\n{}",
-          r->name, pos, got, rows, st));
-    }
-  }
-}
-
-// Every replica's replication threads run and it has applied what the primary had when
-// asked. On every up, not only after the bootstrap: a lab brought up again must be
-// replicating too.
-void wait_replicas(const Topology& t, const StatePaths& p, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  const auto pos = root_sql(p, t.primary().name, "SELECT @@GLOBAL.gtid_binlog_pos");
-  for (const auto* r : t.replicas()) {
-    for (;;) {
-      const auto rep = replica_report(p.state, r->name);
-      if (rep.error.empty() && rep.io_running && rep.sql_running) break;
-      if (Clock::now() > deadline) {
-        throw std::runtime_error(fmt::format(
-            "replication on {} is not running after {} ms (io={} sql={}): {}", r->name,
-            timeout.count(), rep.io_running ? "Yes" : "No", rep.sql_running ? "Yes" : "No",
-            rep.error.empty() ? rep.last_error : rep.error));
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-    // gtid_current_pos, not MASTER_GTID_WAIT: a former primary's own transactions are in
-    // its binlog, never in its gtid_slave_pos, which MASTER_GTID_WAIT waits on.
-    for (;;) {
-      const auto have = root_sql(p, r->name, "SELECT @@GLOBAL.gtid_current_pos");
-      if (gtid_covers(have, pos)) break;
-      if (Clock::now() > deadline) {
-        throw std::runtime_error(
-            fmt::format("replica {} has not applied the primary's GTID {} within {} ms (it has {})",
-                        r->name, pos, timeout.count(), have));
-      }
-      std::this_thread::sleep_for(50ms);  // poll interval
-    }
-  }
-}
-
-// The site answers /readyz through every load balancer, from the client host, and every
-// web host has been seen serving through the load balancers.
-// (hardened: over HTTPS by the site's name, the chain verified against the lab CA; the
-// site's own certificate when the topology gives one, which the system trust store must
-// then know.)
-// `host_header`: ask for another server name than the site's (a benchmark peer,
-// "php.bench"): every web host must answer for it too.
-void wait_site(const Topology& t, const SiteOptions& o, std::chrono::milliseconds timeout,
-               const std::string& host_header = "") {
-  const bool tls = o.profile == render::Profile::Hardened;
-  const auto client = t.with_role(Role::Client).front();
-  const auto client_ns = host_namespace(t, client->name);
-  std::set<std::string> want;
-  for (const auto* w : t.with_role(Role::Web)) want.insert(w->name);
-  const auto deadline = Clock::now() + timeout;
-  // Every balancer by its own address, then the virtual addresses (some balancer holds
-  // each: keepalived has elected).
-  std::vector<std::string> addresses;
-  for (const auto* lb : t.with_role(Role::LoadBalancer)) addresses.push_back(lb->address);
-  for (const auto& vip : t.virtual_addresses) addresses.push_back(vip);
-  for (const auto& address : addresses) {
-    const std::string url = tls ? fmt::format("https://{}:{}/readyz", t.site_name, t.https_port)
-                                : fmt::format("http://{}:{}/readyz", address, t.http_port);
-    std::vector<std::string> curl = {
-        "ip",         "netns", "exec",      client_ns, "curl",
-        "-s",         "-o",    "/dev/null", "-w",      "%{http_code} %header{x-served-by}",
-        "--max-time", "2"};
-    if (tls) {
-      curl.insert(curl.end(),
-                  {"--resolve", fmt::format("{}:{}:{}", t.site_name, t.https_port, address)});
-      if (t.tls_certificate.empty())
-        curl.insert(curl.end(), {"--cacert", lab_ca_path(o.state_dir)});
-    }
-    if (!host_header.empty()) curl.insert(curl.end(), {"-H", "Host: " + host_header});
-    curl.push_back(url);
-    std::set<std::string> seen;
-    std::string last;
-    for (;;) {
-      const auto r = run(curl, 5s);
-      last = text::trim(r.out + " " + r.err);
-      if (r.exit_code == 0 && r.out.starts_with("200 ")) {
-        seen.insert(text::trim(r.out.substr(4)));
-        if (std::includes(seen.begin(), seen.end(), want.begin(), want.end())) break;
-        continue;
-      }
-      if (Clock::now() > deadline) {
-        throw std::runtime_error(
-            fmt::format("{}{} via {} does not answer 200 from {} after {} ms (last: {})", url,
-                        host_header.empty() ? "" : " (Host: " + host_header + ")", address,
-                        client->name, timeout.count(), last));
-      }
-      std::this_thread::sleep_for(250ms);
-    }
-  }
-}
-
-// keepalived has settled: each virtual address is held by exactly its preferred balancer
-// (the i-th address by the i-th balancer, as render.cpp gives them priorities). A
-// balancer that started late takes its address back only after preempt_delay; until then
-// the address could move under the first requests, and with it the round-robin state.
-void wait_preferred_holders(const Topology& t, std::chrono::milliseconds timeout) {
-  const auto lbs = t.with_role(Role::LoadBalancer);
-  const auto deadline = Clock::now() + timeout;
-  for (std::size_t i = 0; i < t.virtual_addresses.size(); ++i) {
-    const std::string& vip = t.virtual_addresses[i];
-    const std::string& want = lbs[i % lbs.size()]->name;
-    for (;;) {
-      const auto holders = address_holders(t, vip);
-      if (holders == std::vector<std::string>{want}) break;
-      if (Clock::now() > deadline) {
-        std::string who;
-        for (const auto& h : holders) who += (who.empty() ? "" : ", ") + h;
-        throw std::runtime_error(fmt::format("{} is held by {} after {} ms, not by {} alone", vip,
-                                             who.empty() ? "no balancer" : who, timeout.count(),
-                                             want));
-      }
-      std::this_thread::sleep_for(200ms);  // keepalived's advert interval in the lab
-    }
-  }
-}
-
-// The edge's health checks (TCP, every second, up after two) find every load balancer,
-// so that 127.0.0.1:<edge_port> answers as soon as `up` returns.
-void wait_edge(const StatePaths& p, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::string last;
-  for (;;) {
-    try {
-      const auto servers = tools::haproxy_servers(p.run + "/edge/haproxy.sock", "lb");
-      last.clear();
-      for (const auto& s : servers)
-        if (s.status != "UP") last += (last.empty() ? "" : ", ") + s.name + " " + s.status;
-      if (last.empty() && !servers.empty()) return;
-    } catch (const std::exception& e) {
-      last = e.what();
-    }
-    if (Clock::now() > deadline) {
-      throw std::runtime_error(fmt::format(
-          "the edge does not see every load balancer up after {} ms: {}", timeout.count(), last));
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-}
-
 }  // namespace
-
-std::vector<int> site_processes(const Topology& t, const std::string& state_dir) {
-  const auto mine = self_and_ancestors();
-  std::set<int> found;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    const auto name = e.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    const int pid = std::stoi(name);
-    if (mine.count(pid) != 0 || !alive(pid)) continue;
-    std::error_code ec2;
-    const auto cwd = fs::read_symlink(e.path() / "cwd", ec2).string();
-    const auto cmd = cmdline(pid);
-    if ((!ec2 && under(cwd, state_dir)) || cmd.find(state_dir + "/") != std::string::npos ||
-        cmd.ends_with(state_dir)) {
-      found.insert(pid);
-    }
-  }
-  // Whatever runs inside the lab's namespaces.
-  std::vector<std::string> nss = {bridge_namespace(t)};
-  for (const auto& h : t.hosts) nss.push_back(host_namespace(t, h.name));
-  for (const auto& ns : nss) {
-    if (!fs::exists("/run/netns/" + ns)) continue;
-    const auto r = run({"ip", "netns", "pids", ns}, 5s);
-    std::istringstream in(r.out);
-    for (int pid; in >> pid;)
-      if (mine.count(pid) == 0 && alive(pid)) found.insert(pid);
-  }
-  return {found.begin(), found.end()};
-}
-
-void site_down(const Topology& t, const SiteOptions& o, bool purge) {
-  const StatePaths p(o.state_dir);
-  // Ask s6 first: every service down, then s6-svscan to end its supervisors and exit.
-  bool asked_s6 = false;
-  if (const int pid = running_svscan(p); pid > 0) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(p.service, ec)) {
-      if (e.path().filename().string().starts_with(".")) continue;
-      run({"s6-svc", "-d", e.path().string()}, 1s);
-      // The whole lab goes: no load balancer to drain the apps from, so their lame duck
-      // is cut short (SIGINT after the SIGTERM).
-      if (e.path().filename().string().ends_with("-webstack-app")) {
-        run({"s6-svc", "-i", e.path().string()}, 1s);
-      }
-    }
-    run({"s6-svscanctl", "-t", p.service}, 1s);
-    asked_s6 = true;
-  }
-  // Then SIGTERM whatever is left (at once when s6 was not there to ask: a crash), then
-  // SIGKILL. Our own child (s6-svscan started by a failed up) is reaped on the way.
-  const auto term_at = Clock::now() + (asked_s6 ? 1500ms : 0ms);
-  const auto kill_at = Clock::now() + 3500ms;
-  const auto give_up = kill_at + 1000ms;
-  bool termed = false, killed = false;
-  std::vector<int> left;
-  for (;;) {
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    left = site_processes(t, o.state_dir);
-    const auto now = Clock::now();
-    if (left.empty() || now > give_up) break;
-    if (!killed && now > kill_at) {
-      for (int pid : left) ::kill(pid, SIGKILL);
-      killed = true;
-    } else if (!termed && now >= term_at) {
-      for (int pid : left) ::kill(pid, SIGTERM);
-      termed = true;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  network_down(t);
-  std::error_code ec;
-  if (!t.with_role(Role::Client).empty()) fs::remove_all(client_hosts_dir(t), ec);
-  if (purge) {
-    // Only a directory `up` made is removed: a mistyped --state-dir must not erase data.
-    if (fs::exists(o.state_dir, ec) && !fs::exists(fs::path(o.state_dir) / kStateMarker, ec)) {
-      throw std::runtime_error(
-          fmt::format("{} is not a webstack state directory (no {}): not removing it", o.state_dir,
-                      kStateMarker));
-    }
-    fs::remove_all(o.state_dir, ec);
-    if (ec)
-      throw std::runtime_error(fmt::format("cannot remove {}: {}", o.state_dir, ec.message()));
-  } else if (fs::exists(p.run, ec)) {
-    for (auto it = fs::recursive_directory_iterator(p.run, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      const auto ext = it->path().extension().string();
-      if (ext == ".pid" || ext == ".sock" || it->is_socket()) fs::remove(it->path(), ec);
-    }
-  }
-  if (!left.empty()) {
-    std::string pids;
-    for (int pid : left) pids += fmt::format(" {} ({})", pid, cmdline(pid));
-    throw std::runtime_error("processes of the lab still alive after SIGKILL:" + pids);
-  }
-}
 
 // Everything up needs, checked before anything is created: root, the programs (and the
 // Debian package that has each), the service users, the binaries, the lab's profile.
@@ -803,37 +393,6 @@ std::vector<Service> render_configs(const Topology& t, const SiteOptions& o, con
   return found;
 }
 
-// mariadb-install-db for each database host whose datadir is empty, in parallel; true
-// when any was.
-bool install_databases(const Topology& t, const StatePaths& p) {
-  bool fresh_db = false;
-  std::vector<std::pair<std::string, std::future<ProcessResult>>> jobs;
-  for (const auto* h : t.with_role(Role::Database)) {
-    if (!dir_empty_or_missing(p.datadir(h->name))) continue;
-    fresh_db = true;
-    // root@localhost authenticates by the unix socket's peer: only the machine's root
-    // (webstack itself) is MariaDB's root, and never over the network.
-    std::vector<std::string> args = {"mariadb-install-db",
-                                     "--no-defaults",
-                                     "--datadir=" + p.datadir(h->name),
-                                     "--user=mysql",
-                                     "--auth-root-authentication-method=socket",
-                                     "--skip-test-db",
-                                     "--tmpdir=" + p.run + "/" + h->name + "/mysql-tmp"};
-    jobs.emplace_back(h->name, std::async(std::launch::async, [args] { return run(args, 120s); }));
-  }
-  for (auto& [host, job] : jobs) {
-    const auto r = job.get();
-    if (r.exit_code != 0) {
-      std::error_code ec;
-      fs::remove_all(p.datadir(host), ec);  // no half-made datadir for the next up
-      throw std::runtime_error(fmt::format("mariadb-install-db for {} failed ({}): {}", host,
-                                           r.exit_code, text::trim(r.out + r.err)));
-    }
-  }
-  return fresh_db;
-}
-
 // One s6-svscan for the whole lab; the databases start at once, everything else is held
 // down until the databases are ready.
 void start_supervisor(const StatePaths& p, const std::vector<Service>& services) {
@@ -895,58 +454,6 @@ void make_room(const Topology& t, const SiteOptions& o, int existing, StepPrinte
             fmt::format("edge port 127.0.0.1:{} (lab.{}) is in use", port, key));
       }
     }
-  }
-}
-
-// The databases answer, the primary takes writes, the data is there (bootstrapped once)
-// and replicated, and the accounts of the exporters and the failover manager exist.
-void up_databases(const Topology& t, const SiteOptions& o, const StatePaths& p, bool fresh_db,
-                  StepPrinter& step) {
-  for (const auto* h : t.with_role(Role::Database)) {
-    step("mariadb on " + h->name + " answers", [&] { wait_db(p, h->name, o.db_timeout); });
-  }
-  if (failover_on(t, o)) {
-    // Every node starts read-only (my.cnf): the primary takes writes once `up` (or,
-    // later, the failover manager) says so.
-    step("primary " + t.primary().name + " writable",
-         [&] { root_sql(p, t.primary().name, "SET GLOBAL read_only = OFF"); });
-  }
-  if (fresh_db || !fs::exists(p.bootstrap_marker())) {
-    step("bootstrap: users, schema, seed, replication", [&] {
-      bootstrap(t, p, o);
-      write_secret(p.bootstrap_marker(), "done\n", 0, 0, 0644);
-    });
-  }
-  if (!t.replicas().empty()) {
-    step("replication running and caught up", [&] { wait_replicas(t, p, o.db_timeout); });
-  }
-  if (t.monitor() != nullptr) {
-    // On every up (a lab made before its topology had a monitor host gets it too).
-    step("database account of the metrics exporters",
-         [&] { root_sql(p, t.primary().name, kExporterAccount); });
-  }
-  if (failover_on(t, o)) {
-    step("database account of the failover manager",
-         [&] { root_sql_secret(p, t.primary().name, failover_account_sql(t, p)); });
-  }
-}
-
-// The site, seen from the client host, from the edge and by Prometheus.
-void check_site(const Topology& t, const SiteOptions& o, const StatePaths& p, StepPrinter& step) {
-  step("site answers through the load balancer (from client)",
-       [&] { wait_site(t, o, o.site_timeout); });
-  if (!t.virtual_addresses.empty()) {
-    step("each virtual address held by its preferred load balancer",
-         [&] { wait_preferred_holders(t, o.site_timeout); });
-  }
-  for (const auto& peer : o.peers) {
-    step("benchmark peer " + peer + ".bench answers on every web host",
-         [&] { wait_site(t, o, o.site_timeout, peer + ".bench"); });
-  }
-  step("edge sees every load balancer up", [&] { wait_edge(p, o.site_timeout); });
-  if (t.monitor() != nullptr) {
-    step("monitoring: Prometheus scrapes every target, the probe reaches the site",
-         [&] { wait_scrape_targets(t, o.site_timeout); });
   }
 }
 
