@@ -12,9 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 
@@ -39,47 +37,6 @@ constexpr int kAborted = -2;   // wait(): cancel() or the socket vanished
 // Beyond this many distinct statements per connection, statements are closed after use
 // (the server caps prepared statements globally: max_prepared_stmt_count).
 constexpr std::size_t kMaxCachedStatements = 256;
-
-bool is_integer(enum_field_types t) {
-  switch (t) {
-    case MYSQL_TYPE_TINY:
-    case MYSQL_TYPE_SHORT:
-    case MYSQL_TYPE_LONG:
-    case MYSQL_TYPE_INT24:
-    case MYSQL_TYPE_LONGLONG:
-    case MYSQL_TYPE_YEAR:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_real(enum_field_types t) {
-  return t == MYSQL_TYPE_DECIMAL || t == MYSQL_TYPE_NEWDECIMAL || t == MYSQL_TYPE_FLOAT ||
-         t == MYSQL_TYPE_DOUBLE;
-}
-
-// A text-protocol value as a Field: ints as int64, DECIMAL/float as double, else text.
-Field text_field(const MYSQL_FIELD& f, const char* data, unsigned long len) {
-  if (data == nullptr) {
-    return std::monostate{};
-  }
-  const char* end = data + len;
-  if (is_integer(f.type)) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(data, end, v);
-    if (ec == std::errc{} && p == end) {
-      return v;
-    }
-  } else if (is_real(f.type)) {
-    double v = 0;
-    auto [p, ec] = std::from_chars(data, end, v);
-    if (ec == std::errc{} && p == end) {
-      return v;
-    }
-  }
-  return std::string(data, len);  // also BIGINT UNSIGNED beyond int64
-}
 
 unsigned ceil_seconds(std::chrono::milliseconds ms) {
   return static_cast<unsigned>(std::max<std::int64_t>(1, (ms.count() + 999) / 1000));
@@ -250,8 +207,16 @@ asio::awaitable<int> Connection::wait(int status, Clock::time_point deadline) {
     co_return io_events;
   }
 
-  // The timer cancels the socket wait. `state` tells a late timer handler that the wait is
-  // over (and this frame possibly gone), even if this coroutine is destroyed suspended.
+  co_return co_await wait_with_library_timer(type, ready_bits, io_events, expiry);
+}
+
+// wait() where Connector/C's own timer comes first: the timer cancels the socket wait.
+// `state` tells a late timer handler that the wait is over (and this frame possibly gone),
+// even if this coroutine is destroyed suspended.
+asio::awaitable<int> Connection::wait_with_library_timer(
+    asio::posix::descriptor_base::wait_type type, int ready_bits, int io_events,
+    Clock::time_point expiry) {
+  error_code ec;
   struct TimerState {
     bool done = false;
     bool fired = false;
@@ -283,7 +248,7 @@ asio::awaitable<int> Connection::wait(int status, Clock::time_point deadline) {
     co_return kAborted;
   }
   if (state->fired) {
-    co_return library_timer ? MYSQL_WAIT_TIMEOUT : kDeadline;
+    co_return MYSQL_WAIT_TIMEOUT;  // only Connector/C's timer is set here
   }
   if (ec == asio::error::operation_aborted) {
     co_return kAborted;
@@ -355,6 +320,57 @@ void Connection::fail_code(unsigned code, const char* what, const char* message)
   throw QueryError(msg, code);
 }
 
+// The numeric addresses of `node.host`, by Asio's resolver (on its own thread), within
+// `deadline`.
+asio::awaitable<std::vector<std::string>> Connection::resolve(const DbNode& node,
+                                                              Clock::time_point deadline) {
+  std::vector<std::string> addresses;
+  error_code ec;
+  auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+  asio::steady_timer guard(io_, deadline);
+  guard.async_wait([weak = std::weak_ptr(resolver)](const error_code& timer_ec) {
+    if (auto r = weak.lock(); r && !timer_ec) {
+      r->cancel();
+    }
+  });
+  auto results = co_await resolver->async_resolve(node.host, std::to_string(node.port),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+  guard.cancel();
+  for (const auto& entry : results) {
+    std::string a = entry.endpoint().address().to_string();
+    if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) {
+      addresses.push_back(std::move(a));
+    }
+  }
+  if (ec || addresses.empty()) {
+    broken_ = true;
+    throw ConnectionLost(fmt::format("db: cannot resolve {}: {}", node.host,
+                                     ec ? ec.message() : std::string("no address")));
+  }
+  co_return addresses;
+}
+
+// A new Connector/C handle, non-blocking, with the connection's options.
+void Connection::init_handle(const DatabaseConfig& cfg) {
+  // Connector/C's own timeouts back up ours (MYSQL_WAIT_TIMEOUT). Never MYSQL_OPT_RECONNECT:
+  // a silent reconnect would lose session state and hide failures from the pool.
+  const unsigned connect_s = ceil_seconds(cfg.connect_timeout);
+  const unsigned io_s = ceil_seconds(op_timeout_);
+  const unsigned protocol = MYSQL_PROTOCOL_TCP;
+  const unsigned no_local_infile = 0;
+  mysql_ = mysql_init(nullptr);
+  if (mysql_ == nullptr) {
+    throw Unavailable("db: mysql_init failed");
+  }
+  mysql_options(mysql_, MYSQL_OPT_NONBLOCK, nullptr);
+  mysql_options(mysql_, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+  mysql_options(mysql_, MYSQL_OPT_READ_TIMEOUT, &io_s);
+  mysql_options(mysql_, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+  mysql_options(mysql_, MYSQL_OPT_PROTOCOL, &protocol);
+  mysql_options(mysql_, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+  mysql_options(mysql_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+}
+
 asio::awaitable<void> Connection::connect(const DbNode& node, const DatabaseConfig& cfg) {
   if (mysql_ != nullptr || busy_) {
     throw std::logic_error("db: connect() on a used connection");
@@ -367,58 +383,22 @@ asio::awaitable<void> Connection::connect(const DbNode& node, const DatabaseConf
   const auto deadline = Clock::now() + cfg.connect_timeout;
 
   // Connector/C would call getaddrinfo() on this thread; Asio's resolver runs it on its own
-  // thread, and Connector/C then gets numeric addresses, tried in order.
+  // thread (resolve()), and Connector/C then gets numeric addresses, tried in order.
   std::vector<std::string> addresses;
   error_code ec;
   asio::ip::make_address(node.host, ec);
   if (!ec) {
     addresses.push_back(node.host);
   } else {
-    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
-    asio::steady_timer guard(io_, deadline);
-    guard.async_wait([weak = std::weak_ptr(resolver)](const error_code& timer_ec) {
-      if (auto r = weak.lock(); r && !timer_ec) {
-        r->cancel();
-      }
-    });
-    auto results = co_await resolver->async_resolve(node.host, std::to_string(node.port),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
-    guard.cancel();
-    for (const auto& entry : results) {
-      std::string a = entry.endpoint().address().to_string();
-      if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) {
-        addresses.push_back(std::move(a));
-      }
-    }
-    if (ec || addresses.empty()) {
-      broken_ = true;
-      throw ConnectionLost(fmt::format("db: cannot resolve {}: {}", node.host,
-                                       ec ? ec.message() : std::string("no address")));
-    }
+    addresses = co_await resolve(node, deadline);
   }
 
-  // Connector/C's own timeouts back up ours (MYSQL_WAIT_TIMEOUT). Never MYSQL_OPT_RECONNECT:
-  // a silent reconnect would lose session state and hide failures from the pool.
-  const unsigned connect_s = ceil_seconds(cfg.connect_timeout);
-  const unsigned io_s = ceil_seconds(op_timeout_);
-  const unsigned protocol = MYSQL_PROTOCOL_TCP;
-  const unsigned no_local_infile = 0;
   const char* db = cfg.database.empty() ? nullptr : cfg.database.c_str();
   for (std::size_t i = 0; i < addresses.size(); ++i) {
     if (mysql_ != nullptr) {
       close_handle();  // the previous address failed
     }
-    mysql_ = mysql_init(nullptr);
-    if (mysql_ == nullptr) {
-      throw Unavailable("db: mysql_init failed");
-    }
-    mysql_options(mysql_, MYSQL_OPT_NONBLOCK, nullptr);
-    mysql_options(mysql_, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
-    mysql_options(mysql_, MYSQL_OPT_READ_TIMEOUT, &io_s);
-    mysql_options(mysql_, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
-    mysql_options(mysql_, MYSQL_OPT_PROTOCOL, &protocol);
-    mysql_options(mysql_, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
-    mysql_options(mysql_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    init_handle(cfg);
 
     MYSQL* ret = nullptr;
     const std::string& address = addresses[i];
@@ -541,115 +521,6 @@ asio::awaitable<Result> Connection::execute(std::string_view sql, std::span<cons
   co_return result;
 }
 
-// Reads the rows mysql_stmt_store_result() buffered; no I/O.
-Result Connection::fetch_binary(MYSQL_STMT* handle) {
-  struct FreeResult {
-    MYSQL_STMT* h;
-    ~FreeResult() { mysql_stmt_free_result(h); }
-  } free_result{handle};
-  // Metadata taken after store_result(), so max_length is filled in.
-  std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> meta(mysql_stmt_result_metadata(handle),
-                                                                &mysql_free_result);
-  if (!meta) {
-    fail_stmt(handle, "result metadata");
-  }
-  const unsigned n = mysql_num_fields(meta.get());
-  const MYSQL_FIELD* fields = mysql_fetch_fields(meta.get());
-
-  enum class Kind { Null, Int, Uint, Real, Text };
-  struct Column {
-    Kind kind = Kind::Text;
-    long long i = 0;
-    double d = 0;
-    std::vector<char> buf;
-    unsigned long length = 0;
-    my_bool is_null = 0;
-    my_bool error = 0;
-  };
-  std::vector<Column> cols(n);
-  std::vector<MYSQL_BIND> binds(n);
-  for (unsigned c = 0; c < n; ++c) {
-    const MYSQL_FIELD& f = fields[c];
-    Column& col = cols[c];
-    MYSQL_BIND& b = binds[c];
-    b.is_null = &col.is_null;
-    b.length = &col.length;
-    b.error = &col.error;
-    if (f.type == MYSQL_TYPE_NULL) {
-      col.kind = Kind::Null;
-      b.buffer_type = MYSQL_TYPE_NULL;
-    } else if (is_integer(f.type)) {
-      const bool is_unsigned = (f.flags & UNSIGNED_FLAG) != 0;
-      col.kind = is_unsigned ? Kind::Uint : Kind::Int;
-      b.buffer_type = MYSQL_TYPE_LONGLONG;
-      b.buffer = &col.i;
-      b.is_unsigned = is_unsigned ? 1 : 0;
-    } else if (is_real(f.type)) {
-      col.kind = Kind::Real;
-      b.buffer_type = MYSQL_TYPE_DOUBLE;
-      b.buffer = &col.d;
-    } else {
-      // Temporal values are converted to text by Connector/C; 64 bytes hold any of them.
-      col.buf.resize(std::max<unsigned long>(f.max_length, 64));
-      b.buffer_type = MYSQL_TYPE_STRING;
-      b.buffer = col.buf.data();
-      b.buffer_length = col.buf.size();
-    }
-  }
-  if (n > 0 && mysql_stmt_bind_result(handle, binds.data()) != 0) {
-    fail_stmt(handle, "bind result");
-  }
-
-  Result result;
-  result.rows.reserve(static_cast<std::size_t>(mysql_stmt_num_rows(handle)));
-  for (;;) {
-    const int rc = mysql_stmt_fetch(handle);
-    if (rc == MYSQL_NO_DATA) {
-      break;
-    }
-    if (rc == 1) {
-      fail_stmt(handle, "fetch row");
-    }
-    Row row;
-    row.reserve(n);
-    for (unsigned c = 0; c < n; ++c) {
-      Column& col = cols[c];
-      if (col.is_null != 0 || col.kind == Kind::Null) {
-        row.emplace_back(std::monostate{});
-      } else if (col.kind == Kind::Int) {
-        row.emplace_back(static_cast<std::int64_t>(col.i));
-      } else if (col.kind == Kind::Uint) {
-        const auto u = static_cast<std::uint64_t>(col.i);
-        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-          row.emplace_back(std::to_string(u));
-        } else {
-          row.emplace_back(static_cast<std::int64_t>(u));
-        }
-      } else if (col.kind == Kind::Real) {
-        row.emplace_back(col.d);
-      } else if (col.length <= col.buf.size()) {
-        row.emplace_back(std::string(col.buf.data(), col.length));
-      } else {
-        // Longer than max_length promised (e.g. a temporal conversion): fetch it whole.
-        std::string text(col.length, '\0');
-        unsigned long length = 0;
-        MYSQL_BIND one{};
-        one.buffer_type = MYSQL_TYPE_STRING;
-        one.buffer = text.data();
-        one.buffer_length = text.size();
-        one.length = &length;
-        if (mysql_stmt_fetch_column(handle, &one, c, 0) != 0) {
-          fail_stmt(handle, "fetch column");
-        }
-        text.resize(std::min<std::size_t>(length, text.size()));
-        row.emplace_back(std::move(text));
-      }
-    }
-    result.rows.push_back(std::move(row));
-  }
-  return result;
-}
-
 asio::awaitable<Result> Connection::query(std::string_view sql, std::vector<std::string>* columns) {
   OpScope op(*this);
   const auto deadline = Clock::now() + op_timeout_;
@@ -705,24 +576,7 @@ asio::awaitable<Result> Connection::read_text_result(Clock::time_point deadline,
     }
     // A stored result: fetching rows and freeing it are local.
     std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> guard(res, &mysql_free_result);
-    const unsigned n = mysql_num_fields(res);
-    const MYSQL_FIELD* fields = mysql_fetch_fields(res);
-    if (columns != nullptr) {
-      columns->clear();
-      for (unsigned c = 0; c < n; ++c) {
-        columns->emplace_back(fields[c].name, fields[c].name_length);
-      }
-    }
-    result.rows.reserve(static_cast<std::size_t>(mysql_num_rows(res)));
-    while (MYSQL_ROW row = mysql_fetch_row(res)) {
-      const unsigned long* lengths = mysql_fetch_lengths(res);
-      Row out;
-      out.reserve(n);
-      for (unsigned c = 0; c < n; ++c) {
-        out.push_back(text_field(fields[c], row[c], lengths[c]));
-      }
-      result.rows.push_back(std::move(out));
-    }
+    result = read_text_rows(res, columns);
   } else {
     result.affected_rows = mysql_affected_rows(mysql_);
     result.insert_id = mysql_insert_id(mysql_);

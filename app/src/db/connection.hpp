@@ -78,10 +78,18 @@ class Connection {
   boost::asio::awaitable<void> drive(Start start, Cont cont, Clock::time_point deadline,
                                      const char* what, bool connecting);
   boost::asio::awaitable<int> wait(int status, Clock::time_point deadline);
+  boost::asio::awaitable<int> wait_with_library_timer(
+      boost::asio::posix::descriptor_base::wait_type type, int ready_bits, int io_events,
+      Clock::time_point expiry);
+  boost::asio::awaitable<std::vector<std::string>> resolve(const DbNode& node,
+                                                           Clock::time_point deadline);
+  void init_handle(const DatabaseConfig& cfg);
   boost::asio::awaitable<Stmt> prepared(std::string_view sql, Clock::time_point deadline,
                                         bool& cached);
   boost::asio::awaitable<void> close_stmt(MYSQL_STMT* handle, Clock::time_point deadline);
+  // fetch.cpp: the rows of a stored result (no I/O).
   Result fetch_binary(MYSQL_STMT* handle);
+  Result read_text_rows(MYSQL_RES* res, std::vector<std::string>* columns);
   boost::asio::awaitable<void> send_query(std::string_view sql, Clock::time_point deadline);
   boost::asio::awaitable<Result> read_text_result(Clock::time_point deadline,
                                                   std::vector<std::string>* columns);
