@@ -105,7 +105,8 @@ bool exchange(Pipes& p, std::string_view input, Clock::time_point deadline, Proc
   std::array<char, 4096> buf{};
   int* fds[2] = {&p.out[0], &p.err[0]};
   std::string* sinks[2] = {&result.out, &result.err};
-  while (*fds[0] >= 0 || *fds[1] >= 0) {
+  // Until both outputs close and the input is written (or refused).
+  while (*fds[0] >= 0 || *fds[1] >= 0 || p.in[1] >= 0) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
@@ -208,6 +209,12 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
     }
     ::dup2(p.out[1], STDOUT_FILENO);
     ::dup2(p.err[1], STDERR_FILENO);
+    // The program starts as from a shell: no signal blocked, SIGPIPE deadly (we may ignore
+    // it, and ignored signals are inherited across exec).
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
     // Nothing else of ours: Asio's sockets (a server's listener, its connections) are not
     // close-on-exec, and a child that outlives them would keep them open.
     ::close_range(3, ~0U, 0);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -54,6 +56,26 @@ TEST(Run, EnvironmentIsAddedOrReplaced) {
       run({"sh", "-c", "printf '%s %s' \"$WEBSTACK_A\" \"$HOME\""},
           RunOptions{.timeout = 10s, .input = {}, .env = {{"WEBSTACK_A", "a b"}, {"HOME", "/h"}}});
   EXPECT_EQ(r.out, "a b /h");
+}
+
+// The value of a "SigIgn:"-style line of /proc/self/status, as the child saw it.
+unsigned long long child_signal_set(const std::string& name) {
+  const auto r = run({"grep", name + ":", "/proc/self/status"});
+  return std::stoull(r.out.substr(r.out.find(':') + 1), nullptr, 16);
+}
+
+TEST(Run, TheChildStartsWithSigpipeDeadlyAndNoSignalBlocked) {
+  const auto old_handler = ::signal(SIGPIPE, SIG_IGN);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  const auto ignored = child_signal_set("SigIgn");
+  const auto blocked = child_signal_set("SigBlk");
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::signal(SIGPIPE, old_handler);
+  EXPECT_EQ(ignored & (1ULL << (SIGPIPE - 1)), 0u);
+  EXPECT_EQ(blocked, 0u);
 }
 
 TEST(Run, KilledAtTheDeadline) {

@@ -229,13 +229,13 @@ CommandResult run_command(const std::vector<std::string>& argv, std::string_view
                           std::chrono::milliseconds timeout,
                           const std::vector<std::pair<std::string, std::string>>& env) {
   if (argv.empty()) throw std::invalid_argument("run_command: empty argv");
-  find_executable(argv[0]);  // a wrong name is an exception here, not a child exiting 127
+  // Found here (PATH and the sbin directories): a wrong name is an exception, not a child
+  // exiting 127.
+  auto found = argv;
+  found[0] = find_executable(argv[0]);
   auto r =
-      webstack::run(argv, webstack::RunOptions{.timeout = timeout, .input = input, .env = env});
-  if (r.timed_out) {
-    throw std::runtime_error(
-        fmt::format("{} timed out after {} ms; stderr: {}", argv[0], timeout.count(), r.err));
-  }
+      webstack::run(found, webstack::RunOptions{.timeout = timeout, .input = input, .env = env});
+  if (r.timed_out) throw std::runtime_error(fmt::format("{}: {}", argv[0], r.err));
   return r;
 }
 
