@@ -165,7 +165,7 @@ std::vector<std::string> environment_with(
                                         [&](const auto& o) { return o.first == name; });
     if (!overridden) env.emplace_back(kv);
   }
-  for (const auto& [k, v] : overrides) env.push_back(k + "=" + v);
+  for (const auto& [k, v] : overrides) env.push_back(fmt::format("{}={}", k, v));
   return env;
 }
 
@@ -362,7 +362,7 @@ bool program_in_path(const std::string& name) {
   std::stringstream ss(dirs);
   for (std::string d; std::getline(ss, d, ':');) {
     if (d.empty()) continue;
-    if (::access((d + "/" + name).c_str(), X_OK) == 0) return true;
+    if (::access(std::string(d).append("/").append(name).c_str(), X_OK) == 0) return true;
   }
   return false;
 }

@@ -29,7 +29,7 @@ std::string keys_help() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App cli{"webstack-app: the webstack application server"};
   cli.footer(keys_help());
   std::string config_path;
@@ -89,4 +89,7 @@ int main(int argc, char** argv) {
   }
   webstack::db::library_end();
   return rc;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "webstack-app: %s\n", e.what());
+  return 1;
 }

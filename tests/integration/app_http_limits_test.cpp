@@ -82,7 +82,7 @@ TEST_F(HttpLimits, OversizedChunkedBodyGets413) {
 }
 
 TEST_F(HttpLimits, MalformedRequestsGet400ThenClose) {
-  for (std::string raw :
+  for (const std::string& raw :
        {std::string("GARBAGE\r\n\r\n"), std::string("GET /plaintext HTTP/2.0\r\n\r\n"),
         std::string("GET /plaintext HTTP/1.1\r\nBad Header\r\n\r\n"),
         std::string("GET /plaintext HTTP/1.1\r\nContent-Length: x\r\n\r\n"),

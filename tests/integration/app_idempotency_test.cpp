@@ -99,6 +99,7 @@ TEST_F(Idempotency, ConcurrentRepeatsWriteOnce) {
   std::vector<HttpResponse> answers(kClients);
   std::atomic<int> ready{0};
   std::vector<std::thread> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) {
     clients.emplace_back([&, i] {
       HttpClient c(app_->port());
@@ -374,6 +375,7 @@ TEST(IdempotencyUnknownOutcome, WritesInFlightWhenThePrimaryStallsAreRepeatedAnd
     // Pooled connections to the primary first, so that the writes below are sent on
     // them (and stall mid-statement) before the prober sees the primary gone.
     std::vector<std::thread> warm;
+    warm.reserve(kWriters);
     for (int i = 0; i < kWriters; ++i) {
       warm.emplace_back([&, i] {
         HttpClient c(app.port());
@@ -392,6 +394,7 @@ TEST(IdempotencyUnknownOutcome, WritesInFlightWhenThePrimaryStallsAreRepeatedAnd
 
   std::vector<HttpResponse> answers(kWriters);
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int i = 0; i < kWriters; ++i) {
     writers.emplace_back([&, i] {
       HttpClient c(app.port(), 60s);

@@ -10,21 +10,21 @@
 #include "mariadb_pair.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"webstack-devstack: webstack-app over a MariaDB primary + replica on 127.0.0.1"};
-  unsigned port = 8080;
-  std::vector<std::string> sets;
-  cli.add_option("-p,--port", port, "Port of webstack-app on 127.0.0.1");
-  cli.add_option("--set", sets, "Passed to webstack-app as --set KEY=VALUE");
-  CLI11_PARSE(cli, argc, argv);
-
-  // Block the stop signals before any thread or child exists, then wait for one.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   try {
+    CLI::App cli{"webstack-devstack: webstack-app over a MariaDB primary + replica on 127.0.0.1"};
+    unsigned port = 8080;
+    std::vector<std::string> sets;
+    cli.add_option("-p,--port", port, "Port of webstack-app on 127.0.0.1");
+    cli.add_option("--set", sets, "Passed to webstack-app as --set KEY=VALUE");
+    CLI11_PARSE(cli, argc, argv);
+
+    // Block the stop signals before any thread or child exists, then wait for one.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
     std::fputs("starting MariaDB primary + replica...\n", stderr);
     webstack::it::MariaDbPair db;
     auto opts = webstack::it::app_options_for(db);

@@ -368,7 +368,12 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
       !has_field(headers, "transfer-encoding")) {
     req += fmt::format("Content-Length: {}\r\n", body.size());
   }
-  for (const auto& [name, value] : headers) req += name + ": " + value + "\r\n";
+  for (const auto& [name, value] : headers) {
+    req += name;
+    req += ": ";
+    req += value;
+    req += "\r\n";
+  }
   req += "\r\n";
   req += body;
 

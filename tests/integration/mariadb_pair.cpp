@@ -359,9 +359,11 @@ std::map<std::string, std::string> MariaDbPair::slave_status(int node) const {
 void MariaDbPair::wait_replica_caught_up(std::chrono::milliseconds timeout) const {
   const auto pos = webstack::text::trim(root_sql(kPrimary, "SELECT @@GLOBAL.gtid_binlog_pos"));
   if (pos.empty()) return;
-  const auto result = webstack::text::trim(root_sql(
-      kReplica, fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos, timeout.count() / 1e3),
-      timeout + 30s));
+  const auto result =
+      webstack::text::trim(root_sql(kReplica,
+                                    fmt::format("SELECT MASTER_GTID_WAIT('{}', {:.3f})", pos,
+                                                static_cast<double>(timeout.count()) / 1e3),
+                                    timeout + 30s));
   if (result != "0") {
     std::string status;
     try {

@@ -219,7 +219,8 @@ std::string find_executable(const std::string& name) {
   std::stringstream ss(dirs);
   for (std::string dir; std::getline(ss, dir, ':');) {
     if (dir.empty()) continue;
-    const std::string candidate = dir + "/" + name;
+    std::string candidate = dir;
+    candidate.append("/").append(name);
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   throw std::runtime_error("executable not found in PATH: " + name);

@@ -52,6 +52,7 @@ class DashboardTest : public webstack::test::SharedLabTest {
                                      "--port",
                                      std::to_string(port_)};
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     posix_spawn_file_actions_t files;

@@ -478,7 +478,7 @@ WriteFigures writes_across(const std::string& author, const std::function<void()
       const std::string text = fmt::format("w{}", i);
       bool ok = false;
       try {
-        ok = c.post("/api/messages", R"({"author":")" + author + R"(","text":")" + text + R"("})",
+        ok = c.post("/api/messages", fmt::format(R"({{"author":"{}","text":"{}"}})", author, text),
                     "application/json")
                  .status == 201;
       } catch (const std::exception&) {
@@ -1082,6 +1082,7 @@ int out_of_gtid_order(const std::vector<const WriteRecord*>& acked) {
     commits.push_back({w->sent, w->got, std::stoull(w->gtid.substr(last + 1))});
   }
   std::vector<unsigned long long> seqs;
+  seqs.reserve(commits.size());
   for (const auto& c : commits) seqs.push_back(c.seq);
   std::sort(seqs.begin(), seqs.end());
   bad += static_cast<int>(seqs.end() - std::unique(seqs.begin(), seqs.end()));
@@ -1504,6 +1505,7 @@ TEST_F(LoadBalancerPairTest, RebuildReplacesADivergedReplicaAndSavesWhatItHeld) 
                                      "rebuild",
                                      replica};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t pid = -1;

@@ -164,7 +164,7 @@ bool have_program(const std::string& name) {
   std::istringstream dirs(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
-    if (!dir.empty() && ::access((dir + "/" + name).c_str(), X_OK) == 0) {
+    if (!dir.empty() && ::access(std::string(dir).append("/").append(name).c_str(), X_OK) == 0) {
       return true;
     }
   }

@@ -12,6 +12,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -114,7 +115,9 @@ std::uint16_t free_tcp_port() {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ADD_FAILURE() << "cannot bind a loopback port: " << std::strerror(errno);
+  }
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
@@ -180,6 +183,7 @@ class RenderTest : public ::testing::Test {
 TEST_F(RenderTest, FilesPerHostInStableOrder) {
   const auto files = render_site(seed_topology(), options_);
   std::vector<std::string> got;
+  got.reserve(files.size());
   for (const auto& f : files) got.push_back(f.host + ":" + f.path);
   // Every service has its logger right after it (s6/<svc>/log/run); a web host's Nginx
   // comes first, then its application server.

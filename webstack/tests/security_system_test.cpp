@@ -159,7 +159,8 @@ TEST_F(SecurityTest, FromTheClientOnlyTheSiteIsReachable) {
            {lab_->address(20), 9090, "Prometheus on mon-01"},
            {lab_->address(20), 9093, "Alertmanager on mon-01"}}) {
     // All at once: each waits out its 2 s (the firewall drops, it does not refuse).
-    blocked.emplace_back(what, std::async(std::launch::async, [this, address, port] {
+    blocked.emplace_back(what,
+                         std::async(std::launch::async, [this, address = address, port = port] {
                            return probe_->dropped("client", address, port);
                          }));
   }

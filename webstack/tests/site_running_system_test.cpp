@@ -429,6 +429,7 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
   static int run = 0;  // each call posts under an author of its own
   const std::string author = fmt::format("fault-{}-{}-{}", host, ::getpid(), ++run);
   std::vector<std::thread> workers;
+  workers.reserve(3);
   for (int w = 0; w < 3; ++w) {
     workers.push_back(in_namespace(lab->client_namespace(), [&, w] {
       HttpClient c(443, 20s, lab->lb_address());
@@ -477,7 +478,7 @@ WebFault under_load(const std::string& host, const std::function<void()>& fault,
       int status = 0;
       try {
         status =
-            c.post("/api/messages", R"({"author":")" + author + R"(","text":")" + text + R"("})",
+            c.post("/api/messages", fmt::format(R"({{"author":"{}","text":"{}"}})", author, text),
                    "application/json")
                 .status;
       } catch (const std::exception&) {

@@ -44,7 +44,9 @@ std::uint16_t free_port() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ADD_FAILURE() << "cannot bind a loopback port: " << std::strerror(errno);
+  }
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
@@ -63,7 +65,7 @@ std::vector<std::string> processes_naming(const std::string& text) {
     std::ifstream in(e.path() / "cmdline", std::ios::binary);
     std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find(text) != std::string::npos) found.push_back(name + ": " + cmd);
+    if (cmd.find(text) != std::string::npos) found.push_back(fmt::format("{}: {}", name, cmd));
   }
   return found;
 }

@@ -112,7 +112,7 @@ struct Worker {
     for (int half = 0; half < 2; ++half) {
       std::uint64_t r = rng();
       for (int i = 0; i < 16; ++i, r >>= 4)
-        id[static_cast<std::size_t>(half * 16 + i)] = kHex[r & 0xF];
+        id[static_cast<std::size_t>(half) * 16 + static_cast<std::size_t>(i)] = kHex[r & 0xF];
     }
     return id;
   }
@@ -329,7 +329,7 @@ asio::awaitable<void> accept_loop(Worker& w) {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(w.io, session(w, std::move(socket)), [](std::exception_ptr e) {
+    asio::co_spawn(w.io, session(w, std::move(socket)), [](const std::exception_ptr& e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);

@@ -85,7 +85,7 @@ struct Sample {
 
 // The database ceiling's account, table and options file (made once, kept).
 std::string prepare_sysbench(const topo::Topology& t, const std::string& state) {
-  const std::string cfg = lab::StatePaths(state).secret("sysbench.cfg");
+  std::string cfg = lab::StatePaths(state).secret("sysbench.cfg");
   const auto& primary = t.primary();
   if (!fs::exists(cfg)) {
     const std::string pw = random_password();
@@ -332,7 +332,7 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
   const auto client = t.with_role(Role::Client).front()->name;
   const std::string base = tls ? fmt::format("https://{}:{}", lb->address, t.https_port)
                                : fmt::format("http://{}:{}", lb->address, t.http_port);
-  const std::string dir =
+  std::string dir =
       o.out_dir.empty() ? site.state_dir + "/bench/" + now_utc("%Y%m%dT%H%M%SZ") : o.out_dir;
   fs::create_directories(dir);
 

@@ -74,6 +74,7 @@ int tail_log(const std::string& path, int lines, bool follow) {
   if (follow) tail.push_back("-F");
   tail.push_back(path);
   std::vector<char*> argv;
+  argv.reserve(tail.size() + 1);
   for (auto& a : tail) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::fflush(stdout);

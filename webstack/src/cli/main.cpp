@@ -12,21 +12,21 @@
 
 int main(int argc, char** argv) {
   namespace cli = webstack::cli;
-  CLI::App app{"webstack: the seed's web stack as real hosts, from one topology file"};
-  app.set_version_flag("--version", std::string("webstack ") + WEBSTACK_VERSION);
-  app.require_subcommand(1);
-  cli::Context ctx;
-  cli::Commands commands;
-  cli::add_topology_commands(app, ctx, commands);
-  cli::add_lab_commands(app, ctx, commands);
-  cli::add_deploy_command(app, ctx, commands);
-  cli::add_tool_commands(app, ctx, commands);
-  cli::add_database_commands(app, ctx, commands);
-  cli::add_machines_commands(app, ctx, commands);
-
-  CLI11_PARSE(app, argc, argv);
-
   try {
+    CLI::App app{"webstack: the seed's web stack as real hosts, from one topology file"};
+    app.set_version_flag("--version", std::string("webstack ") + WEBSTACK_VERSION);
+    app.require_subcommand(1);
+    cli::Context ctx;
+    cli::Commands commands;
+    cli::add_topology_commands(app, ctx, commands);
+    cli::add_lab_commands(app, ctx, commands);
+    cli::add_deploy_command(app, ctx, commands);
+    cli::add_tool_commands(app, ctx, commands);
+    cli::add_database_commands(app, ctx, commands);
+    cli::add_machines_commands(app, ctx, commands);
+
+    CLI11_PARSE(app, argc, argv);
+
     for (const auto& command : commands) {
       if (!command.app->parsed()) continue;
       if (!command.needs_topology) return command.run(webstack::topo::Topology{});

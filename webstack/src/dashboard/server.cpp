@@ -53,7 +53,7 @@ struct Server {
 using Request = bhttp::request<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
 
-Response reply(const Request& req, unsigned status, std::string type, std::string body) {
+Response reply(const Request& req, unsigned status, const std::string& type, std::string body) {
   Response res{static_cast<bhttp::status>(status), req.version()};
   res.set(bhttp::field::content_type, type);
   res.set(bhttp::field::cache_control, "no-store");

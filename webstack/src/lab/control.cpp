@@ -240,7 +240,7 @@ ServiceChange control_service(const topo::Topology& t, const std::string& state_
 std::string service_log_file(const topo::Topology& t, const std::string& state_dir,
                              std::string_view spec) {
   const auto s = resolve_service(t, state_dir, spec);
-  const std::string file = s.log_dir + "/current";
+  std::string file = s.log_dir + "/current";
   std::error_code ec;
   if (!fs::exists(file, ec)) {
     throw std::runtime_error(fmt::format("{} has no log yet ({} does not exist)", s.label(), file));
