@@ -119,7 +119,7 @@ int Manager::run() {
 
 std::string Manager::initial_primary(const ManagerConfig& c) {
   if (!c.primary_file.empty()) {
-    const std::string recorded = text::trim(read_text_or_empty(c.primary_file));
+    std::string recorded = text::trim(read_text_or_empty(c.primary_file));
     for (const auto& n : c.db)
       if (n.name == recorded) return recorded;
   }
@@ -141,6 +141,7 @@ void Manager::round(Clock::time_point now) {
   nodes_.clear();
   for (auto& j : node_jobs) nodes_.push_back(j.get());
   std::vector<AppView> apps;
+  apps.reserve(app_jobs.size());
   for (auto& j : app_jobs) apps.push_back(j.get());
   paused_ = !c_.pause_file.empty() && std::filesystem::exists(c_.pause_file);
   reap_rebuild();

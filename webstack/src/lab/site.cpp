@@ -227,6 +227,7 @@ void print_summary(const Topology& t, const SiteOptions& o, const std::vector<Se
   }
   std::printf("dashboard: `%s` serves the lab live on http://127.0.0.1:8090/\n", dashboard.c_str());
   std::vector<ServiceRef> refs;
+  refs.reserve(services.size());
   for (const auto& s : services) refs.push_back({s.host, s.name, s.link});
   print_services(t, refs, stdout);
 }
@@ -559,6 +560,7 @@ void exec_in_host(const Topology& t, std::string_view host, const std::vector<st
   if (argv.empty()) throw std::invalid_argument("exec: no command");
   const auto full = in_host(t, host, argv);
   std::vector<char*> cargv;
+  cargv.reserve(full.size() + 1);
   for (const auto& a : full) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   std::fflush(stdout);

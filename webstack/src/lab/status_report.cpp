@@ -186,7 +186,7 @@ std::string firewall_summary(const std::string& ruleset) {
     const auto name = line.substr(hook + 5, line.find(' ', hook + 5) - hook - 5);
     auto verdict = line.substr(policy + 7);
     verdict = verdict.substr(0, verdict.find(';'));
-    out += (out.empty() ? "" : ", ") + name + " " + verdict;
+    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", name, verdict);
   }
   return out.empty() ? (text::trim(ruleset).empty() ? "none" : "no base chain") : out;
 }
