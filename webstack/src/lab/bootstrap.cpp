@@ -9,10 +9,11 @@
 #include <thread>
 #include <utility>
 
+#include "common/gtid.hpp"
 #include "common/process.hpp"
 #include "common/text.hpp"
-#include "lab/database.hpp"
 #include "lab/paths.hpp"
+#include "lab/recorded.hpp"
 #include "lab/site_internal.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -129,7 +130,7 @@ void bootstrap(const Topology& t, const StatePaths& p, const SiteOptions& o) {
     root_sql_secret(
         p, r->name,
         "STOP SLAVE; " +
-            change_master_sql(
+            tools::change_master_sql(
                 primary.address, t.db_port, text::trim(read_text(p.repl_password())),
                 o.profile == render::Profile::Hardened ? lab_ca_path(p.state) : std::string(),
                 "slave_pos") +

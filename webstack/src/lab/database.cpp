@@ -40,7 +40,6 @@ using topo::DbRole;
 using topo::Role;
 namespace fs = std::filesystem;
 
-using detail::primary_file;
 using detail::sql;
 using detail::sql_checked;
 using detail::sql_secret;
@@ -59,10 +58,6 @@ std::string demoted_semi_sync_sql() {
 }
 
 }  // namespace
-
-std::string detail::primary_file(const std::string& state_dir) {
-  return StatePaths(state_dir).primary();
-}
 
 tools::SqlResult detail::sql(const std::string& state_dir, const std::string& host,
                              const std::string& statement, std::chrono::milliseconds timeout,
@@ -91,32 +86,6 @@ void detail::sql_secret(const std::string& state_dir, const std::string& host,
     throw std::runtime_error(
         fmt::format("{}: CHANGE MASTER failed: {}", host, tools::mariadb_errors(r.err)));
   }
-}
-
-topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir) {
-  const std::string recorded = text::trim(read_text_or_empty(primary_file(state_dir)));
-  const topo::Host* h = recorded.empty() ? nullptr : t.find(recorded);
-  if (h == nullptr || !h->has(Role::Database)) return t;
-  topo::Topology out = t;
-  for (auto& host : out.hosts) {
-    if (host.has(Role::Database)) {
-      host.db = host.name == recorded ? DbRole::Primary : DbRole::Replica;
-    }
-  }
-  return out;
-}
-
-std::string change_master_sql(const std::string& primary_address, int port,
-                              const std::string& repl_password, const std::string& ca_file,
-                              std::string_view gtid_mode) {
-  return fmt::format(
-      "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', "
-      "MASTER_PASSWORD='{}', MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1{}",
-      primary_address, port, repl_password, gtid_mode,
-      ca_file.empty() ? std::string()
-                      : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', "
-                                    "MASTER_SSL_VERIFY_SERVER_CERT=1",
-                                    ca_file));
 }
 
 void promote(const topo::Topology& topology, const SiteOptions& o, std::string_view target,
@@ -291,7 +260,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
       return std::string();
     });
   }
-  { std::ofstream(primary_file(state_dir)) << next->name << "\n"; }
+  { std::ofstream(StatePaths(state_dir).primary()) << next->name << "\n"; }
   step(old.name + ": replica of " + next->name, [&] {
     if (!old_answers) return std::string("later: `webstack db rejoin " + old.name + "`");
     const std::string ca =
@@ -301,7 +270,7 @@ void promote(const topo::Topology& topology, const SiteOptions& o, std::string_v
     // Pointed at the new primary, started only once semi-sync there is on (below).
     sql_secret(state_dir, old.name,
                (leased ? demoted_semi_sync_sql() : std::string()) + "STOP SLAVE; " +
-                   change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
+                   tools::change_master_sql(next->address, t.db_port, password, ca, "current_pos") +
                    ";\n");
     return std::string();
   });
@@ -366,30 +335,17 @@ void rejoin(const topo::Topology& topology, const std::string& state_dir, std::s
     }
     std::this_thread::sleep_for(200ms);  // poll interval
   }
-  sql_secret(state_dir, h->name,
-             "SET GLOBAL read_only = ON; " +
-                 (t.automatic_failover() && profile && *profile == render::Profile::Hardened
-                      ? demoted_semi_sync_sql()
-                      : std::string()) +
-                 "STOP SLAVE; " +
-                 change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
-                 "; START SLAVE;\n");
+  sql_secret(
+      state_dir, h->name,
+      "SET GLOBAL read_only = ON; " +
+          (t.automatic_failover() && profile && *profile == render::Profile::Hardened
+               ? demoted_semi_sync_sql()
+               : std::string()) +
+          "STOP SLAVE; " +
+          tools::change_master_sql(t.primary().address, t.db_port, password, ca, "current_pos") +
+          "; START SLAVE;\n");
   std::fprintf(out, "%s replicates from %s (read_only)\n", h->name.c_str(),
                t.primary().name.c_str());
-}
-
-std::string failover_state(const topo::Topology& t) {
-  const auto* mon = t.monitor();
-  if (mon == nullptr) throw std::runtime_error("the site has no monitor host");
-  const auto r =
-      run(in_host(t, mon->name,
-                  {"curl", "-sS", "--max-time", "2", fmt::format("http://{}:9096/", mon->address)}),
-          10s);
-  if (r.exit_code != 0) {
-    throw std::runtime_error("the failover manager on " + mon->name +
-                             " does not answer: " + text::trim(r.err));
-  }
-  return text::trim(r.out);
 }
 
 void failover_control(const topo::Topology& t, const std::string& state_dir,

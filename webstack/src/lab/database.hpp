@@ -1,7 +1,5 @@
-// The database pair at run time: which node is the primary now, and `webstack db
-// promote`. The topology's `db = "primary"` is where the lab starts; a promotion records
-// the new primary in <state>/primary, and every command that cares reads the topology
-// through with_current_primary().
+// The database pair at run time: `webstack db promote`, rejoin and rebuild, the failover
+// manager's controls. Which node is the primary now: lab/recorded.hpp.
 #pragma once
 
 #include <cstdio>
@@ -9,23 +7,14 @@
 #include <string_view>
 
 #include "failover/decide.hpp"
+#include "lab/recorded.hpp"
 #include "lab/site.hpp"
 #include "topology/topology.hpp"
 
 namespace webstack::lab {
 
-// `t` with the database roles as they are now: the host named in <state>/primary (if
-// any, and a database host) is the primary, every other database host a replica.
-topo::Topology with_current_primary(const topo::Topology& t, const std::string& state_dir);
-
 // GTID position `have` includes `want` (failover/decide.hpp).
 using failover::gtid_covers;
-
-// CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
-// with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
-std::string change_master_sql(const std::string& primary_address, int port,
-                              const std::string& repl_password, const std::string& ca_file,
-                              std::string_view gtid_mode);
 
 // `webstack db promote [HOST]`: makes replica HOST (default: the first replica) the
 // primary, printing each step with its time:
@@ -60,11 +49,6 @@ void rejoin(const topo::Topology& t, const std::string& state_dir, std::string_v
 // step that failed (HOST's old data is kept as data/HOST/mysql.old until a rebuild ends).
 void rebuild(const topo::Topology& t, const std::string& state_dir, std::string_view host,
              std::FILE* out);
-
-// The failover manager's state, as it serves it (JSON: primary, writable_primary,
-// without_primary_ms, paused, last_action, last_reason). Throws std::runtime_error when
-// it does not answer.
-std::string failover_state(const topo::Topology& t);
 
 // `webstack failover pause|resume|status`: the failover manager's switch (a file it
 // looks for every round) and its state (asked from inside the monitor host). Throws

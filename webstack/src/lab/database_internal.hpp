@@ -9,9 +9,6 @@
 
 namespace webstack::lab::detail {
 
-// <state>/primary: the node a promotion made the primary.
-std::string primary_file(const std::string& state_dir);
-
 tools::SqlResult sql(const std::string& state_dir, const std::string& host,
                      const std::string& statement,
                      std::chrono::milliseconds timeout = std::chrono::seconds(30),

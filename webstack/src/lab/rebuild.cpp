@@ -49,7 +49,6 @@ using namespace std::chrono_literals;
 using topo::Role;
 namespace fs = std::filesystem;
 
-using detail::primary_file;
 using detail::sql;
 using detail::sql_checked;
 using detail::sql_secret;
@@ -577,11 +576,12 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     if (!manager) {
       const std::string password =
           text::trim(read_text_or_empty(StatePaths(state_dir).repl_password()));
-      sql_secret(state_dir, h->name,
-                 "SET GLOBAL read_only = ON; " +
-                     change_master_sql(p.address, t.db_port, password,
+      sql_secret(
+          state_dir, h->name,
+          "SET GLOBAL read_only = ON; " +
+              tools::change_master_sql(p.address, t.db_port, password,
                                        tls ? lab_ca_path(state_dir) : std::string(), "slave_pos") +
-                     "; START SLAVE;\n");
+              "; START SLAVE;\n");
     }
     const auto deadline = Clock::now() + 60s;
     for (;;) {

@@ -32,10 +32,10 @@
 #include "common/steps.hpp"
 #include "common/text.hpp"
 #include "common/time.hpp"
-#include "lab/database.hpp"
 #include "lab/monitoring.hpp"
 #include "lab/network.hpp"
 #include "lab/paths.hpp"
+#include "lab/recorded.hpp"
 #include "lab/site_internal.hpp"
 #include "lab/status.hpp"
 #include "lab/tls.hpp"
@@ -540,20 +540,6 @@ void rerender_database_configs(const Topology& topology, const SiteOptions& o) {
   auto files = render::render_site(t, render_options(o));
   std::erase_if(files, [](const render::File& f) { return f.path != "mariadb/my.cnf"; });
   render::write_files(files, StatePaths(o.state_dir).hosts);
-}
-
-std::vector<std::string> recorded_peers(const std::string& state_dir) {
-  std::vector<std::string> out;
-  std::istringstream in(read_text_or_empty(StatePaths(state_dir).peers()));
-  for (std::string k; std::getline(in, k);)
-    if (!text::trim(k).empty()) out.push_back(text::trim(k));
-  return out;
-}
-
-std::optional<render::Profile> recorded_profile(const std::string& state_dir) {
-  const auto text = text::trim(read_text_or_empty(StatePaths(state_dir).profile()));
-  if (text.empty()) return std::nullopt;
-  return render::parse_profile(text);
 }
 
 void exec_in_host(const Topology& t, std::string_view host, const std::vector<std::string>& argv) {

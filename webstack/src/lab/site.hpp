@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lab/recorded.hpp"
 #include "render/render.hpp"
 #include "topology/topology.hpp"
 
@@ -57,11 +58,6 @@ void site_down(const topo::Topology& t, const SiteOptions& o, bool purge);
 // Renders the database hosts' my.cnf again from the roles as they are now (after a
 // promotion): a restarted former primary then comes back read-only, never writable.
 void rerender_database_configs(const topo::Topology& t, const SiteOptions& o);
-
-// The profile a lab's state directory was made with, if any.
-std::optional<render::Profile> recorded_profile(const std::string& state_dir);
-// The benchmark peers the running lab was brought up with (<state>/peers, "" = none).
-std::vector<std::string> recorded_peers(const std::string& state_dir);
 
 // Runs argv inside the host's namespace with this process's stdio (exec: does not return
 // on success). Throws std::invalid_argument for an unknown host, std::runtime_error when

@@ -23,9 +23,9 @@
 #include "common/process.hpp"
 #include "common/text.hpp"
 #include "failover/sql_session.hpp"
-#include "lab/database.hpp"
 #include "lab/network.hpp"
 #include "lab/paths.hpp"
+#include "lab/recorded.hpp"
 #include "tools/mariadb.hpp"
 
 namespace webstack::lab {
@@ -232,6 +232,20 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
     }
   }
   return s;
+}
+
+std::string failover_state(const topo::Topology& t) {
+  const auto* mon = t.monitor();
+  if (mon == nullptr) throw std::runtime_error("the site has no monitor host");
+  const auto r =
+      run(in_host(t, mon->name,
+                  {"curl", "-sS", "--max-time", "2", fmt::format("http://{}:9096/", mon->address)}),
+          10s);
+  if (r.exit_code != 0) {
+    throw std::runtime_error("the failover manager on " + mon->name +
+                             " does not answer: " + text::trim(r.err));
+  }
+  return text::trim(r.out);
 }
 
 }  // namespace webstack::lab

@@ -98,6 +98,10 @@ std::vector<LbServer> lb_servers(const std::string& state_dir, const std::string
 // The lab's s6-svscan per <state_dir>/run/s6-svscan.pid (alive, not a zombie, and its
 // command line names <state_dir>/service), or -1.
 int lab_svscan_pid(const std::string& state_dir);
+
+// The failover manager's state (its JSON), asked from the monitor host. Throws
+// std::runtime_error when the site has no monitor host or the manager does not answer.
+std::string failover_state(const topo::Topology& t);
 // Throws std::runtime_error "lab NAME is not up (...): `webstack up` first" unless
 // lab_svscan_pid finds the lab's s6-svscan: the guard of every command that needs a lab.
 void require_up(const topo::Topology& t, const std::string& state_dir);

@@ -4,6 +4,7 @@
 
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "common/process.hpp"
@@ -79,6 +80,19 @@ std::map<std::string, std::string> parse_vertical(const std::string& out) {
     kv[text::trim(line.substr(0, colon))] = text::trim(line.substr(colon + 1));
   }
   return kv;
+}
+
+std::string change_master_sql(const std::string& primary_address, int port,
+                              const std::string& repl_password, const std::string& ca_file,
+                              std::string_view gtid_mode) {
+  return fmt::format(
+      "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', "
+      "MASTER_PASSWORD='{}', MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1{}",
+      primary_address, port, repl_password, gtid_mode,
+      ca_file.empty() ? std::string()
+                      : fmt::format(", MASTER_SSL=1, MASTER_SSL_CA='{}', "
+                                    "MASTER_SSL_VERIFY_SERVER_CERT=1",
+                                    ca_file));
 }
 
 }  // namespace webstack::tools

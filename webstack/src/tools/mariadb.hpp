@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace webstack::tools {
 
@@ -43,6 +44,12 @@ class MariaDbRoot {
 // and it may hold a password (CHANGE MASTER, CREATE USER). Without one, the first line
 // unless that is a statement.
 std::string mariadb_errors(const std::string& err);
+
+// CHANGE MASTER ... MASTER_USE_GTID=<gtid_mode> to `primary_address`, over TLS verified
+// with `ca_file` when it is not empty (the hardened profile's REQUIRE SSL account).
+std::string change_master_sql(const std::string& primary_address, int port,
+                              const std::string& repl_password, const std::string& ca_file,
+                              std::string_view gtid_mode);
 
 // "Name: value" lines of a vertical (\G) result.
 std::map<std::string, std::string> parse_vertical(const std::string& out);
