@@ -2,17 +2,7 @@
 // s6-svscan supervising every service, the databases bootstrapped once (users, schema,
 // seed, GTID replication), and the site checked from the client host.
 //
-// Layout of the state directory (default /var/lib/webstack/<lab>):
-//   hosts/<host>/...      the rendered configs and s6 service dirs (hosts/s6/edge, hosts/edge)
-//   service/<host>-<svc>  the scan directory: one symlink per service dir ("edge" for the edge)
-//   run/<host>/ data/<host>/   sockets and pids, MariaDB datadirs
-//   log/<host>/<service>/ each service's s6-log (current + rotated), log/edge/edge/ the edge's
-//   run/s6-svscan.pid     the lab's s6-svscan; log/s6-svscan.log its own output
-//   secrets/              db-app-password, db-probe-password (root:www-data 0640: the app
-//                         reads them), db-repl-password, haproxy-stats-password (0600)
-//   data/bootstrap-done   the databases were bootstrapped (users, schema, seed, replication)
-//   profile               the profile the lab was made with (hardened, seed); fixed until purge
-//   tls/, secrets/tls/, data/<db>/tls/   certificates and keys (lab/tls.hpp), hardened only
+// The state directory's layout (default /var/lib/webstack/<lab>): lab/paths.hpp.
 #pragma once
 
 #include <chrono>
