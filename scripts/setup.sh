@@ -12,7 +12,7 @@ PACKAGES=(
   # libraries (headers)
   libboost1.81-dev libboost-json1.81-dev libmariadb-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
-  libsystemd-dev
+  libsystemd-dev libcurl4-openssl-dev
   # real servers the tests, the lab and the benchmarks run
   mariadb-server mariadb-client mariadb-backup socat nginx-light haproxy keepalived s6 nftables
   openssl util-linux

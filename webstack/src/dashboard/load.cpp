@@ -1,13 +1,7 @@
 #include "dashboard/load.hpp"
 
+#include <curl/curl.h>
 #include <fmt/format.h>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -16,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -24,103 +20,137 @@ namespace webstack::dashboard {
 
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kKeep = 500;  // records kept for the request stream
-constexpr auto kTimeout = std::chrono::seconds(3);
+constexpr long kTimeoutMs = 3000;   // a whole request, connection and TLS included
 
-// One keep-alive connection to the site, plain or TLS; every operation bounded by
-// kTimeout (tcp_stream's timer cancels it). Runs on the load thread's own io_context.
+// libcurl's global state, once per process, before any handle (it is not thread-safe).
+void curl_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      throw std::runtime_error("libcurl: global initialisation failed");
+    }
+  });
+}
+
+// One request's answer: its status and the headers the dashboard shows.
+struct Answer {
+  int status = 0;
+  std::string served_by, db_node;
+};
+
+// One keep-alive connection to the site, plain or TLS (verified against the lab CA, the
+// site's name checked), reused from one request to the next; libcurl opens a new one
+// when the site closed it. Its sockets are made on the calling thread, in its network
+// namespace. HTTP/1.1, as a browser behind a balancer without HTTP/2 would speak.
 class Connection {
  public:
-  explicit Connection(const LoadTarget& t) : t_(t), ssl_(asio::ssl::context::tls_client) {
-    if (t_.tls) {
-      ssl_.set_verify_mode(asio::ssl::verify_peer);
-      ssl_.load_verify_file(t_.ca_file);
-    }
+  explicit Connection(const LoadTarget& t) : t_(t), curl_(curl_easy_init(), curl_easy_cleanup) {
+    if (!curl_) throw std::runtime_error("libcurl: cannot make a handle");
+    // The site's name resolves to the target address: no DNS, the Host header and the
+    // TLS name are the site's.
+    resolve_.reset(curl_slist_append(
+        nullptr, fmt::format("{}:{}:{}", t_.site_name, t_.port, t_.address).c_str()));
+    set(CURLOPT_RESOLVE, resolve_.get());
+    set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    set(CURLOPT_TIMEOUT_MS, kTimeoutMs);
+    set(CURLOPT_NOSIGNAL, 1L);  // no SIGALRM for timeouts: this is one thread of many
+    set(CURLOPT_USERAGENT, "webstack-dashboard");
+    set(CURLOPT_ERRORBUFFER, error_);
+    set(CURLOPT_WRITEFUNCTION, &Connection::discard);
+    set(CURLOPT_HEADERFUNCTION, &Connection::header);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(this));
+    if (t_.tls) set(CURLOPT_CAINFO, t_.ca_file.c_str());
   }
 
-  // Sends one request and reads its answer; throws beast::system_error on failure (the
-  // connection is then dropped, and the next request opens a new one).
-  bhttp::response<bhttp::string_body> exchange(bhttp::request<bhttp::string_body>& req) {
-    try {
-      if (!open_) connect();
-      bhttp::response<bhttp::string_body> res;
-      beast::flat_buffer buffer;
-      if (t_.tls) {
-        run(*tls_, [&](auto& s, auto done) { bhttp::async_write(s, req, done); });
-        run(*tls_, [&](auto& s, auto done) { bhttp::async_read(s, buffer, res, done); });
-      } else {
-        run(*plain_, [&](auto& s, auto done) { bhttp::async_write(s, req, done); });
-        run(*plain_, [&](auto& s, auto done) { bhttp::async_read(s, buffer, res, done); });
-      }
-      if (!res.keep_alive()) close();
-      return res;
-    } catch (...) {
-      close();
-      throw;
+  // Sends one request (a POST when body is given) and reads its answer; throws
+  // std::runtime_error with libcurl's reason when no answer came.
+  Answer exchange(const std::string& path, const std::string* body,
+                  const std::vector<std::string>& headers) {
+    answer_ = Answer{};
+    error_[0] = '\0';
+    const std::string url =
+        fmt::format("{}://{}:{}{}", t_.tls ? "https" : "http", t_.site_name, t_.port, path);
+    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> list(nullptr, curl_slist_free_all);
+    for (const auto& h : headers) {
+      curl_slist* grown = curl_slist_append(list.get(), h.c_str());
+      if (!grown) throw std::runtime_error("libcurl: out of memory");
+      list.release();
+      list.reset(grown);
     }
-  }
-
-  void close() {
-    open_ = false;
-    tls_.reset();
-    plain_.reset();
+    set(CURLOPT_URL, url.c_str());
+    set(CURLOPT_HTTPHEADER, list.get());
+    if (body) {
+      set(CURLOPT_POSTFIELDS, body->c_str());
+      set(CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+    } else {
+      set(CURLOPT_HTTPGET, 1L);
+    }
+    const CURLcode rc = curl_easy_perform(curl_.get());
+    set(CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+    if (rc != CURLE_OK) {
+      throw std::runtime_error(error_[0] != '\0' ? error_ : curl_easy_strerror(rc));
+    }
+    long status = 0;
+    curl_easy_getinfo(curl_.get(), CURLINFO_RESPONSE_CODE, &status);
+    answer_.status = static_cast<int>(status);
+    return answer_;
   }
 
  private:
-  // Starts one async operation and runs the io_context until it completes (or its
-  // deadline cancels it); rethrows its error.
-  template <class Stream, class Start>
-  void run(Stream& s, Start start) {
-    beast::get_lowest_layer(s).expires_after(kTimeout);
-    beast::error_code result;
-    start(s, [&result](beast::error_code ec, auto&&...) { result = ec; });
-    io_.restart();
-    io_.run();
-    if (result) throw beast::system_error(result);
+  template <class V>
+  void set(CURLoption option, V value) {
+    if (curl_easy_setopt(curl_.get(), option, value) != CURLE_OK) {
+      throw std::runtime_error(fmt::format("libcurl: option {} refused", static_cast<int>(option)));
+    }
   }
 
-  void connect() {
-    const tcp::endpoint ep(asio::ip::make_address(t_.address), t_.port);
-    if (t_.tls) {
-      tls_.emplace(io_, ssl_);
-      if (!SSL_set_tlsext_host_name(tls_->native_handle(), t_.site_name.c_str())) {
-        throw std::runtime_error("TLS: cannot set the server name");
+  static std::size_t discard(char*, std::size_t size, std::size_t n, void*) { return size * n; }
+
+  // One header line at a time ("Name: value\r\n"); the status line and the blank line
+  // at the end come here too.
+  static std::size_t header(char* data, std::size_t size, std::size_t n, void* self) {
+    auto* conn = static_cast<Connection*>(self);
+    const std::string_view line(data, size * n);
+    const auto colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      std::string name(line.substr(0, colon));
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char ch) { return std::tolower(ch); });
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+        value.remove_prefix(1);
       }
-      tls_->set_verify_callback(asio::ssl::host_name_verification(t_.site_name));
-      run(*tls_, [&](auto& s, auto done) { beast::get_lowest_layer(s).async_connect(ep, done); });
-      run(*tls_,
-          [&](auto& s, auto done) { s.async_handshake(asio::ssl::stream_base::client, done); });
-    } else {
-      plain_.emplace(io_);
-      run(*plain_, [&](auto& s, auto done) { s.async_connect(ep, done); });
+      while (!value.empty() &&
+             (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+        value.remove_suffix(1);
+      }
+      if (name == "x-served-by") conn->answer_.served_by = value;
+      if (name == "x-db-node") conn->answer_.db_node = value;
     }
-    open_ = true;
+    return size * n;
   }
 
   const LoadTarget& t_;
-  asio::io_context io_;
-  asio::ssl::context ssl_;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
-  std::optional<beast::tcp_stream> plain_;
-  bool open_ = false;
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl_;
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> resolve_{nullptr,
+                                                                       curl_slist_free_all};
+  char error_[CURL_ERROR_SIZE] = {};
+  Answer answer_;
 };
 
 // What a visitor does: reads, and now and then a guestbook entry.
 struct Step {
-  bhttp::verb verb;
+  const char* method;
   const char* path;
 };
-constexpr Step kSteps[] = {{bhttp::verb::get, "/db"},
-                           {bhttp::verb::get, "/db"},
-                           {bhttp::verb::get, "/api/messages"},
-                           {bhttp::verb::get, "/db"},
-                           {bhttp::verb::post, "/api/messages"}};
+constexpr Step kSteps[] = {{"GET", "/db"},
+                           {"GET", "/db"},
+                           {"GET", "/api/messages"},
+                           {"GET", "/db"},
+                           {"POST", "/api/messages"}};
 
 }  // namespace
 
@@ -130,7 +160,9 @@ std::int64_t wall_ms() {
       .count();
 }
 
-LoadGenerator::LoadGenerator(LoadTarget target) : target_(std::move(target)) {}
+LoadGenerator::LoadGenerator(LoadTarget target) : target_(std::move(target)) {
+  curl_init_once();
+}
 
 LoadGenerator::~LoadGenerator() {
   stop();
@@ -238,26 +270,24 @@ void LoadGenerator::run(int rate) {
     const Step& step = kSteps[i % std::size(kSteps)];
     RequestRecord r;
     r.time_ms = wall_ms();
-    r.method = std::string(bhttp::to_string(step.verb));
+    r.method = step.method;
     r.path = step.path;
-    bhttp::request<bhttp::string_body> req{step.verb, step.path, 11};
-    req.set(bhttp::field::host, target_.site_name);
-    req.set(bhttp::field::user_agent, "webstack-dashboard");
-    req.keep_alive(true);
-    if (step.verb == bhttp::verb::post) {
-      req.set(bhttp::field::content_type, "application/json");
-      req.set("Idempotency-Key", fmt::format("\"dashboard-{}-{}\"", run, i));
-      req.body() = fmt::format(R"({{"author":"dashboard","text":"request {}"}})", i);
-      req.prepare_payload();
+    const bool post = r.method == "POST";
+    std::vector<std::string> headers;
+    std::string body;
+    if (post) {
+      headers = {"Content-Type: application/json",
+                 fmt::format("Idempotency-Key: \"dashboard-{}-{}\"", run, i)};
+      body = fmt::format(R"({{"author":"dashboard","text":"request {}"}})", i);
     }
     const auto t0 = Clock::now();
     try {
       if (!conn) conn.emplace(target_);
-      const auto res = conn->exchange(req);
-      r.status = static_cast<int>(res.result_int());
-      r.served_by = std::string(res["X-Served-By"]);
-      r.db_node = std::string(res["X-DB-Node"]);
-      const int want = step.verb == bhttp::verb::post ? 201 : 200;
+      const Answer res = conn->exchange(step.path, post ? &body : nullptr, headers);
+      r.status = res.status;
+      r.served_by = res.served_by;
+      r.db_node = res.db_node;
+      const int want = post ? 201 : 200;
       if (r.status != want) r.error = fmt::format("status {}", r.status);
     } catch (const std::exception& e) {
       r.error = e.what();

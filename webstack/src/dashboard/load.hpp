@@ -3,7 +3,7 @@
 // root namespace), over HTTPS verified with the lab CA when the site has TLS. Reads
 // (/db, the guestbook's JSON) and one guestbook POST in five, paced at a rate, bounded in
 // rate and time. Each request is recorded as the client saw it: status, X-Served-By, the
-// database node that answered (X-DB-Node), duration, error. Beast stays in load.cpp.
+// database node that answered (X-DB-Node), duration, error. The HTTP client is libcurl.
 #pragma once
 
 #include <atomic>
