@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   # toolchain
   build-essential g++ cmake ninja-build pkg-config git clang-format clang-tidy
+  jq  # scripts/lint.sh reads compile_commands.json
   # libraries (headers)
   libboost1.81-dev libboost-json1.81-dev libmariadb-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev libkainjow-mustache-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev

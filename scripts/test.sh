@@ -16,10 +16,13 @@
 # Work that does not clash runs side by side, on 2 cores:
 #   - the emulated servers' root file system (a first run's download, then cached in
 #     /var/cache/webstack-machines) is built while the release build compiles;
-#   - the deploy label (mostly waiting on Ansible, SSH and an alert's `for: 1m`) runs
-#     while the asan build compiles and the unit and integration labels run; the system
-#     labels (fault tests under load) run alone.
-# Before the builds, every source file is checked against clang-format.
+#   - the deploy label (Ansible's CPU, SSH, the emulated servers, an alert's `for: 1m`)
+#     runs while the asan build compiles and the unit and integration labels run;
+#   - clang-tidy (scripts/lint.sh: every translation unit, about 11 CPU-minutes cold)
+#     runs from the release build to the end as an idle-class process (SCHED_IDLE): it
+#     takes only CPU time nothing else wants, mostly while the system labels wait on
+#     their labs; the system labels (fault tests under load) otherwise run alone.
+# Before the builds, every source file is checked against clang-format (scripts/lint.sh).
 # Prints the time of each step at the end, and one closing line for every test run.
 # Usage: scripts/test.sh                 everything, as above
 #        scripts/test.sh [ctest args...] ctest with these args under both presets, in turn
@@ -108,12 +111,12 @@ if [ $# -gt 0 ]; then
 fi
 
 cache=${WEBSTACK_MACHINES_CACHE:-/var/cache/webstack-machines}
-rootfs_pid="" deploy_pid=""
+rootfs_pid="" deploy_pid="" tidy_pid=""
 # ^C or a failure: the background work ends (its whole process group), then the labs go.
 stop_background() {
   local p
-  for p in $rootfs_pid $deploy_pid; do kill -TERM -- "-$p" 2>/dev/null || true; done
-  for p in $rootfs_pid $deploy_pid; do wait "$p" 2>/dev/null || true; done
+  for p in $rootfs_pid $deploy_pid $tidy_pid; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  for p in $rootfs_pid $deploy_pid $tidy_pid; do wait "$p" 2>/dev/null || true; done
   for p in release asan; do cleanup_test_labs "build/$p/webstack/webstack"; done
 }
 trap stop_background EXIT
@@ -125,13 +128,19 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 # Every source file as clang-format (.clang-format) would write it: seconds.
-echo "== clang-format"
-timed "clang-format (every .cpp and .hpp)" bash -c "find app common tests webstack \
-  \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 clang-format --dry-run --Werror" || true
+timed "clang-format (every .cpp and .hpp)" env LINT_SKIP_TIDY=1 scripts/lint.sh || true
 
 echo "== release: build"
 release_built=1 asan_built=1
 timed "release build" scripts/setup.sh release || release_built=0
+
+if [ -f build/release/compile_commands.json ]; then
+  echo "== clang-tidy, in the background at idle priority (its output follows at the end)"
+  tidy_log=build/release/clang-tidy.log
+  tidy_t0=$(date +%s)
+  setsid chrt --idle 0 env LINT_SKIP_FORMAT=1 scripts/lint.sh build/release >"$tidy_log" 2>&1 &
+  tidy_pid=$!
+fi
 
 if [ "$release_built" = 1 ]; then
   if [ -n "$rootfs_pid" ]; then
@@ -177,6 +186,15 @@ if [ "$asan_built" = 1 ]; then
   echo "== asan: system (the tests asan_system names run in release only)"
   timed "asan system" asan_system || true
   cleanup_test_labs build/asan/webstack/webstack
+fi
+
+if [ -n "$tidy_pid" ]; then
+  rc=0
+  wait "$tidy_pid" || rc=$?
+  tidy_pid=""
+  echo "== clang-tidy (ran in the background)"
+  cat "$tidy_log"
+  record "clang-tidy (idle priority, beside the rest)" "$tidy_t0" "$rc"
 fi
 
 timings+=("$(printf '%-44s %5d s' total $(($(date +%s) - t_start)))")
