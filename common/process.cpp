@@ -354,7 +354,7 @@ int run_attached(const std::vector<std::string>& argv) {
   return WEXITSTATUS(status);
 }
 
-bool program_in_path(const std::string& name) {
+std::string find_in_path(const std::string& name) {
   const char* path = std::getenv("PATH");
   const std::string dirs = path != nullptr && *path != '\0'
                                ? path
@@ -362,9 +362,14 @@ bool program_in_path(const std::string& name) {
   std::stringstream ss(dirs);
   for (std::string d; std::getline(ss, d, ':');) {
     if (d.empty()) continue;
-    if (::access(std::string(d).append("/").append(name).c_str(), X_OK) == 0) return true;
+    std::string candidate = d + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return false;
+  return "";
+}
+
+bool program_in_path(const std::string& name) {
+  return !find_in_path(name).empty();
 }
 
 std::string random_token(std::size_t n) {

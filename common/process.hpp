@@ -48,6 +48,8 @@ int run_attached(const std::vector<std::string>& argv);
 // An executable `name` in one of PATH's directories, as execvp would find it (the run
 // scripts find programs the same way, through the PATH s6-svscan inherits from us).
 bool program_in_path(const std::string& name);
+// The same lookup: the executable's path, or "" when there is none.
+std::string find_in_path(const std::string& name);
 
 // `n` characters of [A-Za-z0-9] from /dev/urandom: passwords, tokens.
 std::string random_token(std::size_t n);

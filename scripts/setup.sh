@@ -25,7 +25,7 @@ PACKAGES=(
   # the benchmarks' peers (bench/peers) and charts
   php8.2-fpm php8.2-mysql nodejs gnuplot-nox
   # emulated real servers (deploy/machines) and pushing to them (deploy/ansible)
-  debootstrap systemd-container openssh-client ansible ansible-lint
+  debootstrap systemd-container openssh-client ansible ansible-mitogen ansible-lint
   # the dashboard's browser test (Playwright drives Debian's Chromium)
   chromium fonts-dejavu-core
 )

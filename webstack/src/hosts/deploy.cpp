@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -77,6 +78,21 @@ void require_programs(const DeployOptions& o) {
           "controller)",
           prog));
     }
+  }
+  // ansible.cfg runs the play with Mitogen's strategy: the Python that runs
+  // ansible-playbook (its #! line) must find ansible_mitogen.
+  const std::string script = read_text_or_empty(find_in_path("ansible-playbook"));
+  std::istringstream shebang(script.starts_with("#!") ? script.substr(2, script.find('\n') - 2)
+                                                      : std::string());
+  std::vector<std::string> python;
+  for (std::string word; shebang >> word;) python.push_back(word);
+  if (python.empty()) python = {"python3"};
+  python.insert(python.end(), {"-c", "import ansible_mitogen"});
+  if (run(python).exit_code != 0) {
+    throw std::runtime_error(fmt::format(
+        "{} cannot import ansible_mitogen, which ansible.cfg's strategy needs: install the Debian "
+        "package ansible-mitogen on this machine (the controller)",
+        python.front()));
   }
   for (const char* file : {"site.yml", "ansible.cfg", "make-vault.py"}) {
     if (!fs::is_regular_file(fs::path(o.ansible_dir) / file)) {
