@@ -20,6 +20,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -93,12 +94,9 @@ void kill_rebuild_leftovers(const std::string& host_data, const std::string& ns_
   }
 }
 
-}  // namespace
-
-void rebuild(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
-             std::FILE* out) {
-  require_up(topology, state_dir);
-  const topo::Topology t = with_current_primary(topology, state_dir);
+// The node `host` names, checked for a rebuild: a database host, not the primary, and
+// the programs a rebuild runs installed.
+const topo::Host* node_to_rebuild(const topo::Topology& t, std::string_view host) {
   const topo::Host* h = t.find(host);
   if (h == nullptr || !h->has(Role::Database)) {
     throw std::invalid_argument(fmt::format("\"{}\" is not a database host", host));
@@ -117,20 +115,97 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
           program));
     }
   }
-  const auto profile = recorded_profile(state_dir);
-  const bool tls = !(profile && *profile == render::Profile::Seed);
-  const StatePaths paths(state_dir);
-  const std::string data = paths.data + "/", datadir = paths.datadir(h->name);
-  const std::string staging = data + h->name + "/rebuild", old = data + h->name + "/mysql.old";
-  const std::string stamp = [] {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-    return std::string(buf);
-  }();
-  const std::string errant = paths.errant() + "/" + h->name + "-" + stamp + ".sql";
+  return h;
+}
+
+// The time a rebuild starts, in the name of its file of saved transactions.
+std::string utc_stamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return std::string(buf);
+}
+
+// Runs `undo` when it is destroyed by an exception thrown after its construction.
+struct OnFailure {
+  std::function<void()> undo;
+  int exceptions = std::uncaught_exceptions();
+  ~OnFailure() {
+    if (std::uncaught_exceptions() > exceptions) undo();
+  }
+};
+
+// An open file descriptor, closed when the guard goes.
+using FdGuard = std::unique_ptr<int, void (*)(int*)>;
+
+// One rebuild of node `h` from the primary `p`: what its phases (the member functions, in
+// the order rebuild() runs them) share.
+struct Rebuild {
+  Rebuild(const topo::Topology& given, const std::string& state, std::string_view host,
+          std::FILE* to);
+  Rebuild(const Rebuild&) = delete;
+  Rebuild& operator=(const Rebuild&) = delete;
+
+  FdGuard lock() const;
+  void take_up_earlier_attempt() const;
+  void check_certificates() const;
+  void primary_answers();
+  void undo_before_swap();
+  void save_transactions();
+  void stream_backup();
+  void prepare_backup();
+  void check_roles();
+  void replace_data();
+  void replicate();
+
+  void step(const std::string& what, const std::function<std::string()>& f);
+  void service(ServiceAction a) const;
+  void kill_leftovers() const;
+  void put_back();
+  void swap_data();
+  void record_position();
+  void start_mariadb();
+
+  const topo::Topology& topology;  // as given: the roles are read again before the swap
+  const std::string& state_dir;
+  std::FILE* out;
+  const topo::Topology t;  // with the current primary
+  const topo::Host* h;
+  const topo::Host& p;
+  const std::optional<render::Profile> profile;
+  const bool tls;
+  const StatePaths paths;
+  const std::string data, datadir, staging, old, errant, port, saved_marker;
+  StepPrinter printer;
+  std::string saved, gtid;
+  bool was_replicating = false, wrote_errant = false, stopped = false, swapped = false;
+};
+
+Rebuild::Rebuild(const topo::Topology& given, const std::string& state, std::string_view host,
+                 std::FILE* to)
+    : topology(given),
+      state_dir(state),
+      out(to),
+      t(with_current_primary(topology, state_dir)),
+      h(node_to_rebuild(t, host)),
+      p(t.primary()),
+      profile(recorded_profile(state_dir)),
+      tls(!(profile && *profile == render::Profile::Seed)),
+      paths(state_dir),
+      data(paths.data + "/"),
+      datadir(paths.datadir(h->name)),
+      staging(data + h->name + "/rebuild"),
+      old(data + h->name + "/mysql.old"),
+      errant(paths.errant() + "/" + h->name + "-" + utc_stamp() + ".sql"),
+      port(std::to_string(render::kDbRebuildPort)),
+      // Written once the node's extra transactions are saved, before its data is replaced:
+      // a rebuild cut short after that point (mysql.old left) is taken up again.
+      saved_marker(data + h->name + "/rebuild-saved"),
+      printer(out) {}
+
+FdGuard Rebuild::lock() const {
   // One rebuild of a node at a time (by hand, or the failover manager's): a lock held
   // while this runs, released by the kernel however it ends.
   const std::string lock_path = data + h->name + "/rebuild.lock";
@@ -138,7 +213,7 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0)
     throw std::runtime_error("cannot open " + lock_path + ": " + std::strerror(errno));
-  const std::unique_ptr<int, void (*)(int*)> lock_guard(new int(lock_fd), [](int* fd) {
+  FdGuard lock_guard(new int(lock_fd), [](int* fd) {
     ::close(*fd);
     delete fd;
   });
@@ -149,13 +224,12 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     throw std::runtime_error(
         fmt::format("a rebuild of {} is running ({} is locked)", h->name, lock_path));
   }
+  return lock_guard;
+}
+
+void Rebuild::take_up_earlier_attempt() const {
   // What an earlier rebuild cut short left running goes first.
-  const std::string port = std::to_string(render::kDbRebuildPort);
-  kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                         "-LISTEN:" + port + ",");
-  // Written once the node's extra transactions are saved, before its data is replaced:
-  // a rebuild cut short after that point (mysql.old left) is taken up again.
-  const std::string saved_marker = data + h->name + "/rebuild-saved";
+  kill_leftovers();
   if (fs::exists(old)) {
     if (!fs::exists(saved_marker)) {
       throw std::runtime_error(
@@ -179,6 +253,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     fs::remove(saved_marker);
   }
+}
+
+void Rebuild::check_certificates() const {
   // Both ends present their database certificate to the other (made for clientAuth too
   // since `db rebuild` exists; an older lab's are issued again by `webstack up` after a
   // `webstack down`, which keeps the data).
@@ -192,34 +269,23 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
           "(the data is kept), then `webstack up` issues it again; then rebuild");
     }
   }
-  const auto t0 = Clock::now();
-  StepPrinter printer(out);
-  const auto step = [&](const std::string& what, const std::function<std::string()>& f) {
-    printer.note(what, f);
-  };
-  std::fprintf(out, "rebuilding %s from %s (its data replaced by a backup of the primary)\n",
-               h->name.c_str(), p.name.c_str());
+}
+
+void Rebuild::primary_answers() {
   step(p.name + " answers", [&] {
     sql_checked(state_dir, p.name, "SELECT 1", 10s);
     return std::string();
   });
-  std::string saved;
-  // Until its data is replaced, a failure leaves the node as it was: its replication
-  // started again if it ran, and this attempt's file removed (the node still holds those
-  // transactions; the next attempt saves them again).
-  bool was_replicating = false, wrote_errant = false, stopped = false, swapped = false;
-  struct OnFailure {
-    std::function<void()> undo;
-    int exceptions = std::uncaught_exceptions();
-    ~OnFailure() {
-      if (std::uncaught_exceptions() > exceptions) undo();
-    }
-  } const before_swap{[&] {
-    if (swapped) return;  // from there on, the swap's own handling (put_back)
-    std::error_code ec;
-    if (wrote_errant) fs::remove(errant, ec);
-    if (was_replicating) sql(state_dir, h->name, "START SLAVE", 30s);
-  }};
+}
+
+void Rebuild::undo_before_swap() {
+  if (swapped) return;  // from there on, the swap's own handling (put_back)
+  std::error_code ec;
+  if (wrote_errant) fs::remove(errant, ec);
+  if (was_replicating) sql(state_dir, h->name, "START SLAVE", 30s);
+}
+
+void Rebuild::save_transactions() {
   step("transactions " + h->name + " holds that " + p.name + " lacks, saved", [&] {
     std::error_code ec;
     fs::create_directories(paths.errant(), ec);
@@ -241,6 +307,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     wrote_errant = !saved.empty();
     return saved.empty() ? std::string("none") : saved + " in " + errant;
   });
+}
+
+void Rebuild::stream_backup() {
   step("backup of " + p.name + " streamed to " + h->name + (tls ? " over TLS" : ""), [&] {
     std::error_code ec;
     fs::remove_all(staging, ec);
@@ -305,7 +374,9 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
       throw std::runtime_error("receiving on " + h->name + ": " + text::trim(got.err));
     return std::string();
   });
-  std::string gtid;
+}
+
+void Rebuild::prepare_backup() {
   step("backup prepared", [&] {
     const auto r = run({"mariadb-backup", "--prepare", "--target-dir=" + staging}, 30min);
     if (r.exit_code != 0)
@@ -319,11 +390,11 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     if (gtid.empty()) throw std::runtime_error("the backup names no GTID (xtrabackup_binlog_info)");
     return "at GTID " + gtid;
   });
-  const auto service = [&](ServiceAction a) {
-    control_service(t, state_dir, h->name + "/mariadb", a, 60s);
-  };
-  // A promotion since the start (the manager's, or by hand) could have made the node the
-  // primary: its data is replaced only while the roles are what they were.
+}
+
+// A promotion since the start (the manager's, or by hand) could have made the node the
+// primary: its data is replaced only while the roles are what they were.
+void Rebuild::check_roles() {
   step("the roles unchanged (" + p.name + " the primary, " + h->name + " read-only)", [&] {
     const std::string now = with_current_primary(topology, state_dir).primary().name;
     if (now != p.name) {
@@ -336,113 +407,15 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     return std::string();
   });
-  // A failure from here on puts the old data back and starts it (the node as it was, for
-  // the next rebuild), but for the last step's: the node then has its new data and place.
-  const auto put_back = [&] {
-    try {
-      service(ServiceAction::Stop);
-      kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                             "-LISTEN:" + port + ",");
-      // Moved aside first: cut short here, the next rebuild finds the old data alone.
-      const std::string failed = data + h->name + "/mysql.failed";
-      fs::remove_all(failed);
-      if (fs::exists(datadir)) fs::rename(datadir, failed);
-      fs::rename(old, datadir);
-      fs::remove(saved_marker);
-      fs::remove_all(failed);
-      if (wrote_errant) fs::remove(errant);  // the node holds them again
-      service(ServiceAction::Start);
-      std::fprintf(out,
-                   "the rebuild failed after replacing %s's data: its old data is back, "
-                   "its MariaDB started\n",
-                   h->name.c_str());
-    } catch (const std::exception& e) {
-      std::fprintf(out,
-                   "putting %s's old data back failed too (%s); the next rebuild takes "
-                   "it up\n",
-                   h->name.c_str(), e.what());
-    }
-  };
+}
+
+// A failure from here on puts the old data back and starts it (the node as it was, for
+// the next rebuild), but for the last step's: the node then has its new data and place.
+void Rebuild::replace_data() {
   try {
-    step(h->name + "'s MariaDB stopped, its data replaced", [&] {
-      std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
-                                  << "\n";
-      stopped = true;
-      service(ServiceAction::Stop);
-      fs::rename(datadir, old);
-      swapped = true;
-      fs::rename(staging, datadir);
-      run_checked({"chown", "-R", "mysql:mysql", datadir});
-      fs::permissions(datadir,
-                      fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-      return "the old data in " + old + " until the end";
-    });
-    step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
-      // Before the node is seen by anyone (the failover manager rejoins a node from its own
-      // position): a server of its own on the new data, without networking or replication.
-      const std::string sock = data + h->name + "/rebuild.sock",
-                        pid = data + h->name + "/rebuild.pid";
-      fs::remove(pid);  // a stale one would name some other process
-      auto server = std::async(std::launch::async, [&] {
-        return run(
-            {"mariadbd", "--defaults-file=" + StatePaths(state_dir).my_cnf(h->name),
-             "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
-            10min);
-      });
-      const auto client = [&](const std::string& statement) {
-        return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
-                    "--skip-column-names", "-e", statement},
-                   30s);
-      };
-      // The server started here, by its pid, when it will not answer or stop.
-      const auto kill_server = [&] {
-        kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
-                               "-LISTEN:" + port + ",");
-        server.wait_for(30s);
-      };
-      const auto deadline = Clock::now() + 60s;
-      while (client("SELECT 1").exit_code != 0) {
-        if (server.wait_for(0s) == std::future_status::ready) {
-          const auto r = server.get();
-          throw std::runtime_error("mariadbd on the new data of " + h->name +
-                                   " ended: " + text::trim(r.out + r.err).substr(0, 600));
-        }
-        if (Clock::now() > deadline) {
-          kill_server();
-          throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
-        }
-        std::this_thread::sleep_for(100ms);  // poll interval
-      }
-      // The server on that socket must be the one on the new data (a server left by a
-      // rebuild cut short, on the same socket path, once took this for itself).
-      const auto dir = client("SELECT @@GLOBAL.datadir");
-      std::error_code same_ec;
-      if (!fs::equivalent(text::trim(dir.out), datadir, same_ec)) {
-        kill_server();
-        throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set",
-                                             sock, text::trim(dir.out + dir.err), datadir));
-      }
-      const auto set =
-          client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
-      run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
-      if (server.wait_for(60s) != std::future_status::ready) {
-        kill_server();
-        throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
-      }
-      if (set.exit_code != 0)
-        throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + text::trim(set.err));
-      return std::string();
-    });
-    step(h->name + "'s MariaDB started", [&] {
-      service(ServiceAction::Start);
-      const auto deadline = Clock::now() + 60s;
-      while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
-        if (Clock::now() > deadline)
-          throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
-        std::this_thread::sleep_for(100ms);  // poll interval
-      }
-      return std::string();
-    });
+    swap_data();
+    record_position();
+    start_mariadb();
   } catch (const std::exception&) {
     if (swapped) {
       put_back();
@@ -455,6 +428,119 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     }
     throw;
   }
+}
+
+void Rebuild::put_back() {
+  try {
+    service(ServiceAction::Stop);
+    kill_leftovers();
+    // Moved aside first: cut short here, the next rebuild finds the old data alone.
+    const std::string failed = data + h->name + "/mysql.failed";
+    fs::remove_all(failed);
+    if (fs::exists(datadir)) fs::rename(datadir, failed);
+    fs::rename(old, datadir);
+    fs::remove(saved_marker);
+    fs::remove_all(failed);
+    if (wrote_errant) fs::remove(errant);  // the node holds them again
+    service(ServiceAction::Start);
+    std::fprintf(out,
+                 "the rebuild failed after replacing %s's data: its old data is back, "
+                 "its MariaDB started\n",
+                 h->name.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(out,
+                 "putting %s's old data back failed too (%s); the next rebuild takes "
+                 "it up\n",
+                 h->name.c_str(), e.what());
+  }
+}
+
+void Rebuild::swap_data() {
+  step(h->name + "'s MariaDB stopped, its data replaced", [&] {
+    std::ofstream(saved_marker) << (saved.empty() ? std::string("none") : saved + " in " + errant)
+                                << "\n";
+    stopped = true;
+    service(ServiceAction::Stop);
+    fs::rename(datadir, old);
+    swapped = true;
+    fs::rename(staging, datadir);
+    run_checked({"chown", "-R", "mysql:mysql", datadir});
+    fs::permissions(datadir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+    return "the old data in " + old + " until the end";
+  });
+}
+
+void Rebuild::record_position() {
+  step(h->name + ": replication position " + gtid + " recorded (no network)", [&] {
+    // Before the node is seen by anyone (the failover manager rejoins a node from its own
+    // position): a server of its own on the new data, without networking or replication.
+    const std::string sock = data + h->name + "/rebuild.sock",
+                      pid = data + h->name + "/rebuild.pid";
+    fs::remove(pid);  // a stale one would name some other process
+    auto server = std::async(std::launch::async, [&] {
+      return run(
+          {"mariadbd", "--defaults-file=" + StatePaths(state_dir).my_cnf(h->name),
+           "--skip-networking", "--skip-slave-start", "--socket=" + sock, "--pid-file=" + pid},
+          10min);
+    });
+    const auto client = [&](const std::string& statement) {
+      return run({"mariadb", "--no-defaults", "--socket=" + sock, "-uroot", "--batch",
+                  "--skip-column-names", "-e", statement},
+                 30s);
+    };
+    // The server started here, by its pid, when it will not answer or stop.
+    const auto kill_server = [&] {
+      kill_leftovers();
+      server.wait_for(30s);
+    };
+    const auto deadline = Clock::now() + 60s;
+    while (client("SELECT 1").exit_code != 0) {
+      if (server.wait_for(0s) == std::future_status::ready) {
+        const auto r = server.get();
+        throw std::runtime_error("mariadbd on the new data of " + h->name +
+                                 " ended: " + text::trim(r.out + r.err).substr(0, 600));
+      }
+      if (Clock::now() > deadline) {
+        kill_server();
+        throw std::runtime_error("mariadbd on the new data did not answer within 60 s");
+      }
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+    // The server on that socket must be the one on the new data (a server left by a
+    // rebuild cut short, on the same socket path, once took this for itself).
+    const auto dir = client("SELECT @@GLOBAL.datadir");
+    std::error_code same_ec;
+    if (!fs::equivalent(text::trim(dir.out), datadir, same_ec)) {
+      kill_server();
+      throw std::runtime_error(fmt::format("the server on {} serves {}, not {}: nothing set", sock,
+                                           text::trim(dir.out + dir.err), datadir));
+    }
+    const auto set = client(fmt::format("RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'", gtid));
+    run({"mariadb-admin", "--no-defaults", "--socket=" + sock, "-uroot", "shutdown"}, 60s);
+    if (server.wait_for(60s) != std::future_status::ready) {
+      kill_server();
+      throw std::runtime_error("mariadbd on the new data did not stop within 60 s");
+    }
+    if (set.exit_code != 0)
+      throw std::runtime_error("SET GLOBAL gtid_slave_pos: " + text::trim(set.err));
+    return std::string();
+  });
+}
+
+void Rebuild::start_mariadb() {
+  step(h->name + "'s MariaDB started", [&] {
+    service(ServiceAction::Start);
+    const auto deadline = Clock::now() + 60s;
+    while (!sql(state_dir, h->name, "SELECT 1", 5s).ok) {
+      if (Clock::now() > deadline)
+        throw std::runtime_error(h->name + "'s MariaDB did not answer within 60 s");
+      std::this_thread::sleep_for(100ms);  // poll interval
+    }
+    return std::string();
+  });
+}
+
+void Rebuild::replicate() {
   step(h->name + " replicates from " + p.name, [&] {
     // With automatic failover the manager rejoins it (it sees a read-only node replicating
     // from nobody, holding nothing the primary lacks), switching semi-sync on with it;
@@ -496,9 +582,48 @@ void rebuild(const topo::Topology& topology, const std::string& state_dir, std::
     fs::remove(saved_marker, ec);
     return std::string();
   });
-  std::fprintf(out, "%s rebuilt from %s (%.1f s)%s\n", h->name.c_str(), p.name.c_str(),
-               std::chrono::duration<double>(Clock::now() - t0).count(),
-               saved.empty() ? "" : ("; its transactions the primary lacked: " + errant).c_str());
+}
+
+void Rebuild::step(const std::string& what, const std::function<std::string()>& f) {
+  printer.note(what, f);
+}
+
+void Rebuild::service(ServiceAction a) const {
+  control_service(t, state_dir, h->name + "/mariadb", a, 60s);
+}
+
+void Rebuild::kill_leftovers() const {
+  kill_rebuild_leftovers(data + h->name, "/run/netns/" + in_host(t, h->name, {})[3],
+                         "-LISTEN:" + port + ",");
+}
+
+}  // namespace
+
+void rebuild(const topo::Topology& topology, const std::string& state_dir, std::string_view host,
+             std::FILE* out) {
+  require_up(topology, state_dir);
+  Rebuild r(topology, state_dir, host, out);
+  const FdGuard lock_guard = r.lock();
+  r.take_up_earlier_attempt();
+  r.check_certificates();
+  const auto t0 = Clock::now();
+  std::fprintf(out, "rebuilding %s from %s (its data replaced by a backup of the primary)\n",
+               r.h->name.c_str(), r.p.name.c_str());
+  r.primary_answers();
+  // Until its data is replaced, a failure leaves the node as it was: its replication
+  // started again if it ran, and this attempt's file removed (the node still holds those
+  // transactions; the next attempt saves them again).
+  const OnFailure before_swap{[&r] { r.undo_before_swap(); }};
+  r.save_transactions();
+  r.stream_backup();
+  r.prepare_backup();
+  r.check_roles();
+  r.replace_data();
+  r.replicate();
+  std::fprintf(
+      out, "%s rebuilt from %s (%.1f s)%s\n", r.h->name.c_str(), r.p.name.c_str(),
+      std::chrono::duration<double>(Clock::now() - t0).count(),
+      r.saved.empty() ? "" : ("; its transactions the primary lacked: " + r.errant).c_str());
 }
 
 }  // namespace webstack::lab
