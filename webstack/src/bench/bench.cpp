@@ -176,10 +176,8 @@ bool is_write_test(const std::string& test) {
   return test == "write" || test == "write-keyed";
 }
 
-}  // namespace
-
-std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Options& o,
-                      std::FILE* out) {
+// Refuses options no run could use: an unknown test or app, nothing to run.
+void check_options(const Options& o) {
   for (const auto& test : o.tests) test_path(test);
   for (const auto& app : o.apps) {
     if (app != "webstack" && app != "php" && app != "node") {
@@ -189,7 +187,11 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
   if (o.rounds < 1 || o.connections < 1 || o.duration.count() < 1) {
     throw std::invalid_argument("--rounds, --connections and --duration must be at least 1");
   }
-  // 1. The lab, with every app on every web host.
+}
+
+// The lab, with every app on every web host: brought up with the apps as peers when it is
+// down, refused when it is up without them.
+void lab_with_peers(const topo::Topology& t, lab::SiteOptions& site, const Options& o) {
   const bool running = lab::lab_svscan_pid(site.state_dir) > 0;
   const auto peers = running ? lab::recorded_peers(site.state_dir) : o.apps;
   for (const auto& app : o.apps) {
@@ -207,58 +209,91 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
     site.peers = o.apps;
     lab::site_up(t, site);
   }
-  const bool tls = lab::recorded_profile(site.state_dir) != render::Profile::Seed;
+}
+
+// The site's address through the load balancer, as the client host reaches it.
+std::string site_base(const topo::Topology& t, bool tls) {
   const auto* lb = t.with_role(Role::LoadBalancer).front();
-  const auto client = t.with_role(Role::Client).front()->name;
-  const std::string base = tls ? fmt::format("https://{}:{}", lb->address, t.https_port)
-                               : fmt::format("http://{}:{}", lb->address, t.http_port);
-  std::string dir =
-      o.out_dir.empty() ? site.state_dir + "/bench/" + now_utc("%Y%m%dT%H%M%SZ") : o.out_dir;
+  return tls ? fmt::format("https://{}:{}", lb->address, t.https_port)
+             : fmt::format("http://{}:{}", lb->address, t.http_port);
+}
+
+// One run of the benchmark on a lab that is up: what its steps share. Made, it has the
+// report directory, the database ceiling prepared and the write tests' script written.
+struct Bench {
+  Bench(const topo::Topology& topology, const lab::SiteOptions& site, const Options& options,
+        std::FILE* to);
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
+
+  // wrk from the client host: `app`'s server (Host: <app>.bench) for `test`.
+  std::vector<std::string> wrk_argv(const std::string& app, const std::string& test,
+                                    std::chrono::seconds duration);
+  // 2. Warm-up (not recorded): each app's caches, pools and JITs, a second each test.
+  void warm_up();
+  // 3. Interleaved rounds.
+  std::vector<Sample> rounds();
+
+  const topo::Topology& t;
+  const Options& o;
+  std::FILE* out;
+  const bool tls;
+  const std::string client, base, dir;
+  const bool with_db_ceiling;
+  std::string sysbench_cfg;
+  const std::string write_script;
+  int wrk_runs = 0;
+};
+
+Bench::Bench(const topo::Topology& topology, const lab::SiteOptions& site, const Options& options,
+             std::FILE* to)
+    : t(topology),
+      o(options),
+      out(to),
+      tls(lab::recorded_profile(site.state_dir) != render::Profile::Seed),
+      client(t.with_role(Role::Client).front()->name),
+      base(site_base(t, tls)),
+      dir(o.out_dir.empty() ? site.state_dir + "/bench/" + now_utc("%Y%m%dT%H%M%SZ") : o.out_dir),
+      with_db_ceiling(o.ceilings &&
+                      std::find(o.tests.begin(), o.tests.end(), "db") != o.tests.end()),
+      write_script(dir + "/write.lua") {
   fs::create_directories(dir);
 
-  std::string sysbench_cfg;
-  const bool with_db_ceiling =
-      o.ceilings && std::find(o.tests.begin(), o.tests.end(), "db") != o.tests.end();
   if (with_db_ceiling) sysbench_cfg = prepare_sysbench(t, site.state_dir);
 
-  const std::string write_script = dir + "/write.lua";
   if (std::any_of(o.tests.begin(), o.tests.end(), is_write_test)) {
     std::ofstream(write_script) << kWriteScript;
   }
-  int wrk_runs = 0;
-  const auto wrk_argv = [&](const std::string& app, const std::string& test,
-                            std::chrono::seconds duration) {
-    std::vector<std::string> argv = {"wrk",
-                                     fmt::format("-t{}", o.threads),
-                                     fmt::format("-c{}", o.connections),
-                                     fmt::format("-d{}s", duration.count()),
-                                     "--latency",
-                                     "-H",
-                                     "Host: " + app + ".bench"};
-    if (is_write_test(test)) {
-      argv.insert(argv.end(), {"-s", write_script, base + test_path(test), "--",
-                               test == "write-keyed" ? "keyed" : "plain",
-                               fmt::format("{}-{}", now_utc("%Y%m%dT%H%M%S"), ++wrk_runs)});
-    } else {
-      argv.push_back(base + test_path(test));
-    }
-    return lab::in_host(t, client, argv);
-  };
-  std::fprintf(out,
-               "benchmark: %zu apps x %zu tests x %d rounds, %llds each, %d connections, "
-               "from %s through %s\n",
-               o.apps.size(), o.tests.size(), o.rounds, static_cast<long long>(o.duration.count()),
-               o.connections, client.c_str(), base.c_str());
-  std::fflush(out);
+}
 
-  // 2. Warm-up (not recorded): each app's caches, pools and JITs, a second each test.
+std::vector<std::string> Bench::wrk_argv(const std::string& app, const std::string& test,
+                                         std::chrono::seconds duration) {
+  std::vector<std::string> argv = {"wrk",
+                                   fmt::format("-t{}", o.threads),
+                                   fmt::format("-c{}", o.connections),
+                                   fmt::format("-d{}s", duration.count()),
+                                   "--latency",
+                                   "-H",
+                                   "Host: " + app + ".bench"};
+  if (is_write_test(test)) {
+    argv.insert(argv.end(), {"-s", write_script, base + test_path(test), "--",
+                             test == "write-keyed" ? "keyed" : "plain",
+                             fmt::format("{}-{}", now_utc("%Y%m%dT%H%M%S"), ++wrk_runs)});
+  } else {
+    argv.push_back(base + test_path(test));
+  }
+  return lab::in_host(t, client, argv);
+}
+
+void Bench::warm_up() {
   for (const auto& test : o.tests) {
     for (const auto& app : o.apps) {
       run(wrk_argv(app, test, 2s), 60s);
     }
   }
+}
 
-  // 3. Interleaved rounds.
+std::vector<Sample> Bench::rounds() {
   std::vector<Sample> samples;
   for (int round = 1; round <= o.rounds; ++round) {
     for (const auto& test : o.tests) {
@@ -288,15 +323,26 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
       }
     }
   }
+  return samples;
+}
 
-  // 4. Medians and ratios.
-  struct Row {
-    std::string test, app;
-    double rps, lo, hi, p50, p99;
-    long long errors;
-  };
+// One line of the table: a test and a server, over the rounds.
+struct Row {
+  std::string test, app;
+  double rps, lo, hi, p50, p99;
+  long long errors;
+};
+
+// 4. Medians and ratios: the rows, and the median req/s of each (test, app).
+struct Summary {
   std::vector<Row> rows;
   std::map<std::pair<std::string, std::string>, double> med;
+};
+
+Summary summarize(const Options& o, bool with_db_ceiling, const std::vector<Sample>& samples) {
+  Summary sum;
+  auto& rows = sum.rows;
+  auto& med = sum.med;
   for (const auto& test : o.tests) {
     std::vector<std::string> apps = o.apps;
     if (o.ceilings && test == "plaintext") apps.push_back("nginx");
@@ -317,6 +363,12 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
       med[{test, app}] = rows.back().rps;
     }
   }
+  return sum;
+}
+
+// The table (Markdown), each server's median against webstack-app's.
+std::string table_of(const Summary& sum) {
+  const auto& med = sum.med;
   const auto ratio = [&](const std::string& test, const std::string& other) -> std::string {
     const auto a = med.find({test, "webstack"}), b = med.find({test, other});
     if (a == med.end() || b == med.end() || b->second <= 0) return "";
@@ -327,7 +379,7 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
   table << "| test | server | req/s (median) | min-max | p50 ms | p99 ms | errors | webstack-app / "
            "this |\n"
         << "|---|---|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& r : rows) {
+  for (const auto& r : sum.rows) {
     const std::string name = r.app == "webstack" ? "webstack-app"
                              : r.app == "php"    ? "PHP-FPM"
                              : r.app == "node"   ? "Node.js"
@@ -337,8 +389,12 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
                          r.test, name, r.rps, r.lo, r.hi, r.p50, r.p99, r.errors,
                          r.app == "webstack" ? "" : ratio(r.test, r.app));
   }
-  // Keyed against unkeyed writes, per app, from the same run (the target: p99
-  // within 1.2x).
+  return table.str();
+}
+
+// Keyed against unkeyed writes, per app, from the same run (the target: p99
+// within 1.2x).
+std::string keyed_against_plain(const Options& o, const std::vector<Row>& rows) {
   std::string keyed_lines;
   for (const auto& app : o.apps) {
     const Row* plain = nullptr;
@@ -354,10 +410,11 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
         app, keyed->p99, plain->p99, keyed->p99 / plain->p99, keyed->rps, plain->rps,
         keyed->rps / plain->rps);
   }
-  std::fprintf(out, "\n%s%s%s", table.str().c_str(), keyed_lines.empty() ? "" : "\n",
-               keyed_lines.c_str());
+  return keyed_lines;
+}
 
-  // 5. The report: Markdown, CSV, chart.
+// results.csv: every sample.
+void write_csv(const std::string& dir, const std::vector<Sample>& samples) {
   std::ofstream csv(dir + "/results.csv");
   csv << "test,app,round,requests_per_s,p50_ms,p99_ms,requests,non_2xx,socket_errors\n";
   for (const auto& s : samples) {
@@ -366,6 +423,12 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
                        s.r.socket_errors);
   }
   csv.close();
+}
+
+// chart.dat and chart.gp, and chart.png drawn from them by gnuplot (its failure said on
+// `out`, the table is in report.md anyway).
+void write_chart(const std::string& dir, const Options& o, const Summary& sum, std::FILE* out) {
+  const auto& med = sum.med;
   // chart.dat: one line per test, the median of each app in column order.
   std::vector<std::string> columns = o.apps;
   {
@@ -403,7 +466,13 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
     std::fprintf(out, "webstack: gnuplot failed (%s); the table is still in report.md\n",
                  text::trim(plotted.err).c_str());
   }
-  std::ofstream md(dir + "/report.md");
+}
+
+// report.md: the machine, the software, how each run was made, the table and the chart.
+void write_report(const Bench& b, const lab::SiteOptions& site, const std::string& table,
+                  const std::string& keyed_lines) {
+  const Options& o = b.o;
+  std::ofstream md(b.dir + "/report.md");
   md << "# webstack bench, " << now_utc("%Y-%m-%d %H:%M UTC") << "\n\n"
      << "Machine: " << machine_description() << ".\n\n"
      << "Software: " << versions(site.app_binary) << ".\n\n"
@@ -413,17 +482,51 @@ std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Opti
             "interleaved rounds after a 2 s warm-up per run; sysbench "
             "`oltp_point_select --threads={}` against the replica from a web host. "
             "Medians, with min-max over the rounds.\n\n",
-            o.threads, o.connections, o.duration.count(), base, tls ? "HTTPS" : "HTTP", o.rounds,
-            o.connections)
+            o.threads, o.connections, o.duration.count(), b.base, b.tls ? "HTTPS" : "HTTP",
+            o.rounds, o.connections)
      << "Paths: plaintext `/plaintext`, json `/json`, db `/db`, queries `/queries?queries=20`, "
         "fortunes `/fortunes`, updates `/updates?queries=20`, write and write-keyed `POST "
         "/api/messages` (write.lua: a JSON post with a text of its own; write-keyed adds an "
         "Idempotency-Key no post had before).\n\n"
-     << table.str() << (keyed_lines.empty() ? "" : "\n" + keyed_lines)
+     << table << (keyed_lines.empty() ? "" : "\n" + keyed_lines)
      << "\n![requests per second](chart.png)\n";
   md.close();
-  std::fprintf(out, "\nreport: %s/report.md (chart.png, results.csv)\n", dir.c_str());
-  return dir;
+}
+
+}  // namespace
+
+std::string run_bench(const topo::Topology& t, lab::SiteOptions site, const Options& o,
+                      std::FILE* out) {
+  check_options(o);
+  // 1. The lab, with every app on every web host.
+  lab_with_peers(t, site, o);
+  Bench b(t, site, o, out);
+  std::fprintf(out,
+               "benchmark: %zu apps x %zu tests x %d rounds, %llds each, %d connections, "
+               "from %s through %s\n",
+               o.apps.size(), o.tests.size(), o.rounds, static_cast<long long>(o.duration.count()),
+               o.connections, b.client.c_str(), b.base.c_str());
+  std::fflush(out);
+
+  // 2. Warm-up (not recorded).
+  b.warm_up();
+
+  // 3. Interleaved rounds.
+  const std::vector<Sample> samples = b.rounds();
+
+  // 4. Medians and ratios.
+  const Summary sum = summarize(o, b.with_db_ceiling, samples);
+  const std::string table = table_of(sum);
+  const std::string keyed_lines = keyed_against_plain(o, sum.rows);
+  std::fprintf(out, "\n%s%s%s", table.c_str(), keyed_lines.empty() ? "" : "\n",
+               keyed_lines.c_str());
+
+  // 5. The report: Markdown, CSV, chart.
+  write_csv(b.dir, samples);
+  write_chart(b.dir, o, sum, out);
+  write_report(b, site, table, keyed_lines);
+  std::fprintf(out, "\nreport: %s/report.md (chart.png, results.csv)\n", b.dir.c_str());
+  return b.dir;
 }
 
 void run_lab_bench(const topo::Topology& t, const lab::SiteOptions& site, int rounds,
