@@ -362,7 +362,8 @@ std::string find_in_path(const std::string& name) {
   std::stringstream ss(dirs);
   for (std::string d; std::getline(ss, d, ':');) {
     if (d.empty()) continue;
-    std::string candidate = d + "/" + name;
+    std::string candidate = d;
+    candidate.append("/").append(name);
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return "";

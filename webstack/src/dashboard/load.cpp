@@ -77,7 +77,7 @@ class Connection {
     for (const auto& h : headers) {
       curl_slist* grown = curl_slist_append(list.get(), h.c_str());
       if (!grown) throw std::runtime_error("libcurl: out of memory");
-      list.release();
+      (void)list.release();  // grown is that list (or its first node), one header longer
       list.reset(grown);
     }
     set(CURLOPT_URL, url.c_str());
