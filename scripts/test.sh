@@ -16,12 +16,17 @@
 # Work that does not clash runs side by side, on 2 cores:
 #   - the emulated servers' root file system (a first run's download, then cached in
 #     /var/cache/webstack-machines) is built while the release build compiles;
-#   - the deploy label (Ansible's CPU, SSH, the emulated servers, an alert's `for: 1m`)
-#     runs while the asan build compiles and the unit and integration labels run;
+#   - the deploy label (Ansible's CPU, SSH, the emulated servers, an alert's `for: 1m`),
+#     the asan build and the release unit and integration labels run together;
+#   - then the release system label (fault tests under load, mostly waiting on their
+#     labs) runs while the asan build, if not done yet, goes on at low priority (its
+#     autogroup at nice 15), then the asan labels;
 #   - clang-tidy (scripts/lint.sh: every translation unit, about 11 CPU-minutes cold)
-#     runs from the release build to the end as an idle-class process (SCHED_IDLE): it
-#     takes only CPU time nothing else wants, mostly while the system labels wait on
-#     their labs; the system labels (fault tests under load) otherwise run alone.
+#     runs from the release build to the end at idle priority (SCHED_IDLE, its autogroup
+#     at nice 19): it takes only CPU time nothing else wants.
+#   A process started with setsid is its own autogroup, which the scheduler gives an
+#   equal share of the CPU whatever the policy of the processes inside: the group's nice
+#   is what makes background work yield.
 # Before the builds, every source file is checked against clang-format (scripts/lint.sh).
 # Prints the time of each step at the end, and one closing line for every test run.
 # Usage: scripts/test.sh                 everything, as above
@@ -92,6 +97,16 @@ asan_system() {
   GTEST_FILTER="-$(IFS=:; echo "${release_only[*]}")" label asan system
 }
 
+# Sets the nice of the autogroup of <pid>, a session leader started with setsid (not
+# ours: until its setsid, the child is still in our group, which stays as it is).
+group_nice() {
+  local pid=$1 nice=$2
+  [ -n "$pid" ] && [ -e "/proc/$pid/autogroup" ] || return 0
+  [ "$(cut -d' ' -f1 "/proc/$pid/autogroup" 2>/dev/null)" != \
+    "$(cut -d' ' -f1 /proc/self/autogroup)" ] || return 0
+  echo "$nice" >"/proc/$pid/autogroup" 2>/dev/null || true
+}
+
 t_start=$(date +%s)
 rm -f build/release/junit-*.xml build/asan/junit-*.xml
 echo "== packages"
@@ -111,12 +126,14 @@ if [ $# -gt 0 ]; then
 fi
 
 cache=${WEBSTACK_MACHINES_CACHE:-/var/cache/webstack-machines}
-rootfs_pid="" deploy_pid="" tidy_pid=""
+rootfs_pid="" deploy_pid="" tidy_pid="" asan_pid=""
 # ^C or a failure: the background work ends (its whole process group), then the labs go.
 stop_background() {
   local p
-  for p in $rootfs_pid $deploy_pid $tidy_pid; do kill -TERM -- "-$p" 2>/dev/null || true; done
-  for p in $rootfs_pid $deploy_pid $tidy_pid; do wait "$p" 2>/dev/null || true; done
+  for p in $rootfs_pid $deploy_pid $tidy_pid $asan_pid; do
+    kill -TERM -- "-$p" 2>/dev/null || true
+  done
+  for p in $rootfs_pid $deploy_pid $tidy_pid $asan_pid; do wait "$p" 2>/dev/null || true; done
   for p in release asan; do cleanup_test_labs "build/$p/webstack/webstack"; done
 }
 trap stop_background EXIT
@@ -138,7 +155,10 @@ if [ -f build/release/compile_commands.json ]; then
   echo "== clang-tidy, in the background at idle priority (its output follows at the end)"
   tidy_log=build/release/clang-tidy.log
   tidy_t0=$(date +%s)
-  setsid chrt --idle 0 env LINT_SKIP_FORMAT=1 scripts/lint.sh build/release >"$tidy_log" 2>&1 &
+  # Its own session is its own autogroup, which the scheduler gives an equal share of the
+  # CPU whatever the policy of the processes inside: the group's nice is 19 too.
+  setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
+    exec chrt --idle 0 env LINT_SKIP_FORMAT=1 scripts/lint.sh build/release' >"$tidy_log" 2>&1 &
   tidy_pid=$!
 fi
 
@@ -156,16 +176,20 @@ if [ "$release_built" = 1 ]; then
   deploy_pid=$!
 fi
 
-echo "== asan: build"
-timed "asan build (beside the deploy label)" scripts/setup.sh asan || asan_built=0
-for preset in release asan; do
-  [ "$preset" = release ] && [ "$release_built" = 0 ] && continue
-  [ "$preset" = asan ] && [ "$asan_built" = 0 ] && continue
-  echo "== $preset: unit"
-  timed "$preset unit" label "$preset" unit -j 2 || true  # in-process: no lab, no clash
-  echo "== $preset: integration"
-  timed "$preset integration" label "$preset" integration || true
-done
+# The asan build, in its own session (so its own autogroup: the scheduler's unit of
+# fair share), started now beside the deploy label at the usual priority.
+echo "== asan: build, in the background (its output follows when it ends)"
+asan_log=build/asan-build.log
+asan_t0=$(date +%s)
+setsid scripts/setup.sh asan >"$asan_log" 2>&1 &
+asan_pid=$!
+
+if [ "$release_built" = 1 ]; then
+  echo "== release: unit"
+  timed "release unit" label release unit -j 2 || true  # in-process: no lab, no clash
+  echo "== release: integration"
+  timed "release integration" label release integration || true
+fi
 
 if [ -n "$deploy_pid" ]; then
   rc=0
@@ -173,14 +197,32 @@ if [ -n "$deploy_pid" ]; then
   deploy_pid=""
   echo "== release: deploy (ran in the background)"
   cat "$deploy_log"
-  record "release deploy (beside the steps above)" "$deploy_t0" "$rc"
+  record "release deploy (beside the asan build)" "$deploy_t0" "$rc"
   cleanup_test_labs build/release/webstack/webstack  # a deploy test killed by its timeout
 fi
 
 if [ "$release_built" = 1 ]; then
-  echo "== release: system"
+  # The system label's fault tests mostly wait on their labs: the asan build goes on in
+  # the CPU time they leave, its group at nice 15 (about 3% of a contended CPU).
+  group_nice "$asan_pid" 15
+  echo "== release: system (the asan build goes on at low priority)"
   timed "release system" label release system || true
   cleanup_test_labs build/release/webstack/webstack
+fi
+
+group_nice "$asan_pid" 0
+rc=0
+wait "$asan_pid" || rc=$?
+asan_pid=""
+echo "== asan: build (ran in the background)"
+tail -n 20 "$asan_log"
+record "asan build (beside the deploy, then the system label)" "$asan_t0" "$rc"
+[ "$rc" = 0 ] || asan_built=0
+if [ "$asan_built" = 1 ]; then
+  echo "== asan: unit"
+  timed "asan unit" label asan unit -j 2 || true
+  echo "== asan: integration"
+  timed "asan integration" label asan integration || true
 fi
 if [ "$asan_built" = 1 ]; then
   echo "== asan: system (the tests asan_system names run in release only)"

@@ -24,7 +24,7 @@ class FailoverConfigTest : public ::testing::Test {
 
   // The agent's config with `agent_extra` in [agent] and `peers` as its [[peer]] tables.
   std::string agent(const std::string& agent_extra, const std::string& peers) {
-    const auto path = (dir_ / "agent.toml").string();
+    auto path = (dir_ / "agent.toml").string();
     std::ofstream(path) << "[agent]\nhost = \"web-01\"\nlisten = \"10.0.0.11\"\n"
                         << "socket = \"/run/mysqld.sock\"\npid_file = \"/run/mysqld.pid\"\n"
                         << agent_extra << "\n[[manager]]\nname = \"mon-01\"\n"

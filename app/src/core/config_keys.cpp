@@ -97,7 +97,7 @@ std::string no_nul(const std::string& s) {
 }
 
 std::string log_level(const std::string& s) {
-  const std::string level = lower(s);
+  std::string level = lower(s);
   if (level != "debug" && level != "info" && level != "warn" && level != "error") {
     refuse(fmt::format("must be one of debug, info, warn, error, got {}", quoted(s)));
   }
