@@ -81,6 +81,99 @@ ServiceState wait_state(const ServiceTarget& s, std::chrono::milliseconds timeou
   }
 }
 
+// The pid of the HAProxy worker answering on the stats socket `sock`; empty when none does.
+std::string haproxy_worker(const std::string& sock) {
+  try {
+    const auto info = tools::haproxy_command(sock, "show info\n");
+    const auto at = info.find("\nPid: ");
+    return at == std::string::npos ? std::string()
+                                   : info.substr(at + 6, info.find('\n', at + 1) - at - 6);
+  } catch (const std::exception&) {
+    return std::string();
+  }
+}
+
+void restart_or_kill(const ServiceTarget& s, ServiceAction action, const ServiceState& before,
+                     std::chrono::milliseconds timeout, Clock::time_point t0, ServiceChange& c) {
+  if (!before.up || before.pid <= 0) {
+    throw std::runtime_error(
+        fmt::format("{} is not running ({}): use start", s.label(), before.text));
+  }
+  if (action == ServiceAction::Restart) {
+    s6_svc(s, "-r");
+    signal_service(s, before.pid, SIGCONT);
+  } else {
+    signal_service(s, before.pid, SIGKILL);
+  }
+  const auto st = wait_state(s, timeout, "running again", [&](const ServiceState& x) {
+    return x.up && x.pid > 0 && x.pid != before.pid;
+  });
+  c.new_pid = st.pid;
+  c.summary = fmt::format("{} {} pid {}; s6 started pid {}, {:.0f} ms later", s.label(),
+                          action == ServiceAction::Kill ? "killed (SIGKILL to its process group)"
+                                                        : "restarted (SIGTERM)",
+                          before.pid, st.pid, ms_since(t0));
+}
+
+void pause_or_resume(const ServiceTarget& s, ServiceAction action, const ServiceState& before,
+                     std::chrono::milliseconds timeout, ServiceChange& c) {
+  if (!before.up || before.pid <= 0) {
+    throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
+  }
+  const bool pause = action == ServiceAction::Pause;
+  signal_service(s, before.pid, pause ? SIGSTOP : SIGCONT);
+  wait_state(s, timeout, pause ? "paused" : "resumed",
+             [&](const ServiceState& x) { return x.paused == pause; });
+  c.summary = fmt::format("{} pid {} {}", s.label(), before.pid,
+                          pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
+}
+
+void reload_haproxy(const ServiceTarget& s, const std::string& state_dir,
+                    const ServiceState& before, std::chrono::milliseconds timeout,
+                    Clock::time_point t0, ServiceChange& c) {
+  // The worker answering on the stats socket changes once the new config is live.
+  const std::string sock = StatePaths(state_dir).haproxy_socket(s.host);
+  const std::string old_worker = haproxy_worker(sock);
+  s6_svc(s, "-2");  // SIGUSR2 to the master
+  const auto deadline = Clock::now() + timeout;
+  std::string now = haproxy_worker(sock);
+  while (now.empty() || now == old_worker) {
+    if (Clock::now() > deadline) {
+      throw std::runtime_error(fmt::format(
+          "{}: no new worker within {} ms of SIGUSR2 (a config error? `webstack logs {}`)",
+          s.label(), timeout.count(), s.label()));
+    }
+    std::this_thread::sleep_for(50ms);  // poll interval
+    now = haproxy_worker(sock);
+  }
+  c.old_worker = old_worker;
+  c.new_worker = now;
+  c.summary = fmt::format(
+      "{} reloaded (SIGUSR2 to the master, pid {}): worker {} replaced {} in {:.0f} ms; "
+      "the old one finishes its connections",
+      s.label(), before.pid, now, old_worker, ms_since(t0));
+}
+
+void reload_service(const ServiceTarget& s, const std::string& state_dir,
+                    const ServiceState& before, std::chrono::milliseconds timeout,
+                    Clock::time_point t0, ServiceChange& c) {
+  if (!before.up || before.pid <= 0) {
+    throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
+  }
+  if (s.service == "haproxy") {
+    reload_haproxy(s, state_dir, before, timeout, t0, c);
+  } else if (s.service == "nginx" || s.service == "keepalived" || s.service == "prometheus" ||
+             s.service == "alertmanager") {
+    s6_svc(s, "-h");
+    c.summary = fmt::format("{} reloaded (SIGHUP to pid {})", s.label(), before.pid);
+  } else {
+    throw std::invalid_argument(fmt::format(
+        "{} has no reload (haproxy, nginx, keepalived, prometheus and alertmanager do): "
+        "`webstack restart {}`",
+        s.label(), s.label()));
+  }
+}
+
 }  // namespace
 
 ServiceAction parse_action(std::string_view name) {
@@ -148,90 +241,16 @@ ServiceChange control_service(const topo::Topology& t, const std::string& state_
       break;
     }
     case ServiceAction::Restart:
-    case ServiceAction::Kill: {
-      if (!before.up || before.pid <= 0) {
-        throw std::runtime_error(
-            fmt::format("{} is not running ({}): use start", s.label(), before.text));
-      }
-      if (action == ServiceAction::Restart) {
-        s6_svc(s, "-r");
-        signal_service(s, before.pid, SIGCONT);
-      } else {
-        signal_service(s, before.pid, SIGKILL);
-      }
-      const auto st = wait_state(s, timeout, "running again", [&](const ServiceState& x) {
-        return x.up && x.pid > 0 && x.pid != before.pid;
-      });
-      c.new_pid = st.pid;
-      c.summary =
-          fmt::format("{} {} pid {}; s6 started pid {}, {:.0f} ms later", s.label(),
-                      action == ServiceAction::Kill ? "killed (SIGKILL to its process group)"
-                                                    : "restarted (SIGTERM)",
-                      before.pid, st.pid, ms_since(t0));
+    case ServiceAction::Kill:
+      restart_or_kill(s, action, before, timeout, t0, c);
       break;
-    }
     case ServiceAction::Pause:
-    case ServiceAction::Resume: {
-      if (!before.up || before.pid <= 0) {
-        throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
-      }
-      const bool pause = action == ServiceAction::Pause;
-      signal_service(s, before.pid, pause ? SIGSTOP : SIGCONT);
-      wait_state(s, timeout, pause ? "paused" : "resumed",
-                 [&](const ServiceState& x) { return x.paused == pause; });
-      c.summary =
-          fmt::format("{} pid {} {}", s.label(), before.pid,
-                      pause ? "paused (SIGSTOP to its process group)" : "resumed (SIGCONT)");
+    case ServiceAction::Resume:
+      pause_or_resume(s, action, before, timeout, c);
       break;
-    }
-    case ServiceAction::Reload: {
-      if (!before.up || before.pid <= 0) {
-        throw std::runtime_error(fmt::format("{} is not running ({})", s.label(), before.text));
-      }
-      if (s.service == "haproxy") {
-        // The worker answering on the stats socket changes once the new config is live.
-        const std::string sock = StatePaths(state_dir).haproxy_socket(s.host);
-        const auto worker = [&] {
-          try {
-            const auto info = tools::haproxy_command(sock, "show info\n");
-            const auto at = info.find("\nPid: ");
-            return at == std::string::npos ? std::string()
-                                           : info.substr(at + 6, info.find('\n', at + 1) - at - 6);
-          } catch (const std::exception&) {
-            return std::string();
-          }
-        };
-        const std::string old_worker = worker();
-        s6_svc(s, "-2");  // SIGUSR2 to the master
-        const auto deadline = Clock::now() + timeout;
-        std::string now = worker();
-        while (now.empty() || now == old_worker) {
-          if (Clock::now() > deadline) {
-            throw std::runtime_error(fmt::format(
-                "{}: no new worker within {} ms of SIGUSR2 (a config error? `webstack logs {}`)",
-                s.label(), timeout.count(), s.label()));
-          }
-          std::this_thread::sleep_for(50ms);  // poll interval
-          now = worker();
-        }
-        c.old_worker = old_worker;
-        c.new_worker = now;
-        c.summary = fmt::format(
-            "{} reloaded (SIGUSR2 to the master, pid {}): worker {} replaced {} in {:.0f} ms; "
-            "the old one finishes its connections",
-            s.label(), before.pid, now, old_worker, ms_since(t0));
-      } else if (s.service == "nginx" || s.service == "keepalived" || s.service == "prometheus" ||
-                 s.service == "alertmanager") {
-        s6_svc(s, "-h");
-        c.summary = fmt::format("{} reloaded (SIGHUP to pid {})", s.label(), before.pid);
-      } else {
-        throw std::invalid_argument(fmt::format(
-            "{} has no reload (haproxy, nginx, keepalived, prometheus and alertmanager do): "
-            "`webstack restart {}`",
-            s.label(), s.label()));
-      }
+    case ServiceAction::Reload:
+      reload_service(s, state_dir, before, timeout, t0, c);
       break;
-    }
   }
   c.ms = ms_since(t0);
   return c;
