@@ -316,6 +316,127 @@ void setup_host(const topo::Topology& t, std::size_t i, bool fresh, bool bridge_
   run_checked(ip_in(ns, {"route", "replace", "default", "via", t.gateway(), "dev", eth}));
   log.push_back("connected " + ns + " (" + host_cidr(t, h) + ") to " + brns + "/" + br);
 }
+
+// What one network_up call created, to undo on failure.
+struct Created {
+  explicit Created(std::size_t hosts) : host_created(hosts, 0), host_rebuilt(hosts, 0) {}
+
+  bool bridge_ns_created = false;
+  bool created_bridge = false;  // br0, in a bridge namespace that existed
+  // Per host (each written by its own thread only): its namespace was created, its veth
+  // was rebuilt in a namespace that existed.
+  std::vector<char> host_created;
+  std::vector<char> host_rebuilt;
+};
+
+// The bridge namespace as setup_bridge found it: its links (none when it is new), and
+// whether br0 was there.
+struct BridgeFound {
+  std::vector<Link> links;
+  bool bridge_existed;
+};
+
+// The bridge namespace and its bridge.
+BridgeFound setup_bridge(const topo::Topology& t, const std::set<std::string>& existing,
+                         Created& created, std::vector<std::string>& log) {
+  const std::string brns = bridge_namespace(t);
+  const std::string br(kBridgeName);
+  const bool bridge_fresh = existing.count(brns) == 0;
+  if (bridge_fresh) {
+    run_checked({"ip", "netns", "add", brns});
+    created.bridge_ns_created = true;
+    log.push_back("created namespace " + brns);
+  }
+  std::vector<Link> bridge_links;
+  if (!bridge_fresh) {
+    bridge_links = parse_links(run_checked(ip_in(brns, {"-o", "link", "show"})));
+  }
+  if (const Link* lo = find_link(bridge_links, "lo"); lo == nullptr || !lo->has_flag("UP")) {
+    run_checked(ip_in(brns, {"link", "set", "lo", "up"}));
+  }
+  const Link* bridge = find_link(bridge_links, br);
+  if (bridge == nullptr) {
+    run_checked(ip_in(brns, {"link", "add", br, "type", "bridge"}));
+    created.created_bridge = !bridge_fresh;
+    log.push_back("created bridge " + br + " in " + brns);
+  }
+  bool bridge_has_gw = false;
+  if (bridge != nullptr) {
+    bridge_has_gw =
+        has_addr(parse_addrs(run_checked(ip_in(brns, {"-o", "-4", "addr", "show", "dev", br}))), br,
+                 gateway_cidr(t));
+  }
+  if (!bridge_has_gw) {
+    run_checked(ip_in(brns, {"addr", "add", gateway_cidr(t), "dev", br}));
+    log.push_back("gave " + br + " the gateway address " + gateway_cidr(t));
+  }
+  if (bridge == nullptr || !bridge->has_flag("UP")) {
+    run_checked(ip_in(brns, {"link", "set", br, "up"}));
+  }
+  const bool bridge_existed = bridge != nullptr;
+  return {std::move(bridge_links), bridge_existed};
+}
+
+// The hosts, each in its own thread (they are independent; a spawn of `ip` is the cost).
+void setup_hosts(const topo::Topology& t, const std::set<std::string>& existing,
+                 const BridgeFound& found, Created& created, std::vector<std::string>& log) {
+  const std::size_t n = t.hosts.size();
+  std::vector<std::vector<std::string>> host_logs(n);
+  std::vector<std::exception_ptr> host_errors(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        setup_host(t, i, existing.count(host_namespace(t, t.hosts[i].name)) == 0,
+                   found.bridge_existed, found.links, created.host_created, created.host_rebuilt,
+                   host_logs[i]);
+      } catch (...) {
+        host_errors[i] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    log.insert(log.end(), host_logs[i].begin(), host_logs[i].end());
+  }
+  for (const auto& e : host_errors) {
+    if (e) {
+      std::rethrow_exception(e);
+    }
+  }
+}
+
+// Undo what a network_up call created, newest first; errors here are secondary.
+void undo_network_up(const topo::Topology& t, const Created& created) {
+  const std::string brns = bridge_namespace(t);
+  const std::string br(kBridgeName);
+  const std::string eth(kHostInterface);
+  for (std::size_t i = 0; i < t.hosts.size(); ++i) {
+    if (!created.host_rebuilt[i]) {
+      continue;
+    }
+    const std::string ns = host_namespace(t, t.hosts[i].name);
+    ignore(ip_in(ns, {"link", "del", eth}));
+    ignore(ip_in(ns, {"link", "del", temp_veth_name(t, i, true)}));
+    ignore(ip_in(brns, {"link", "del", t.hosts[i].name}));
+    ignore(ip_in(brns, {"link", "del", temp_veth_name(t, i, false)}));
+  }
+  remove_stray_temps(t, nullptr);
+  for (std::size_t i = 0; i < t.hosts.size(); ++i) {
+    if (created.host_created[i]) {
+      ignore({"ip", "netns", "delete", host_namespace(t, t.hosts[i].name)});
+    }
+  }
+  if (created.bridge_ns_created) {
+    ignore({"ip", "netns", "delete", brns});
+  }
+  if (created.created_bridge) {
+    ignore(ip_in(brns, {"link", "del", br}));
+  }
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -353,107 +474,15 @@ std::string temp_veth_name(const topo::Topology& t, std::size_t index, bool host
 std::vector<std::string> network_up(const topo::Topology& t) {
   validate(t);
   std::vector<std::string> log;
-  const std::string brns = bridge_namespace(t);
-  const std::string br(kBridgeName);
-  const std::string eth(kHostInterface);
-
   // What this call created, to undo on failure.
-  bool bridge_ns_created = false;
-  bool created_bridge = false;  // br0, in a bridge namespace that existed
-  // Per host (each written by its own thread only): its namespace was created, its veth
-  // was rebuilt in a namespace that existed.
-  std::vector<char> host_created(t.hosts.size(), 0);
-  std::vector<char> host_rebuilt(t.hosts.size(), 0);
-
+  Created created(t.hosts.size());
   try {
     remove_stray_temps(t, &log);
     const std::set<std::string> existing = list_namespaces();
-
-    // The bridge namespace and its bridge.
-    const bool bridge_fresh = existing.count(brns) == 0;
-    if (bridge_fresh) {
-      run_checked({"ip", "netns", "add", brns});
-      bridge_ns_created = true;
-      log.push_back("created namespace " + brns);
-    }
-    std::vector<Link> bridge_links;
-    if (!bridge_fresh) {
-      bridge_links = parse_links(run_checked(ip_in(brns, {"-o", "link", "show"})));
-    }
-    if (const Link* lo = find_link(bridge_links, "lo"); lo == nullptr || !lo->has_flag("UP")) {
-      run_checked(ip_in(brns, {"link", "set", "lo", "up"}));
-    }
-    const Link* bridge = find_link(bridge_links, br);
-    if (bridge == nullptr) {
-      run_checked(ip_in(brns, {"link", "add", br, "type", "bridge"}));
-      created_bridge = !bridge_fresh;
-      log.push_back("created bridge " + br + " in " + brns);
-    }
-    bool bridge_has_gw = false;
-    if (bridge != nullptr) {
-      bridge_has_gw =
-          has_addr(parse_addrs(run_checked(ip_in(brns, {"-o", "-4", "addr", "show", "dev", br}))),
-                   br, gateway_cidr(t));
-    }
-    if (!bridge_has_gw) {
-      run_checked(ip_in(brns, {"addr", "add", gateway_cidr(t), "dev", br}));
-      log.push_back("gave " + br + " the gateway address " + gateway_cidr(t));
-    }
-    if (bridge == nullptr || !bridge->has_flag("UP")) {
-      run_checked(ip_in(brns, {"link", "set", br, "up"}));
-    }
-
-    // The hosts, each in its own thread (they are independent; a spawn of `ip` is the cost).
-    const std::size_t n = t.hosts.size();
-    std::vector<std::vector<std::string>> host_logs(n);
-    std::vector<std::exception_ptr> host_errors(n);
-    std::vector<std::thread> threads;
-    threads.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      threads.emplace_back([&, i] {
-        try {
-          setup_host(t, i, existing.count(host_namespace(t, t.hosts[i].name)) == 0,
-                     bridge != nullptr, bridge_links, host_created, host_rebuilt, host_logs[i]);
-        } catch (...) {
-          host_errors[i] = std::current_exception();
-        }
-      });
-    }
-    for (auto& th : threads) {
-      th.join();
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      log.insert(log.end(), host_logs[i].begin(), host_logs[i].end());
-    }
-    for (const auto& e : host_errors) {
-      if (e) {
-        std::rethrow_exception(e);
-      }
-    }
+    const BridgeFound found = setup_bridge(t, existing, created, log);
+    setup_hosts(t, existing, found, created, log);
   } catch (...) {
-    // Undo what this call created, newest first; errors here are secondary.
-    for (std::size_t i = 0; i < t.hosts.size(); ++i) {
-      if (!host_rebuilt[i]) {
-        continue;
-      }
-      const std::string ns = host_namespace(t, t.hosts[i].name);
-      ignore(ip_in(ns, {"link", "del", eth}));
-      ignore(ip_in(ns, {"link", "del", temp_veth_name(t, i, true)}));
-      ignore(ip_in(brns, {"link", "del", t.hosts[i].name}));
-      ignore(ip_in(brns, {"link", "del", temp_veth_name(t, i, false)}));
-    }
-    remove_stray_temps(t, nullptr);
-    for (std::size_t i = 0; i < t.hosts.size(); ++i) {
-      if (host_created[i]) {
-        ignore({"ip", "netns", "delete", host_namespace(t, t.hosts[i].name)});
-      }
-    }
-    if (bridge_ns_created) {
-      ignore({"ip", "netns", "delete", brns});
-    }
-    if (created_bridge) {
-      ignore(ip_in(brns, {"link", "del", br}));
-    }
+    undo_network_up(t, created);
     throw;
   }
   return log;
