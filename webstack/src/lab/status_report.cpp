@@ -48,13 +48,9 @@ void print_services(const Topology& t, const std::vector<ServiceRef>& services, 
   std::fflush(out);
 }
 
-std::string to_json(const LabStatus& s, bool rulesets) {
-  boost::json::object root;
-  root["lab"] = s.lab;
-  root["up"] = s.up;
-  root["state_dir"] = s.state_dir;
-  if (!s.up) return boost::json::serialize(root);
-  root["svscan_pid"] = s.svscan_pid;
+namespace {
+
+boost::json::array hosts_json(const LabStatus& s, bool rulesets) {
   boost::json::array hosts;
   for (const auto& h : s.hosts) {
     boost::json::object o;
@@ -69,10 +65,10 @@ std::string to_json(const LabStatus& s, bool rulesets) {
     if (!h.firewall_error.empty()) o["firewall_error"] = h.firewall_error;
     hosts.push_back(std::move(o));
   }
-  root["hosts"] = std::move(hosts);
-  boost::json::array edge;
-  for (const auto& sv : s.edge) edge.push_back(service_json(sv));
-  root["edge"] = boost::json::object{{"services", std::move(edge)}};
+  return hosts;
+}
+
+boost::json::array load_balancers_json(const LabStatus& s) {
   boost::json::array lbs;
   for (const auto& lb : s.load_balancers) {
     boost::json::object o;
@@ -88,16 +84,20 @@ std::string to_json(const LabStatus& s, bool rulesets) {
     if (!lb.error.empty()) o["error"] = lb.error;
     lbs.push_back(std::move(o));
   }
-  root["load_balancers"] = std::move(lbs);
-  if (s.primary) {
-    boost::json::object o;
-    o["host"] = s.primary->host;
-    o["read_only"] = s.primary->read_only;
-    o["gtid_binlog_pos"] = s.primary->gtid_binlog_pos;
-    o["semi_sync"] = s.primary->semi_sync;
-    if (!s.primary->error.empty()) o["error"] = s.primary->error;
-    root["primary"] = std::move(o);
-  }
+  return lbs;
+}
+
+boost::json::object primary_json(const PrimaryReport& p) {
+  boost::json::object o;
+  o["host"] = p.host;
+  o["read_only"] = p.read_only;
+  o["gtid_binlog_pos"] = p.gtid_binlog_pos;
+  o["semi_sync"] = p.semi_sync;
+  if (!p.error.empty()) o["error"] = p.error;
+  return o;
+}
+
+boost::json::array replication_json(const LabStatus& s) {
   boost::json::array repl;
   for (const auto& r : s.replication) {
     boost::json::object o;
@@ -109,7 +109,10 @@ std::string to_json(const LabStatus& s, bool rulesets) {
     if (!r.error.empty()) o["error"] = r.error;
     repl.push_back(std::move(o));
   }
-  root["replication"] = std::move(repl);
+  return repl;
+}
+
+boost::json::array virtual_addresses_json(const LabStatus& s) {
   boost::json::array vips;
   for (const auto& [vip, holders] : s.virtual_addresses) {
     boost::json::object o;
@@ -119,50 +122,73 @@ std::string to_json(const LabStatus& s, bool rulesets) {
     o["held_by"] = std::move(h);
     vips.push_back(std::move(o));
   }
-  root["virtual_addresses"] = std::move(vips);
-  if (s.monitored) {
-    boost::json::object mon;
-    const auto num = [](double v) {
-      return v < 0 ? boost::json::value(nullptr) : boost::json::value(v);
-    };
-    boost::json::object figures;
-    for (const auto& [host, f] : s.figures) {
-      boost::json::object o;
-      o["requests_per_s"] = num(f.requests_per_s);
-      o["errors_5xx_per_s"] = num(f.errors_5xx_per_s);
-      o["p99_s"] = num(f.p99_s);
-      o["p50_s"] = num(f.p50_s);
-      o["replication_lag_s"] = num(f.replication_lag_s);
-      o["alerts"] = f.alerts;
-      figures[host] = std::move(o);
-    }
-    mon["hosts"] = std::move(figures);
-    boost::json::array alerts;
-    for (const auto& a : s.alerts) {
-      boost::json::object o;
-      o["alert"] = a.name;
-      o["host"] = a.host;
-      o["severity"] = a.severity;
-      o["summary"] = a.summary;
-      o["since"] = a.since;
-      alerts.push_back(std::move(o));
-    }
-    mon["alerts"] = std::move(alerts);
-    if (!s.monitoring_error.empty()) mon["error"] = s.monitoring_error;
-    root["monitoring"] = std::move(mon);
+  return vips;
+}
+
+boost::json::object monitoring_json(const LabStatus& s) {
+  boost::json::object mon;
+  const auto num = [](double v) {
+    return v < 0 ? boost::json::value(nullptr) : boost::json::value(v);
+  };
+  boost::json::object figures;
+  for (const auto& [host, f] : s.figures) {
+    boost::json::object o;
+    o["requests_per_s"] = num(f.requests_per_s);
+    o["errors_5xx_per_s"] = num(f.errors_5xx_per_s);
+    o["p99_s"] = num(f.p99_s);
+    o["p50_s"] = num(f.p50_s);
+    o["replication_lag_s"] = num(f.replication_lag_s);
+    o["alerts"] = f.alerts;
+    figures[host] = std::move(o);
   }
-  if (s.failover) {
-    boost::json::object f;
-    if (!s.failover_state.empty()) {
-      try {
-        f = boost::json::parse(s.failover_state).as_object();
-      } catch (const std::exception& e) {
-        f["error"] = std::string("not JSON: ") + e.what();
-      }
-    }
-    if (!s.failover_error.empty()) f["error"] = s.failover_error;
-    root["failover"] = std::move(f);
+  mon["hosts"] = std::move(figures);
+  boost::json::array alerts;
+  for (const auto& a : s.alerts) {
+    boost::json::object o;
+    o["alert"] = a.name;
+    o["host"] = a.host;
+    o["severity"] = a.severity;
+    o["summary"] = a.summary;
+    o["since"] = a.since;
+    alerts.push_back(std::move(o));
   }
+  mon["alerts"] = std::move(alerts);
+  if (!s.monitoring_error.empty()) mon["error"] = s.monitoring_error;
+  return mon;
+}
+
+boost::json::object failover_json(const LabStatus& s) {
+  boost::json::object f;
+  if (!s.failover_state.empty()) {
+    try {
+      f = boost::json::parse(s.failover_state).as_object();
+    } catch (const std::exception& e) {
+      f["error"] = std::string("not JSON: ") + e.what();
+    }
+  }
+  if (!s.failover_error.empty()) f["error"] = s.failover_error;
+  return f;
+}
+
+}  // namespace
+
+std::string to_json(const LabStatus& s, bool rulesets) {
+  boost::json::object root;
+  root["lab"] = s.lab;
+  root["up"] = s.up;
+  root["state_dir"] = s.state_dir;
+  if (!s.up) return boost::json::serialize(root);
+  root["svscan_pid"] = s.svscan_pid;
+  root["hosts"] = hosts_json(s, rulesets);
+  boost::json::array edge;
+  for (const auto& sv : s.edge) edge.push_back(service_json(sv));
+  root["edge"] = boost::json::object{{"services", std::move(edge)}};
+  root["load_balancers"] = load_balancers_json(s);
+  if (s.primary) root["primary"] = primary_json(*s.primary);
+  root["replication"] = replication_json(s);
+  root["virtual_addresses"] = virtual_addresses_json(s);
+  if (s.monitored) root["monitoring"] = monitoring_json(s);
+  if (s.failover) root["failover"] = failover_json(s);
   boost::json::array errant;
   for (const auto& file : s.errant_files) errant.emplace_back(file);
   root["errant_transactions"] = std::move(errant);
@@ -251,28 +277,22 @@ void print_monitoring(const LabStatus& s, std::FILE* out) {
   }
 }
 
-}  // namespace
+void print_service_row(std::FILE* out, const char* host, const char* addr, const char* ns,
+                       const ServiceState& sv) {
+  std::fprintf(out, "%-12s %-18s %-4s %-18s %-6s %8s %10s  %s\n", host, addr, ns, sv.name.c_str(),
+               !sv.known   ? "?"
+               : sv.paused ? "paused"
+               : sv.up     ? "up"
+                           : "down",
+               sv.pid > 0 ? std::to_string(sv.pid).c_str() : "-",
+               sv.up && sv.seconds >= 0 ? std::to_string(sv.seconds).c_str() : "-",
+               sv.user.empty() ? "-" : sv.user.c_str());
+}
 
-void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
-  if (!s.up) {
-    std::fprintf(out, "lab %s is down (no s6-svscan running for %s)\n", s.lab.c_str(),
-                 s.state_dir.c_str());
-    return;
-  }
-  std::fprintf(out, "lab %s up (s6-svscan pid %d, state %s)\n\n", s.lab.c_str(), s.svscan_pid,
-               s.state_dir.c_str());
+// The table of every host's services, then the edge's.
+void print_services_table(const LabStatus& s, std::FILE* out) {
   std::fprintf(out, "%-12s %-18s %-4s %-18s %-6s %8s %10s  %s\n", "HOST", "ADDRESS", "NS",
                "SERVICE", "STATE", "PID", "UPTIME_S", "USER");
-  auto svc_row = [out](const char* host, const char* addr, const char* ns, const ServiceState& sv) {
-    std::fprintf(out, "%-12s %-18s %-4s %-18s %-6s %8s %10s  %s\n", host, addr, ns, sv.name.c_str(),
-                 !sv.known   ? "?"
-                 : sv.paused ? "paused"
-                 : sv.up     ? "up"
-                             : "down",
-                 sv.pid > 0 ? std::to_string(sv.pid).c_str() : "-",
-                 sv.up && sv.seconds >= 0 ? std::to_string(sv.seconds).c_str() : "-",
-                 sv.user.empty() ? "-" : sv.user.c_str());
-  };
   for (const auto& h : s.hosts) {
     const char* ns = !h.namespace_ok ? "BAD" : h.link_up ? "ok" : "down";
     if (h.services.empty()) {
@@ -280,15 +300,20 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
     }
     bool first = true;
     for (const auto& sv : h.services) {
-      svc_row(first ? h.name.c_str() : "", first ? h.address.c_str() : "", first ? ns : "", sv);
+      print_service_row(out, first ? h.name.c_str() : "", first ? h.address.c_str() : "",
+                        first ? ns : "", sv);
       first = false;
     }
   }
   bool first = true;
   for (const auto& sv : s.edge) {
-    svc_row(first ? "(edge)" : "", first ? "127.0.0.1" : "", first ? "root" : "", sv);
+    print_service_row(out, first ? "(edge)" : "", first ? "127.0.0.1" : "", first ? "root" : "",
+                      sv);
     first = false;
   }
+}
+
+void print_firewalls(const LabStatus& s, std::FILE* out, bool rulesets) {
   std::fprintf(out, "\nfirewalls (nftables, per host; policies of the base chains):\n");
   for (const auto& h : s.hosts) {
     std::fprintf(out, "  %-12s %s\n", h.name.c_str(),
@@ -300,6 +325,9 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
       for (std::string line; std::getline(in, line);) std::fprintf(out, "      %s\n", line.c_str());
     }
   }
+}
+
+void print_virtual_addresses(const LabStatus& s, std::FILE* out) {
   for (const auto& [vip, holders] : s.virtual_addresses) {
     std::string who;
     for (const auto& h : holders) who += (who.empty() ? "" : ", ") + h;
@@ -308,8 +336,9 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                  : holders.size() == 1 ? ("held by " + who).c_str()
                                        : ("held by several: " + who + " (split brain)").c_str());
   }
-  if (s.failover) print_failover(s, out);
-  if (s.monitored) print_monitoring(s, out);
+}
+
+void print_load_balancers(const LabStatus& s, std::FILE* out) {
   for (const auto& lb : s.load_balancers) {
     std::fprintf(out, "\nload balancer %s, backend web:\n", lb.host.c_str());
     if (!lb.error.empty()) {
@@ -322,6 +351,9 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                    sv.check.c_str(), sv.sessions);
     }
   }
+}
+
+void print_replication(const LabStatus& s, std::FILE* out) {
   if (s.primary || !s.replication.empty()) std::fprintf(out, "\nreplication:\n");
   if (s.primary) {
     if (!s.primary->error.empty()) {
@@ -345,12 +377,35 @@ void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
                  r.lag_s ? fmt::format("{}s", *r.lag_s).c_str() : "NULL",
                  r.last_error.empty() ? "" : " last_error=", r.last_error.c_str());
   }
+}
+
+void print_errant(const LabStatus& s, std::FILE* out) {
   if (!s.errant_files.empty()) {
     std::fprintf(out,
                  "\ntransactions of diverged nodes, saved by `webstack db rebuild` (the primary "
                  "never had them; look, then delete):\n");
     for (const auto& file : s.errant_files) std::fprintf(out, "  %s\n", file.c_str());
   }
+}
+
+}  // namespace
+
+void print_status(const LabStatus& s, std::FILE* out, bool rulesets) {
+  if (!s.up) {
+    std::fprintf(out, "lab %s is down (no s6-svscan running for %s)\n", s.lab.c_str(),
+                 s.state_dir.c_str());
+    return;
+  }
+  std::fprintf(out, "lab %s up (s6-svscan pid %d, state %s)\n\n", s.lab.c_str(), s.svscan_pid,
+               s.state_dir.c_str());
+  print_services_table(s, out);
+  print_firewalls(s, out, rulesets);
+  print_virtual_addresses(s, out);
+  if (s.failover) print_failover(s, out);
+  if (s.monitored) print_monitoring(s, out);
+  print_load_balancers(s, out);
+  print_replication(s, out);
+  print_errant(s, out);
   std::fflush(out);
 }
 
