@@ -116,11 +116,7 @@ void add_service_controls(CLI::App& cli, Context& ctx, Commands& out,
   }
 }
 
-}  // namespace
-
-void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
-  auto o = std::make_shared<LabOptions>();
-
+void add_up(CLI::App& cli, Context& ctx, Commands& out) {
   auto* up =
       cli.add_subcommand("up", "Bring the lab up on this machine (root): network, services, data");
   add_lab_options(up, ctx);
@@ -134,7 +130,9 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    lab::site_up(t, up_down_options(ctx, t));
                    return 0;
                  }});
+}
 
+void add_down(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* down = cli.add_subcommand("down", "Stop every process of the lab and remove its network");
   add_lab_options(down, ctx);
   down->add_flag("--purge", o->purge, "Also remove the state directory (databases, secrets, logs)");
@@ -147,7 +145,9 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
          return 0;
        }});
+}
 
+void add_status(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* status = cli.add_subcommand(
       "status", "Show the lab's hosts, services, load balancers and replication (exit 3: down)");
   add_lab_options(status, ctx);
@@ -162,7 +162,9 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    }
                    return st.up ? 0 : 3;  // 3: the lab is down (scripts can tell)
                  }});
+}
 
+void add_exec(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* exec =
       cli.add_subcommand("exec", "Run a command in a host's namespace: exec HOST -- CMD...");
   exec->add_option("-f,--file", ctx.file, kFileHelp);
@@ -172,9 +174,9 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    lab::exec_in_host(t, o->exec_host, o->exec_argv);
                    return 0;
                  }});
+}
 
-  add_service_controls(cli, ctx, out, o);
-
+void add_link(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* link = cli.add_subcommand(
       "link", "Set a host's network link down or up (a pulled cable): link HOST down|up");
   add_lab_options(link, ctx, "State directory (default: /var/lib/webstack/<lab>; not needed)");
@@ -184,12 +186,16 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    lab::set_link(t, o->link_host, o->link_state, stdout);
                    return 0;
                  }});
+}
 
+void add_cert(CLI::App& cli, Context& ctx, Commands& out) {
   auto* cert = cli.add_subcommand(
       "cert", "Print the path of the lab's certificate authority (for a browser to trust)");
   add_lab_options(cert, ctx);
   out.push_back({cert, [&ctx](const topo::Topology& t) { return print_ca(ctx, t); }});
+}
 
+void add_alerts(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* alerts = cli.add_subcommand(
       "alerts", "List the alerts firing now, from the monitor host's Alertmanager");
   add_lab_options(alerts, ctx,
@@ -205,7 +211,9 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    }
                    return 0;
                  }});
+}
 
+void add_logs(CLI::App& cli, Context& ctx, Commands& out, const std::shared_ptr<LabOptions>& o) {
   auto* logs = cli.add_subcommand("logs", "Print a service's log: logs HOST/SERVICE");
   add_lab_options(logs, ctx);
   logs->add_option("service", o->service_spec, "HOST/SERVICE, as for stop/start")->required();
@@ -216,6 +224,21 @@ void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
                    return tail_log(lab::service_log_file(t, ctx.lab_dir(t), o->service_spec),
                                    o->log_lines, o->log_follow);
                  }});
+}
+
+}  // namespace
+
+void add_lab_commands(CLI::App& cli, Context& ctx, Commands& out) {
+  auto o = std::make_shared<LabOptions>();
+  add_up(cli, ctx, out);
+  add_down(cli, ctx, out, o);
+  add_status(cli, ctx, out, o);
+  add_exec(cli, ctx, out, o);
+  add_service_controls(cli, ctx, out, o);
+  add_link(cli, ctx, out, o);
+  add_cert(cli, ctx, out);
+  add_alerts(cli, ctx, out, o);
+  add_logs(cli, ctx, out, o);
 }
 
 }  // namespace webstack::cli
