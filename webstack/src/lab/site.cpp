@@ -247,16 +247,13 @@ void write_client_hosts(const Topology& t) {
   write_secret(dir + "/hosts", text, 0, 0, 0644);
 }
 
-}  // namespace
+struct Needed {
+  const char* program;
+  const char* package;
+};
 
-// Everything up needs, checked before anything is created: root, the programs (and the
-// Debian package that has each), the service users, the binaries, the lab's profile.
-void check_prerequisites(const Topology& t, const SiteOptions& o, const StatePaths& p) {
-  if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
-  struct Needed {
-    const char* program;
-    const char* package;
-  };
+// The programs every lab runs (openssl and nft: the hardened profile's only).
+void check_programs(const SiteOptions& o) {
   for (const auto& [prog, package] : std::initializer_list<Needed>{
            {"haproxy", "haproxy"},
            {"nginx", "nginx-light"},
@@ -284,31 +281,30 @@ void check_prerequisites(const Topology& t, const SiteOptions& o, const StatePat
                       prog, package));
     }
   }
-  for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
-  if (!t.virtual_addresses.empty() && !program_in_path("keepalived")) {
-    throw std::runtime_error(
-        "keepalived not found in PATH: install the Debian package keepalived (the load "
-        "balancers share virtual addresses; scripts/setup.sh installs everything)");
-  }
-  if (t.monitor() != nullptr) {
-    for (const auto& [prog, package] : std::initializer_list<Needed>{
-             {"prometheus", "prometheus"},
-             {"prometheus-alertmanager", "prometheus-alertmanager"},
-             {"prometheus-node-exporter", "prometheus-node-exporter"},
-             {"prometheus-nginx-exporter", "prometheus-nginx-exporter"},
-             {"prometheus-mysqld-exporter", "prometheus-mysqld-exporter"},
-             {"prometheus-blackbox-exporter", "prometheus-blackbox-exporter"},
-         }) {
-      if (!program_in_path(prog)) {
-        throw std::runtime_error(fmt::format(
-            "{} not found in PATH: install the Debian package {} (the topology has a monitor "
-            "host, {}; scripts/setup.sh installs everything)",
-            prog, package, t.monitor()->name));
-      }
+}
+
+// The monitor host's programs and user.
+void check_monitoring_programs(const Topology& t) {
+  for (const auto& [prog, package] : std::initializer_list<Needed>{
+           {"prometheus", "prometheus"},
+           {"prometheus-alertmanager", "prometheus-alertmanager"},
+           {"prometheus-node-exporter", "prometheus-node-exporter"},
+           {"prometheus-nginx-exporter", "prometheus-nginx-exporter"},
+           {"prometheus-mysqld-exporter", "prometheus-mysqld-exporter"},
+           {"prometheus-blackbox-exporter", "prometheus-blackbox-exporter"},
+       }) {
+    if (!program_in_path(prog)) {
+      throw std::runtime_error(fmt::format(
+          "{} not found in PATH: install the Debian package {} (the topology has a monitor "
+          "host, {}; scripts/setup.sh installs everything)",
+          prog, package, t.monitor()->name));
     }
-    uid_of("prometheus");
   }
-  // The application servers the web hosts run besides webstack-app.
+  uid_of("prometheus");
+}
+
+// The application servers the web hosts run besides webstack-app.
+void check_peer_programs(const Topology& t, const SiteOptions& o) {
   std::set<std::string> kinds(o.peers.begin(), o.peers.end());
   for (const auto* w : t.with_role(Role::Web)) kinds.insert(w->app);
   if (kinds.count("php") != 0 && !program_in_path("php-fpm8.2")) {
@@ -325,6 +321,23 @@ void check_prerequisites(const Topology& t, const SiteOptions& o, const StatePat
           o.peers_dir));
     }
   }
+}
+
+}  // namespace
+
+// Everything up needs, checked before anything is created: root, the programs (and the
+// Debian package that has each), the service users, the binaries, the lab's profile.
+void check_prerequisites(const Topology& t, const SiteOptions& o, const StatePaths& p) {
+  if (::geteuid() != 0) throw std::runtime_error("webstack up must run as root");
+  check_programs(o);
+  for (const char* u : {"mysql", "www-data", "haproxy"}) uid_of(u);
+  if (!t.virtual_addresses.empty() && !program_in_path("keepalived")) {
+    throw std::runtime_error(
+        "keepalived not found in PATH: install the Debian package keepalived (the load "
+        "balancers share virtual addresses; scripts/setup.sh installs everything)");
+  }
+  if (t.monitor() != nullptr) check_monitoring_programs(t);
+  check_peer_programs(t, o);
   if (!fs::exists(o.app_binary))
     throw std::runtime_error("webstack-app not found: " + o.app_binary);
   if (failover_on(t, o) && !fs::exists(o.failover_binary))
