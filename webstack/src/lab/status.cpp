@@ -150,6 +150,44 @@ std::vector<std::string> address_holders(const Topology& t, const std::string& a
   return out;
 }
 
+namespace {
+
+HostReport host_report(const Topology& t, const topo::Host& h, const std::vector<HostStatus>& net,
+                       const std::vector<ServiceRef>& services) {
+  HostReport hr;
+  hr.name = h.name;
+  hr.address = h.address;
+  for (const auto& n : net) {
+    if (n.host != h.name) continue;
+    hr.namespace_ok = n.ns_exists && n.address_ok;
+    hr.link_up = n.link_up;
+  }
+  for (const auto& sv : services)
+    if (sv.host == h.name) hr.services.push_back(tools::service_state(sv.name, sv.dir));
+  if (hr.namespace_ok) {
+    const auto r = run(in_host(t, h.name, {"nft", "list", "ruleset"}), 5s);
+    if (r.exit_code == 0) {
+      hr.firewall = r.out;
+    } else {
+      hr.firewall_error = fmt::format("nft failed ({}): {}", r.exit_code, first_line(r.err));
+    }
+  }
+  return hr;
+}
+
+// What `webstack db rebuild` saved (<state>/errant/*.sql), sorted.
+std::vector<std::string> saved_errant_files(const std::string& state_dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(StatePaths(state_dir).errant(), ec)) {
+    if (e.path().extension() == ".sql") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());  // HOST-<UTC time>.sql
+  return files;
+}
+
+}  // namespace
+
 LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   const Topology t = with_current_primary(topology, state_dir);
   LabStatus s;
@@ -161,27 +199,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
 
   const auto services = scan_services(state_dir);
   const auto net = network_status(t);
-  for (const auto& h : t.hosts) {
-    HostReport hr;
-    hr.name = h.name;
-    hr.address = h.address;
-    for (const auto& n : net) {
-      if (n.host != h.name) continue;
-      hr.namespace_ok = n.ns_exists && n.address_ok;
-      hr.link_up = n.link_up;
-    }
-    for (const auto& sv : services)
-      if (sv.host == h.name) hr.services.push_back(tools::service_state(sv.name, sv.dir));
-    if (hr.namespace_ok) {
-      const auto r = run(in_host(t, h.name, {"nft", "list", "ruleset"}), 5s);
-      if (r.exit_code == 0) {
-        hr.firewall = r.out;
-      } else {
-        hr.firewall_error = fmt::format("nft failed ({}): {}", r.exit_code, first_line(r.err));
-      }
-    }
-    s.hosts.push_back(std::move(hr));
-  }
+  for (const auto& h : t.hosts) s.hosts.push_back(host_report(t, h, net, services));
   for (const auto& sv : services)
     if (sv.host.empty()) s.edge.push_back(tools::service_state(sv.name, sv.dir));
 
@@ -205,13 +223,7 @@ LabStatus lab_status(const Topology& topology, const std::string& state_dir) {
   for (const auto& vip : t.virtual_addresses) {
     s.virtual_addresses.emplace_back(vip, address_holders(t, vip));
   }
-  {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(StatePaths(state_dir).errant(), ec)) {
-      if (e.path().extension() == ".sql") s.errant_files.push_back(e.path().string());
-    }
-    std::sort(s.errant_files.begin(), s.errant_files.end());  // HOST-<UTC time>.sql
-  }
+  s.errant_files = saved_errant_files(state_dir);
   if (t.automatic_failover() &&
       std::any_of(services.begin(), services.end(),
                   [](const ServiceRef& r) { return r.name == "failover-manager"; })) {
