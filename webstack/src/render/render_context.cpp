@@ -62,14 +62,6 @@ mstch::data host_list(const Topology& t, const std::vector<const Host*>& hosts) 
   return list;
 }
 
-std::vector<const Host*> hosts_with(const Topology& t, Role r) {
-  std::vector<const Host*> out;
-  for (const auto& h : t.hosts) {
-    if (h.has(r)) out.push_back(&h);
-  }
-  return out;
-}
-
 std::string addresses(const std::vector<const Host*>& hosts) {
   std::string out;
   for (const Host* h : hosts) out += (out.empty() ? "" : ", ") + h->address;
@@ -120,22 +112,22 @@ void set_profile(mstch::data& d, const Topology& t, const Options& o) {
 
 // The hosts of each role, monitoring and the application servers.
 void set_roles(mstch::data& d, const Topology& t, const Options& o) {
-  d.set("lb_addresses", addresses(hosts_with(t, Role::LoadBalancer)));
-  d.set("web_addresses", addresses(hosts_with(t, Role::Web)));
-  d.set("db_addresses", addresses(hosts_with(t, Role::Database)));
+  d.set("lb_addresses", addresses(t.with_role(Role::LoadBalancer)));
+  d.set("web_addresses", addresses(t.with_role(Role::Web)));
+  d.set("db_addresses", addresses(t.with_role(Role::Database)));
   // Monitoring: a host with role "monitor" runs Prometheus, Alertmanager and the
   // blackbox prober; every other host of the site (not the client) runs the exporters.
   d.set("lab", o.lab);
   d.set("monitoring", t.monitor() != nullptr);
-  d.set("mon_hosts", host_list(t, hosts_with(t, Role::Monitor)));
-  d.set("mon_addresses", addresses(hosts_with(t, Role::Monitor)));
+  d.set("mon_hosts", host_list(t, t.with_role(Role::Monitor)));
+  d.set("mon_addresses", addresses(t.with_role(Role::Monitor)));
   std::vector<const Host*> monitored;
   for (const auto& h : t.hosts) {
     if (!h.has(Role::Client)) monitored.push_back(&h);
   }
   d.set("node_hosts", host_list(t, monitored));
   std::vector<const Host*> app_hosts;  // web hosts whose own app is webstack-app
-  for (const Host* h : hosts_with(t, Role::Web)) {
+  for (const Host* h : t.with_role(Role::Web)) {
     if (h->app == "webstack") app_hosts.push_back(h);
   }
   d.set("app_hosts", host_list(t, app_hosts));
@@ -159,13 +151,13 @@ void set_load_balancing(mstch::data& d, const Topology& t, const Options& o) {
     vips.push_back(item);
   }
   d.set("vips", vips);
-  d.set("client_ns", hosts_with(t, Role::Client).empty()
+  d.set("client_ns", t.with_role(Role::Client).empty()
                          ? std::string()
-                         : ns_of(t, *hosts_with(t, Role::Client).front()));
+                         : ns_of(t, *t.with_role(Role::Client).front()));
   d.set("prefix_length", std::to_string(t.prefix_length()));
   // Where the site is reached: the virtual addresses and every balancer's own address.
   std::vector<std::string> site_addresses = t.virtual_addresses;
-  for (const Host* h : hosts_with(t, Role::LoadBalancer)) site_addresses.push_back(h->address);
+  for (const Host* h : t.with_role(Role::LoadBalancer)) site_addresses.push_back(h->address);
   d.set("site_addresses", fmt::format("{}", fmt::join(site_addresses, ", ")));
   d.set("get_timeout", std::string(o.lab ? "3s" : "10s"));  // HAProxy: a GET's wait for an answer
   // HAProxy: a keyed write's wait before it is retried on another web host. Longer than a
@@ -246,9 +238,9 @@ void set_failover(mstch::data& d, const Topology& t, const Options& o) {
 
 // The hosts of each role as lists, and the database nodes.
 void set_host_lists(mstch::data& d, const Topology& t) {
-  const auto dbs = hosts_with(t, Role::Database);
-  d.set("lb_hosts", host_list(t, hosts_with(t, Role::LoadBalancer)));
-  d.set("web_hosts", host_list(t, hosts_with(t, Role::Web)));
+  const auto dbs = t.with_role(Role::Database);
+  d.set("lb_hosts", host_list(t, t.with_role(Role::LoadBalancer)));
+  d.set("web_hosts", host_list(t, t.with_role(Role::Web)));
   d.set("db_hosts", host_list(t, dbs));  // file order; index == server_id
 
   // The database nodes as the app wants them: the primary first, then the replicas.
@@ -290,7 +282,7 @@ namespace {
 // the balancers in file order, the first with the highest priority. Active-active: the
 // second address prefers the second balancer.
 mstch::data vrrp_instances(const Topology& t, const Host& h, const Options& o) {
-  const auto lbs = hosts_with(t, Role::LoadBalancer);
+  const auto lbs = t.with_role(Role::LoadBalancer);
   const auto rank = static_cast<std::size_t>(std::find(lbs.begin(), lbs.end(), &h) - lbs.begin());
   mstch::data list{mstch::data::type::list};
   for (std::size_t i = 0; i < t.virtual_addresses.size(); ++i) {
@@ -348,7 +340,7 @@ mstch::data host_context(const mstch::data& site, const Topology& t, const Host&
   // A database host's fencing agent's fellow voters: the other database hosts' agents,
   // and the failover manager on the monitor host.
   mstch::data peers{mstch::data::type::list};
-  for (const Host* other : hosts_with(t, Role::Database)) {
+  for (const Host* other : t.with_role(Role::Database)) {
     if (other == &h) continue;
     mstch::data item;
     item.set("name", other->name);
