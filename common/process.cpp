@@ -142,6 +142,66 @@ bool exchange(Pipes& p, std::string_view input, Clock::time_point deadline, Proc
   return true;
 }
 
+// The forked child's side of run(): its pipes as stdin, stdout and stderr, then exec.
+[[noreturn]] void exec_child(const Pipes& p, const std::vector<char*>& args,
+                             const std::vector<char*>& envp) {
+  // Child: only async-signal-safe calls from here on.
+  const int in = p.in[0] >= 0 ? p.in[0] : ::open("/dev/null", O_RDONLY);
+  if (in >= 0) {
+    ::dup2(in, STDIN_FILENO);
+  }
+  ::dup2(p.out[1], STDOUT_FILENO);
+  ::dup2(p.err[1], STDERR_FILENO);
+  // The program starts as from a shell: no signal blocked, SIGPIPE deadly (we may ignore
+  // it, and ignored signals are inherited across exec).
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+  // Nothing else of ours: Asio's sockets (a server's listener, its connections) are not
+  // close-on-exec, and a child that outlives them would keep them open.
+  ::close_range(3, ~0U, 0);
+  if (envp.empty()) {
+    ::execvp(args[0], args.data());
+  } else {
+    ::execvpe(args[0], args.data(), envp.data());
+  }
+  const char msg[] = "exec failed: ";
+  (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  const char* why = ::strerror(errno);
+  (void)!::write(STDERR_FILENO, why, ::strlen(why));
+  ::_exit(127);
+}
+
+// Waits for the child's exit until `deadline` (killing it past it, or once its output
+// timed out), then records its exit code.
+void reap_child(pid_t pid, Clock::time_point deadline, std::chrono::milliseconds timeout,
+                ProcessResult& result) {
+  // Its output closed, the child may still linger (it handed its pipes on): the same
+  // deadline holds for its exit.
+  int status = 0;
+  while (!result.timed_out && !reaped(pid, status)) {
+    if (Clock::now() >= deadline) {
+      result.timed_out = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  if (result.timed_out) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  if (result.timed_out) {
+    result.err += "timed out after " + std::to_string(timeout.count()) + " ms";
+  }
+}
+
 }  // namespace
 
 std::string describe(const std::vector<std::string>& argv) {
@@ -201,34 +261,7 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
     errno = saved;
     fail("fork");
   }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls from here on.
-    const int in = p.in[0] >= 0 ? p.in[0] : ::open("/dev/null", O_RDONLY);
-    if (in >= 0) {
-      ::dup2(in, STDIN_FILENO);
-    }
-    ::dup2(p.out[1], STDOUT_FILENO);
-    ::dup2(p.err[1], STDERR_FILENO);
-    // The program starts as from a shell: no signal blocked, SIGPIPE deadly (we may ignore
-    // it, and ignored signals are inherited across exec).
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    // Nothing else of ours: Asio's sockets (a server's listener, its connections) are not
-    // close-on-exec, and a child that outlives them would keep them open.
-    ::close_range(3, ~0U, 0);
-    if (envp.empty()) {
-      ::execvp(args[0], args.data());
-    } else {
-      ::execvpe(args[0], args.data(), envp.data());
-    }
-    const char msg[] = "exec failed: ";
-    (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
-    const char* why = ::strerror(errno);
-    (void)!::write(STDERR_FILENO, why, ::strlen(why));
-    ::_exit(127);
-  }
+  if (pid == 0) exec_child(p, args, envp);
   close_fd(p.in[0]);
   close_fd(p.out[1]);
   close_fd(p.err[1]);
@@ -237,29 +270,7 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
   const auto deadline = Clock::now() + options.timeout;
   result.timed_out = !exchange(p, options.input, deadline, result);
   p.close_all();
-  // Its output closed, the child may still linger (it handed its pipes on): the same
-  // deadline holds for its exit.
-  int status = 0;
-  while (!result.timed_out && !reaped(pid, status)) {
-    if (Clock::now() >= deadline) {
-      result.timed_out = true;
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  }
-  if (result.timed_out) {
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.exit_code = 128 + WTERMSIG(status);
-  }
-  if (result.timed_out) {
-    result.err += "timed out after " + std::to_string(options.timeout.count()) + " ms";
-  }
+  reap_child(pid, deadline, options.timeout, result);
   return result;
 }
 
