@@ -53,6 +53,33 @@ void header(std::string& out, std::string_view name, std::string_view type, std:
                  help, name, type);
 }
 
+constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::Count);
+constexpr std::size_t kStatuses = kTrackedStatuses.size() + 1;  // + other
+constexpr std::size_t kBuckets = kLatencyBuckets.size() + 1;    // + +Inf
+
+// What render() prints: the shards summed.
+struct Totals {
+  explicit Totals(std::size_t nodes)
+      : in_use(nodes, 0),
+        open(nodes, 0),
+        waits(nodes, 0),
+        wait_timeouts(nodes, 0),
+        lag_ms(nodes, -1) {}
+
+  std::array<std::array<std::uint64_t, kStatuses>, kRoutes> requests{};
+  std::array<std::array<std::uint64_t, kBuckets>, kRoutes> buckets{};
+  std::array<std::uint64_t, kRoutes> sum_ns{};
+  std::int64_t in_flight = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(ReadPath::Count)> reads{};
+  std::array<std::uint64_t, static_cast<std::size_t>(RywOutcome::Count)> ryw{};
+  std::array<std::uint64_t, static_cast<std::size_t>(KeyedOutcome::Count)> keyed{};
+  std::vector<std::int64_t> in_use;
+  std::vector<std::int64_t> open;
+  std::vector<std::uint64_t> waits;
+  std::vector<std::uint64_t> wait_timeouts;
+  std::vector<std::int64_t> lag_ms;
+};
+
 }  // namespace
 
 std::string_view ryw_outcome_name(RywOutcome o) {
@@ -170,81 +197,33 @@ Metrics::Metrics(std::size_t shards, std::vector<std::string> db_node_names)
   }
 }
 
-std::string Metrics::render() const {
-  constexpr std::size_t kRoutes = MetricsShard::kRoutes;
-  constexpr std::size_t kStatuses = MetricsShard::kStatuses;
-  constexpr std::size_t kBuckets = MetricsShard::kBuckets;
-  const std::size_t nodes = node_names_.size();
+namespace {
 
-  // Sum the shards first (one pass over each shard's atomics).
-  std::array<std::array<std::uint64_t, kStatuses>, kRoutes> requests{};
-  std::array<std::array<std::uint64_t, kBuckets>, kRoutes> buckets{};
-  std::array<std::uint64_t, kRoutes> sum_ns{};
-  std::int64_t in_flight = 0;
-  std::array<std::uint64_t, static_cast<std::size_t>(ReadPath::Count)> reads{};
-  std::array<std::uint64_t, static_cast<std::size_t>(RywOutcome::Count)> ryw{};
-  std::array<std::uint64_t, static_cast<std::size_t>(KeyedOutcome::Count)> keyed{};
-  std::vector<std::int64_t> in_use(nodes, 0);
-  std::vector<std::int64_t> open(nodes, 0);
-  std::vector<std::uint64_t> waits(nodes, 0);
-  std::vector<std::uint64_t> wait_timeouts(nodes, 0);
-  std::vector<std::int64_t> lag_ms(nodes, -1);
-
-  for (const auto& shard : shards_) {
-    for (std::size_t r = 0; r < kRoutes; ++r) {
-      for (std::size_t s = 0; s < kStatuses; ++s) {
-        requests[r][s] += shard->requests_[r][s].load(kRelaxed);
-      }
-      for (std::size_t b = 0; b < kBuckets; ++b) {
-        buckets[r][b] += shard->latency_buckets_[r][b].load(kRelaxed);
-      }
-      sum_ns[r] += shard->latency_sum_ns_[r].load(kRelaxed);
-    }
-    in_flight += shard->in_flight_.load(kRelaxed);
-    for (std::size_t p = 0; p < reads.size(); ++p) {
-      reads[p] += shard->read_paths_[p].load(kRelaxed);
-    }
-    for (std::size_t o = 0; o < ryw.size(); ++o) {
-      ryw[o] += shard->ryw_[o].load(kRelaxed);
-    }
-    for (std::size_t o = 0; o < keyed.size(); ++o) {
-      keyed[o] += shard->keyed_[o].load(kRelaxed);
-    }
-    const std::size_t n = std::min(nodes, shard->node_count_);
-    for (std::size_t i = 0; i < n; ++i) {
-      const MetricsShard::Node& node = shard->nodes_[i];
-      in_use[i] += node.in_use.load(kRelaxed);
-      open[i] += node.open.load(kRelaxed);
-      waits[i] += node.waits.load(kRelaxed);
-      wait_timeouts[i] += node.wait_timeouts.load(kRelaxed);
-      lag_ms[i] = std::max(lag_ms[i], node.lag_ms.load(kRelaxed));
-    }
-  }
-
-  std::string out;
-  out.reserve(8192);
+void write_requests(std::string& out, const Totals& t) {
   auto it = std::back_inserter(out);
-
   header(out, "http_requests_total", "counter", "HTTP responses sent, by route and status.");
   for (std::size_t r = 0; r < kRoutes; ++r) {
     const std::string_view route = route_name(static_cast<Route>(r));
     for (std::size_t s = 0; s < kStatuses; ++s) {
-      if (requests[r][s] == 0) {
+      if (t.requests[r][s] == 0) {
         continue;
       }
       const std::string status =
           s < kTrackedStatuses.size() ? std::to_string(kTrackedStatuses[s]) : "other";
       fmt::format_to(it, "webstack_http_requests_total{{route=\"{}\",status=\"{}\"}} {}\n", route,
-                     status, requests[r][s]);
+                     status, t.requests[r][s]);
     }
   }
+}
 
+void write_durations(std::string& out, const Totals& t) {
+  auto it = std::back_inserter(out);
   header(out, "http_request_duration_seconds", "histogram",
          "Time from request parsed to response written, by route.");
   for (std::size_t r = 0; r < kRoutes; ++r) {
     std::uint64_t count = 0;
     for (std::size_t b = 0; b < kBuckets; ++b) {
-      count += buckets[r][b];
+      count += t.buckets[r][b];
     }
     if (count == 0) {
       continue;
@@ -252,7 +231,7 @@ std::string Metrics::render() const {
     const std::string_view route = route_name(static_cast<Route>(r));
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < kBuckets; ++b) {
-      cumulative += buckets[r][b];
+      cumulative += t.buckets[r][b];
       const std::string le =
           b < kLatencyBuckets.size() ? fmt::format("{}", kLatencyBuckets[b]) : "+Inf";
       fmt::format_to(it,
@@ -260,74 +239,132 @@ std::string Metrics::render() const {
                      route, le, cumulative);
     }
     fmt::format_to(it, "webstack_http_request_duration_seconds_sum{{route=\"{}\"}} {}\n", route,
-                   static_cast<double>(sum_ns[r]) / 1e9);
+                   static_cast<double>(t.sum_ns[r]) / 1e9);
     fmt::format_to(it, "webstack_http_request_duration_seconds_count{{route=\"{}\"}} {}\n", route,
                    count);
   }
+}
 
+// The in-flight gauge and the counters by outcome: reads, read-your-writes, keyed writes.
+void write_outcomes(std::string& out, const Totals& t) {
+  auto it = std::back_inserter(out);
   header(out, "http_in_flight", "gauge", "HTTP requests being handled.");
-  fmt::format_to(it, "webstack_http_in_flight {}\n", in_flight);
+  fmt::format_to(it, "webstack_http_in_flight {}\n", t.in_flight);
 
   header(out, "db_reads_total", "counter",
          "Database reads, by where they were served: replica, primary by choice, or primary "
          "as fallback.");
-  for (std::size_t p = 0; p < reads.size(); ++p) {
+  for (std::size_t p = 0; p < t.reads.size(); ++p) {
     fmt::format_to(it, "webstack_db_reads_total{{path=\"{}\"}} {}\n",
-                   read_path_name(static_cast<ReadPath>(p)), reads[p]);
+                   read_path_name(static_cast<ReadPath>(p)), t.reads[p]);
   }
 
   header(out, "db_read_your_writes_total", "counter",
          "Read-your-writes checks of reads that named the client's last write: the node "
          "read from held it (caught_up), or not (behind: read from the primary instead, or "
          "refused with no primary).");
-  for (std::size_t o = 0; o < ryw.size(); ++o) {
+  for (std::size_t o = 0; o < t.ryw.size(); ++o) {
     fmt::format_to(it, "webstack_db_read_your_writes_total{{outcome=\"{}\"}} {}\n",
-                   ryw_outcome_name(static_cast<RywOutcome>(o)), ryw[o]);
+                   ryw_outcome_name(static_cast<RywOutcome>(o)), t.ryw[o]);
   }
 
   header(out, "idempotent_writes_total", "counter",
          "Writes with an Idempotency-Key, by outcome: stored, replayed (answered from the "
          "stored key), mismatch (422), in_progress (409), retried (attempts run again after "
          "an unknown outcome), expired (keys deleted by the cleanup).");
-  for (std::size_t o = 0; o < keyed.size(); ++o) {
+  for (std::size_t o = 0; o < t.keyed.size(); ++o) {
     fmt::format_to(it, "webstack_idempotent_writes_total{{outcome=\"{}\"}} {}\n",
-                   keyed_outcome_name(static_cast<KeyedOutcome>(o)), keyed[o]);
+                   keyed_outcome_name(static_cast<KeyedOutcome>(o)), t.keyed[o]);
   }
+}
 
+// The database pools and the replicas' lag, by node.
+void write_nodes(std::string& out, const Totals& t, const std::vector<std::string>& node_names) {
+  auto it = std::back_inserter(out);
+  const std::size_t nodes = node_names.size();
   std::vector<std::string> labels;
   labels.reserve(nodes);
-  for (const auto& name : node_names_) {
+  for (const auto& name : node_names) {
     labels.push_back(escape_label(name));
   }
 
   header(out, "db_pool_connections_in_use", "gauge", "Pooled connections lent out, by node.");
   for (std::size_t i = 0; i < nodes; ++i) {
     fmt::format_to(it, "webstack_db_pool_connections_in_use{{node=\"{}\"}} {}\n", labels[i],
-                   in_use[i]);
+                   t.in_use[i]);
   }
   header(out, "db_pool_connections_open", "gauge", "Open pooled connections, by node.");
   for (std::size_t i = 0; i < nodes; ++i) {
-    fmt::format_to(it, "webstack_db_pool_connections_open{{node=\"{}\"}} {}\n", labels[i], open[i]);
+    fmt::format_to(it, "webstack_db_pool_connections_open{{node=\"{}\"}} {}\n", labels[i],
+                   t.open[i]);
   }
   header(out, "db_pool_waits_total", "counter",
          "Requests that had to wait for a pooled connection, by node.");
   for (std::size_t i = 0; i < nodes; ++i) {
-    fmt::format_to(it, "webstack_db_pool_waits_total{{node=\"{}\"}} {}\n", labels[i], waits[i]);
+    fmt::format_to(it, "webstack_db_pool_waits_total{{node=\"{}\"}} {}\n", labels[i], t.waits[i]);
   }
   header(out, "db_pool_wait_timeouts_total", "counter",
          "Requests that gave up waiting for a pooled connection, by node.");
   for (std::size_t i = 0; i < nodes; ++i) {
     fmt::format_to(it, "webstack_db_pool_wait_timeouts_total{{node=\"{}\"}} {}\n", labels[i],
-                   wait_timeouts[i]);
+                   t.wait_timeouts[i]);
   }
   header(out, "db_replica_lag_seconds", "gauge", "Replication lag of replica nodes, in seconds.");
   for (std::size_t i = 0; i < nodes; ++i) {
-    if (lag_ms[i] < 0) {
+    if (t.lag_ms[i] < 0) {
       continue;
     }
     fmt::format_to(it, "webstack_db_replica_lag_seconds{{node=\"{}\"}} {}\n", labels[i],
-                   static_cast<double>(lag_ms[i]) / 1000.0);
+                   static_cast<double>(t.lag_ms[i]) / 1000.0);
   }
+}
+
+}  // namespace
+
+std::string Metrics::render() const {
+  static_assert(kRoutes == MetricsShard::kRoutes && kStatuses == MetricsShard::kStatuses &&
+                kBuckets == MetricsShard::kBuckets);
+  const std::size_t nodes = node_names_.size();
+
+  // Sum the shards first (one pass over each shard's atomics).
+  Totals t(nodes);
+  for (const auto& shard : shards_) {
+    for (std::size_t r = 0; r < kRoutes; ++r) {
+      for (std::size_t s = 0; s < kStatuses; ++s) {
+        t.requests[r][s] += shard->requests_[r][s].load(kRelaxed);
+      }
+      for (std::size_t b = 0; b < kBuckets; ++b) {
+        t.buckets[r][b] += shard->latency_buckets_[r][b].load(kRelaxed);
+      }
+      t.sum_ns[r] += shard->latency_sum_ns_[r].load(kRelaxed);
+    }
+    t.in_flight += shard->in_flight_.load(kRelaxed);
+    for (std::size_t p = 0; p < t.reads.size(); ++p) {
+      t.reads[p] += shard->read_paths_[p].load(kRelaxed);
+    }
+    for (std::size_t o = 0; o < t.ryw.size(); ++o) {
+      t.ryw[o] += shard->ryw_[o].load(kRelaxed);
+    }
+    for (std::size_t o = 0; o < t.keyed.size(); ++o) {
+      t.keyed[o] += shard->keyed_[o].load(kRelaxed);
+    }
+    const std::size_t n = std::min(nodes, shard->node_count_);
+    for (std::size_t i = 0; i < n; ++i) {
+      const MetricsShard::Node& node = shard->nodes_[i];
+      t.in_use[i] += node.in_use.load(kRelaxed);
+      t.open[i] += node.open.load(kRelaxed);
+      t.waits[i] += node.waits.load(kRelaxed);
+      t.wait_timeouts[i] += node.wait_timeouts.load(kRelaxed);
+      t.lag_ms[i] = std::max(t.lag_ms[i], node.lag_ms.load(kRelaxed));
+    }
+  }
+
+  std::string out;
+  out.reserve(8192);
+  write_requests(out, t);
+  write_durations(out, t);
+  write_outcomes(out, t);
+  write_nodes(out, t, node_names_);
   return out;
 }
 
