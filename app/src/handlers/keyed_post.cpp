@@ -62,23 +62,18 @@ asio::awaitable<void> rollback(db::Lease& lease) {
 
 constexpr std::string_view kFormAnswer = "See /guestbook\n";
 
-// One attempt on a write connection. The whole transaction is one round trip (the
-// server runs it through even if this process stops meanwhile, so no key stays locked
-// by a stalled client); the request's text reaches the SQL only as hex literals. A
-// stored key (a committed earlier run, or a concurrent one waited for) fails the key's
-// INSERT with a duplicate: then the stored answer is read instead.
-asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
+// The whole transaction, one batch; `rest` gets the JSON answer after its id (empty for
+// a form), the answer's text once the id is known.
+std::string keyed_sql(const KeyedWrite& w, std::string_view node, std::string& rest) {
   using idempotency::hex_literal;
-  KeyedAnswer answer;
-  answer.node = lease.node_name();
   const std::string key = hex_literal(w.key);
-  std::string response, rest;  // rest: the JSON answer after its id
+  std::string response;
   if (w.form) {
     response = hex_literal(kFormAnswer);
   } else {
-    for (auto [name, value] : {std::pair{"author", w.author}, std::pair{"text", w.text},
-                               std::pair{"served_by", std::string_view(w.served_by)},
-                               std::pair{"db_node", std::string_view(answer.node)}}) {
+    for (auto [name, value] :
+         {std::pair{"author", w.author}, std::pair{"text", w.text},
+          std::pair{"served_by", std::string_view(w.served_by)}, std::pair{"db_node", node}}) {
       fmt::format_to(std::back_inserter(rest), R"(,"{}":{})", name,
                      json::serialize(json::string(value)));
     }
@@ -88,7 +83,7 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
   }
   // The message first, so that the key's row is written once, with the answer (which
   // names the message's id); a duplicate key rolls the message back with it.
-  const std::string sql = fmt::format(
+  return fmt::format(
       "START TRANSACTION;"
       "INSERT INTO messages (author, body) "
       "VALUES (CONVERT({0} USING utf8mb4), CONVERT({1} USING utf8mb4));"
@@ -99,6 +94,18 @@ asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
       "SELECT @@last_gtid, LAST_INSERT_ID()",
       hex_literal(w.author), hex_literal(w.text), key, hex_literal(w.hash), w.form ? 303 : 201,
       response, w.ttl.count(), w.lock_wait_s);
+}
+
+// One attempt on a write connection. The whole transaction is one round trip (the
+// server runs it through even if this process stops meanwhile, so no key stays locked
+// by a stalled client); the request's text reaches the SQL only as hex literals. A
+// stored key (a committed earlier run, or a concurrent one waited for) fails the key's
+// INSERT with a duplicate: then the stored answer is read instead.
+asio::awaitable<KeyedAnswer> run_keyed(db::Lease& lease, const KeyedWrite& w) {
+  KeyedAnswer answer;
+  answer.node = lease.node_name();
+  std::string rest;  // the JSON answer after its id
+  const std::string sql = keyed_sql(w, answer.node, rest);
   for (int round = 0;; ++round) {
     std::vector<db::Result> results;
     std::exception_ptr failure;
