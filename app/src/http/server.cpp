@@ -194,17 +194,78 @@ asio::awaitable<void> refuse(Worker& w, Conn& c, unsigned status, std::string_vi
             {{"status", std::to_string(status)}, {"reason", why}, {"request_id", request_id}});
 }
 
+using HttpRequest = bhttp::request<bhttp::string_body>;
+
+// Takes a session's connection off its worker's list when the session ends.
+struct Unregister {
+  Worker& w;
+  std::list<Conn*>::iterator it;
+  ~Unregister() {
+    w.conns.erase(it);
+    w.maybe_finish();
+  }
+};
+
+// What a request that could not be read earns.
+struct Refusal {
+  unsigned status;
+  std::string_view why;
+};
+
+// The refusal of a failed read (`ec`), or none when nobody is left to answer.
+std::optional<Refusal> refusal_for(const boost::system::error_code& ec, bool timed_out) {
+  if (timed_out) {
+    return Refusal{408, "request timeout"};
+  } else if (ec == bhttp::error::header_limit) {
+    return Refusal{431, "request header fields too large"};
+  } else if (ec == bhttp::error::body_limit) {
+    return Refusal{413, "content too large"};
+  } else if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+             ec.category() != bhttp::make_error_code(bhttp::error::bad_target).category()) {
+    // The peer closed or the socket failed: nobody to answer.
+    return std::nullopt;
+  } else {
+    return Refusal{400, "bad request"};
+  }
+}
+
+// The client's X-Request-Id when acceptable, else a new one.
+std::string request_id_for(Worker& w, const HttpRequest& req) {
+  std::string_view incoming_id = req["X-Request-Id"];
+  return text::acceptable_request_id(incoming_id) ? std::string(incoming_id) : w.new_request_id();
+}
+
+// The handler's view of `req`; several Idempotency-Key headers are joined into
+// `joined_keys`, which the result points into.
+Request to_request(const HttpRequest& req, std::string& joined_keys) {
+  Request in{
+      req.method_string(), req.target(), req[bhttp::field::cookie], req[bhttp::field::content_type],
+      req.body(),          std::nullopt};
+  if (const auto n = req.count("Idempotency-Key"); n == 1) {
+    in.idempotency_key = req["Idempotency-Key"];
+  } else if (n > 1) {
+    for (auto [it, end] = req.equal_range("Idempotency-Key"); it != end; ++it) {
+      joined_keys += (joined_keys.empty() ? "" : ", ") + std::string(it->value());
+    }
+    in.idempotency_key = joined_keys;
+  }
+  return in;
+}
+
+void log_access(const HttpRequest& req, unsigned status, Route route,
+                std::chrono::steady_clock::duration elapsed, std::string_view request_id) {
+  log::info("access", {{"method", req.method_string()},
+                       {"target", req.target()},
+                       {"status", std::to_string(status)},
+                       {"route", route_name(route)},
+                       {"us", std::to_string(elapsed / 1us)},
+                       {"request_id", request_id}});
+}
+
 asio::awaitable<void> session(Worker& w, tcp::socket socket) {
   Conn c(std::move(socket));
   w.conns.push_front(&c);
-  struct Unregister {
-    Worker& w;
-    std::list<Conn*>::iterator it;
-    ~Unregister() {
-      w.conns.erase(it);
-      w.maybe_finish();
-    }
-  } unregister{w, w.conns.begin()};
+  Unregister unregister{w, w.conns.begin()};
 
   const auto& sc = w.cfg.server;
   beast::flat_buffer buffer;
@@ -246,47 +307,23 @@ asio::awaitable<void> session(Worker& w, tcp::socket socket) {
     c.deadline.clear();
     if (ec) {
       const std::string rid = w.new_request_id();
-      if (timed_out) {
-        co_await refuse(w, c, 408, "request timeout", rid);
-      } else if (ec == bhttp::error::header_limit) {
-        co_await refuse(w, c, 431, "request header fields too large", rid);
-      } else if (ec == bhttp::error::body_limit) {
-        co_await refuse(w, c, 413, "content too large", rid);
-      } else if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
-                 ec.category() != bhttp::make_error_code(bhttp::error::bad_target).category()) {
-        // The peer closed or the socket failed: nobody to answer.
-      } else {
-        co_await refuse(w, c, 400, "bad request", rid);
+      if (const auto refusal = refusal_for(ec, timed_out)) {
+        co_await refuse(w, c, refusal->status, refusal->why, rid);
       }
       break;
     }
 
     auto& req = parser.get();
     const auto started = std::chrono::steady_clock::now();
-    std::string_view incoming_id = req["X-Request-Id"];
-    const std::string request_id =
-        text::acceptable_request_id(incoming_id) ? std::string(incoming_id) : w.new_request_id();
+    const std::string request_id = request_id_for(w, req);
 
     if (req.target().empty() || req.target().front() != '/') {
       co_await refuse(w, c, 400, "bad request target", request_id);
       break;
     }
 
-    Request in{req.method_string(),
-               req.target(),
-               req[bhttp::field::cookie],
-               req[bhttp::field::content_type],
-               req.body(),
-               std::nullopt};
     std::string joined_keys;
-    if (const auto n = req.count("Idempotency-Key"); n == 1) {
-      in.idempotency_key = req["Idempotency-Key"];
-    } else if (n > 1) {
-      for (auto [it, end] = req.equal_range("Idempotency-Key"); it != end; ++it) {
-        joined_keys += (joined_keys.empty() ? "" : ", ") + std::string(it->value());
-      }
-      in.idempotency_key = joined_keys;
-    }
+    const Request in = to_request(req, joined_keys);
     Route route = Route::NotFound;
     w.metrics.in_flight_add(1);
     Response out = co_await w.app.handle(in, route);
@@ -298,14 +335,7 @@ asio::awaitable<void> session(Worker& w, tcp::socket socket) {
     co_await send(w, c, ec);
     const auto elapsed = std::chrono::steady_clock::now() - started;
     w.metrics.record_request(route, out.status, elapsed);
-    if (sc.access_log) {
-      log::info("access", {{"method", req.method_string()},
-                           {"target", req.target()},
-                           {"status", std::to_string(out.status)},
-                           {"route", route_name(route)},
-                           {"us", std::to_string(elapsed / 1us)},
-                           {"request_id", request_id}});
-    }
+    if (sc.access_log) log_access(req, out.status, route, elapsed, request_id);
     if (ec || !keep_alive) break;
   }
   c.deadline.cancel();
