@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 namespace webstack::failover {
 
@@ -75,6 +76,59 @@ void Decider::watch_semi_sync(const NodeView& w, const std::vector<NodeView>& no
   }
 }
 
+namespace {
+
+// Several writable nodes: the recorded primary keeps its role, every other is fenced.
+Decision fence_others(const std::vector<const NodeView*>& writable, const std::string& primary) {
+  Decision d{Action::Fence, {}, primary, ""};
+  std::string who;
+  for (const auto* n : writable) {
+    who += (who.empty() ? "" : ", ") + n->name;
+    if (n->name != primary) d.targets.push_back(n->name);
+  }
+  d.reason = fmt::format("{} writable at once; the primary is {}: fencing the others", who,
+                         primary.empty() ? "unknown" : primary);
+  return d;
+}
+
+// The apps' view, added to `evidence`: the reason to wait, if an app still reaches a
+// writable primary or none answers.
+std::optional<std::string> apps_objection(const std::vector<AppView>& apps,
+                                          const std::string& primary, std::string& evidence) {
+  int answered = 0;
+  for (const auto& a : apps) {
+    if (!a.answered) {
+      evidence += fmt::format("app {} does not answer ({}); ", a.name, a.error);
+      continue;
+    }
+    ++answered;
+    for (const auto& s : a.nodes) {
+      if (s.node != primary) continue;
+      evidence += fmt::format("app {} sees {} {}; ", a.name, s.node,
+                              !s.reachable ? "unreachable"
+                              : s.writable ? "writable"
+                                           : "read-only");
+      if (s.reachable && s.writable) return "waiting: an app still reaches a writable primary";
+    }
+  }
+  if (answered == 0) return "waiting: no app answers to confirm";
+  return std::nullopt;
+}
+
+// The candidate: the reachable read-only node with the most transactions (every one
+// acknowledged to a client is on it: semi-sync AFTER_SYNC), file order among equals.
+const NodeView* candidate(const std::vector<NodeView>& nodes, const std::string& primary) {
+  const NodeView* best = nullptr;
+  for (const auto& n : nodes) {
+    // Not a node whose data a rebuild is about to replace.
+    if (!n.reachable || n.name == primary || n.rebuilding || n.rebuild_locked) continue;
+    if (best == nullptr || !gtid_covers(best->gtid_current_pos, n.gtid_current_pos)) best = &n;
+  }
+  return best;
+}
+
+}  // namespace
+
 Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nodes,
                          const std::vector<AppView>& apps, bool paused) {
   diverged_.clear();
@@ -84,17 +138,7 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
 
   // Several writable nodes: whatever happened, only one may stay so. The recorded primary
   // keeps its role; without it among them, none is trusted.
-  if (writable.size() > 1) {
-    Decision d{Action::Fence, {}, primary_, ""};
-    std::string who;
-    for (const auto* n : writable) {
-      who += (who.empty() ? "" : ", ") + n->name;
-      if (n->name != primary_) d.targets.push_back(n->name);
-    }
-    d.reason = fmt::format("{} writable at once; the primary is {}: fencing the others", who,
-                           primary_.empty() ? "unknown" : primary_);
-    return d;
-  }
+  if (writable.size() > 1) return fence_others(writable, primary_);
 
   // A writable node that is not the primary was not made so through a promotion (only
   // the lease holder may be writable): never adopted, it counts for nothing; its agent
@@ -106,77 +150,89 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
     writable.clear();
   }
 
-  if (writable.size() == 1) {
-    const NodeView& w = *writable.front();
-    Decision d;
-    if (w.name != primary_) {
-      d.reason = fmt::format("{} is writable: it is the primary now{}", w.name,
-                             primary_.empty() ? "" : " (was " + primary_ + ")");
-      primary_ = w.name;
-      last_no_tx_.reset();
-    }
-    down_since_.reset();
-    refused_.clear();
-    watch_semi_sync(w, nodes);
-    // A reachable read-only node that replicates from nobody, or from another address
-    // than the primary's (a former primary), becomes the primary's replica, if it holds
-    // nothing the primary lacks; one that does (diverged) is rebuilt from the primary,
-    // where a rebuild command is configured. A replica of the primary whose threads
-    // stopped is left alone (someone stopped them, or the monitoring's ReplicationStopped
-    // says why), unless the primary refused it.
-    for (const auto& n : nodes) {
-      if (&n == &w || !n.reachable || n.writable) continue;
-      if (n.rebuilding) continue;  // its rebuild runs, on its old data still
-      // Refused by the primary (error 1236: it holds what the primary never had, or needs
-      // what the primary no longer has): diverged, though it may look like its replica.
-      const bool refused = n.diverged || (n.master_host == w.address && !n.io_running &&
-                                          n.io_errno == kErrorDivergedOrPurged);
-      if (n.master_host == w.address && !refused) continue;
-      // Ahead of the primary by sequence number, judged only once it applies nothing more
-      // (a node still applying from elsewhere moves under the manager's two questions).
-      const bool settled = !n.io_running && (!n.sql_running || n.relay_applied);
-      const bool ahead = !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
-      if (ahead && !settled && !refused) continue;
-      const bool diverged = refused || ahead;
-      if (diverged) diverged_.push_back(n.name);
-      if (paused) continue;
-      if (diverged) {
-        const std::string why =
-            refused ? fmt::format("{}'s replication was refused by {} as diverged", n.name, w.name)
-                    : fmt::format(
-                          "{} holds transactions the primary {} lacks (its binlog {}, "
-                          "the primary has {})",
-                          n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos);
-        if (rebuild_available_ && !n.rebuild_wait && d.action == Action::None) {
-          d.action = Action::Rebuild;
-          d.targets = {n.name};
-          d.reason += fmt::format(
-              "{}{}: rebuilding it from {} (what it holds that {} lacks is "
-              "saved first)",
-              d.reason.empty() ? "" : "; ", why, w.name, w.name);
-        } else if (rebuild_available_ && n.rebuild_wait) {
-          d.reason +=
-              fmt::format("{}{}: its rebuild waits (one runs, or its last failed a moment ago)",
-                          d.reason.empty() ? "" : "; ", why);
-        } else if (!rebuild_available_) {
-          d.reason += fmt::format(
-              "{}{}: not rejoined automatically; `webstack db rebuild {}` saves them and "
-              "replaces its data with the primary's",
-              d.reason.empty() ? "" : "; ", why, n.name);
-        }
-        continue;
-      }
-      if (d.action != Action::None) continue;  // one action a round
-      d.action = Action::Rejoin;
-      d.targets = {n.name};
-      d.reason += fmt::format("{}{}: it becomes a replica of {} (its binlog {} is within {}'s {})",
-                              d.reason.empty() ? "" : "; ", describe(n), w.name,
-                              n.gtid_binlog_pos.empty() ? "empty" : n.gtid_binlog_pos, w.name,
-                              w.gtid_current_pos);
-    }
-    return d;
-  }
+  if (writable.size() == 1) return with_writable(*writable.front(), nodes, paused);
 
+  return without_writable(now, nodes, apps, paused, stray);
+}
+
+Decision Decider::with_writable(const NodeView& w, const std::vector<NodeView>& nodes,
+                                bool paused) {
+  Decision d;
+  if (w.name != primary_) {
+    d.reason = fmt::format("{} is writable: it is the primary now{}", w.name,
+                           primary_.empty() ? "" : " (was " + primary_ + ")");
+    primary_ = w.name;
+    last_no_tx_.reset();
+  }
+  down_since_.reset();
+  refused_.clear();
+  watch_semi_sync(w, nodes);
+  // A reachable read-only node that replicates from nobody, or from another address
+  // than the primary's (a former primary), becomes the primary's replica, if it holds
+  // nothing the primary lacks; one that does (diverged) is rebuilt from the primary,
+  // where a rebuild command is configured. A replica of the primary whose threads
+  // stopped is left alone (someone stopped them, or the monitoring's ReplicationStopped
+  // says why), unless the primary refused it.
+  for (const auto& n : nodes) {
+    if (&n == &w || !n.reachable || n.writable) continue;
+    if (n.rebuilding) continue;  // its rebuild runs, on its old data still
+    rejoin_or_rebuild(w, n, paused, d);
+  }
+  return d;
+}
+
+// One reachable read-only node `n` beside the writable primary `w`, added to `d`.
+void Decider::rejoin_or_rebuild(const NodeView& w, const NodeView& n, bool paused, Decision& d) {
+  // Refused by the primary (error 1236: it holds what the primary never had, or needs
+  // what the primary no longer has): diverged, though it may look like its replica.
+  const bool refused = n.diverged || (n.master_host == w.address && !n.io_running &&
+                                      n.io_errno == kErrorDivergedOrPurged);
+  if (n.master_host == w.address && !refused) return;
+  // Ahead of the primary by sequence number, judged only once it applies nothing more
+  // (a node still applying from elsewhere moves under the manager's two questions).
+  const bool settled = !n.io_running && (!n.sql_running || n.relay_applied);
+  const bool ahead = !gtid_covers(w.gtid_current_pos, n.gtid_binlog_pos);
+  if (ahead && !settled && !refused) return;
+  const bool diverged = refused || ahead;
+  if (diverged) diverged_.push_back(n.name);
+  if (paused) return;
+  if (diverged) {
+    const std::string why =
+        refused ? fmt::format("{}'s replication was refused by {} as diverged", n.name, w.name)
+                : fmt::format(
+                      "{} holds transactions the primary {} lacks (its binlog {}, "
+                      "the primary has {})",
+                      n.name, w.name, n.gtid_binlog_pos, w.gtid_current_pos);
+    if (rebuild_available_ && !n.rebuild_wait && d.action == Action::None) {
+      d.action = Action::Rebuild;
+      d.targets = {n.name};
+      d.reason += fmt::format(
+          "{}{}: rebuilding it from {} (what it holds that {} lacks is "
+          "saved first)",
+          d.reason.empty() ? "" : "; ", why, w.name, w.name);
+    } else if (rebuild_available_ && n.rebuild_wait) {
+      d.reason += fmt::format("{}{}: its rebuild waits (one runs, or its last failed a moment ago)",
+                              d.reason.empty() ? "" : "; ", why);
+    } else if (!rebuild_available_) {
+      d.reason += fmt::format(
+          "{}{}: not rejoined automatically; `webstack db rebuild {}` saves them and "
+          "replaces its data with the primary's",
+          d.reason.empty() ? "" : "; ", why, n.name);
+    }
+    return;
+  }
+  if (d.action != Action::None) return;  // one action a round
+  d.action = Action::Rejoin;
+  d.targets = {n.name};
+  d.reason += fmt::format("{}{}: it becomes a replica of {} (its binlog {} is within {}'s {})",
+                          d.reason.empty() ? "" : "; ", describe(n), w.name,
+                          n.gtid_binlog_pos.empty() ? "empty" : n.gtid_binlog_pos, w.name,
+                          w.gtid_current_pos);
+}
+
+Decision Decider::without_writable(Clock::time_point now, const std::vector<NodeView>& nodes,
+                                   const std::vector<AppView>& apps, bool paused,
+                                   const std::string& stray) {
   // No writable node.
   if (!down_since_) down_since_ = now;
   const auto down_for = now - *down_since_;
@@ -187,29 +243,8 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
   for (const auto& n : nodes) evidence += describe(n) + "; ";
   // The apps' view: every app that answered must also see no writable primary. One that
   // still writes to it means the manager's own path is what failed.
-  int answered = 0;
-  for (const auto& a : apps) {
-    if (!a.answered) {
-      evidence += fmt::format("app {} does not answer ({}); ", a.name, a.error);
-      continue;
-    }
-    ++answered;
-    for (const auto& s : a.nodes) {
-      if (s.node != primary_) continue;
-      evidence += fmt::format("app {} sees {} {}; ", a.name, s.node,
-                              !s.reachable ? "unreachable"
-                              : s.writable ? "writable"
-                                           : "read-only");
-      if (s.reachable && s.writable) {
-        return {Action::None,
-                {},
-                primary_,
-                evidence + "waiting: an app still reaches a writable primary"};
-      }
-    }
-  }
-  if (answered == 0) {
-    return {Action::None, {}, primary_, evidence + "waiting: no app answers to confirm"};
+  if (auto wait = apps_objection(apps, primary_, evidence)) {
+    return {Action::None, {}, primary_, evidence + *wait};
   }
   if (down_for < failover_after_) {
     return {Action::None,
@@ -219,14 +254,12 @@ Decision Decider::decide(Clock::time_point now, const std::vector<NodeView>& nod
   }
   if (paused) return {Action::None, {}, primary_, evidence + "paused: no promotion"};
 
-  // The candidate: the reachable read-only node with the most transactions (every one
-  // acknowledged to a client is on it: semi-sync AFTER_SYNC), file order among equals.
-  const NodeView* best = nullptr;
-  for (const auto& n : nodes) {
-    // Not a node whose data a rebuild is about to replace.
-    if (!n.reachable || n.name == primary_ || n.rebuilding || n.rebuild_locked) continue;
-    if (best == nullptr || !gtid_covers(best->gtid_current_pos, n.gtid_current_pos)) best = &n;
-  }
+  return promote_or_restore(candidate(nodes, primary_), old, evidence);
+}
+
+// The failover itself, the primary down long enough: `best` promoted, or `old` kept.
+Decision Decider::promote_or_restore(const NodeView* best, const NodeView* old,
+                                     const std::string& evidence) {
   // A reachable old primary holding transactions the candidate lacks and cannot fetch
   // (its replication is not running) is the more complete copy: it stays the primary.
   if (best != nullptr && old != nullptr && old->reachable &&

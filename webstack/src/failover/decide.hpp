@@ -112,6 +112,14 @@ class Decider {
  private:
   // The primary's semi-sync this round: remembers the GTID a candidate must hold.
   void watch_semi_sync(const NodeView& primary, const std::vector<NodeView>& nodes);
+  // decide()'s rounds: one writable node (the primary), or none.
+  Decision with_writable(const NodeView& w, const std::vector<NodeView>& nodes, bool paused);
+  void rejoin_or_rebuild(const NodeView& w, const NodeView& n, bool paused, Decision& d);
+  Decision without_writable(Clock::time_point now, const std::vector<NodeView>& nodes,
+                            const std::vector<AppView>& apps, bool paused,
+                            const std::string& stray);
+  Decision promote_or_restore(const NodeView* best, const NodeView* old,
+                              const std::string& evidence);
 
   std::string primary_;
   std::chrono::milliseconds failover_after_;
