@@ -136,6 +136,69 @@ void StateServer::run(const Handler& handler, const std::atomic<int>& stop,
   for (auto& cl : clients) ::close(cl.fd);
 }
 
+namespace {
+
+// Waits for `events` on `fd` until the deadline; false (with `error` set) on timeout.
+bool wait_until(int fd, short events, Clock::time_point deadline, std::chrono::milliseconds timeout,
+                std::string& error) {
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      error = fmt::format("no answer within {} ms", timeout.count());
+      return false;
+    }
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) {
+      error = std::string("poll: ") + std::strerror(errno);
+      return false;
+    }
+  }
+}
+
+// Everything the peer sends until it closes (at most 1 MiB), or nullopt with `error`.
+std::optional<std::string> read_to_end(int fd, Clock::time_point deadline,
+                                       std::chrono::milliseconds timeout, std::string& error) {
+  std::string response;
+  for (;;) {
+    if (!wait_until(fd, POLLIN, deadline, timeout, error)) return std::nullopt;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      response.append(buf, static_cast<std::size_t>(n));
+      if (response.size() > (1 << 20)) {
+        error = "answer longer than 1 MiB";
+        return std::nullopt;
+      }
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EAGAIN || errno == EINTR) continue;
+    error = std::string("recv: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  return response;
+}
+
+// The body of a 200 answer, or nullopt with `error`.
+std::optional<std::string> body_of(const std::string& response, std::string& error) {
+  const auto head_end = response.find("\r\n\r\n");
+  if (head_end == std::string::npos || !response.starts_with("HTTP/1.")) {
+    error = "not an HTTP answer";
+    return std::nullopt;
+  }
+  const auto status = response.substr(9, 3);
+  if (status != "200") {
+    error = "HTTP " + response.substr(9, response.find("\r\n") - 9);
+    return std::nullopt;
+  }
+  return response.substr(head_end + 4);
+}
+
+}  // namespace
+
 std::optional<std::string> http_get(const std::string& address, int port, const std::string& path,
                                     std::chrono::milliseconds timeout, std::string& error) {
   const auto deadline = Clock::now() + timeout;
@@ -155,29 +218,11 @@ std::optional<std::string> http_get(const std::string& address, int port, const 
     error = e.what();
     return std::nullopt;
   }
-  // Waits for `events` until the deadline; false (with `error` set) on timeout.
-  const auto wait_for = [&](short events) {
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) {
-        error = fmt::format("no answer within {} ms", timeout.count());
-        return false;
-      }
-      pollfd p{fd, events, 0};
-      const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
-      if (rc > 0) return true;
-      if (rc < 0 && errno != EINTR) {
-        error = std::string("poll: ") + std::strerror(errno);
-        return false;
-      }
-    }
-  };
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
     error = std::string("connect: ") + std::strerror(errno);
     return std::nullopt;
   }
-  if (!wait_for(POLLOUT)) return std::nullopt;
+  if (!wait_until(fd, POLLOUT, deadline, timeout, error)) return std::nullopt;
   int err = 0;
   socklen_t len = sizeof err;
   ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -191,35 +236,9 @@ std::optional<std::string> http_get(const std::string& address, int port, const 
     error = std::string("send: ") + std::strerror(errno);
     return std::nullopt;
   }
-  std::string response;
-  for (;;) {
-    if (!wait_for(POLLIN)) return std::nullopt;
-    char buf[4096];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) {
-      response.append(buf, static_cast<std::size_t>(n));
-      if (response.size() > (1 << 20)) {
-        error = "answer longer than 1 MiB";
-        return std::nullopt;
-      }
-      continue;
-    }
-    if (n == 0) break;
-    if (errno == EAGAIN || errno == EINTR) continue;
-    error = std::string("recv: ") + std::strerror(errno);
-    return std::nullopt;
-  }
-  const auto head_end = response.find("\r\n\r\n");
-  if (head_end == std::string::npos || !response.starts_with("HTTP/1.")) {
-    error = "not an HTTP answer";
-    return std::nullopt;
-  }
-  const auto status = response.substr(9, 3);
-  if (status != "200") {
-    error = "HTTP " + response.substr(9, response.find("\r\n") - 9);
-    return std::nullopt;
-  }
-  return response.substr(head_end + 4);
+  const std::optional<std::string> response = read_to_end(fd, deadline, timeout, error);
+  if (!response) return std::nullopt;
+  return body_of(*response, error);
 }
 
 std::string query_value(const std::string& request, const std::string& key) {
