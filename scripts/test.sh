@@ -97,13 +97,17 @@ asan_system() {
   GTEST_FILTER="-$(IFS=:; echo "${release_only[*]}")" label asan system
 }
 
-# Sets the nice of the autogroup of <pid>, a session leader started with setsid (not
-# ours: until its setsid, the child is still in our group, which stays as it is).
+# Sets the nice of <pid>'s process group (what it starts next inherits it) and of its
+# autogroup, for <pid> a session leader started with setsid. The autogroup is what counts
+# where the kernel uses autogroups (kernel.sched_autogroup_enabled, the root CPU cgroup);
+# the processes' own nice where it does not. Until its setsid, the child is still in our
+# group, which stays as it is.
 group_nice() {
   local pid=$1 nice=$2
   [ -n "$pid" ] && [ -e "/proc/$pid/autogroup" ] || return 0
   [ "$(cut -d' ' -f1 "/proc/$pid/autogroup" 2>/dev/null)" != \
     "$(cut -d' ' -f1 /proc/self/autogroup)" ] || return 0
+  renice -n "$nice" -g "$pid" >/dev/null 2>&1 || true
   echo "$nice" >"/proc/$pid/autogroup" 2>/dev/null || true
 }
 
@@ -158,7 +162,8 @@ if [ -f build/release/compile_commands.json ]; then
   # Its own session is its own autogroup, which the scheduler gives an equal share of the
   # CPU whatever the policy of the processes inside: the group's nice is 19 too.
   setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
-    exec chrt --idle 0 env LINT_SKIP_FORMAT=1 scripts/lint.sh build/release' >"$tidy_log" 2>&1 &
+    exec nice -n 19 chrt --idle 0 env LINT_SKIP_FORMAT=1 scripts/lint.sh build/release' \
+    >"$tidy_log" 2>&1 &
   tidy_pid=$!
 fi
 
@@ -179,6 +184,7 @@ fi
 # The asan build, in its own session (so its own autogroup: the scheduler's unit of
 # fair share), started now beside the deploy label at the usual priority.
 echo "== asan: build, in the background (its output follows when it ends)"
+mkdir -p build
 asan_log=build/asan-build.log
 asan_t0=$(date +%s)
 setsid scripts/setup.sh asan >"$asan_log" 2>&1 &
@@ -215,7 +221,7 @@ rc=0
 wait "$asan_pid" || rc=$?
 asan_pid=""
 echo "== asan: build (ran in the background)"
-tail -n 20 "$asan_log"
+if [ "$rc" = 0 ]; then tail -n 5 "$asan_log" || true; else cat "$asan_log" || true; fi
 record "asan build (beside the deploy, then the system label)" "$asan_t0" "$rc"
 [ "$rc" = 0 ] || asan_built=0
 if [ "$asan_built" = 1 ]; then

@@ -62,8 +62,17 @@ class Connection {
     set(CURLOPT_WRITEFUNCTION, &Connection::discard);
     set(CURLOPT_HEADERFUNCTION, &Connection::header);
     set(CURLOPT_HEADERDATA, static_cast<void*>(this));
-    if (t_.tls) set(CURLOPT_CAINFO, t_.ca_file.c_str());
+    // Straight to the site: no proxy from the environment (https_proxy...), which the
+    // client host could not reach; and the lab CA only, not the system's CAs too.
+    set(CURLOPT_PROXY, "");
+    if (t_.tls) {
+      set(CURLOPT_CAINFO, t_.ca_file.c_str());
+      set(CURLOPT_CAPATH, static_cast<const char*>(nullptr));
+    }
   }
+  // libcurl holds this object's address (header callback data, error buffer).
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   // Sends one request (a POST when body is given) and reads its answer; throws
   // std::runtime_error with libcurl's reason when no answer came.
