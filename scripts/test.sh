@@ -72,6 +72,21 @@ timed() {
   record "$name" "$t0" "$rc"
   return "$rc"
 }
+# Waits for the background step <pid> (started at <t0>), prints its log <log> (only its
+# last <ok_lines> lines when it passed, if given) and records it as <name>; returns its
+# exit status.
+collect() {
+  local pid=$1 log=$2 t0=$3 name=$4 ok_lines=${5:-} rc=0
+  wait "$pid" || rc=$?
+  echo "== $name: ended"
+  if [ "$rc" = 0 ] && [ -n "$ok_lines" ]; then
+    tail -n "$ok_lines" "$log" || true
+  else
+    cat "$log" || true
+  fi
+  record "$name" "$t0" "$rc"
+  return "$rc"
+}
 # ctest for one label of one preset, with a JUnit report for the closing line.
 label() {
   local preset=$1 name=$2
@@ -198,12 +213,9 @@ if [ "$release_built" = 1 ]; then
 fi
 
 if [ -n "$deploy_pid" ]; then
-  rc=0
-  wait "$deploy_pid" || rc=$?
+  collect "$deploy_pid" "$deploy_log" "$deploy_t0" "release deploy (beside the asan build)" ||
+    true
   deploy_pid=""
-  echo "== release: deploy (ran in the background)"
-  cat "$deploy_log"
-  record "release deploy (beside the asan build)" "$deploy_t0" "$rc"
   cleanup_test_labs build/release/webstack/webstack  # a deploy test killed by its timeout
 fi
 
@@ -217,13 +229,9 @@ if [ "$release_built" = 1 ]; then
 fi
 
 group_nice "$asan_pid" 0
-rc=0
-wait "$asan_pid" || rc=$?
+collect "$asan_pid" "$asan_log" "$asan_t0" "asan build (beside the deploy, then the system label)" \
+  5 || asan_built=0
 asan_pid=""
-echo "== asan: build (ran in the background)"
-if [ "$rc" = 0 ]; then tail -n 5 "$asan_log" || true; else cat "$asan_log" || true; fi
-record "asan build (beside the deploy, then the system label)" "$asan_t0" "$rc"
-[ "$rc" = 0 ] || asan_built=0
 if [ "$asan_built" = 1 ]; then
   echo "== asan: unit"
   timed "asan unit" label asan unit -j 2 || true
@@ -237,12 +245,8 @@ if [ "$asan_built" = 1 ]; then
 fi
 
 if [ -n "$tidy_pid" ]; then
-  rc=0
-  wait "$tidy_pid" || rc=$?
+  collect "$tidy_pid" "$tidy_log" "$tidy_t0" "clang-tidy (idle priority, beside the rest)" || true
   tidy_pid=""
-  echo "== clang-tidy (ran in the background)"
-  cat "$tidy_log"
-  record "clang-tidy (idle priority, beside the rest)" "$tidy_t0" "$rc"
 fi
 
 timings+=("$(printf '%-44s %5d s' total $(($(date +%s) - t_start)))")
